@@ -1,0 +1,278 @@
+"""The EM loop as pure functions of a `LoopState` pytree.
+
+One call of `iteration(state, pool)` is one iteration of Algorithm 3.1 in the
+order of the original code (SPEC §1): train -> evaluate -> MC inference ->
+acquire -> refresh pseudo-labels and D. Every array has a fixed shape over the
+pool, the iteration counter is traced, so the function compiles once and runs
+200 iterations without recompiling or leaving the device. A leading seed axis
+is a `jax.vmap` away (`seeds_iteration`).
+
+This module never imports a model: the forward pass comes in as `apply_fn`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from bass_jax import mc_dropout
+from bass_jax import selection
+from bass_jax import training
+
+SEMI_MODES = ('none', 'stepwise', 'all', 'confident')
+# Acquisition functions: any score of `uncertainty.SCORE_NAMES` (top-k), or:
+RANDOM_ACQUISITIONS = ('random', 'above_average', 'above_theta')
+
+
+@flax.struct.dataclass
+class Pool:
+  """The data an iteration reads; shared by all seeds.
+
+  Attributes:
+    x: [N, ...] pool inputs (ground truth X and unlabelled X' together).
+    y: [N] int32 hidden labels: what the simulated oracle reveals, and the
+      truth pseudo-label accuracy is measured against (-1 where unknown).
+    test_x: [M, ...] validation inputs.
+    test_y: [M] int32 validation labels.
+  """
+  x: jax.Array
+  y: jax.Array
+  test_x: jax.Array
+  test_y: jax.Array
+
+
+@flax.struct.dataclass
+class LoopState:
+  """Everything that changes from one iteration to the next (one seed).
+
+  Attributes:
+    train: model parameters and optimizer state.
+    labelled: [N] bool, the ground-truth set X.
+    member: [N] bool, pseudo-labelled members of D (grows monotonically).
+    labels: [N] int32 training labels: revealed truth where labelled, the
+      newest pseudo-label elsewhere.
+    key: raw PRNG key data of this seed (typed keys are rebuilt from it, so
+      the state checkpoints as plain arrays).
+    iteration: scalar int32, the index of the next iteration.
+  """
+  train: training.TrainState
+  labelled: jax.Array
+  member: jax.Array
+  labels: jax.Array
+  key: jax.Array
+  iteration: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+  """Static settings of the loop (hashable; part of the compiled program)."""
+  semi: str = 'stepwise'
+  acquisition: str = 'entropy'
+  query_every: int = 10
+  query_size: int = 10
+  confident_k: int = 10
+  initial_epochs: int = 100
+  epochs_per_iteration: int = 1
+  gt_upsample: int = 20
+  mu: float = 1.0
+  batch_size: int = 256
+  l2: float = 1e-3
+  mc_passes_gt: int = 100
+  mc_passes_pool: int = 10
+  chunk_size: int = 1000
+  eval_chunk_size: int = 2000
+  label_capacity: int = 310
+  train_capacity: int = 66560
+  prng_impl: str = 'threefry2x32'
+
+  @property
+  def score_names(self) -> tuple[str, ...]:
+    if self.acquisition in ('none',) + RANDOM_ACQUISITIONS:
+      return ()
+    return (self.acquisition,)
+
+
+def _named_keys(cfg: LoopConfig, key_data: jax.Array,
+                iteration: jax.Array) -> dict[str, jax.Array]:
+  """This iteration's keys, one per consumer; a function of seed and i only."""
+  root = jax.random.fold_in(
+      jax.random.wrap_key_data(key_data, impl=cfg.prng_impl), iteration)
+  names = ('train', 'gt', 'pool', 'acquire')
+  return {n: jax.random.fold_in(root, j) for j, n in enumerate(names)}
+
+
+def _is_query_iteration(cfg: LoopConfig, iteration: jax.Array) -> jax.Array:
+  if cfg.acquisition == 'none':
+    return jnp.bool_(False)
+  return iteration % cfg.query_every == 0
+
+
+def acquisition_picks(cfg: LoopConfig, key: jax.Array,
+                      sweep: dict[str, jax.Array], available: jax.Array,
+                      theta: jax.Array, mean_entropy_all: jax.Array
+                      ) -> tuple[jax.Array, jax.Array]:
+  """The `query_size` pool samples to send to the oracle: ([k] int32, [k] bool)."""
+  k = cfg.query_size
+  if cfg.acquisition == 'random':
+    return selection.random_indices(key, available, k)
+  if cfg.acquisition == 'above_average':
+    return selection.above_average_indices(key, sweep['entropy'],
+                                           mean_entropy_all, available, k)
+  if cfg.acquisition == 'above_theta':
+    return selection.above_average_indices(key, sweep['entropy'], theta,
+                                           available, k)
+  return selection.top_k_indices(sweep[cfg.acquisition], available, k)
+
+
+def refreshed_membership(cfg: LoopConfig, member: jax.Array,
+                         entropy: jax.Array, theta: jax.Array,
+                         labelled: jax.Array) -> jax.Array:
+  """D's pseudo-labelled part after this iteration's E-step: [N] bool."""
+  if cfg.semi == 'none':
+    return jnp.zeros_like(member)
+  if cfg.semi == 'all':
+    return selection.all_data_membership(labelled)
+  if cfg.semi == 'stepwise':
+    return selection.stepwise_membership(member, entropy, theta, labelled)
+  return selection.top_k_confident_membership(member, entropy, labelled,
+                                              cfg.confident_k)
+
+
+def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+  return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
+
+
+def em_step(cfg: LoopConfig, apply_fn: Callable,
+            optimizer: optax.GradientTransformation, state: LoopState,
+            pool: Pool) -> tuple[LoopState, jax.Array, jax.Array, dict]:
+  """One iteration up to, not including, the oracle's answer.
+
+  Returns:
+    (state, query [k] int32, query_valid [k] bool, metrics): the state has
+    the refreshed pseudo-labels and D and the advanced iteration counter;
+    `query_valid` is all False on non-query iterations. Metrics are scalars
+    describing the model trained in this iteration.
+  """
+  i = state.iteration
+  keys = _named_keys(cfg, state.key, i)
+  labelled, member = state.labelled, state.member
+
+  # 1. M-step: the initial phase at i = 0, then one epoch per iteration.
+  num_epochs = jnp.where(i == 0, cfg.initial_epochs, cfg.epochs_per_iteration)
+  train_state, loss = training.train_epochs(
+      state.train, optimizer, apply_fn, keys['train'], pool.x, state.labels,
+      labelled, member, num_epochs, gt_upsample=cfg.gt_upsample, mu=cfg.mu,
+      batch_size=cfg.batch_size, capacity=cfg.train_capacity, l2=cfg.l2)
+  params = train_state.params
+
+  # 2. Validation with dropout off.
+  val_acc = mc_dropout.accuracy(apply_fn, params, pool.test_x, pool.test_y,
+                                cfg.eval_chunk_size)
+
+  # 3. MC inference: T passes on X (theta), T' passes on the whole pool.
+  gt_idx, gt_valid = selection.labelled_slots(labelled, cfg.label_capacity)
+  gt = mc_dropout.mc_sweep(apply_fn, params, pool.x[gt_idx], keys['gt'],
+                           cfg.mc_passes_gt, cfg.chunk_size, indices=gt_idx)
+  theta = selection.threshold_theta(gt['entropy'], gt_valid)
+  sweep = mc_dropout.mc_sweep(apply_fn, params, pool.x, keys['pool'],
+                              cfg.mc_passes_pool, cfg.chunk_size,
+                              cfg.score_names)
+  unlabelled = ~labelled
+  entropy_sum_all = (jnp.sum(jnp.where(gt_valid, gt['entropy'], 0.0)) +
+                     jnp.sum(jnp.where(unlabelled, sweep['entropy'], 0.0)))
+  mean_entropy_all = entropy_sum_all / labelled.shape[0]
+
+  # 4. Acquisition (only on query iterations).
+  query, query_valid = acquisition_picks(cfg, keys['acquire'], sweep,
+                                         unlabelled, theta, mean_entropy_all)
+  query_valid &= _is_query_iteration(cfg, i)
+
+  # 5. Pseudo-labels refresh every iteration; D only grows.
+  new_member = refreshed_membership(cfg, member, sweep['entropy'], theta,
+                                    labelled)
+  new_labels = jnp.where(labelled, state.labels, sweep['pseudo_label'])
+
+  pseudo = member & unlabelled
+  known = pool.y >= 0
+  metrics = {
+      'iteration': i,
+      'val_acc': val_acc,
+      'gt_acc': _masked_mean(gt['pseudo_label'] == state.labels[gt_idx],
+                             gt_valid),
+      'pseudo_acc': _masked_mean(state.labels == pool.y, pseudo & known),
+      'num_pseudo': jnp.sum(pseudo),
+      'num_labels': jnp.sum(labelled),
+      'num_train': jnp.sum(labelled) + jnp.sum(pseudo),
+      'theta': theta,
+      'pool_entropy': _masked_mean(sweep['entropy'], unlabelled),
+      'loss': loss,
+  }
+  new_state = state.replace(train=train_state, member=new_member,
+                            labels=new_labels, iteration=i + 1)
+  return new_state, query, query_valid, metrics
+
+
+def reveal(state: LoopState, query: jax.Array, query_valid: jax.Array,
+           answers: jax.Array) -> LoopState:
+  """The oracle's answers join X (and leave D's pseudo-labelled part).
+
+  Args:
+    state: loop state.
+    query: [k] int32 pool indices.
+    query_valid: [k] bool, which picks are real.
+    answers: [k] int32 true labels of the picks.
+  """
+  labelled = selection.mark(state.labelled, query, query_valid)
+  labels = state.labels.at[query].set(
+      jnp.where(query_valid, answers, state.labels[query]))
+  return state.replace(labelled=labelled, labels=labels,
+                       member=state.member & ~labelled)
+
+
+def iteration(cfg: LoopConfig, apply_fn: Callable,
+              optimizer: optax.GradientTransformation, state: LoopState,
+              pool: Pool) -> tuple[LoopState, dict]:
+  """One full iteration with the simulated oracle (hidden labels in pool.y)."""
+  state, query, query_valid, metrics = em_step(cfg, apply_fn, optimizer,
+                                               state, pool)
+  metrics['num_queried'] = jnp.sum(query_valid)
+  return reveal(state, query, query_valid, pool.y[query]), metrics
+
+
+def init_state(apply_init: Callable, optimizer: optax.GradientTransformation,
+               key_data: jax.Array, prng_impl: str, example_x: jax.Array,
+               labelled: jax.Array, labels: jax.Array) -> LoopState:
+  """The state of one seed before iteration 0.
+
+  Args:
+    apply_init: `init(key, x) -> params`.
+    optimizer: the optax transform.
+    key_data: raw key data of this seed's root key; it is split once into
+      the parameter-init key and the loop key kept in the state.
+    prng_impl: PRNG implementation name of `key_data`.
+    example_x: [1, ...] an input, for shapes.
+    labelled: [N] bool initial ground truth.
+    labels: [N] int32 labels (only the labelled entries are used).
+  """
+  rng_init, rng_loop = jax.random.split(
+      jax.random.wrap_key_data(key_data, impl=prng_impl))
+  params = apply_init(rng_init, example_x)
+  return LoopState(
+      train=training.TrainState(params, optimizer.init(params)),
+      labelled=labelled, member=jnp.zeros_like(labelled),
+      labels=jnp.where(labelled, labels, 0).astype(jnp.int32),
+      key=jax.random.key_data(rng_loop), iteration=jnp.int32(0))
+
+
+def seeds_iteration(cfg: LoopConfig, apply_fn: Callable,
+                    optimizer: optax.GradientTransformation
+                    ) -> Callable[[LoopState, Pool], tuple[LoopState, dict]]:
+  """`iteration` vmapped over a leading seed axis of the state (pool shared)."""
+  def one(state, pool):
+    return iteration(cfg, apply_fn, optimizer, state, pool)
+  return jax.vmap(one, in_axes=(0, None))

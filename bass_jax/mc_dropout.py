@@ -1,0 +1,156 @@
+"""MC-dropout inference: T stochastic passes, folded into the batch, chunked.
+
+Randomness is per sample: the mask of pass t on sample i comes from
+`fold_in(key, i)` split T ways, where i is the sample's index in the pool. So a
+sample's MC statistics do not depend on the chunk size, the padding, the
+device count or which other samples share its batch: chunked = unchunked and
+sharded = unsharded hold exactly, not just in distribution.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from bass_jax import uncertainty
+
+ApplyFn = Callable  # (params, x [B, ...], key | None) -> logits [B, C]
+
+
+def sample_keys(key: jax.Array, indices: jax.Array,
+                num_passes: int) -> jax.Array:
+  """Returns the dropout keys [T, B] of samples `indices` [B] for T passes."""
+  per_sample = jax.vmap(lambda i: jax.random.fold_in(key, i))(indices)
+  return jax.vmap(lambda k: jax.random.split(k, num_passes), out_axes=1)(
+      per_sample)
+
+
+def mc_probs(apply_fn: ApplyFn, params, x: jax.Array,
+             keys: jax.Array) -> jax.Array:
+  """Softmax outputs of T dropout passes over a batch.
+
+  The two vmaps (passes, samples) fold into one batch of T*B for the
+  network's convolutions and matmuls; every (pass, sample) pair draws its own
+  dropout mask from its key.
+
+  Args:
+    apply_fn: the model's forward pass.
+    params: model parameters.
+    x: [B, ...] inputs.
+    keys: [T, B] dropout keys (see `sample_keys`).
+
+  Returns:
+    [T, B, C] float32 probabilities.
+  """
+  def one(xi, k):
+    return apply_fn(params, xi[None], k)[0]
+
+  logits = jax.vmap(jax.vmap(one, in_axes=(0, 0)), in_axes=(None, 0))(x, keys)
+  return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+
+def _chunked(x: jax.Array, chunk_size: int) -> tuple[jax.Array, jax.Array]:
+  """Pads [N, ...] to a multiple of chunk_size; returns chunks and indices."""
+  n = x.shape[0]
+  num_chunks = -(-n // chunk_size)
+  pad = num_chunks * chunk_size - n
+  if pad:
+    x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
+  chunks = x.reshape((num_chunks, chunk_size) + x.shape[1:])
+  indices = jnp.arange(num_chunks * chunk_size, dtype=jnp.int32).reshape(
+      num_chunks, chunk_size)
+  return chunks, indices
+
+
+def _unchunked(tree, n: int):
+  """Inverse of `_chunked` on the outputs: [num_chunks, chunk, ...] -> [n, ...]."""
+  return jax.tree_util.tree_map(
+      lambda a: a.reshape((-1,) + a.shape[2:])[:n], tree)
+
+
+def mc_statistics(probs: jax.Array,
+                  score_names: Sequence[str]) -> dict[str, jax.Array]:
+  """Per-sample statistics of MC samples [T, B, C].
+
+  Returns:
+    'mean_probs' [B, C], 'pseudo_label' [B] int32 (eq. 4), 'entropy' [B]
+    (eq. 3), and each requested score in `score_names` [B].
+  """
+  mean_probs = jnp.mean(probs, axis=0)
+  out = {
+      'mean_probs': mean_probs,
+      'pseudo_label': jnp.argmax(mean_probs, axis=-1).astype(jnp.int32),
+      'entropy': uncertainty.normalized_entropy(mean_probs),
+  }
+  for name in score_names:
+    if name not in out:
+      out[name] = SCORE_FNS[name](probs, mean_probs)
+  return out
+
+
+SCORE_FNS = {
+    'entropy': lambda p, m: uncertainty.normalized_entropy(m),
+    'bald': lambda p, m: uncertainty.mutual_information(p),
+    'variation_ratio': lambda p, m: uncertainty.variation_ratio(p),
+    'mean_std': lambda p, m: uncertainty.mean_std(p),
+    'least_confidence': lambda p, m: uncertainty.least_confidence(m),
+    'margin': lambda p, m: uncertainty.margin(m),
+}
+
+
+def mc_sweep(apply_fn: ApplyFn, params, x: jax.Array, key: jax.Array,
+             num_passes: int, chunk_size: int,
+             score_names: Sequence[str] = (),
+             indices: jax.Array | None = None) -> dict[str, jax.Array]:
+  """MC-dropout statistics over a pool of any size with bounded memory.
+
+  The pool is processed `chunk_size` samples at a time (a `lax.map`), so at
+  most T * chunk_size activations are alive; only per-sample statistics are
+  returned, never the [T, N, C] samples.
+
+  Args:
+    apply_fn: the model's forward pass.
+    params: model parameters.
+    x: [N, ...] inputs.
+    key: PRNG key of this sweep.
+    num_passes: T, dropout passes per sample.
+    chunk_size: samples per chunk (static).
+    score_names: extra scores to compute (see `uncertainty.SCORE_NAMES`).
+    indices: [N] int32 sample ids that seed each sample's masks; default
+      0..N-1 (the position in x).
+
+  Returns:
+    Dict of [N, ...] arrays, see `mc_statistics`.
+  """
+  n = x.shape[0]
+  chunk_size = min(chunk_size, n)
+  chunks, positions = _chunked(x, chunk_size)
+  if indices is not None:
+    ids, _ = _chunked(indices, chunk_size)
+  else:
+    ids = positions
+
+  def one_chunk(args):
+    xc, ic = args
+    probs = mc_probs(apply_fn, params, xc, sample_keys(key, ic, num_passes))
+    return mc_statistics(probs, score_names)
+
+  return _unchunked(jax.lax.map(one_chunk, (chunks, ids)), n)
+
+
+def predict_logits(apply_fn: ApplyFn, params, x: jax.Array,
+                   chunk_size: int) -> jax.Array:
+  """Deterministic (dropout off) logits [N, C], computed chunk by chunk."""
+  n = x.shape[0]
+  chunks, _ = _chunked(x, min(chunk_size, n))
+  logits = jax.lax.map(lambda xc: apply_fn(params, xc, None), chunks)
+  return _unchunked(logits, n)
+
+
+def accuracy(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array,
+             chunk_size: int) -> jax.Array:
+  """Deterministic accuracy (a scalar in [0, 1]) of the model on (x, y)."""
+  logits = predict_logits(apply_fn, params, x, chunk_size)
+  return jnp.mean(jnp.argmax(logits, axis=-1) == y)

@@ -1,0 +1,143 @@
+"""Pseudo-label membership and acquisition over boolean masks, jittable.
+
+All functions take and return fixed-shape arrays over the whole pool [N]:
+masks instead of index lists, a static `k` for every top-k, so they compile
+once and run inside the loop without host round trips.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+NEG_INF = -jnp.inf
+
+
+def threshold_theta(gt_entropy: jax.Array, gt_valid: jax.Array) -> jax.Array:
+  """Eq. 8: theta, the mean normalized entropy over the labelled samples.
+
+  Args:
+    gt_entropy: [L] entropy of the labelled samples (MC, T passes).
+    gt_valid: [L] bool, which of the L slots hold a labelled sample.
+
+  Returns:
+    Scalar theta.
+  """
+  return jnp.sum(jnp.where(gt_valid, gt_entropy, 0.0)) / jnp.maximum(
+      jnp.sum(gt_valid), 1)
+
+
+def stepwise_membership(member: jax.Array, entropy: jax.Array,
+                        theta: jax.Array, labelled: jax.Array) -> jax.Array:
+  """Eq. 8 step-wise: unlabelled samples with H < theta join D, and stay.
+
+  Args:
+    member: [N] bool, current pseudo-labelled members of D.
+    entropy: [N] normalized entropy (T' passes).
+    theta: scalar threshold.
+    labelled: [N] bool.
+
+  Returns:
+    [N] bool, the grown membership (never shrinks; labelled excluded).
+  """
+  return (member | (entropy < theta)) & ~labelled
+
+
+def all_data_membership(labelled: jax.Array) -> jax.Array:
+  """'All data' (theta = 1): every unlabelled pool sample is in D."""
+  return ~labelled
+
+
+def top_k_confident_membership(member: jax.Array, entropy: jax.Array,
+                               labelled: jax.Array, k: int) -> jax.Array:
+  """Adds the k most confident (lowest entropy) unlabelled non-members to D.
+
+  The blog's auto-labelling and Wang et al.'s CEAL style; membership grows
+  by exactly min(k, available) per call.
+
+  Args:
+    member: [N] bool.
+    entropy: [N] normalized entropy.
+    labelled: [N] bool.
+    k: static number of samples to add.
+
+  Returns:
+    [N] bool.
+  """
+  available = ~labelled & ~member
+  priority = jnp.where(available, -entropy, NEG_INF)
+  values, idx = jax.lax.top_k(priority, k)
+  added = jnp.zeros_like(member).at[idx].set(values > NEG_INF)
+  return (member | added) & ~labelled
+
+
+def top_k_indices(scores: jax.Array, available: jax.Array,
+                  k: int) -> tuple[jax.Array, jax.Array]:
+  """The k available samples with the highest score ("max entropy" & co).
+
+  Args:
+    scores: [N] uncertainty scores, higher = more uncertain.
+    available: [N] bool, samples that may be picked (unlabelled pool).
+    k: static number of picks.
+
+  Returns:
+    (indices [k] int32, valid [k] bool): `valid` is False for picks beyond
+    the number of available samples, which must then be ignored.
+  """
+  priority = jnp.where(available, scores, NEG_INF)
+  values, idx = jax.lax.top_k(priority, k)
+  return idx.astype(jnp.int32), values > NEG_INF
+
+
+def random_indices(key: jax.Array, available: jax.Array, k: int,
+                   preferred: jax.Array | None = None
+                   ) -> tuple[jax.Array, jax.Array]:
+  """k distinct available samples uniformly at random (preferred ones first).
+
+  Args:
+    key: PRNG key.
+    available: [N] bool.
+    k: static number of picks.
+    preferred: [N] bool or None: picks are uniform among available &
+      preferred; only if there are fewer than k of those are the remaining
+      picks drawn uniformly from the other available samples.
+
+  Returns:
+    (indices [k] int32, valid [k] bool) as in `top_k_indices`.
+  """
+  u = jax.random.uniform(key, available.shape)
+  if preferred is not None:
+    u = u + jnp.where(preferred, 1.0, 0.0)
+  return top_k_indices(u, available, k)
+
+
+def above_average_indices(key: jax.Array, entropy: jax.Array,
+                          mean_entropy: jax.Array, available: jax.Array,
+                          k: int) -> tuple[jax.Array, jax.Array]:
+  """Eq. 14: random picks among available samples with H above `mean_entropy`.
+
+  The paper's mean is over X u X'; the original code's variant passes theta.
+  """
+  return random_indices(key, available, k, preferred=entropy > mean_entropy)
+
+
+def mark(mask: jax.Array, indices: jax.Array, valid: jax.Array) -> jax.Array:
+  """Sets mask[indices[j]] = True for the valid picks j; [N] bool."""
+  return mask.at[indices].max(valid)
+
+
+def labelled_slots(labelled: jax.Array,
+                   capacity: int) -> tuple[jax.Array, jax.Array]:
+  """Indices of the labelled samples in a fixed-size buffer.
+
+  Args:
+    labelled: [N] bool.
+    capacity: static buffer size, at least the number of labels ever held.
+
+  Returns:
+    (indices [capacity] int32, valid [capacity] bool).
+  """
+  idx = jnp.nonzero(labelled, size=capacity, fill_value=0)[0].astype(
+      jnp.int32)
+  valid = jnp.arange(capacity) < jnp.sum(labelled)
+  return idx, valid

@@ -1,0 +1,172 @@
+"""The M-step: eq. 6's loss over the up-sampled training multiset, jitted.
+
+The training set D is a multiset over the pool: each labelled sample appears
+`gt_upsample` times per epoch, each pseudo-labelled member once. An epoch is
+ONE compiled function of fixed shapes: D is expanded into a fixed-capacity
+slot array, shuffled, and consumed in batches by a `while_loop` whose trip
+count is data-dependent, so a growing D never triggers a recompilation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from bass_jax import models
+
+Params = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Parameters and optimizer state; the optax transform itself is static."""
+  params: Params
+  opt_state: Any
+
+
+def make_optimizer(learning_rate: float = 1e-3) -> optax.GradientTransformation:
+  """Adam with Keras' defaults except epsilon (optax's 1e-8 = Keras 2.0.8's)."""
+  return optax.adam(learning_rate)
+
+
+def l2_penalty(params: Params) -> jax.Array:
+  """Sum of squared kernel weights (Keras `kernel_regularizer`, no biases)."""
+  leaves = jax.tree_util.tree_leaves_with_path(params)
+  return sum(jnp.sum(jnp.square(w)) for path, w in leaves
+             if models.is_kernel(path))
+
+
+def weighted_loss(params: Params, apply_fn: Callable, x: jax.Array,
+                  y: jax.Array, weight: jax.Array, key: jax.Array,
+                  l2: float) -> jax.Array:
+  """Eq. 6 on one batch plus the coupled L2 term.
+
+  Args:
+    params: model parameters.
+    apply_fn: the model's forward pass (dropout on: `key` is given).
+    x: [B, ...] inputs.
+    y: [B] int32 labels (true or pseudo).
+    weight: [B] per-slot weight: 1 for ground truth, mu for a pseudo-label,
+      0 for padding slots of the last batch.
+    key: dropout key.
+    l2: coefficient of the L2 penalty.
+
+  Returns:
+    Scalar: sum(weight * CE) / (number of real slots) + l2 * ||kernels||^2,
+    i.e. Keras' mean over the (possibly short) last batch.
+  """
+  logits = apply_fn(params, x, key)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+  real = jnp.maximum(jnp.sum(weight > 0), 1)
+  return jnp.sum(weight * ce) / real + l2 * l2_penalty(params)
+
+
+def train_step(state: TrainState, optimizer: optax.GradientTransformation,
+               apply_fn: Callable, x: jax.Array, y: jax.Array,
+               weight: jax.Array, key: jax.Array, l2: float
+               ) -> tuple[TrainState, jax.Array]:
+  """One Adam step on one batch; returns (new state, loss)."""
+  loss, grads = jax.value_and_grad(weighted_loss)(state.params, apply_fn, x,
+                                                  y, weight, key, l2)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  return TrainState(optax.apply_updates(state.params, updates),
+                    opt_state), loss
+
+
+def slot_counts(labelled: jax.Array, member: jax.Array,
+                gt_upsample: int) -> jax.Array:
+  """Copies of each pool sample in the multiset D: [N] int32 in {0, 1, up}."""
+  return jnp.where(labelled, gt_upsample, member.astype(jnp.int32)).astype(
+      jnp.int32)
+
+
+def shuffled_slots(key: jax.Array, counts: jax.Array,
+                   capacity: int) -> tuple[jax.Array, jax.Array]:
+  """A uniformly shuffled listing of the multiset given by `counts`.
+
+  Args:
+    key: PRNG key of this epoch.
+    counts: [N] int32 copies per sample.
+    capacity: static slot count, at least sum(counts).
+
+  Returns:
+    (samples [capacity] int32, total): the first `total` entries list every
+    sample counts[i] times in random order; the rest are padding.
+  """
+  ends = jnp.cumsum(counts)
+  total = ends[-1]
+  slots = jnp.arange(capacity, dtype=jnp.int32)
+  owner = jnp.searchsorted(ends, slots, side='right').astype(jnp.int32)
+  sort_key = jnp.where(slots < total, jax.random.uniform(key, (capacity,)),
+                       2.0)
+  order = jnp.argsort(sort_key)
+  return jnp.minimum(owner[order], counts.shape[0] - 1), total
+
+
+def train_epochs(state: TrainState, optimizer: optax.GradientTransformation,
+                 apply_fn: Callable, key: jax.Array, x: jax.Array,
+                 labels: jax.Array, labelled: jax.Array, member: jax.Array,
+                 num_epochs: jax.Array, *, gt_upsample: int, mu: float,
+                 batch_size: int, capacity: int, l2: float
+                 ) -> tuple[TrainState, jax.Array]:
+  """`num_epochs` shuffled epochs over D, as one compiled loop.
+
+  Args:
+    state: parameters and optimizer state.
+    optimizer: the optax transform.
+    apply_fn: the model's forward pass.
+    key: PRNG key; epoch e uses fold_in(key, e), its step s fold_in(., s).
+    x: [N, ...] pool inputs.
+    labels: [N] int32 training labels (true where labelled, else pseudo).
+    labelled: [N] bool ground-truth set X.
+    member: [N] bool pseudo-labelled members of D.
+    num_epochs: scalar int32 (traced: the initial phase and later
+      iterations share one compilation).
+    gt_upsample: copies of each labelled sample per epoch.
+    mu: weight of a pseudo-labelled sample's loss (eq. 6).
+    batch_size: samples per step.
+    capacity: static bound on |D| with up-sampling.
+    l2: L2 coefficient.
+
+  Returns:
+    (new state, mean loss of the last epoch).
+  """
+  counts = slot_counts(labelled, member, gt_upsample)
+  weight_of = jnp.where(labelled, 1.0, mu)
+
+  def epoch(e, carry):
+    state, _ = carry
+    epoch_key = jax.random.fold_in(key, e)
+    samples, total = shuffled_slots(epoch_key, counts, capacity)
+    num_batches = (total + batch_size - 1) // batch_size
+
+    def step(c):
+      b, state, loss_sum = c
+      pos = b * batch_size + jnp.arange(batch_size)
+      idx = jax.lax.dynamic_slice(samples, (b * batch_size,), (batch_size,))
+      weight = jnp.where(pos < total, weight_of[idx], 0.0)
+      state, loss = train_step(state, optimizer, apply_fn, x[idx],
+                               labels[idx], weight,
+                               jax.random.fold_in(epoch_key, b), l2)
+      return b + 1, state, loss_sum + loss
+
+    _, state, loss_sum = jax.lax.while_loop(
+        lambda c: c[0] < num_batches, step,
+        (jnp.int32(0), state, jnp.float32(0.0)))
+    return state, loss_sum / jnp.maximum(num_batches, 1)
+
+  return jax.lax.fori_loop(0, num_epochs, epoch, (state, jnp.float32(0.0)))
+
+
+def multiset_capacity(pool_size: int, max_labels: int, gt_upsample: int,
+                      semi_supervised: bool, batch_size: int) -> int:
+  """Static slot count for D: every label up-sampled plus (maybe) the pool.
+
+  Rounded up to whole batches so the last batch's slice stays in bounds.
+  """
+  cap = gt_upsample * max_labels + (pool_size if semi_supervised else 0)
+  return -(-cap // batch_size) * batch_size
