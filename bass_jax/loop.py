@@ -75,6 +75,9 @@ class LoopConfig:
   acquisition: str = 'entropy'
   query_every: int = 10
   query_size: int = 10
+  label_budget: int = 0          # Stop querying at this many labels (0: never).
+  semi_start: int = 0            # First iteration whose training uses D's
+                                 # pseudo-labels (the blog: after the queries).
   confident_k: int = 10
   initial_epochs: int = 100
   epochs_per_iteration: int = 1
@@ -106,10 +109,13 @@ def _named_keys(cfg: LoopConfig, key_data: jax.Array,
   return {n: jax.random.fold_in(root, j) for j, n in enumerate(names)}
 
 
-def _is_query_iteration(cfg: LoopConfig, iteration: jax.Array) -> jax.Array:
+def _is_query_iteration(cfg: LoopConfig, iteration: jax.Array,
+                        num_labels: jax.Array) -> jax.Array:
   if cfg.acquisition == 'none':
     return jnp.bool_(False)
-  return iteration % cfg.query_every == 0
+  within_budget = (True if cfg.label_budget <= 0 else
+                   num_labels + cfg.query_size <= cfg.label_budget)
+  return (iteration % cfg.query_every == 0) & within_budget
 
 
 def acquisition_picks(cfg: LoopConfig, key: jax.Array,
@@ -118,6 +124,8 @@ def acquisition_picks(cfg: LoopConfig, key: jax.Array,
                       ) -> tuple[jax.Array, jax.Array]:
   """The `query_size` pool samples to send to the oracle: ([k] int32, [k] bool)."""
   k = cfg.query_size
+  if cfg.acquisition == 'none':
+    return jnp.zeros(k, jnp.int32), jnp.zeros(k, bool)
   if cfg.acquisition == 'random':
     return selection.random_indices(key, available, k)
   if cfg.acquisition == 'above_average':
@@ -190,11 +198,13 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   # 4. Acquisition (only on query iterations).
   query, query_valid = acquisition_picks(cfg, keys['acquire'], sweep,
                                          unlabelled, theta, mean_entropy_all)
-  query_valid &= _is_query_iteration(cfg, i)
+  query_valid &= _is_query_iteration(cfg, i, jnp.sum(labelled))
 
   # 5. Pseudo-labels refresh every iteration; D only grows.
   new_member = refreshed_membership(cfg, member, sweep['entropy'], theta,
                                     labelled)
+  if cfg.semi_start > 0:
+    new_member &= i + 1 >= cfg.semi_start
   new_labels = jnp.where(labelled, state.labels, sweep['pseudo_label'])
 
   pseudo = member & unlabelled

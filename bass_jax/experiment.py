@@ -1,0 +1,295 @@
+"""Builds a run from a config and drives the host loop.
+
+The only long function of the library lives here: it loads data, builds the
+model and the vmapped, jitted iteration, then loops over iterations, handing
+metrics to a writer. Everything inside an iteration stays on the device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from bass_jax import data as data_lib
+from bass_jax import loop
+from bass_jax import models
+from bass_jax import training
+from bass_jax import uncertainty
+from bass_jax.errors import ConfigError
+
+CHOICES = {
+    'model': tuple(models.MODELS),
+    'semi': loop.SEMI_MODES,
+    'acquisition': ('none',) + uncertainty.SCORE_NAMES +
+                   loop.RANDOM_ACQUISITIONS,
+    'oracle': ('simulated', 'files', 'terminal'),
+    'data_source': ('auto', 'idx', 'tfds', 'npz'),
+    'prng_impl': ('threefry2x32', 'rbg', 'unsafe_rbg'),
+    'dropout_bits': (8, 16, 32),
+}
+POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
+            'query_size', 'gt_upsample', 'batch_size', 'mc_passes_gt',
+            'mc_passes_pool', 'chunk_size', 'eval_chunk_size',
+            'checkpoint_every', 'keep_checkpoints', 'log_every',
+            'confident_k')
+NON_NEGATIVE = ('num_iterations', 'epochs_per_iteration', 'pool_size',
+                'label_budget', 'semi_start',
+                'test_size', 'seed', 'data_seed', 'mu', 'l2')
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Checks every field's value and the cross-field rules, in one place.
+
+  Raises:
+    ConfigError: naming the field, its value and what is allowed.
+  """
+  for field, allowed in CHOICES.items():
+    if config[field] not in allowed:
+      raise ConfigError(f'config.{field}={config[field]!r} is not one of '
+                        f'{list(allowed)}')
+  for field in POSITIVE:
+    if not config[field] > 0:
+      raise ConfigError(f'config.{field}={config[field]!r} must be > 0')
+  for field in NON_NEGATIVE:
+    if not config[field] >= 0:
+      raise ConfigError(f'config.{field}={config[field]!r} must be >= 0')
+  if config.initial_per_class == 0 or config.initial_per_class < -1:
+    raise ConfigError(f'config.initial_per_class={config.initial_per_class}'
+                      ' must be > 0, or -1 for a fully labelled pool')
+  if not 0.0 <= config.dropout_rate < 1.0:
+    raise ConfigError(f'config.dropout_rate={config.dropout_rate!r} must be '
+                      'in [0, 1)')
+  if not config.learning_rate > 0:
+    raise ConfigError(f'config.learning_rate={config.learning_rate!r} must '
+                      'be > 0')
+  if not 0 < config.pixel_scale:
+    raise ConfigError(f'config.pixel_scale={config.pixel_scale!r} must be > 0')
+
+
+def data_dir(config: ml_collections.ConfigDict) -> str:
+  """The data root: config.data_dir, else $BASS_DATA_DIR, else ../shared/data."""
+  return (config.data_dir or os.environ.get('BASS_DATA_DIR') or
+          os.path.join('..', 'shared', 'data'))
+
+
+def load_data(config: ml_collections.ConfigDict) -> data_lib.Dataset:
+  """The dataset of a config, shrunk to pool_size / test_size if set."""
+  ds = data_lib.load_dataset(config.dataset, data_dir=data_dir(config),
+                             source=config.data_source,
+                             scale=config.pixel_scale, seed=config.data_seed)
+  return data_lib.subset(ds, config.pool_size or None,
+                         config.test_size or None)
+
+
+def label_capacity(config: ml_collections.ConfigDict, pool_size: int,
+                   num_classes: int) -> int:
+  """The most labels a seed can ever hold: initial + every query."""
+  if config.initial_per_class == -1:
+    return pool_size
+  initial = config.initial_per_class * num_classes
+  queries = 0
+  if config.acquisition != 'none':
+    queries = config.query_size * (config.num_iterations //
+                                   config.query_every + 1)
+  return min(pool_size, initial + queries)
+
+
+def loop_config(config: ml_collections.ConfigDict, pool_size: int,
+                num_classes: int) -> loop.LoopConfig:
+  """The static part of the loop (shapes, modes, constants)."""
+  labels = label_capacity(config, pool_size, num_classes)
+  return loop.LoopConfig(
+      semi=config.semi, acquisition=config.acquisition,
+      query_every=config.query_every, query_size=config.query_size,
+      label_budget=config.label_budget, semi_start=config.semi_start,
+      confident_k=config.confident_k, initial_epochs=config.initial_epochs,
+      epochs_per_iteration=config.epochs_per_iteration,
+      gt_upsample=config.gt_upsample, mu=config.mu,
+      batch_size=config.batch_size, l2=config.l2,
+      mc_passes_gt=config.mc_passes_gt, mc_passes_pool=config.mc_passes_pool,
+      chunk_size=config.chunk_size, eval_chunk_size=config.eval_chunk_size,
+      label_capacity=labels,
+      train_capacity=training.multiset_capacity(
+          pool_size, labels, config.gt_upsample, config.semi != 'none',
+          config.batch_size),
+      prng_impl=config.prng_impl)
+
+
+def check_against_data(config: ml_collections.ConfigDict,
+                       ds: data_lib.Dataset) -> None:
+  """Cross-checks config values that depend on the data's size."""
+  n = ds.x_train.shape[0]
+  counts = np.bincount(ds.y_train, minlength=ds.num_classes)
+  if config.initial_per_class > counts.min():
+    raise ConfigError(
+        f'config.initial_per_class={config.initial_per_class} but class '
+        f'{int(counts.argmin())} has only {int(counts.min())} pool samples')
+  if config.acquisition != 'none' and config.query_size > n:
+    raise ConfigError(f'config.query_size={config.query_size} exceeds the '
+                      f'pool size {n}')
+  if config.semi == 'confident' and config.confident_k > n:
+    raise ConfigError(f'config.confident_k={config.confident_k} exceeds the '
+                      f'pool size {n}')
+
+
+def seeds_of(config: ml_collections.ConfigDict) -> list[int]:
+  """The seeds of a run: seed, seed + 1, ..., seed + num_seeds - 1."""
+  return [config.seed + j for j in range(config.num_seeds)]
+
+
+def initial_states(config, model: models.Model, optimizer,
+                   ds: data_lib.Dataset) -> loop.LoopState:
+  """The LoopState of every seed, stacked on a leading seed axis [S, ...]."""
+  n = ds.x_train.shape[0]
+  states = []
+  init = jax.jit(loop.init_state, static_argnums=(0, 1, 3))
+  for seed in seeds_of(config):
+    labelled = np.zeros(n, bool)
+    if config.initial_per_class == -1:
+      labelled[:] = True
+    else:
+      labelled[data_lib.balanced_initial_indices(
+          ds.y_train, config.initial_per_class, seed)] = True
+    key_data = jax.random.key_data(jax.random.key(seed,
+                                                  impl=config.prng_impl))
+    states.append(init(model.init, optimizer, key_data, config.prng_impl,
+                       jnp.asarray(ds.x_train[:1]), jnp.asarray(labelled),
+                       jnp.asarray(ds.y_train)))
+  return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *states)
+
+
+@dataclasses.dataclass
+class Run:
+  """A built experiment: what the host loop needs."""
+  config: ml_collections.ConfigDict
+  dataset: data_lib.Dataset
+  model: models.Model
+  loop_config: loop.LoopConfig
+  pool: loop.Pool
+  state: loop.LoopState
+  step: Callable[[loop.LoopState, loop.Pool], tuple[loop.LoopState, dict]]
+  num_params: int
+
+
+def build_model(config, num_classes: int) -> models.Model:
+  return models.build_model(config.model, num_classes, config.dropout_rate,
+                            config.dropout_bits, config.negative_slope)
+
+
+def build(config: ml_collections.ConfigDict,
+          dataset: Optional[data_lib.Dataset] = None) -> Run:
+  """Validates the config, loads the data and compiles nothing yet."""
+  validate_config(config)
+  ds = dataset if dataset is not None else load_data(config)
+  check_against_data(config, ds)
+  model = build_model(config, ds.num_classes)
+  optimizer = training.make_optimizer(config.learning_rate)
+  cfg = loop_config(config, ds.x_train.shape[0], ds.num_classes)
+  pool = loop.Pool(x=jnp.asarray(ds.x_train), y=jnp.asarray(ds.y_train),
+                   test_x=jnp.asarray(ds.x_test), test_y=jnp.asarray(ds.y_test))
+  state = initial_states(config, model, optimizer, ds)
+  step = jax.jit(loop.seeds_iteration(cfg, model.apply, optimizer),
+                 donate_argnums=0)
+  params0 = jax.tree_util.tree_map(lambda a: a[0], state.train.params)
+  return Run(config, ds, model, cfg, pool, state, step,
+             models.num_params(params0))
+
+
+def metrics_rows(metrics: dict[str, np.ndarray],
+                 seeds: list[int]) -> list[dict[str, Any]]:
+  """Per-seed JSON rows from metrics with a leading seed axis."""
+  rows = []
+  for j, seed in enumerate(seeds):
+    row = {'iteration': int(metrics['iteration'][j]), 'seed': seed}
+    for name, value in metrics.items():
+      if name == 'iteration':
+        continue
+      v = value[j].item()
+      row[name] = v
+    if row.get('num_pseudo', 1) == 0:
+      row['pseudo_acc'] = None  # No pseudo-labels were trained on.
+    rows.append(row)
+  return rows
+
+
+def summarize(config, rows_by_seed: dict[int, dict], num_params: int,
+              wall_s: float) -> dict[str, Any]:
+  """summary.json's content from the last metrics row of every seed."""
+  seeds = sorted(rows_by_seed)
+  acc = np.array([rows_by_seed[s]['val_acc'] for s in seeds])
+  labels = [rows_by_seed[s]['num_labels'] for s in seeds]
+  return {
+      'name': config.name,
+      'variant': config.variant,
+      'paper_acc': config.paper_acc if config.paper_acc >= 0 else None,
+      'val_acc': {'mean': float(acc.mean()), 'std': float(acc.std()),
+                  'per_seed': {str(s): float(a) for s, a in zip(seeds, acc)}},
+      'num_labels': int(labels[0]) if len(set(labels)) == 1 else labels,
+      'num_params': num_params,
+      'iterations': config.num_iterations,
+      'num_seeds': len(seeds),
+      'wall_s': round(wall_s, 3),
+  }
+
+
+def run(config: ml_collections.ConfigDict, workdir: str,
+        log: Callable[[str], None] = lambda s: None,
+        dataset: Optional[data_lib.Dataset] = None) -> dict[str, Any]:
+  """Runs every iteration of every seed and writes the workdir.
+
+  Args:
+    config: a full config (see configs/common.py).
+    workdir: output folder: config.json, metrics.jsonl, summary.json.
+    log: receives one human-readable line per logged iteration.
+    dataset: an already-loaded dataset (tests), else loaded from the config.
+
+  Returns:
+    The summary (also written to summary.json).
+  """
+  start = time.time()
+  r = build(config, dataset)
+  os.makedirs(workdir, exist_ok=True)
+  write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+  seeds = seeds_of(config)
+  state, last = r.state, {}
+  total = config.num_iterations + 1
+  with open(os.path.join(workdir, 'metrics.jsonl'), 'w') as f:
+    for i in range(total):
+      state, metrics = r.step(state, r.pool)
+      rows = metrics_rows(jax.device_get(metrics), seeds)
+      for row in rows:
+        f.write(json.dumps(row) + '\n')
+        last[row['seed']] = row
+      f.flush()
+      if i % config.log_every == 0 or i == total - 1:
+        log(progress_line(rows, i, total, time.time() - start))
+  summary = summarize(config, last, r.num_params, time.time() - start)
+  write_json(os.path.join(workdir, 'summary.json'), summary)
+  return summary
+
+
+def progress_line(rows: list[dict], i: int, total: int,
+                  elapsed: float) -> str:
+  """'iter 12/73 val_acc 0.871±0.012 labels 32 train 540 | 3.1 it/s ETA 20s'."""
+  acc = np.array([r['val_acc'] for r in rows])
+  rate = (i + 1) / max(elapsed, 1e-9)
+  eta = (total - i - 1) / rate
+  return (f'iter {i}/{total - 1} val_acc {acc.mean():.4f}±{acc.std():.4f} '
+          f'labels {rows[0]["num_labels"]} train {rows[0]["num_train"]} '
+          f'theta {rows[0]["theta"]:.3f} | {rate:.2f} it/s ETA {eta:.0f}s')
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes JSON atomically (temp file + rename): never a half-written file."""
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)

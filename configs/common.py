@@ -1,0 +1,139 @@
+"""Shared config pieces: the default fields and the `arg` parser.
+
+Imports nothing but ml_collections, so a config file can be read without the
+library.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def parse_arg(arg: str | None, variants: dict[str, dict],
+              modifiers: dict[str, dict] | None = None,
+              **defaults) -> ml_collections.ConfigDict:
+  """Parses "variant[,modifier][,key=value...]" into a ConfigDict of overrides.
+
+  Args:
+    arg: the text after ':' in `--config=configs/x.py:<arg>`, or None.
+    variants: variant name -> field overrides (the first name in `arg`).
+    modifiers: flag-like names (e.g. 'small') -> field overrides.
+    **defaults: default variant etc.: `variant='active_semi'`.
+
+  Returns:
+    (variant, modifier names, field overrides, raw key=value pairs).
+
+  Raises:
+    ValueError: an unknown variant, modifier or key=value pair.
+  """
+  modifiers = modifiers or {}
+  parts = [p for p in (arg or '').split(',') if p]
+  variant = defaults.get('variant')
+  chosen, pairs = [], {}
+  for part in parts:
+    if '=' in part:
+      key, value = part.split('=', 1)
+      pairs[key] = value
+    elif part in variants:
+      variant = part
+    elif part in modifiers:
+      chosen.append(part)
+    else:
+      raise ValueError(
+          f'unknown config arg {part!r}; variants: {sorted(variants)}, '
+          f'modifiers: {sorted(modifiers)}')
+  if variant not in variants:
+    raise ValueError(f'unknown variant {variant!r}; known: {sorted(variants)}')
+  overrides = dict(variants[variant])
+  for name in chosen:
+    overrides.update(modifiers[name])
+  return variant, chosen, overrides, pairs
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field a run reads, with the paper's MNIST defaults (SPEC §1)."""
+  c = ml_collections.ConfigDict()
+  c.name = ''
+  c.variant = ''
+  c.paper_acc = -1.0           # The paper's accuracy % for this row (-1: none).
+  # Data.
+  c.dataset = 'mnist'          # 'yinyang', 'mnist', a tfds name, or a .npz path.
+  c.data_dir = ''              # '' -> $BASS_DATA_DIR, else ../shared/data.
+  c.data_source = 'auto'       # 'auto' | 'idx' | 'tfds' | 'npz'.
+  c.data_seed = 0              # Draw of the toy data (shared by all seeds).
+  c.pool_size = 0              # 0 = the whole training split.
+  c.test_size = 0              # 0 = the whole test split.
+  c.pixel_scale = 1 / 256      # The original code's scaling.
+  # Model.
+  c.model = 'cnn'              # 'mlp' | 'cnn' | 'softmax'.
+  c.dropout_rate = 0.33
+  c.dropout_bits = 16          # Random bits per mask element: 32, 16 or 8.
+  c.negative_slope = 0.1
+  # Seeds: seed, seed + 1, ..., run as one vmapped program.
+  c.seed = 0
+  c.num_seeds = 10
+  c.prng_impl = 'threefry2x32'  # or 'rbg', 'unsafe_rbg'.
+  # Protocol.
+  c.initial_per_class = 10      # Class-balanced initial labels; -1: all.
+  c.num_iterations = 200       # Iterations 0..num_iterations.
+  c.initial_epochs = 100
+  c.epochs_per_iteration = 1
+  c.semi = 'all'               # 'none' | 'stepwise' | 'all' | 'confident'.
+  c.confident_k = 10           # Samples added per iteration by 'confident'.
+  c.acquisition = 'entropy'    # 'none', a score name, 'random',
+                               # 'above_average' (eq. 14), 'above_theta'.
+  c.query_every = 10
+  c.query_size = 10
+  c.label_budget = 0           # Stop querying at this many labels (0: never).
+  c.semi_start = 0             # First iteration training on pseudo-labels.
+  c.oracle = 'simulated'       # 'simulated' | 'files' | 'terminal'.
+  # Training.
+  c.batch_size = 256
+  c.learning_rate = 1e-3
+  c.l2 = 1e-3
+  c.gt_upsample = 20
+  c.mu = 1.0
+  # MC dropout.
+  c.mc_passes_gt = 100         # T, on the labelled set (theta).
+  c.mc_passes_pool = 10        # T', on the pool.
+  c.chunk_size = 1000          # Pool samples per MC chunk (memory bound).
+  c.eval_chunk_size = 2000
+  # Host side.
+  c.checkpoint_every = 10
+  c.keep_checkpoints = 3
+  c.log_every = 1
+  return c
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict,
+                    pairs: dict[str, str]) -> ml_collections.ConfigDict:
+  """Sets `overrides` (typed) and `pairs` (strings parsed to each field's type)."""
+  for key, value in overrides.items():
+    setattr(config, key, value)
+  for key, text in pairs.items():
+    if key not in config:
+      raise ValueError(f'unknown config field {key!r} in config arg')
+    current = config[key]
+    if isinstance(current, bool):
+      value = text.lower() in ('1', 'true', 'yes')
+    elif isinstance(current, (int, float)) and not isinstance(current, bool):
+      value = type(current)(float(text)) if isinstance(current, int) else float(text)
+    else:
+      value = text
+    setattr(config, key, value)
+  return config
+
+
+def build(arg, variants, modifiers=None, base=None, references=None,
+          **defaults):
+  """The full ConfigDict for `arg` on top of `base` (default `base_config()`).
+
+  `references` maps a variant to the paper's accuracy %, stored as
+  `paper_acc` so tables can show it beside the measured value.
+  """
+  variant, chosen, overrides, pairs = parse_arg(arg, variants, modifiers,
+                                                **defaults)
+  config = base if base is not None else base_config()
+  config.variant = ','.join([variant] + chosen)
+  config.paper_acc = float((references or {}).get(variant, -1.0))
+  return apply_overrides(config, overrides, pairs)

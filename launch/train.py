@@ -1,0 +1,42 @@
+r"""Runs one experiment (all its seeds, vmapped) and writes its workdir.
+
+  python launch/train.py --config=configs/yinyang.py:active_semi \
+      --workdir=workdirs/yinyang_active_semi [--config.num_seeds=3 ...]
+
+With no flags it runs the Yin-Yang `active_semi` experiment (Table 1's
+DeepBASS row, 10 seeds, about a minute on a laptop CPU) into
+workdirs/<name>_<variant>_<time> and prints the result table.
+"""
+
+import os
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from ml_collections import config_flags
+
+from launch import common as launch_common
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', os.path.join(REPO, 'configs', 'yinyang.py'),
+    'Experiment config file[:arg].', lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    'workdir', None, 'Output folder (default: workdirs/<name>_<variant>_<time>).')
+
+
+def main(argv):
+  del argv
+  from bass_jax import experiment  # pylint: disable=g-import-not-at-top
+  config = _CONFIG.value
+  workdir = _WORKDIR.value or launch_common.default_workdir(config)
+  print(f'workdir: {workdir}', flush=True)
+  summary = experiment.run(config, workdir, log=launch_common.log_line)
+  print(launch_common.result_table([summary]))
+
+
+if __name__ == '__main__':
+  launch_common.run_main(main)
