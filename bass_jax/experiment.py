@@ -18,12 +18,19 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from bass_jax import checkpoint
 from bass_jax import data as data_lib
 from bass_jax import loop
 from bass_jax import models
 from bass_jax import training
 from bass_jax import uncertainty
+from bass_jax.errors import BassError
 from bass_jax.errors import ConfigError
+
+
+class TrainingDivergedError(BassError):
+  """The loss became NaN or Inf."""
+
 
 CHOICES = {
     'model': tuple(models.MODELS),
@@ -240,49 +247,151 @@ def summarize(config, rows_by_seed: dict[int, dict], num_params: int,
   }
 
 
+def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
+                         overwrite: bool = False) -> None:
+  """Refuses a workdir that holds a run of a different config.
+
+  Raises:
+    ConfigError: naming the first differing field (unless `overwrite`).
+  """
+  path = os.path.join(workdir, 'config.json')
+  if overwrite or not os.path.exists(path):
+    return
+  try:
+    with open(path) as f:
+      old = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ConfigError(f'{path} is unreadable ({e}); use a new --workdir')
+  new = json.loads(json.dumps(config.to_dict()))
+  if old != new:
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    k = diff[0]
+    raise ConfigError(
+        f'workdir {workdir} holds a run with a different config '
+        f'({k}: {old.get(k)!r} there, {new.get(k)!r} now); use a new '
+        '--workdir or pass --overwrite')
+
+
+def kept_metrics(path: str, before_iteration: int) -> list[str]:
+  """metrics.jsonl lines of iterations < before_iteration (a resume point).
+
+  Later lines (written after the checkpoint) and a torn last line from a
+  crash are dropped, so every (iteration, seed) appears exactly once.
+  """
+  if not os.path.exists(path):
+    return []
+  kept = []
+  with open(path) as f:
+    for line in f:
+      try:
+        row = json.loads(line)
+      except ValueError:
+        continue
+      if row.get('iteration', before_iteration) < before_iteration:
+        kept.append(line if line.endswith('\n') else line + '\n')
+  return kept
+
+
 def run(config: ml_collections.ConfigDict, workdir: str,
         log: Callable[[str], None] = lambda s: None,
-        dataset: Optional[data_lib.Dataset] = None) -> dict[str, Any]:
-  """Runs every iteration of every seed and writes the workdir.
+        dataset: Optional[data_lib.Dataset] = None,
+        overwrite: bool = False) -> dict[str, Any]:
+  """Runs (or resumes) every iteration of every seed and writes the workdir.
+
+  The workdir gets config.json, metrics.jsonl (one row per iteration and
+  seed), summary.json and checkpoints/ (every `checkpoint_every` iterations
+  and at the end). If it already holds checkpoints of the same config, the
+  run resumes from the newest valid one: the result is identical to an
+  uninterrupted run, since every key depends only on (seed, iteration).
 
   Args:
     config: a full config (see configs/common.py).
-    workdir: output folder: config.json, metrics.jsonl, summary.json.
+    workdir: output folder.
     log: receives one human-readable line per logged iteration.
     dataset: an already-loaded dataset (tests), else loaded from the config.
+    overwrite: start afresh in a workdir of a different config.
 
   Returns:
     The summary (also written to summary.json).
   """
   start = time.time()
+  check_workdir_config(workdir, config, overwrite)
   r = build(config, dataset)
   os.makedirs(workdir, exist_ok=True)
+  state, first = r.state, 0
+  restored = None if overwrite else checkpoint.latest_valid(
+      workdir, state, warn=log)
+  if restored is not None:
+    state, first = restored.state, restored.step
+    log(f'resuming from iteration {first} ({checkpoint.step_path(workdir, first)})')
   write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+  metrics_path = os.path.join(workdir, 'metrics.jsonl')
+  write_lines(metrics_path, kept_metrics(metrics_path, first))
   seeds = seeds_of(config)
-  state, last = r.state, {}
   total = config.num_iterations + 1
-  with open(os.path.join(workdir, 'metrics.jsonl'), 'w') as f:
-    for i in range(total):
+  with open(metrics_path, 'a') as f:
+    for i in range(first, total):
       state, metrics = r.step(state, r.pool)
       rows = metrics_rows(jax.device_get(metrics), seeds)
-      for row in rows:
-        f.write(json.dumps(row) + '\n')
-        last[row['seed']] = row
+      check_finite(rows, i)
+      f.write(''.join(json.dumps(row) + '\n' for row in rows))
       f.flush()
+      if (i + 1) % config.checkpoint_every == 0 or i == total - 1:
+        checkpoint.save(workdir, i + 1, state)
+        checkpoint.keep_last(workdir, config.keep_checkpoints)
       if i % config.log_every == 0 or i == total - 1:
-        log(progress_line(rows, i, total, time.time() - start))
+        log(progress_line(rows, i - first, total - first, time.time() - start,
+                          i, total))
+  last = last_rows(metrics_path)
   summary = summarize(config, last, r.num_params, time.time() - start)
   write_json(os.path.join(workdir, 'summary.json'), summary)
   return summary
 
 
-def progress_line(rows: list[dict], i: int, total: int,
-                  elapsed: float) -> str:
-  """'iter 12/73 val_acc 0.871±0.012 labels 32 train 540 | 3.1 it/s ETA 20s'."""
+def check_finite(rows: list[dict], iteration: int) -> None:
+  """Stops a diverged run (NaN/Inf loss) with a clear error.
+
+  Raises:
+    TrainingDivergedError: the checkpoints written so far stay intact.
+  """
+  for row in rows:
+    if not np.isfinite(row['loss']):
+      raise TrainingDivergedError(
+          f'training diverged at iteration {iteration} (seed {row["seed"]}, '
+          f'loss {row["loss"]}); lower config.learning_rate; the last good '
+          'checkpoint is kept')
+
+
+def last_rows(metrics_path: str) -> dict[int, dict]:
+  """The row of the highest iteration per seed, from metrics.jsonl."""
+  last = {}
+  with open(metrics_path) as f:
+    for line in f:
+      row = json.loads(line)
+      if row['iteration'] >= last.get(row['seed'], {}).get('iteration', -1):
+        last[row['seed']] = row
+  return last
+
+
+def write_lines(path: str, lines: list[str]) -> None:
+  """Replaces a text file atomically with `lines`."""
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    f.writelines(lines)
+  os.replace(tmp, path)
+
+
+def progress_line(rows: list[dict], done: int, todo: int, elapsed: float,
+                  iteration: int, total: int) -> str:
+  """'iter 12/72 val_acc 0.871±0.012 labels 32 train 540 | 3.1 it/s ETA 20s'.
+
+  The rate counts only this process's iterations (`done` of `todo`), so the
+  ETA stays right after a resume.
+  """
   acc = np.array([r['val_acc'] for r in rows])
-  rate = (i + 1) / max(elapsed, 1e-9)
-  eta = (total - i - 1) / rate
-  return (f'iter {i}/{total - 1} val_acc {acc.mean():.4f}±{acc.std():.4f} '
+  rate = (done + 1) / max(elapsed, 1e-9)
+  eta = (todo - done - 1) / rate
+  return (f'iter {iteration}/{total - 1} val_acc {acc.mean():.4f}±{acc.std():.4f} '
           f'labels {rows[0]["num_labels"]} train {rows[0]["num_train"]} '
           f'theta {rows[0]["theta"]:.3f} | {rate:.2f} it/s ETA {eta:.0f}s')
 

@@ -10,7 +10,6 @@ workdirs/<name>_<variant>_<time> and prints the result table.
 
 import os
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -25,7 +24,10 @@ _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(REPO, 'configs', 'yinyang.py'),
     'Experiment config file[:arg].', lock_config=True)
 _WORKDIR = flags.DEFINE_string(
-    'workdir', None, 'Output folder (default: workdirs/<name>_<variant>_<time>).')
+    'workdir', None, 'Output folder (default: workdirs/<name>_<variant>_<time>).'
+    ' Relaunching on the same workdir resumes from its newest checkpoint.')
+_OVERWRITE = flags.DEFINE_bool(
+    'overwrite', False, 'Start afresh in a workdir that holds another run.')
 
 
 def main(argv):
@@ -34,7 +36,8 @@ def main(argv):
   config = _CONFIG.value
   workdir = _WORKDIR.value or launch_common.default_workdir(config)
   print(f'workdir: {workdir}', flush=True)
-  summary = experiment.run(config, workdir, log=launch_common.log_line)
+  summary = experiment.run(config, workdir, log=launch_common.log_line,
+                           overwrite=_OVERWRITE.value)
   print(launch_common.result_table([summary]))
 
 

@@ -1,0 +1,70 @@
+"""Resuming from a checkpoint gives exactly the uninterrupted run."""
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from bass_jax import checkpoint
+from bass_jax import data
+from bass_jax import experiment
+from bass_jax.errors import ConfigError
+from configs import yinyang
+
+
+def small_config():
+  config = yinyang.get_config('active_semi')
+  config.num_iterations = 6
+  config.initial_epochs = 10
+  config.num_seeds = 2
+  config.mc_passes_gt = 10
+  config.checkpoint_every = 2
+  config.keep_checkpoints = 5
+  return config
+
+
+def metric_set(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    rows = [json.loads(l) for l in f]
+  return sorted(json.dumps(r, sort_keys=True) for r in rows), rows
+
+
+def test_resume_after_crash_is_identical(tmp_path):
+  ds = data.load_yinyang(num_per_class=60, seed=0)
+  full, cut = str(tmp_path / 'full'), str(tmp_path / 'cut')
+  experiment.run(small_config(), full, dataset=ds)
+  experiment.run(small_config(), cut, dataset=ds)
+  # Simulate a crash after the checkpoint of iteration 4: drop the newer
+  # checkpoints, leave a torn metrics line and a half-written checkpoint.
+  for step in (6, 7):
+    shutil.rmtree(checkpoint.step_path(cut, step))
+  os.remove(os.path.join(cut, 'summary.json'))
+  with open(os.path.join(cut, 'metrics.jsonl'), 'a') as f:
+    f.write('{"iteration": 6, "seed": 0, "val_')
+  os.makedirs(os.path.join(checkpoint.checkpoints_dir(cut), '.tmp-6-dead'))
+  lines = []
+  experiment.run(small_config(), cut, log=lines.append, dataset=ds)
+  assert any('resuming from iteration 4' in l for l in lines)
+  full_set, rows = metric_set(full)
+  cut_set, _ = metric_set(cut)
+  assert full_set == cut_set and len(rows) == 7 * 2
+  template = experiment.build(small_config(), ds).state
+  a = checkpoint.restore(checkpoint.step_path(full, 7), template).state
+  b = checkpoint.restore(checkpoint.step_path(cut, 7), template).state
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_workdir_of_other_config_is_refused(tmp_path):
+  ds = data.load_yinyang(num_per_class=60, seed=0)
+  config = small_config()
+  config.num_iterations = 1
+  experiment.run(config, str(tmp_path), dataset=ds)
+  before = sorted(os.listdir(tmp_path))
+  config.mu = 0.5
+  with pytest.raises(ConfigError, match='mu'):
+    experiment.run(config, str(tmp_path), dataset=ds)
+  assert sorted(os.listdir(tmp_path)) == before
