@@ -223,7 +223,8 @@ def _write_arrays(folder: str, arrays: list[np.ndarray]) -> None:
   items = {_array_key(i): a for i, a in enumerate(arrays) if a.size}
   if not items:
     return
-  target = os.path.join(folder, ARRAYS)
+  # Orbax requires absolute paths; workdirs are often relative.
+  target = os.path.abspath(os.path.join(folder, ARRAYS))
   with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as checkpointer:
     checkpointer.save(target, args=ocp.args.StandardSave(items))
   # Orbax renames its own temp folder into place; check it really did
@@ -447,7 +448,7 @@ def _read_arrays(path: str, specs: list[Spec]) -> list[np.ndarray]:
   if targets:
     try:
       with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as checkpointer:
-        loaded = checkpointer.restore(os.path.join(path, ARRAYS),
+        loaded = checkpointer.restore(os.path.abspath(os.path.join(path, ARRAYS)),
                                       args=ocp.args.StandardRestore(targets))
     except Exception as e:  # pylint: disable=broad-except
       # Orbax and tensorstore raise a zoo of types for damaged files; to the

@@ -203,7 +203,8 @@ def build(config: ml_collections.ConfigDict,
   pool = loop.Pool(x=jnp.asarray(ds.x_train), y=jnp.asarray(ds.y_train),
                    test_x=jnp.asarray(ds.x_test), test_y=jnp.asarray(ds.y_test))
   state = initial_states(config, model, optimizer, ds)
-  step = jax.jit(loop.seeds_iteration(cfg, model.apply, optimizer),
+  step = jax.jit(loop.seeds_iteration(cfg, model.apply, optimizer,
+                                      model.train_apply),
                  donate_argnums=0)
   params0 = jax.tree_util.tree_map(lambda a: a[0], state.train.params)
   return Run(config, ds, model, cfg, pool, state, step,

@@ -157,8 +157,13 @@ def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
 
 def em_step(cfg: LoopConfig, apply_fn: Callable,
             optimizer: optax.GradientTransformation, state: LoopState,
-            pool: Pool) -> tuple[LoopState, jax.Array, jax.Array, dict]:
+            pool: Pool, train_apply_fn: Callable | None = None
+            ) -> tuple[LoopState, jax.Array, jax.Array, dict]:
   """One iteration up to, not including, the oracle's answer.
+
+  `train_apply_fn` is the forward pass differentiated in training (default
+  `apply_fn`): the same function of the same parameters, maybe in a form
+  with faster gradients (see `models.Model.train_apply`).
 
   Returns:
     (state, query [k] int32, query_valid [k] bool, metrics): the state has
@@ -173,7 +178,7 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   # 1. M-step: the initial phase at i = 0, then one epoch per iteration.
   num_epochs = jnp.where(i == 0, cfg.initial_epochs, cfg.epochs_per_iteration)
   train_state, loss = training.train_epochs(
-      state.train, optimizer, apply_fn, keys['train'], pool.x, state.labels,
+      state.train, optimizer, train_apply_fn or apply_fn, keys['train'], pool.x, state.labels,
       labelled, member, num_epochs, gt_upsample=cfg.gt_upsample, mu=cfg.mu,
       batch_size=cfg.batch_size, capacity=cfg.train_capacity, l2=cfg.l2)
   params = train_state.params
@@ -246,10 +251,11 @@ def reveal(state: LoopState, query: jax.Array, query_valid: jax.Array,
 
 def iteration(cfg: LoopConfig, apply_fn: Callable,
               optimizer: optax.GradientTransformation, state: LoopState,
-              pool: Pool) -> tuple[LoopState, dict]:
+              pool: Pool, train_apply_fn: Callable | None = None
+              ) -> tuple[LoopState, dict]:
   """One full iteration with the simulated oracle (hidden labels in pool.y)."""
   state, query, query_valid, metrics = em_step(cfg, apply_fn, optimizer,
-                                               state, pool)
+                                               state, pool, train_apply_fn)
   metrics['num_queried'] = jnp.sum(query_valid)
   return reveal(state, query, query_valid, pool.y[query]), metrics
 
@@ -280,9 +286,10 @@ def init_state(apply_init: Callable, optimizer: optax.GradientTransformation,
 
 
 def seeds_iteration(cfg: LoopConfig, apply_fn: Callable,
-                    optimizer: optax.GradientTransformation
+                    optimizer: optax.GradientTransformation,
+                    train_apply_fn: Callable | None = None
                     ) -> Callable[[LoopState, Pool], tuple[LoopState, dict]]:
   """`iteration` vmapped over a leading seed axis of the state (pool shared)."""
   def one(state, pool):
-    return iteration(cfg, apply_fn, optimizer, state, pool)
+    return iteration(cfg, apply_fn, optimizer, state, pool, train_apply_fn)
   return jax.vmap(one, in_axes=(0, None))

@@ -66,3 +66,20 @@ def test_same_key_same_output_different_key_different():
   c = model.apply(params, x, jax.random.key(8))
   np.testing.assert_array_equal(a, b)
   assert not np.allclose(a, c)
+
+
+def test_cnn_training_form_equals_inference_form():
+  """PatchConv (training) and nn.Conv (inference) share params and outputs."""
+  model = models.build_model('cnn', 10)
+  x = jax.random.uniform(jax.random.key(1), (3, 28, 28, 1))
+  params = model.init(jax.random.key(0), x)
+  np.testing.assert_allclose(model.train_apply(params, x, None),
+                             model.apply(params, x, None), atol=1e-5)
+  key = jax.random.key(2)
+  np.testing.assert_allclose(model.train_apply(params, x, key),
+                             model.apply(params, x, key), atol=1e-5)
+  grads = [jax.grad(lambda p: f(p, x, key).sum())(params)
+           for f in (model.train_apply, model.apply)]
+  for a, b in zip(jax.tree_util.tree_leaves(grads[0]),
+                  jax.tree_util.tree_leaves(grads[1])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,59 @@
+"""Smoke test of benchmarks/hot_path.py: --quick runs and prints JSON lines."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = REPO / 'benchmarks' / 'hot_path.py'
+
+EXPECTED = ('mc_sweep', 'deterministic_forward', 'mc_to_deterministic_ratio',
+            'train_step', 'iteration', 'seeds_vmap', 'torch_mc_sweep',
+            'torch_train_step')
+
+
+def test_quick_run_prints_valid_json_lines(tmp_path):
+  out = tmp_path / 'lines.jsonl'
+  # A generous timeout: --quick takes well under a minute on an idle 2-core
+  # CPU, but shared CI machines can be several times slower.
+  proc = subprocess.run(
+      [sys.executable, str(SCRIPT), '--quick', '--skip_torch',
+       f'--out={out}'],
+      capture_output=True, text=True, cwd=str(REPO), timeout=600,
+      check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+
+  lines = [l for l in proc.stdout.splitlines() if l.strip()]
+  assert lines, proc.stderr[-3000:]
+  rows = []
+  for line in lines:
+    row = json.loads(line)  # Every stdout line is one JSON object.
+    assert isinstance(row, dict)
+    for key in ('benchmark', 'value', 'unit', 'device', 'jax_version',
+                'cpu_count', 'compile_s'):
+      assert key in row, (key, row)
+    rows.append(row)
+
+  names = {r['benchmark'] for r in rows}
+  missing = set(EXPECTED) - names
+  assert not missing, f'missing benchmarks {missing}; got {sorted(names)}'
+
+  # Every (bits, impl) variant, exactly one of them the library default.
+  sweeps = [r for r in rows if r['benchmark'] == 'mc_sweep']
+  assert {(r['dropout_bits'], r['prng_impl']) for r in sweeps} == {
+      (b, i) for b in (32, 16, 8) for i in ('threefry2x32', 'rbg')}
+  assert [r['default'] for r in sweeps].count(True) == 1
+  for r in sweeps:
+    assert r['value'] > 0 and r['unit'] == 'forwards/s'
+    assert r['compile_s'] > 0
+
+  # Measured lines carry positive numbers; --skip_torch lines say skipped.
+  for r in rows:
+    if r['benchmark'].startswith('torch_'):
+      assert r['value'] is None and r['skipped']
+    elif not r.get('skipped'):
+      assert isinstance(r['value'], (int, float)) and r['value'] > 0, r
+
+  # --out appends exactly the printed lines.
+  assert out.read_text().splitlines() == lines
