@@ -1,0 +1,66 @@
+"""Looking inside a finished run: its restored state and decision surface."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from bass_jax import checkpoint
+from bass_jax import experiment
+from bass_jax import mc_dropout
+from bass_jax.errors import DataError
+
+
+def restored_run(workdir: str, dataset=None):
+  """(Run, final LoopState [S, ...], step) of a workdir's newest checkpoint.
+
+  `dataset` overrides loading the data named by the workdir's config (for a
+  run that was given its dataset directly).
+
+  Raises:
+    DataError: the workdir has no usable checkpoint.
+  """
+  with open(os.path.join(workdir, 'config.json')) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  run = experiment.build(config, dataset)
+  restored = checkpoint.latest_valid(workdir, run.state)
+  if restored is None:
+    raise DataError(f'{workdir} has no valid checkpoint to plot from')
+  return run, restored.state, restored.step
+
+
+def seed_params(state, seed_index: int):
+  """The parameters of one seed from a seed-batched state."""
+  return jax.tree_util.tree_map(lambda a: a[seed_index], state.train.params)
+
+
+def decision_surface(run, state, seed_index: int = 0, grid_size: int = 150,
+                     margin: float = 0.3) -> dict[str, np.ndarray]:
+  """MC-dropout prediction and entropy over a grid covering 2-D pool data.
+
+  Returns:
+    'grid_x', 'grid_y', 'pred', 'entropy' [G, G]; 'points' [N, 2], 'labels'
+    [N], 'labelled' [N] bool of the chosen seed.
+  """
+  x = np.asarray(run.pool.x)
+  if x.ndim != 2 or x.shape[1] != 2:
+    raise DataError(f'decision surfaces need 2-D inputs, got {x.shape[1:]}')
+  lo, hi = x.min(0) - margin, x.max(0) + margin
+  gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], grid_size),
+                       np.linspace(lo[1], hi[1], grid_size))
+  pts = jnp.asarray(np.stack([gx.ravel(), gy.ravel()], 1), jnp.float32)
+  sweep = jax.jit(lambda p, pts: mc_dropout.mc_sweep(
+      run.model.apply, p, pts, jax.random.key(0),
+      run.loop_config.mc_passes_gt, 4096))(seed_params(state, seed_index), pts)
+  return {
+      'grid_x': gx, 'grid_y': gy,
+      'pred': np.asarray(sweep['pseudo_label']).reshape(gx.shape),
+      'entropy': np.asarray(sweep['entropy']).reshape(gx.shape),
+      'points': x, 'labels': np.asarray(run.pool.y),
+      'labelled': np.asarray(state.labelled[seed_index]),
+  }

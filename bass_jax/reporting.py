@@ -1,0 +1,204 @@
+"""Tables and plots from one or more workdirs (config.json, metrics.jsonl).
+
+Pure readers and matplotlib writers; no training. Plots use the Agg backend,
+so they work on a headless machine.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from bass_jax.errors import DataError
+
+
+def read_workdir(workdir: str) -> dict[str, Any]:
+  """config, summary and metrics rows of a workdir.
+
+  Returns:
+    {'workdir', 'config' (dict), 'summary' (dict or None), 'rows' (list)}.
+
+  Raises:
+    DataError: the workdir lacks config.json or metrics.jsonl.
+  """
+  out = {'workdir': workdir}
+  for name, key in (('config.json', 'config'), ('summary.json', 'summary')):
+    path = os.path.join(workdir, name)
+    if not os.path.exists(path):
+      if key == 'config':
+        raise DataError(f'{path} not found: not a bass_jax workdir')
+      out[key] = None
+      continue
+    with open(path) as f:
+      out[key] = json.load(f)
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    raise DataError(f'{path} not found: the run has not started')
+  with open(path) as f:
+    out['rows'] = [json.loads(l) for l in f if l.strip()]
+  return out
+
+
+def label_of(run: dict) -> str:
+  """'<name>:<variant>' of a run, e.g. 'yinyang:active_semi'."""
+  c = run['config']
+  return f"{c.get('name') or 'run'}:{c.get('variant') or '-'}"
+
+
+def curves(rows: Sequence[dict], metric: str) -> tuple[np.ndarray, np.ndarray,
+                                                      np.ndarray]:
+  """Per-iteration mean and std over seeds of one metric.
+
+  Returns:
+    (iterations [I], mean [I], std [I]); None values (e.g. pseudo_acc
+    before any pseudo-label) are skipped.
+  """
+  by_iter = collections.defaultdict(list)
+  for r in rows:
+    if r.get(metric) is not None:
+      by_iter[r['iteration']].append(float(r[metric]))
+  its = np.array(sorted(by_iter))
+  vals = [np.array(by_iter[i]) for i in its]
+  return (its, np.array([v.mean() for v in vals]),
+          np.array([v.std() for v in vals]))
+
+
+def final_accuracies(run: dict) -> np.ndarray:
+  """val_acc of the last iteration of every seed, [S]."""
+  last = {}
+  for r in run['rows']:
+    if r['iteration'] >= last.get(r['seed'], {}).get('iteration', -1):
+      last[r['seed']] = r
+  return np.array([last[s]['val_acc'] for s in sorted(last)])
+
+
+def table_rows(runs: Sequence[dict]) -> list[dict[str, Any]]:
+  """One row per run: experiment, labels, paper %, mean %, std %, seeds, wall."""
+  out = []
+  for run in runs:
+    acc = 100 * final_accuracies(run)
+    last_labels = max(run['rows'], key=lambda r: r['iteration'])['num_labels']
+    paper = run['config'].get('paper_acc', -1)
+    out.append({
+        'experiment': label_of(run),
+        'labels': last_labels,
+        'paper': paper if paper is not None and paper >= 0 else None,
+        'mean': float(acc.mean()), 'std': float(acc.std()),
+        'seeds': len(acc),
+        'iterations': 1 + max(r['iteration'] for r in run['rows']),
+        'wall_s': (run['summary'] or {}).get('wall_s'),
+    })
+  return out
+
+
+def markdown_table(rows: Sequence[dict]) -> str:
+  """The table in the layout of the paper's tables, paper beside ours."""
+  lines = ['| experiment | labels | paper % | ours % (mean ± std) | seeds | '
+           'wall s |', '| --- | --- | --- | --- | --- | --- |']
+  for r in rows:
+    paper = '–' if r['paper'] is None else f"{r['paper']:.2f}"
+    wall = '–' if r['wall_s'] is None else f"{r['wall_s']:.0f}"
+    lines.append(f"| {r['experiment']} | {r['labels']} | {paper} | "
+                 f"{r['mean']:.2f} ± {r['std']:.2f} | {r['seeds']} | {wall} |")
+  return '\n'.join(lines) + '\n'
+
+
+def write_csv(path: str, rows: Sequence[dict]) -> None:
+  with open(path, 'w', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def plot_learning_curves(runs: Sequence[dict], path: str) -> str:
+  """Fig. 3 style: validation accuracy vs iteration, mean ± std per run."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for run in runs:
+    its, mean, std = curves(run['rows'], 'val_acc')
+    line, = ax.plot(its, 100 * mean, label=label_of(run),
+                    marker='o' if len(its) == 1 else None)
+    ax.fill_between(its, 100 * (mean - std), 100 * (mean + std),
+                    color=line.get_color(), alpha=0.2)
+  ax.set_xlabel('iteration')
+  ax.set_ylabel('validation accuracy % (mean ± std over seeds)')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def plot_label_counts(runs: Sequence[dict], path: str) -> str:
+  """Labels, training-set size and pseudo-label accuracy over iterations."""
+  plt = _pyplot()
+  fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+  panels = (('num_labels', 'labels (ground truth)', 1),
+            ('num_train', '|D| without up-sampling', 1),
+            ('pseudo_acc', 'pseudo-label accuracy %', 100))
+  for ax, (metric, title, scale) in zip(axes, panels):
+    for run in runs:
+      its, mean, std = curves(run['rows'], metric)
+      if len(its):
+        line, = ax.plot(its, scale * mean, label=label_of(run),
+                        marker='o' if len(its) == 1 else None)
+        ax.fill_between(its, scale * (mean - std), scale * (mean + std),
+                        color=line.get_color(), alpha=0.2)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel('iteration')
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def plot_decision_panel(grid_x: np.ndarray, grid_y: np.ndarray,
+                        pred: np.ndarray, entropy: np.ndarray,
+                        points: np.ndarray, labels: np.ndarray,
+                        labelled: np.ndarray, title: str, path: str) -> str:
+  """Figs. 1-2 style: predicted class and uncertainty over a 2-D grid.
+
+  Args:
+    grid_x, grid_y: [G, G] grid coordinates.
+    pred: [G, G] predicted class (MC mean argmax).
+    entropy: [G, G] normalized entropy.
+    points: [N, 2] pool inputs; labels: [N] their hidden classes;
+      labelled: [N] bool, marked with black-edged stars.
+    title: panel title.
+    path: output PNG.
+  """
+  plt = _pyplot()
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+  axes[0].contourf(grid_x, grid_y, pred, levels=[-0.5, 0.5, 1.5],
+                   cmap='coolwarm', alpha=0.35)
+  axes[0].set_title('predicted class, labelled points starred', fontsize=10)
+  im = axes[1].contourf(grid_x, grid_y, entropy, levels=20, cmap='viridis')
+  fig.colorbar(im, ax=axes[1], label='normalized entropy (MC dropout)')
+  axes[1].set_title('uncertainty', fontsize=10)
+  for ax in axes:
+    ax.scatter(points[:, 0], points[:, 1], c=labels, cmap='coolwarm', s=4,
+               alpha=0.5)
+    ax.scatter(points[labelled, 0], points[labelled, 1], c=labels[labelled],
+               cmap='coolwarm', marker='*', s=120, edgecolors='black',
+               linewidths=0.8)
+    ax.set_aspect('equal')
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+  return path

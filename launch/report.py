@@ -1,0 +1,78 @@
+r"""Tables and plots from one or more workdirs.
+
+  python launch/report.py --workdir=workdirs/table1/initial \
+      --workdir=workdirs/table1/active_semi --out=workdirs/report
+
+Writes into --out: table.md and table.csv (mean ± std over seeds, the paper's
+number beside ours), learning_curves.png (validation accuracy vs iteration,
+Fig. 3 style), labels.png (labels, |D| and pseudo-label accuracy over
+iterations) and, for 2-D data, decision_<run>.png (Figs. 1-2 style: class and
+uncertainty over the plane, labelled points starred). A folder given as
+--workdir that holds a sweep (sub-workdirs with config.json) is expanded.
+"""
+
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from absl import flags  # pylint: disable=g-import-not-at-top
+
+from launch import common as launch_common
+
+_WORKDIRS = flags.DEFINE_multi_string('workdir', [], 'Workdir(s) to report.')
+_OUT = flags.DEFINE_string('out', None, 'Output folder.')
+_DECISION = flags.DEFINE_bool('decision', True,
+                              'Decision-surface panels for 2-D data.')
+
+
+def expanded(workdirs: list[str]) -> list[str]:
+  """Workdirs, with a sweep folder replaced by its row workdirs."""
+  out = []
+  for w in workdirs:
+    if os.path.exists(os.path.join(w, 'config.json')):
+      out.append(w)
+    else:
+      rows = sorted(os.path.join(w, d) for d in os.listdir(w)
+                    if os.path.exists(os.path.join(w, d, 'config.json')))
+      out.extend(rows or [w])
+  return out
+
+
+def main(argv):
+  del argv
+  from bass_jax import analysis  # pylint: disable=g-import-not-at-top
+  from bass_jax import reporting
+  from bass_jax.errors import BassError
+  if not _WORKDIRS.value or not _OUT.value:
+    raise BassError('give at least one --workdir and an --out folder')
+  runs = [reporting.read_workdir(w) for w in expanded(_WORKDIRS.value)]
+  os.makedirs(_OUT.value, exist_ok=True)
+  rows = reporting.table_rows(runs)
+  table = reporting.markdown_table(rows)
+  with open(os.path.join(_OUT.value, 'table.md'), 'w') as f:
+    f.write(table)
+  reporting.write_csv(os.path.join(_OUT.value, 'table.csv'), rows)
+  written = [reporting.plot_learning_curves(
+      runs, os.path.join(_OUT.value, 'learning_curves.png')),
+             reporting.plot_label_counts(
+                 runs, os.path.join(_OUT.value, 'labels.png'))]
+  for run in runs:
+    if _DECISION.value and run['config'].get('dataset') == 'yinyang':
+      r, state, step = analysis.restored_run(run['workdir'])
+      s = analysis.decision_surface(r, state)
+      name = reporting.label_of(run).replace(':', '_').replace(',', '_')
+      written.append(reporting.plot_decision_panel(
+          s['grid_x'], s['grid_y'], s['pred'], s['entropy'], s['points'],
+          s['labels'], s['labelled'],
+          f'{reporting.label_of(run)}, seed {run["config"]["seed"]}, '
+          f'after iteration {step - 1}',
+          os.path.join(_OUT.value, f'decision_{name}.png')))
+  print(table)
+  for path in written:
+    print(f'wrote {path}')
+
+
+if __name__ == '__main__':
+  launch_common.run_main(main)
