@@ -1,0 +1,193 @@
+"""Oracles: who answers a query. The simulated one lives on the device (it
+reveals hidden labels inside the compiled iteration); the human ones live here.
+
+File oracle: at a query iteration the run writes
+
+  <workdir>/queries/<iteration>/manifest.csv   header `id,label`, label empty
+  <workdir>/queries/<iteration>/<id>.png       one image per queried sample
+  <workdir>/queries/<iteration>/contact_sheet.png
+
+checkpoints, and exits with status 3 ("waiting for labels"). The user fills
+the `label` column and relaunches the same command; the answers are checked
+here (unknown or missing ids, labels outside 0..C-1 -> one-line error, nothing
+changed) and the run continues. `id` is the sample's index in the dataset's
+training split in its original order. Nothing is ever read with pickle.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from typing import Callable, Sequence, TextIO
+
+import numpy as np
+
+from bass_jax.errors import BassError
+
+WAITING_FOR_LABELS = 3  # Exit status of a run paused for the file oracle.
+
+
+class OracleError(BassError):
+  """A bad answer file or answer."""
+
+
+def query_dir(workdir: str, iteration: int) -> str:
+  return os.path.join(workdir, 'queries', str(iteration))
+
+
+def manifest_path(workdir: str, iteration: int) -> str:
+  return os.path.join(query_dir(workdir, iteration), 'manifest.csv')
+
+
+def _as_image(x: np.ndarray) -> np.ndarray | None:
+  """An [H, W] or [H, W, 3] float image in [0, 1], or None for non-images."""
+  if x.ndim == 3 and x.shape[-1] == 1:
+    x = x[..., 0]
+  if x.ndim not in (2, 3):
+    return None
+  lo, hi = float(x.min()), float(x.max())
+  return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+
+
+def write_queries(workdir: str, iteration: int, ids: Sequence[int],
+                  inputs: np.ndarray) -> str:
+  """Writes the query folder for `ids` (pool indices); returns the manifest.
+
+  Args:
+    workdir: the run's workdir.
+    iteration: the iteration that asked.
+    ids: distinct pool indices, ascending.
+    inputs: [N, ...] the pool inputs (images get a PNG each).
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  folder = query_dir(workdir, iteration)
+  os.makedirs(folder, exist_ok=True)
+  images = []
+  for i in ids:
+    img = _as_image(np.asarray(inputs[i], np.float32))
+    if img is not None:
+      plt.imsave(os.path.join(folder, f'{i}.png'), img, cmap='gray')
+      images.append((i, img))
+  if images:
+    cols = min(10, len(images))
+    rows = -(-len(images) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.5 * rows),
+                             squeeze=False)
+    for ax in axes.ravel():
+      ax.axis('off')
+    for ax, (i, img) in zip(axes.ravel(), images):
+      ax.imshow(img, cmap='gray')
+      ax.set_title(f'id {i}', fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, 'contact_sheet.png'), dpi=80)
+    plt.close(fig)
+  path = manifest_path(workdir, iteration)
+  tmp = path + '.tmp'
+  with open(tmp, 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(['id', 'label'])
+    for i in ids:
+      writer.writerow([int(i), ''])
+  os.replace(tmp, path)
+  return path
+
+
+def read_answers(path: str, ids: Sequence[int],
+                 num_classes: int) -> dict[int, int]:
+  """The user's labels from a filled manifest, fully validated.
+
+  Returns:
+    id -> label for exactly the queried `ids`.
+
+  Raises:
+    OracleError: missing file, wrong header, unknown / duplicate / missing
+      ids, or a label that is not an integer in [0, num_classes).
+  """
+  if not os.path.exists(path):
+    raise OracleError(f'{path} is missing; the query folder was removed')
+  wanted = {int(i) for i in ids}
+  answers = {}
+  with open(path, newline='') as f:
+    reader = csv.reader(f)
+    header = next(reader, None)
+    if header is None or [h.strip() for h in header] != ['id', 'label']:
+      raise OracleError(f'{path}: the first line must be the header id,label '
+                        f'(got {header!r})')
+    for line_no, row in enumerate(reader, start=2):
+      if not row or all(not c.strip() for c in row):
+        continue
+      if len(row) != 2:
+        raise OracleError(f'{path} line {line_no}: expected id,label, got '
+                          f'{row!r}')
+      sid, text = row[0].strip(), row[1].strip()
+      try:
+        sample = int(sid)
+      except ValueError:
+        raise OracleError(f'{path} line {line_no}: id {sid!r} is not an '
+                          'integer') from None
+      if sample not in wanted:
+        raise OracleError(f'{path} line {line_no}: id {sample} was not '
+                          'queried')
+      if sample in answers:
+        raise OracleError(f'{path} line {line_no}: id {sample} is answered '
+                          'twice')
+      if not text:
+        raise OracleError(f'{path} line {line_no}: id {sample} has no label '
+                          'yet; fill the label column')
+      try:
+        label = int(text)
+      except ValueError:
+        raise OracleError(f'{path} line {line_no}: label {text!r} of id '
+                          f'{sample} is not an integer') from None
+      if not 0 <= label < num_classes:
+        raise OracleError(f'{path} line {line_no}: label {label} of id '
+                          f'{sample} is outside 0..{num_classes - 1}')
+      answers[sample] = label
+  missing = sorted(wanted - set(answers))
+  if missing:
+    raise OracleError(f'{path}: no line for id(s) {missing[:10]}')
+  return answers
+
+
+def ascii_preview(x: np.ndarray, width: int = 28) -> str:
+  """A terminal rendering of an image sample (or its values otherwise)."""
+  img = _as_image(np.asarray(x, np.float32))
+  if img is None or img.ndim != 2:
+    return np.array2string(np.asarray(x), precision=3)
+  ramp = ' .:-=+*#%@'
+  step = max(1, img.shape[1] // width)
+  rows = img[::2 * step, ::step]
+  return '\n'.join(''.join(ramp[min(int(v * len(ramp)), len(ramp) - 1)]
+                           for v in row) for row in rows)
+
+
+def ask_terminal(ids: Sequence[int], inputs: np.ndarray, num_classes: int,
+                 query_folder: str, stdin: TextIO = sys.stdin,
+                 out: Callable[[str], None] = print) -> dict[int, int]:
+  """Asks for each label on the terminal (image path + ASCII preview).
+
+  Raises:
+    OracleError: stdin closed before every id was answered.
+  """
+  answers = {}
+  for i in ids:
+    out(ascii_preview(inputs[i]))
+    png = os.path.join(query_folder, f'{i}.png')
+    while True:
+      out(f'label of id {i} ({png}) in 0..{num_classes - 1}: ')
+      line = stdin.readline()
+      if not line:
+        raise OracleError(f'input ended before id {i} was labelled')
+      try:
+        label = int(line.strip())
+      except ValueError:
+        out(f'not an integer: {line.strip()!r}')
+        continue
+      if 0 <= label < num_classes:
+        answers[int(i)] = label
+        break
+      out(f'{label} is outside 0..{num_classes - 1}')
+  return answers

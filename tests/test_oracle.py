@@ -1,0 +1,73 @@
+"""The human oracle's files: written as documented, answers validated."""
+
+import csv
+import io
+
+import numpy as np
+import pytest
+
+from bass_jax import oracle
+
+
+def filled(path, rows):
+  with open(path, 'w', newline='') as f:
+    w = csv.writer(f)
+    w.writerow(['id', 'label'])
+    w.writerows(rows)
+
+
+def test_write_queries_layout(tmp_path):
+  x = np.random.default_rng(0).uniform(size=(20, 28, 28, 1)).astype(np.float32)
+  path = oracle.write_queries(str(tmp_path), 10, [3, 7, 11], x)
+  folder = tmp_path / 'queries' / '10'
+  assert path == str(folder / 'manifest.csv')
+  assert (folder / 'manifest.csv').read_text().splitlines() == [
+      'id,label', '3,', '7,', '11,']
+  for name in ('3.png', '7.png', '11.png', 'contact_sheet.png'):
+    assert (folder / name).stat().st_size > 100
+
+
+def test_read_answers_ok(tmp_path):
+  p = tmp_path / 'm.csv'
+  filled(p, [[3, 1], [7, ' 9 '], [11, 0]])
+  assert oracle.read_answers(str(p), [3, 7, 11], 10) == {3: 1, 7: 9, 11: 0}
+
+
+@pytest.mark.parametrize('rows,match', [
+    ([[3, 1], [7, 2]], r'no line for id\(s\) \[11\]'),
+    ([[3, 1], [7, 2], [11, 10]], 'outside 0..9'),
+    ([[3, 1], [7, 2], [11, -1]], 'outside 0..9'),
+    ([[3, 1], [7, ''], [11, 1]], 'id 7 has no label'),
+    ([[3, 1], [7, 'seven'], [11, 1]], "'seven' of id 7 is not an integer"),
+    ([[3, 1], [7, 2], [11, 1], [99, 1]], 'id 99 was not queried'),
+    ([[3, 1], [3, 2], [7, 2], [11, 1]], 'id 3 is answered twice'),
+])
+def test_read_answers_refuses_bad_files(tmp_path, rows, match):
+  p = tmp_path / 'm.csv'
+  filled(p, rows)
+  with pytest.raises(oracle.OracleError, match=match) as e:
+    oracle.read_answers(str(p), [3, 7, 11], 10)
+  assert '\n' not in str(e.value) and 'm.csv' in str(e.value)
+
+
+def test_read_answers_bad_header_and_missing(tmp_path):
+  p = tmp_path / 'm.csv'
+  p.write_text('sample,class\n3,1\n')
+  with pytest.raises(oracle.OracleError, match='header'):
+    oracle.read_answers(str(p), [3], 10)
+  with pytest.raises(oracle.OracleError, match='missing'):
+    oracle.read_answers(str(tmp_path / 'none.csv'), [3], 10)
+
+
+def test_terminal_oracle_reads_stdin_and_retries():
+  x = np.zeros((5, 28, 28, 1), np.float32)
+  x[2, 5:20, 10:14] = 1.0
+  lines = []
+  answers = oracle.ask_terminal([2, 4], x, 10, '/q', io.StringIO('x\n12\n7\n3\n'),
+                                lines.append)
+  assert answers == {2: 7, 4: 3}
+  assert any('#' in l or '@' in l for l in lines)  # The preview drew the bar.
+  assert any('not an integer' in l for l in lines)
+  assert any('outside 0..9' in l for l in lines)
+  with pytest.raises(oracle.OracleError, match='input ended'):
+    oracle.ask_terminal([2], x, 10, '/q', io.StringIO(''), lines.append)
