@@ -12,8 +12,8 @@ setup(
                                     'launch']),
     python_requires='>=3.10',
     install_requires=[
-        'jax>=0.4.35',
-        'flax>=0.10.0',
+        'jax>=0.7.1',
+        'flax>=0.11.0',
         'optax>=0.2.3',
         'chex>=0.1.87',
         'numpy>=1.26',

@@ -211,6 +211,20 @@ def _step_dirs(directory: str | os.PathLike) -> list[tuple[int, str]]:
   return sorted(p for p in found if os.path.isdir(p[1]))
 
 
+def steps(directory: str | os.PathLike) -> list[int]:
+  """The steps of the numbered checkpoint folders (any state), oldest first."""
+  return [step for step, _ in _step_dirs(directory)]
+
+
+def discard_all(directory: str | os.PathLike) -> None:
+  """Deletes every checkpoint of a run directory (starting it afresh)."""
+  root = checkpoints_dir(directory)
+  for _, path in _step_dirs(directory):
+    _discard(path)
+  if os.path.isdir(root):
+    _remove_temp_dirs(root)
+
+
 def _is_complete(path: str) -> bool:
   return os.path.isfile(os.path.join(path, META))
 

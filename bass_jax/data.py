@@ -1,4 +1,5 @@
-"""Datasets of the paper (SPEC §3): Yin-Yang toy, MNIST (idx or tfds), npz.
+"""Datasets: the paper's (SPEC §3: Yin-Yang toy, MNIST via idx or tfds),
+npz files, and image folders of the user's own data (unknown labels = -1).
 
 Every loader returns a validated `Dataset` of numpy arrays: float32 inputs and
 int32 labels. Every user-facing data problem (missing file, bad header, md5
@@ -14,6 +15,7 @@ import gzip
 import hashlib
 import os
 import pathlib
+import zipfile
 import zlib
 from typing import Optional, Union
 
@@ -47,7 +49,7 @@ _IDX_IMAGE_SHAPE = (28, 28)
 _IDX_NUM_CLASSES = 10
 _IDX_COUNTS = {'train': 60000, 'test': 10000}
 
-SOURCES = ('auto', 'idx', 'tfds', 'npz')
+SOURCES = ('auto', 'idx', 'tfds', 'npz', 'folder')
 NPZ_KEYS = ('x_train', 'y_train', 'x_test', 'y_test')
 
 # IDX type byte -> big-endian numpy dtype (LeCun's format description).
@@ -71,11 +73,13 @@ class Dataset:
 
   Attributes:
     x_train: [N, ...] float32 pool inputs (images: [N, H, W, C]).
-    y_train: [N] int32 pool labels in [0, num_classes).
+    y_train: [N] int32 pool labels in [0, num_classes), or -1 where the
+      label is unknown (a pool to be labelled by a human oracle).
     x_test: [M, ...] float32 test inputs, same trailing shape as x_train.
     y_test: [M] int32 test labels in [0, num_classes).
     num_classes: number of classes C.
     name: short name for logs ('mnist', 'yinyang', an npz file's stem).
+    class_names: [C] class names where known (image folders), else ().
   """
   x_train: np.ndarray
   y_train: np.ndarray
@@ -83,6 +87,7 @@ class Dataset:
   y_test: np.ndarray
   num_classes: int
   name: str
+  class_names: tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------
@@ -90,8 +95,12 @@ class Dataset:
 
 
 def _check_split(name: str, split: str, x: np.ndarray, y: np.ndarray,
-                 num_classes: int) -> None:
-  """Raises DataError unless x/y of one split are well-formed."""
+                 num_classes: int, unknown_ok: bool = False) -> None:
+  """Raises DataError unless x/y of one split are well-formed.
+
+  `unknown_ok` also admits the label -1 (unknown), as in a pool that a human
+  oracle labels.
+  """
   where = f'dataset {name!r}: x_{split}'
   if not isinstance(x, np.ndarray) or x.dtype != np.float32:
     raise DataError(f'{where} must be a float32 numpy array, got '
@@ -114,9 +123,12 @@ def _check_split(name: str, split: str, x: np.ndarray, y: np.ndarray,
   if y.shape != x.shape[:1]:
     raise DataError(f'{where} has shape {y.shape} but x_{split} has '
                     f'{x.shape[0]} examples; expected ({x.shape[0]},)')
-  if y.min() < 0 or y.max() >= num_classes:
+  lowest = -1 if unknown_ok else 0
+  if y.min() < lowest or y.max() >= num_classes:
+    unknown = ' or -1 (unknown)' if unknown_ok else ''
     raise DataError(f'{where} has labels in [{y.min()}, {y.max()}], expected '
-                    f'[0, {num_classes}); fix the labels or num_classes')
+                    f'[0, {num_classes}){unknown}; fix the labels or '
+                    'num_classes')
 
 
 def validate_dataset(ds: Dataset) -> Dataset:
@@ -131,7 +143,8 @@ def validate_dataset(ds: Dataset) -> Dataset:
   Raises:
     DataError: if a split is empty, inputs are not finite float32 with equal
       trailing shapes in train and test, labels are not int32 [N] in
-      [0, num_classes), or num_classes / name are malformed.
+      [0, num_classes) (y_train may also hold -1, unknown), or
+      num_classes / name / class_names are malformed.
   """
   if not isinstance(ds.name, str) or not ds.name:
     raise DataError(f'dataset name {ds.name!r} must be a non-empty string')
@@ -140,12 +153,18 @@ def validate_dataset(ds: Dataset) -> Dataset:
       ds.num_classes < 1):
     raise DataError(f'dataset {ds.name!r}: num_classes={ds.num_classes!r} '
                     'must be a positive int')
-  _check_split(ds.name, 'train', ds.x_train, ds.y_train, ds.num_classes)
+  _check_split(ds.name, 'train', ds.x_train, ds.y_train, ds.num_classes,
+               unknown_ok=True)
   _check_split(ds.name, 'test', ds.x_test, ds.y_test, ds.num_classes)
   if ds.x_train.shape[1:] != ds.x_test.shape[1:]:
     raise DataError(f'dataset {ds.name!r}: x_train examples have shape '
                     f'{ds.x_train.shape[1:]} but x_test examples have '
                     f'{ds.x_test.shape[1:]}; they must match')
+  if ds.class_names and (
+      len(ds.class_names) != ds.num_classes or
+      not all(isinstance(c, str) for c in ds.class_names)):
+    raise DataError(f'dataset {ds.name!r}: class_names {ds.class_names!r} '
+                    f'must be {ds.num_classes} strings, one per class, or ()')
   return ds
 
 
@@ -525,7 +544,8 @@ def load_npz(path: PathLike, scale: float = 1.0) -> Dataset:
   try:
     with np.load(path, allow_pickle=False) as npz:
       arrays = {k: npz[k] for k in npz.files}
-  except (OSError, ValueError, EOFError) as e:
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile,
+          zlib.error) as e:
     raise DataError(f'{path}: not a readable npz file ({_first_line(e)}); '
                     'write it with np.savez') from None
   missing = [k for k in NPZ_KEYS if k not in arrays]
@@ -551,6 +571,229 @@ def load_npz(path: PathLike, scale: float = 1.0) -> Dataset:
                                     num_classes=num_classes, name=path.stem))
   except DataError as e:
     raise DataError(f'{path}: {e}') from None
+
+
+# ----------------------------------------------------------------------------
+# Image folders ("bring your own data").
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
+# PIL modes read as one grey channel; every other mode is read as RGB.
+_GREY_MODES = ('1', 'L', 'LA')
+_FOLDER_LAYOUT = ('labelled/<class_name>/*.png|jpg|jpeg|bmp, optionally '
+                  'unlabelled/*.png... and test/<class_name>/*.png...')
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFolderFiles:
+  """The files of an image folder dataset, in the order of its arrays.
+
+  Attributes:
+    class_names: [C] sorted names of the class folders in labelled/.
+    train: [N] pool files: labelled/ (by class, then file name), then
+      unlabelled/ (by file name); pool sample i is train[i].
+    train_labels: [N] class index of each pool file, -1 for unlabelled/.
+    test: [M] validation files: test/ (by class, then file name), else the
+      labelled/ files again.
+    test_labels: [M] class index of each validation file.
+  """
+  class_names: tuple[str, ...]
+  train: tuple[pathlib.Path, ...]
+  train_labels: tuple[int, ...]
+  test: tuple[pathlib.Path, ...]
+  test_labels: tuple[int, ...]
+
+
+def _visible_entries(folder: pathlib.Path) -> list[pathlib.Path]:
+  """folder's entries sorted by name, without hidden ones (.DS_Store etc.)."""
+  try:
+    entries = sorted(folder.iterdir(), key=lambda p: p.name)
+  except OSError as e:
+    raise DataError(f'{folder}: cannot list the folder ({e.strerror}); check '
+                    'its permissions') from None
+  return [p for p in entries if not p.name.startswith('.')]
+
+
+def _is_image_file(path: pathlib.Path) -> bool:
+  return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+
+
+def _flat_images(folder: pathlib.Path) -> list[pathlib.Path]:
+  """The image files directly in folder, sorted by name (at least one).
+
+  Other files are ignored; a subfolder is an error rather than silently
+  skipped, so no image goes missing unnoticed.
+  """
+  entries = _visible_entries(folder)
+  nested = [p for p in entries if p.is_dir()]
+  if nested:
+    raise DataError(f'{nested[0]}: subfolders are not read; move its images '
+                    f'up into {folder}')
+  images = [p for p in entries if _is_image_file(p)]
+  if not images:
+    raise DataError(f'{folder}: no images ({", ".join(IMAGE_SUFFIXES)}); add '
+                    'some or remove the folder')
+  return images
+
+
+def _class_images(folder: pathlib.Path, classes: Optional[tuple[str, ...]]
+                  ) -> tuple[list[pathlib.Path], list[int], tuple[str, ...]]:
+  """Images of the class subfolders of labelled/ or test/.
+
+  Args:
+    folder: labelled/ or test/.
+    classes: the known class names (those of labelled/), None for labelled/
+      itself.
+
+  Returns:
+    (files sorted by class then name, their class indices, the subfolder
+    names).
+  """
+  entries = _visible_entries(folder)
+  loose = [p for p in entries if _is_image_file(p)]
+  if loose:
+    raise DataError(f'{loose[0]}: images in {folder} must be inside a class '
+                    'subfolder <class_name>/')
+  names = tuple(p.name for p in entries if p.is_dir())
+  if not names:
+    raise DataError(f'{folder}: no class subfolders; put each class\'s '
+                    f'images in {folder}/<class_name>/')
+  classes = classes or names
+  files, labels = [], []
+  for name in names:
+    if name not in classes:
+      raise DataError(f'{folder / name}: class {name!r} is not a class of '
+                      f'labelled/ ({", ".join(classes)}); rename or remove it')
+    images = _flat_images(folder / name)
+    files.extend(images)
+    labels.extend([classes.index(name)] * len(images))
+  return files, labels, names
+
+
+def image_folder_files(root: PathLike) -> ImageFolderFiles:
+  """Lists an image folder dataset's files without reading any image.
+
+  Layout: <root>/labelled/<class_name>/* (required, a few images per class),
+  <root>/unlabelled/* (optional, flat: the pool without labels) and
+  <root>/test/<class_name>/* (optional, its classes a subset of labelled/'s).
+  Files with the suffixes IMAGE_SUFFIXES (any case) are read, other files
+  and hidden entries are ignored.
+
+  Args:
+    root: the dataset folder.
+
+  Returns:
+    The files and labels in the order of `load_image_folder`'s arrays.
+
+  Raises:
+    DataError: labelled/ missing or without class folders, an empty class
+      folder or unlabelled/, loose images, subfolders where files belong, or
+      a test/ class that labelled/ lacks.
+  """
+  root = pathlib.Path(root).expanduser()
+  labelled = root / 'labelled'
+  if not labelled.is_dir():
+    raise DataError(f'{labelled}: folder not found; an image folder dataset '
+                    f'needs {_FOLDER_LAYOUT}')
+  train, train_labels, classes = _class_images(labelled, None)
+  test, test_labels = list(train), list(train_labels)
+  if (root / 'unlabelled').is_dir():
+    pool = _flat_images(root / 'unlabelled')
+    train.extend(pool)
+    train_labels.extend([-1] * len(pool))
+  if (root / 'test').is_dir():
+    test, test_labels, _ = _class_images(root / 'test', classes)
+  return ImageFolderFiles(classes, tuple(train), tuple(train_labels),
+                          tuple(test), tuple(test_labels))
+
+
+def _read_image(path: pathlib.Path) -> np.ndarray:
+  """[H, W] (grey modes) or [H, W, 3] (all others, alpha dropped) uint8."""
+  try:
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise DataError(f'image folders need Pillow ({_first_line(e)}); pip '
+                    'install pillow') from None
+  try:
+    with Image.open(path) as img:
+      # convert() decodes the whole file, so truncation surfaces here.
+      return np.asarray(img.convert('L' if img.mode in _GREY_MODES else 'RGB'))
+  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    raise DataError(f'{path}: not a readable image ({_first_line(e)}); '
+                    'replace or remove it') from None
+
+
+def _image_stack(paths: list[pathlib.Path]) -> np.ndarray:
+  """[N, H, W, C] uint8 images: C = 1 if all are grey, else 3 (grey repeated).
+
+  Raises:
+    DataError: naming the first image whose size differs from the first's.
+  """
+  images = [_read_image(p) for p in paths]
+  height, width = images[0].shape[:2]
+  for path, img in zip(paths, images):
+    if img.shape[:2] != (height, width):
+      raise DataError(f'{path}: image is {img.shape[1]}x{img.shape[0]} '
+                      f'pixels but {paths[0]} is {width}x{height}; resize all '
+                      'images to one size')
+  if all(img.ndim == 2 for img in images):
+    return np.stack(images)[..., None]
+  return np.stack([img if img.ndim == 3 else np.repeat(img[..., None], 3, -1)
+                   for img in images])
+
+
+def load_image_folder(root: PathLike, scale: float = 1 / 256) -> Dataset:
+  """A dataset from a folder of images (layout: see `image_folder_files`).
+
+  Classes are the sorted subfolder names of labelled/ (index = position).
+  The pool is the labelled images (by class, then file name) followed by
+  unlabelled/'s (by file name), whose labels are -1 (unknown). The test split
+  is test/ if present, else the labelled images themselves: validation
+  accuracy is then measured on training data and is optimistic.
+
+  Args:
+    root: the dataset folder.
+    scale: pixel multiplier (1/256 for 8-bit images).
+
+  Returns:
+    Dataset named after the folder: x [N, H, W, C] float32 = pixel * scale,
+    C = 1 if every image is grey, else 3 (RGB); y [N] int32; class_names.
+
+  Raises:
+    DataError: one line naming the path, for a bad layout (see
+      `image_folder_files`), an unreadable image or images of differing size.
+  """
+  files = image_folder_files(root)
+  # Without test/ the test split re-uses the labelled files: read each once.
+  paths = list(dict.fromkeys(files.train + files.test))
+  pixels = _image_stack(paths)
+  row = {p: i for i, p in enumerate(paths)}
+  x_train = _scaled(pixels[[row[p] for p in files.train]], scale)
+  x_test = _scaled(pixels[[row[p] for p in files.test]], scale)
+  name = pathlib.Path(root).expanduser().resolve().name or 'folder'
+  return validate_dataset(Dataset(
+      x_train, np.asarray(files.train_labels, np.int32), x_test,
+      np.asarray(files.test_labels, np.int32),
+      num_classes=len(files.class_names), name=name,
+      class_names=files.class_names))
+
+
+def image_folder_root(name: str, data_dir: Optional[PathLike] = None
+                      ) -> Optional[pathlib.Path]:
+  """The image folder a dataset name refers to, if any.
+
+  Args:
+    name: a dataset name or path.
+    data_dir: the data root; relative names are tried as given, then under
+      it.
+
+  Returns:
+    The first of those folders that holds labelled/, else None.
+  """
+  path = pathlib.Path(name).expanduser()
+  candidates = [path]
+  if data_dir and not path.is_absolute():
+    candidates.append(pathlib.Path(data_dir) / path)
+  return next((c for c in candidates if (c / 'labelled').is_dir()), None)
 
 
 # ----------------------------------------------------------------------------
@@ -600,6 +843,9 @@ def load_dataset(name: str, data_dir: Optional[str] = None,
   - 'yinyang': `load_yinyang(seed=seed)` (scale is not applied).
   - a name ending in '.npz', or source 'npz': `load_npz` of that path
     (relative paths are tried as given, then under data_dir; scale applies).
+  - source 'folder', or source 'auto' for a folder holding labelled/ (the
+    name as a path, else under data_dir): `load_image_folder` (scale
+    applies).
   - 'mnist', 'fashion_mnist', 'kmnist' with source 'auto' or 'idx': the idx
     files in <data_dir>/<name>/ (md5-verified for mnist).
   - source 'tfds', or source 'auto' for any other name that tfds knows, or
@@ -609,10 +855,10 @@ def load_dataset(name: str, data_dir: Optional[str] = None,
     preparation is offline; without it tfds may download).
 
   Args:
-    name: dataset name or .npz path.
+    name: dataset name, .npz path or image folder path.
     data_dir: the data root; None = $BASS_DATA_DIR, else ../shared/data.
-    source: 'auto', 'idx', 'tfds' or 'npz'.
-    scale: input multiplier for idx, tfds and npz data.
+    source: 'auto', 'idx', 'tfds', 'npz' or 'folder'.
+    scale: input multiplier for idx, tfds, npz and image folder data.
     seed: Yin-Yang draw seed.
 
   Returns:
@@ -629,6 +875,10 @@ def load_dataset(name: str, data_dir: Optional[str] = None,
     return load_yinyang(seed=seed)
   if source == 'npz' or name.endswith('.npz'):
     return load_npz(_npz_path(name, root), scale=scale)
+  folder = image_folder_root(name, root)
+  if source == 'folder' or (source == 'auto' and folder is not None):
+    # Without a match, the name as given yields the 'labelled/ not found' error.
+    return load_image_folder(folder or name, scale=scale)
   idx_dir = None if root is None else root / name
   if source == 'idx' or (source == 'auto' and name in IDX_DATASETS and
                          idx_dir is not None and _has_idx_files(idx_dir)):
@@ -684,11 +934,12 @@ def balanced_initial_indices(labels: np.ndarray, per_class: int,
                              seed: int) -> np.ndarray:
   """Class-balanced initial labelled set: per_class random examples per class.
 
-  Classes are 0 .. labels.max(); each must have at least per_class examples.
-  Class c's draw uses np.random.default_rng(seed) after classes 0 .. c-1's.
+  Classes are 0 .. labels.max(); each must have at least per_class examples
+  with a known label (unknown ones, -1, are never drawn). Class c's draw uses
+  np.random.default_rng(seed) after classes 0 .. c-1's.
 
   Args:
-    labels: [N] integer pool labels >= 0.
+    labels: [N] integer pool labels >= 0, or -1 where unknown.
     per_class: examples to draw (without replacement) from each class.
     seed: seed of the draw.
 
@@ -701,13 +952,14 @@ def balanced_initial_indices(labels: np.ndarray, per_class: int,
   """
   labels = np.asarray(labels)
   if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(
-      labels.dtype, np.integer) or labels.min() < 0:
-    raise DataError(f'initial labels need non-empty [N] integer labels >= 0, '
-                    f'got {labels.dtype} shape {labels.shape}')
+      labels.dtype, np.integer) or labels.min() < -1 or labels.max() < 0:
+    raise DataError(f'initial labels need non-empty [N] integer labels >= 0 '
+                    f'(-1: unknown) with at least one known, got '
+                    f'{labels.dtype} shape {labels.shape}')
   if per_class < 0:
     raise DataError(f'initial per_class={per_class} must be >= 0')
   rng = np.random.default_rng(seed)
-  counts = np.bincount(labels)
+  counts = np.bincount(labels[labels >= 0])
   chosen = []
   for c, count in enumerate(counts):
     if count < per_class:

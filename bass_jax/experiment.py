@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import shutil
 import time
 from typing import Any, Callable, Optional
 
@@ -22,6 +24,7 @@ from bass_jax import checkpoint
 from bass_jax import data as data_lib
 from bass_jax import loop
 from bass_jax import models
+from bass_jax import sharding
 from bass_jax import training
 from bass_jax import uncertainty
 from bass_jax.errors import BassError
@@ -38,7 +41,7 @@ CHOICES = {
     'acquisition': ('none',) + uncertainty.SCORE_NAMES +
                    loop.RANDOM_ACQUISITIONS,
     'oracle': ('simulated', 'files', 'terminal'),
-    'data_source': ('auto', 'idx', 'tfds', 'npz'),
+    'data_source': data_lib.SOURCES,
     'prng_impl': ('threefry2x32', 'rbg', 'unsafe_rbg'),
     'dropout_bits': (8, 16, 32),
 }
@@ -47,9 +50,55 @@ POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
             'mc_passes_pool', 'chunk_size', 'eval_chunk_size',
             'checkpoint_every', 'keep_checkpoints', 'log_every',
             'confident_k')
+# Where a run executes, not what it computes (equal up to float reduction
+# order): a workdir may be resumed on another mesh, e.g. more GPUs.
+PLACEMENT_FIELDS = ('mesh_shape', 'distributed')
 NON_NEGATIVE = ('num_iterations', 'epochs_per_iteration', 'pool_size',
                 'label_budget', 'semi_start',
                 'test_size', 'seed', 'data_seed', 'mu', 'l2')
+INT_FIELDS = POSITIVE + ('num_iterations', 'epochs_per_iteration',
+                         'pool_size', 'label_budget', 'semi_start',
+                         'test_size', 'seed', 'data_seed',
+                         'initial_per_class', 'dropout_bits')
+REAL_FIELDS = ('mu', 'l2', 'dropout_rate', 'learning_rate', 'pixel_scale',
+               'negative_slope', 'paper_acc')
+STR_FIELDS = ('name', 'variant', 'dataset', 'data_dir', 'data_source',
+              'model', 'semi', 'acquisition', 'oracle', 'prng_impl')
+_INT = ((int, np.integer), 'an int')
+_REAL = ((int, float, np.integer, np.floating), 'a number')
+_STR = ((str,), 'a string')
+FIELD_TYPES = {**dict.fromkeys(INT_FIELDS, _INT),
+               **dict.fromkeys(REAL_FIELDS, _REAL),
+               **dict.fromkeys(STR_FIELDS, _STR)}
+
+
+def check_types(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for a missing field or a value of the wrong type.
+
+  A locked ConfigDict refuses most of these on assignment already; this
+  also covers unlocked configs and hand-built ones, where e.g. 1.5 for an
+  int field would otherwise be truncated somewhere downstream.
+  """
+  for field, (types, what) in FIELD_TYPES.items():
+    if field not in config:
+      raise ConfigError(f'config.{field} is missing; build configs on '
+                        'configs/common.base_config()')
+    value = config[field]
+    # bool is an int subclass, but True is never a sensible count or rate.
+    if isinstance(value, bool) or not isinstance(value, types):
+      raise ConfigError(f'config.{field}={value!r} has type '
+                        f'{type(value).__name__}, expected {what}')
+    if types is _REAL[0] and not math.isfinite(value):
+      raise ConfigError(f'config.{field}={value!r} must be a finite number')
+
+
+def check_batch_divisible(batch_size: int, data_size: int) -> None:
+  """Raises ConfigError unless batches split evenly over the 'data' axis."""
+  if batch_size % data_size:
+    raise ConfigError(
+        f'config.batch_size={batch_size} is not divisible by the {data_size} '
+        "devices of the mesh's 'data' axis; use a multiple of "
+        f'{data_size} or change config.mesh_shape')
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -58,6 +107,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   Raises:
     ConfigError: naming the field, its value and what is allowed.
   """
+  check_types(config)
   for field, allowed in CHOICES.items():
     if config[field] not in allowed:
       raise ConfigError(f'config.{field}={config[field]!r} is not one of '
@@ -70,7 +120,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f'config.{field}={config[field]!r} must be >= 0')
   if config.initial_per_class == 0 or config.initial_per_class < -1:
     raise ConfigError(f'config.initial_per_class={config.initial_per_class}'
-                      ' must be > 0, or -1 for a fully labelled pool')
+                      ' must be > 0, or -1 to label every known pool label')
   if not 0.0 <= config.dropout_rate < 1.0:
     raise ConfigError(f'config.dropout_rate={config.dropout_rate!r} must be '
                       'in [0, 1)')
@@ -79,6 +129,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                       'be > 0')
   if not 0 < config.pixel_scale:
     raise ConfigError(f'config.pixel_scale={config.pixel_scale!r} must be > 0')
+  sharding.parse_mesh_shape(config.mesh_shape)  # The format; sizes at build.
+  if not isinstance(config.distributed, bool):
+    raise ConfigError(f'config.distributed={config.distributed!r} must be '
+                      'True or False')
 
 
 def data_dir(config: ml_collections.ConfigDict) -> str:
@@ -132,13 +186,27 @@ def loop_config(config: ml_collections.ConfigDict, pool_size: int,
 
 def check_against_data(config: ml_collections.ConfigDict,
                        ds: data_lib.Dataset) -> None:
-  """Cross-checks config values that depend on the data's size."""
+  """Cross-checks config values that depend on the data's size and labels.
+
+  Pool labels of -1 are unknown: they count towards no class, and only a
+  human oracle can answer queries about them.
+  """
   n = ds.x_train.shape[0]
-  counts = np.bincount(ds.y_train, minlength=ds.num_classes)
+  known = ds.y_train[ds.y_train >= 0]
+  if known.size == 0:
+    raise ConfigError(f'dataset {ds.name!r} has no labelled pool samples; '
+                      'label a few per class')
+  counts = np.bincount(known, minlength=ds.num_classes)
   if config.initial_per_class > counts.min():
     raise ConfigError(
         f'config.initial_per_class={config.initial_per_class} but class '
-        f'{int(counts.argmin())} has only {int(counts.min())} pool samples')
+        f'{int(counts.argmin())} has only {int(counts.min())} labelled pool '
+        'samples')
+  unknown = n - known.size
+  # Without acquisition no query is ever asked, so no oracle is needed.
+  if unknown and config.oracle == 'simulated' and config.acquisition != 'none':
+    raise ConfigError(f'the pool has {unknown} unlabelled samples: use '
+                      '--config.oracle=files or terminal')
   if config.acquisition != 'none' and config.query_size > n:
     raise ConfigError(f'config.query_size={config.query_size} exceeds the '
                       f'pool size {n}')
@@ -161,7 +229,7 @@ def initial_states(config, model: models.Model, optimizer,
   for seed in seeds_of(config):
     labelled = np.zeros(n, bool)
     if config.initial_per_class == -1:
-      labelled[:] = True
+      labelled[:] = ds.y_train >= 0  # Every sample whose label is known.
     else:
       labelled[data_lib.balanced_initial_indices(
           ds.y_train, config.initial_per_class, seed)] = True
@@ -184,6 +252,7 @@ class Run:
   state: loop.LoopState
   step: Callable[[loop.LoopState, loop.Pool], tuple[loop.LoopState, dict]]
   num_params: int
+  mesh: Optional[jax.sharding.Mesh] = None
 
 
 def build_model(config, num_classes: int) -> models.Model:
@@ -193,22 +262,39 @@ def build_model(config, num_classes: int) -> models.Model:
 
 def build(config: ml_collections.ConfigDict,
           dataset: Optional[data_lib.Dataset] = None) -> Run:
-  """Validates the config, loads the data and compiles nothing yet."""
+  """Validates the config, loads the data and compiles nothing yet.
+
+  The arrays are placed on the mesh of `config.mesh_shape`: the pool and
+  test set split along N over 'data', the state along its seed axis over
+  'seed' (replicated over 'data'); the step keeps that layout and returns
+  the metrics replicated, so every host can read them.
+  """
   validate_config(config)
+  # Before anything touches a device: it fixes the set of devices.
+  sharding.initialize_distributed(config.distributed)
   ds = dataset if dataset is not None else load_data(config)
   check_against_data(config, ds)
+  mesh = sharding.make_mesh(config.mesh_shape)
+  sharding.check_divisible(sharding.mesh_sizes(mesh), config.num_seeds,
+                           ds.x_train.shape[0], ds.x_test.shape[0])
+  check_batch_divisible(config.batch_size,
+                        sharding.mesh_sizes(mesh)[sharding.DATA])
   model = build_model(config, ds.num_classes)
   optimizer = training.make_optimizer(config.learning_rate)
   cfg = loop_config(config, ds.x_train.shape[0], ds.num_classes)
-  pool = loop.Pool(x=jnp.asarray(ds.x_train), y=jnp.asarray(ds.y_train),
-                   test_x=jnp.asarray(ds.x_test), test_y=jnp.asarray(ds.y_test))
-  state = initial_states(config, model, optimizer, ds)
+  on_data = sharding.data_sharding(mesh)
+  on_seeds = sharding.seed_sharding(mesh)
+  pool = sharding.put(loop.Pool(x=ds.x_train, y=ds.y_train, test_x=ds.x_test,
+                                test_y=ds.y_test), on_data)
+  state = sharding.put(initial_states(config, model, optimizer, ds), on_seeds)
   step = jax.jit(loop.seeds_iteration(cfg, model.apply, optimizer,
-                                      model.train_apply),
+                                      model.train_apply, mesh),
+                 in_shardings=(on_seeds, on_data),
+                 out_shardings=(on_seeds, sharding.replicated(mesh)),
                  donate_argnums=0)
   params0 = jax.tree_util.tree_map(lambda a: a[0], state.train.params)
   return Run(config, ds, model, cfg, pool, state, step,
-             models.num_params(params0))
+             models.num_params(params0), mesh)
 
 
 def metrics_rows(metrics: dict[str, np.ndarray],
@@ -255,6 +341,9 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
   Raises:
     ConfigError: naming the first differing field (unless `overwrite`).
   """
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f'workdir {workdir} exists and is not a folder; use '
+                      'another --workdir')
   path = os.path.join(workdir, 'config.json')
   if overwrite or not os.path.exists(path):
     return
@@ -264,13 +353,44 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
   except (OSError, ValueError) as e:
     raise ConfigError(f'{path} is unreadable ({e}); use a new --workdir')
   new = json.loads(json.dumps(config.to_dict()))
-  if old != new:
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+  diff = sorted(k for k in set(old) | set(new)
+                if old.get(k) != new.get(k) and k not in PLACEMENT_FIELDS)
+  if diff:
     k = diff[0]
     raise ConfigError(
         f'workdir {workdir} holds a run with a different config '
         f'({k}: {old.get(k)!r} there, {new.get(k)!r} now); use a new '
         '--workdir or pass --overwrite')
+
+
+def resume_point(workdir: str, template: loop.LoopState,
+                 log: Callable[[str], None]
+                 ) -> Optional[checkpoint.Restored]:
+  """The newest valid checkpoint of a workdir; None if it has none at all.
+
+  Damaged checkpoints are reported through `log` and skipped.
+
+  Raises:
+    checkpoint.CheckpointError: there are checkpoints but none is valid
+      (starting afresh would silently discard the run), or the newest intact
+      one does not fit this run's state.
+  """
+  restored = checkpoint.latest_valid(workdir, template, warn=log)
+  found = checkpoint.steps(workdir)
+  if restored is None and found:
+    raise checkpoint.CheckpointError(
+        f'no valid checkpoint in {checkpoint.checkpoints_dir(workdir)} '
+        f'(steps {found} are all damaged); pass --overwrite to start afresh')
+  return restored
+
+
+def clear_run(workdir: str) -> None:
+  """Deletes an earlier run's checkpoints and summary (for --overwrite), so
+  that a later resume cannot pick up a checkpoint of the other config."""
+  checkpoint.discard_all(workdir)
+  summary = os.path.join(workdir, 'summary.json')
+  if os.path.exists(summary):
+    os.remove(summary)
 
 
 def kept_metrics(path: str, before_iteration: int) -> list[str]:
@@ -316,12 +436,17 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     The summary (also written to summary.json).
   """
   start = time.time()
-  check_workdir_config(workdir, config, overwrite)
+  # Every config and data check comes first, so a bad input names itself
+  # (not the workdir) and leaves the workdir untouched.
   r = build(config, dataset)
-  os.makedirs(workdir, exist_ok=True)
+  check_workdir_config(workdir, config, overwrite)
   state, first = r.state, 0
-  restored = None if overwrite else checkpoint.latest_valid(
-      workdir, state, warn=log)
+  restored = None
+  if overwrite:
+    clear_run(workdir)
+  else:
+    restored = resume_point(workdir, state, log)
+  os.makedirs(workdir, exist_ok=True)
   if restored is not None:
     state, first = restored.state, restored.step
     log(f'resuming from iteration {first} ({checkpoint.step_path(workdir, first)})')
@@ -338,6 +463,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       f.write(''.join(json.dumps(row) + '\n' for row in rows))
       f.flush()
       if (i + 1) % config.checkpoint_every == 0 or i == total - 1:
+        check_finite_params(state.train.params, i)
         checkpoint.save(workdir, i + 1, state)
         checkpoint.keep_last(workdir, config.keep_checkpoints)
       if i % config.log_every == 0 or i == total - 1:
@@ -361,6 +487,20 @@ def check_finite(rows: list[dict], iteration: int) -> None:
           f'training diverged at iteration {iteration} (seed {row["seed"]}, '
           f'loss {row["loss"]}); lower config.learning_rate; the last good '
           'checkpoint is kept')
+
+
+def check_finite_params(params: Any, iteration: int) -> None:
+  """Refuses to checkpoint NaN/Inf parameters (a finite loss can precede
+  them), so the newest checkpoint is always a good one.
+
+  Raises:
+    TrainingDivergedError: naming the iteration.
+  """
+  leaves = jax.tree_util.tree_leaves(jax.device_get(params))
+  if not all(np.isfinite(leaf).all() for leaf in leaves):
+    raise TrainingDivergedError(
+        f'training diverged at iteration {iteration} (NaN/Inf parameters); '
+        'lower config.learning_rate; the last good checkpoint is kept')
 
 
 def last_rows(metrics_path: str) -> dict[int, dict]:

@@ -19,9 +19,11 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh
 
 from bass_jax import mc_dropout
 from bass_jax import selection
+from bass_jax import sharding
 from bass_jax import training
 
 SEMI_MODES = ('none', 'stepwise', 'all', 'confident')
@@ -157,13 +159,19 @@ def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
 
 def em_step(cfg: LoopConfig, apply_fn: Callable,
             optimizer: optax.GradientTransformation, state: LoopState,
-            pool: Pool, train_apply_fn: Callable | None = None
+            pool: Pool, train_apply_fn: Callable | None = None,
+            mesh: Mesh | None = None
             ) -> tuple[LoopState, jax.Array, jax.Array, dict]:
   """One iteration up to, not including, the oracle's answer.
 
   `train_apply_fn` is the forward pass differentiated in training (default
   `apply_fn`): the same function of the same parameters, maybe in a form
   with faster gradients (see `models.Model.train_apply`).
+
+  With a `mesh` (see `sharding.make_mesh`; the pool split over its 'data'
+  axis) the pool sweep, the validation and the training batches run
+  data-parallel; the results are those of `mesh=None` up to float
+  reduction order.
 
   Returns:
     (state, query [k] int32, query_valid [k] bool, metrics): the state has
@@ -180,21 +188,23 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   train_state, loss = training.train_epochs(
       state.train, optimizer, train_apply_fn or apply_fn, keys['train'], pool.x, state.labels,
       labelled, member, num_epochs, gt_upsample=cfg.gt_upsample, mu=cfg.mu,
-      batch_size=cfg.batch_size, capacity=cfg.train_capacity, l2=cfg.l2)
+      batch_size=cfg.batch_size, capacity=cfg.train_capacity, l2=cfg.l2,
+      mesh=mesh)
   params = train_state.params
 
   # 2. Validation with dropout off.
-  val_acc = mc_dropout.accuracy(apply_fn, params, pool.test_x, pool.test_y,
-                                cfg.eval_chunk_size)
+  val_acc = mc_dropout.data_parallel_accuracy(
+      mesh, apply_fn, params, pool.test_x, pool.test_y, cfg.eval_chunk_size)
 
   # 3. MC inference: T passes on X (theta), T' passes on the whole pool.
   gt_idx, gt_valid = selection.labelled_slots(labelled, cfg.label_capacity)
-  gt = mc_dropout.mc_sweep(apply_fn, params, pool.x[gt_idx], keys['gt'],
+  gt_x = sharding.gather_rows(mesh, pool.x, gt_idx)
+  gt = mc_dropout.mc_sweep(apply_fn, params, gt_x, keys['gt'],
                            cfg.mc_passes_gt, cfg.chunk_size, indices=gt_idx)
   theta = selection.threshold_theta(gt['entropy'], gt_valid)
-  sweep = mc_dropout.mc_sweep(apply_fn, params, pool.x, keys['pool'],
-                              cfg.mc_passes_pool, cfg.chunk_size,
-                              cfg.score_names)
+  sweep = mc_dropout.data_parallel_sweep(mesh, apply_fn, params, pool.x,
+                                         keys['pool'], cfg.mc_passes_pool,
+                                         cfg.chunk_size, cfg.score_names)
   unlabelled = ~labelled
   entropy_sum_all = (jnp.sum(jnp.where(gt_valid, gt['entropy'], 0.0)) +
                      jnp.sum(jnp.where(unlabelled, sweep['entropy'], 0.0)))
@@ -251,11 +261,12 @@ def reveal(state: LoopState, query: jax.Array, query_valid: jax.Array,
 
 def iteration(cfg: LoopConfig, apply_fn: Callable,
               optimizer: optax.GradientTransformation, state: LoopState,
-              pool: Pool, train_apply_fn: Callable | None = None
-              ) -> tuple[LoopState, dict]:
+              pool: Pool, train_apply_fn: Callable | None = None,
+              mesh: Mesh | None = None) -> tuple[LoopState, dict]:
   """One full iteration with the simulated oracle (hidden labels in pool.y)."""
   state, query, query_valid, metrics = em_step(cfg, apply_fn, optimizer,
-                                               state, pool, train_apply_fn)
+                                               state, pool, train_apply_fn,
+                                               mesh)
   metrics['num_queried'] = jnp.sum(query_valid)
   return reveal(state, query, query_valid, pool.y[query]), metrics
 
@@ -287,9 +298,17 @@ def init_state(apply_init: Callable, optimizer: optax.GradientTransformation,
 
 def seeds_iteration(cfg: LoopConfig, apply_fn: Callable,
                     optimizer: optax.GradientTransformation,
-                    train_apply_fn: Callable | None = None
+                    train_apply_fn: Callable | None = None,
+                    mesh: Mesh | None = None
                     ) -> Callable[[LoopState, Pool], tuple[LoopState, dict]]:
-  """`iteration` vmapped over a leading seed axis of the state (pool shared)."""
+  """`iteration` vmapped over a leading seed axis of the state (pool shared).
+
+  With a `mesh`, the seed axis is its 'seed' axis (`spmd_axis_name`): the
+  data-parallel parts inside then run on [S/s, N/d] blocks, each device
+  its own seeds and its own shard of the pool.
+  """
   def one(state, pool):
-    return iteration(cfg, apply_fn, optimizer, state, pool, train_apply_fn)
-  return jax.vmap(one, in_axes=(0, None))
+    return iteration(cfg, apply_fn, optimizer, state, pool, train_apply_fn,
+                     mesh)
+  return jax.vmap(one, in_axes=(0, None),
+                  spmd_axis_name=sharding.SEED if mesh is not None else None)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from bass_jax import models
+from bass_jax import sharding
 
 Params = Any
 
@@ -111,7 +112,8 @@ def train_epochs(state: TrainState, optimizer: optax.GradientTransformation,
                  apply_fn: Callable, key: jax.Array, x: jax.Array,
                  labels: jax.Array, labelled: jax.Array, member: jax.Array,
                  num_epochs: jax.Array, *, gt_upsample: int, mu: float,
-                 batch_size: int, capacity: int, l2: float
+                 batch_size: int, capacity: int, l2: float,
+                 mesh: jax.sharding.Mesh | None = None
                  ) -> tuple[TrainState, jax.Array]:
   """`num_epochs` shuffled epochs over D, as one compiled loop.
 
@@ -131,6 +133,10 @@ def train_epochs(state: TrainState, optimizer: optax.GradientTransformation,
     batch_size: samples per step.
     capacity: static bound on |D| with up-sampling.
     l2: L2 coefficient.
+    mesh: the run's mesh, x split over its 'data' axis, or None. Each
+      batch [B, ...] is then gathered from the devices holding its rows and
+      split over 'data': every device runs forward and backward on its B/D
+      rows and XLA all-reduces the gradients.
 
   Returns:
     (new state, mean loss of the last epoch).
@@ -149,7 +155,11 @@ def train_epochs(state: TrainState, optimizer: optax.GradientTransformation,
       pos = b * batch_size + jnp.arange(batch_size)
       idx = jax.lax.dynamic_slice(samples, (b * batch_size,), (batch_size,))
       weight = jnp.where(pos < total, weight_of[idx], 0.0)
-      state, loss = train_step(state, optimizer, apply_fn, x[idx],
+      xb = sharding.gather_rows(mesh, x, idx)
+      if mesh is not None:
+        xb = jax.lax.with_sharding_constraint(xb,
+                                              sharding.data_sharding(mesh))
+      state, loss = train_step(state, optimizer, apply_fn, xb,
                                labels[idx], weight,
                                jax.random.fold_in(epoch_key, b), l2)
       return b + 1, state, loss_sum + loss

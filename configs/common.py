@@ -57,9 +57,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.variant = ''
   c.paper_acc = -1.0           # The paper's accuracy % for this row (-1: none).
   # Data.
-  c.dataset = 'mnist'          # 'yinyang', 'mnist', a tfds name, or a .npz path.
+  c.dataset = 'mnist'          # 'yinyang', 'mnist', a tfds name, a .npz path,
+                               # or an image folder (see data.load_image_folder).
   c.data_dir = ''              # '' -> $BASS_DATA_DIR, else ../shared/data.
-  c.data_source = 'auto'       # 'auto' | 'idx' | 'tfds' | 'npz'.
+  c.data_source = 'auto'       # 'auto' | 'idx' | 'tfds' | 'npz' | 'folder'.
   c.data_seed = 0              # Draw of the toy data (shared by all seeds).
   c.pool_size = 0              # 0 = the whole training split.
   c.test_size = 0              # 0 = the whole test split.
@@ -74,7 +75,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_seeds = 10
   c.prng_impl = 'threefry2x32'  # or 'rbg', 'unsafe_rbg'.
   # Protocol.
-  c.initial_per_class = 10      # Class-balanced initial labels; -1: all.
+  c.initial_per_class = 10      # Class-balanced initial labels; -1: all known.
   c.num_iterations = 200       # Iterations 0..num_iterations.
   c.initial_epochs = 100
   c.epochs_per_iteration = 1
@@ -98,6 +99,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.mc_passes_pool = 10        # T', on the pool.
   c.chunk_size = 1000          # Pool samples per MC chunk (memory bound).
   c.eval_chunk_size = 2000
+  # Devices (see bass_jax/sharding.py): the mesh axis sizes, comma-separated
+  # 'axis:size' pairs over axes 'seed' and 'data', one size may be -1.
+  c.mesh_shape = 'data:-1'     # e.g. 'seed:4', 'data:2,seed:2'.
+  c.distributed = False        # jax.distributed.initialize() (multi-host).
   # Host side.
   c.checkpoint_every = 10
   c.keep_checkpoints = 3
@@ -113,15 +118,37 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict,
   for key, text in pairs.items():
     if key not in config:
       raise ValueError(f'unknown config field {key!r} in config arg')
-    current = config[key]
-    if isinstance(current, bool):
-      value = text.lower() in ('1', 'true', 'yes')
-    elif isinstance(current, (int, float)) and not isinstance(current, bool):
-      value = type(current)(float(text)) if isinstance(current, int) else float(text)
-    else:
-      value = text
-    setattr(config, key, value)
+    setattr(config, key, parsed_value(key, text, config[key]))
   return config
+
+
+def parsed_value(key: str, text: str, current):
+  """`text` of a config arg `key=text` as the type of the field's `current`.
+
+  Raises:
+    ValueError: naming the field, when `text` is not of that type (1.5 for
+      an int field is refused rather than truncated).
+  """
+  def bad(what):
+    return ValueError(f'config arg {key}={text!r}: expected {what}')
+
+  if isinstance(current, bool):
+    words = {'1': True, 'true': True, 'yes': True,
+             '0': False, 'false': False, 'no': False}
+    if text.lower() not in words:
+      raise bad('true or false')
+    return words[text.lower()]
+  if isinstance(current, (int, float)):
+    try:
+      number = float(text)
+    except ValueError:
+      raise bad('a number') from None
+    if isinstance(current, float):
+      return number
+    if not number.is_integer():
+      raise bad('an int')
+    return int(number)
+  return text
 
 
 def build(arg, variants, modifiers=None, base=None, references=None,

@@ -1,12 +1,17 @@
 """Helpers shared by the launch scripts: error handling and printing."""
 
+import ast
 import os
+import re
 import sys
 import time
 import traceback
+from typing import NoReturn, Optional
 
 from absl import app
+from absl import flags
 from absl import logging
+from ml_collections import config_flags
 
 
 def default_workdir(config) -> str:
@@ -38,22 +43,138 @@ def result_table(summaries: list[dict]) -> str:
   return '\n'.join(lines)
 
 
+def debug() -> bool:
+  """Whether BASS_DEBUG asks for tracebacks."""
+  return bool(os.environ.get('BASS_DEBUG'))
+
+
+def fail(message: str) -> NoReturn:
+  """Prints `error: <message>` as one line and exits with status 2.
+
+  Under BASS_DEBUG=1 the traceback of the exception being handled (if any)
+  is printed first.
+  """
+  if debug() and sys.exc_info()[0] is not None:
+    traceback.print_exc()
+  print(f'error: {one_line(message)}', file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
+def one_line(text: str) -> str:
+  """A message as one line.
+
+  ml_collections embeds the config file's traceback in its message; of that
+  only the first line (the flag) and the last (the exception) are kept.
+  """
+  lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+  if not lines:
+    return 'unknown error'
+  if any(line.startswith('Traceback (most recent call') for line in lines):
+    head = lines[0].replace('Error whilst parsing config file:', '').strip()
+    return f'{head} {lines[-1]}'
+  return ' '.join(lines)
+
+
+def _override_arg(field: str, argv: list[str]) -> Optional[str]:
+  """The `--config.<field>...` argument of argv that names `field`, if any."""
+  for arg in argv:
+    name = arg.split('=', 1)[0].lstrip('-')
+    if name.startswith('config.') and (name.endswith(f'.{field}') or
+                                       f'.{field}.' in name):
+      return arg
+  return None
+
+
+def unquoted(text: str) -> str:
+  """`text` with layers of Python string quoting (repr of repr) removed."""
+  for _ in range(4):
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+      break
+    if not isinstance(value, str):
+      break
+    text = value
+  return text
+
+
+def flag_error_message(error: BaseException, argv: list[str]) -> str:
+  """One line naming the flag or config field of a command-line error."""
+  if isinstance(error, (AttributeError, KeyError)):
+    # ml_collections' unknown override field: the field name, perhaps with a
+    # line 'Did you mean "<other>" ...?', repr()-quoted once per re-raise.
+    text = unquoted(str(error))
+    field = text.splitlines()[0].strip('\'" ') if text else ''
+    arg = _override_arg(field, argv) if field else None
+    if arg:
+      hint = re.search(r'Did you mean "([^"]+)"', text)
+      return (f'unknown config field {field!r} ({arg})' +
+              (f'; did you mean {hint.group(1)!r}?' if hint else ''))
+  if isinstance(error, (flags.Error, ValueError, TypeError)):
+    return one_line(str(error))
+  # Anything else came out of executing the config file itself.
+  given = next((a for a in argv if a.startswith('--config=')), '--config')
+  return one_line(f'{given}: {type(error).__name__}: {error}')
+
+
+def _config_load_error(name: str, value: object) -> Optional[str]:
+  """The message of a config flag whose file failed to load, else None.
+
+  ml_collections does not raise for a missing config file: it stores an
+  object that raises on first use, deep inside the run.
+  """
+  error = getattr(value, '_error', None)
+  if not isinstance(error, BaseException):
+    return None
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  given = next((a for a in sys.argv if a.startswith(f'--{name}=')),
+               f'--{name}')
+  return f'{given}: {lines[-1] if lines else type(error).__name__}'
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """`app.run`'s flags parser: absl's, with every error as one line, exit 2."""
+  try:
+    remaining = flags.FLAGS(argv)
+  except Exception as e:  # pylint: disable=broad-except
+    # Flags and config files raise many types; all are bad user input here.
+    fail(flag_error_message(e, argv))
+  for name in flags.FLAGS:
+    message = _config_load_error(name, flags.FLAGS[name].value)
+    if message:
+      fail(message)
+  return remaining
+
+
+def define_config_file(default: str, help_string: str):
+  """`--config`: a locked ml_collections config file flag.
+
+  Without --config on the command line, the default file is loaded (and the
+  `--config.<field>` overrides looked up) right here, at definition time;
+  an error there becomes one line too.
+  """
+  try:
+    return config_flags.DEFINE_config_file('config', default, help_string,
+                                           lock_config=True)
+  except Exception as e:  # pylint: disable=broad-except
+    fail(flag_error_message(e, sys.argv))
+
+
 def run_main(main) -> None:
   """`app.run(main)`, turning user errors into one line and exit status 2.
 
-  Set BASS_DEBUG=1 to see the traceback instead.
+  User errors are bad flags or config files (while parsing), BassError (bad
+  config values, data, checkpoints, a diverged run) and OSError (e.g. an
+  unwritable workdir). Set BASS_DEBUG=1 to see the traceback too.
   """
   from bass_jax.errors import BassError  # pylint: disable=g-import-not-at-top
 
   def guarded(argv):
-    if not os.environ.get('BASS_DEBUG'):
+    if not debug():
       logging.set_verbosity(logging.WARNING)  # Hides jax's backend probing.
     try:
       return main(argv)
-    except BassError as e:
-      if os.environ.get('BASS_DEBUG'):
-        traceback.print_exc()
-      print(f'error: {e}', file=sys.stderr, flush=True)
-      sys.exit(2)
+    except (BassError, OSError) as e:
+      fail(str(e))
 
-  app.run(guarded)
+  app.run(guarded, flags_parser=parse_flags)

@@ -19,14 +19,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from absl import flags  # pylint: disable=g-import-not-at-top
-from ml_collections import config_flags
 
 from launch import common as launch_common
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', os.path.join(REPO, 'configs', 'yinyang.py'),
-    'Config file[:modifiers] whose `sweep(add)` lists the rows.',
-    lock_config=True)
+_CONFIG = launch_common.define_config_file(
+    os.path.join(REPO, 'configs', 'yinyang.py'),
+    'Config file[:modifiers] whose `sweep(add)` lists the rows.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output folder of the sweep.')
 _ROWS = flags.DEFINE_list('rows', None, 'Only these rows (default: all).')
 _QUIET = flags.DEFINE_bool('quiet', False, 'Only print one line per row.')

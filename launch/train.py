@@ -16,13 +16,12 @@ sys.path.insert(0, REPO)
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
-from ml_collections import config_flags
 
 from launch import common as launch_common
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', os.path.join(REPO, 'configs', 'yinyang.py'),
-    'Experiment config file[:arg].', lock_config=True)
+_CONFIG = launch_common.define_config_file(
+    os.path.join(REPO, 'configs', 'yinyang.py'),
+    'Experiment config file[:arg].')
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Output folder (default: workdirs/<name>_<variant>_<time>).'
     ' Relaunching on the same workdir resumes from its newest checkpoint.')

@@ -1,0 +1,157 @@
+"""Exports a run's labels: one CSV row per pool sample.
+
+Human labels where the run has them, elsewhere the MC-dropout prediction of
+one seed's newest checkpoint (a finished or a paused run):
+
+  id,label,confidence,source[,class_name][,file]
+
+- id: the sample's index in the dataset's training split, original order.
+- label: the class index; the human label (source 'human', confidence 1.0),
+  else the argmax of the MC-mean probabilities (source 'pseudo' for members
+  of the pseudo-labelled set D, 'model' for the rest).
+- confidence: the MC-mean probability of that label.
+- class_name, file: the class folder name and the image path, for datasets
+  read from an image folder (`data.load_image_folder`).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import Optional
+
+import jax
+import numpy as np
+
+from bass_jax import analysis
+from bass_jax import data as data_lib
+from bass_jax import experiment
+from bass_jax import mc_dropout
+from bass_jax.errors import ConfigError
+from bass_jax.errors import DataError
+
+HEADER = ('id', 'label', 'confidence', 'source')
+
+
+def pool_predictions(run: experiment.Run, state, seed_index: int,
+                     num_passes: Optional[int] = None) -> dict[str, np.ndarray]:
+  """MC-dropout predictions of one seed over the whole pool.
+
+  Args:
+    run: the built run (`analysis.restored_run`).
+    state: its LoopState with a leading seed axis [S, ...].
+    seed_index: which seed's parameters to use, in [0, S).
+    num_passes: dropout passes T per sample; None: the config's mc_passes_gt.
+
+  Returns:
+    'label' [N] int32 argmax of the MC-mean probabilities and 'confidence'
+    [N] float32 their maximum.
+  """
+  cfg = run.loop_config
+  seed = run.config.seed + seed_index
+  # On the host: the seed slice of a state sharded over devices would
+  # otherwise meet the pool on another device inside the jit.
+  params = jax.device_get(analysis.seed_params(state, seed_index))
+  key = jax.random.key(seed, impl=cfg.prng_impl)
+  sweep = jax.jit(lambda p, x: mc_dropout.mc_sweep(
+      run.model.apply, p, x, key, num_passes or cfg.mc_passes_gt,
+      cfg.chunk_size))(params, run.dataset.x_train)
+  mean_probs = np.asarray(sweep['mean_probs'])
+  return {'label': mean_probs.argmax(-1).astype(np.int32),
+          'confidence': mean_probs.max(-1).astype(np.float32)}
+
+
+def labels_table(run: experiment.Run, state, seed_index: int = 0,
+                 num_passes: Optional[int] = None) -> dict[str, np.ndarray]:
+  """The exported labels of one seed, as columns of [N] arrays.
+
+  Returns:
+    'id' int, 'label' int32, 'confidence' float32 and 'source' str
+    ('human' | 'pseudo' | 'model'), see the module docstring.
+  """
+  labelled = np.asarray(state.labelled[seed_index])
+  member = np.asarray(state.member[seed_index])
+  given = np.asarray(state.labels[seed_index])
+  pred = pool_predictions(run, state, seed_index, num_passes)
+  return {
+      'id': np.arange(labelled.shape[0]),
+      'label': np.where(labelled, given, pred['label']).astype(np.int32),
+      'confidence': np.where(labelled, np.float32(1.0), pred['confidence']),
+      'source': np.where(labelled, 'human',
+                         np.where(member, 'pseudo', 'model')),
+  }
+
+
+def pool_files(config, pool_size: int) -> Optional[list[str]]:
+  """Image paths of the pool if the config's dataset is an image folder.
+
+  Resolved as `data.load_dataset` does, so relative to the current folder
+  or the data dir; None for every other kind of dataset.
+  """
+  if config.data_source not in ('auto', 'folder'):
+    return None
+  root = data_lib.image_folder_root(config.dataset,
+                                    experiment.data_dir(config))
+  if root is None:
+    return None
+  return [str(p) for p in data_lib.image_folder_files(root).train[:pool_size]]
+
+
+def write_csv(path: str, table: dict[str, np.ndarray],
+              class_names: tuple[str, ...] = (),
+              files: Optional[list[str]] = None) -> str:
+  """Writes the table (atomically) with the optional columns; returns path."""
+  header = list(HEADER) + ['class_name'] * bool(class_names) + (
+      ['file'] if files is not None else [])
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  tmp = path + '.tmp'
+  with open(tmp, 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    for i in range(table['id'].shape[0]):
+      label = int(table['label'][i])
+      row = [int(table['id'][i]), label,
+             round(float(table['confidence'][i]), 6), str(table['source'][i])]
+      if class_names:
+        row.append(class_names[label])
+      if files is not None:
+        row.append(files[i])
+      writer.writerow(row)
+  os.replace(tmp, path)
+  return path
+
+
+def export_labels(workdir: str, out: str, seed_index: int = 0,
+                  num_passes: Optional[int] = None,
+                  dataset: Optional[data_lib.Dataset] = None
+                  ) -> dict[str, np.ndarray]:
+  """Writes the labels CSV of a workdir's newest checkpoint to `out`.
+
+  Args:
+    workdir: a finished or paused run.
+    out: the CSV file to write.
+    seed_index: which of the run's seeds, in [0, num_seeds).
+    num_passes: MC-dropout passes; None: the config's mc_passes_gt.
+    dataset: overrides loading the data named by the run's config.
+
+  Returns:
+    The table written (see `labels_table`).
+
+  Raises:
+    ConfigError: seed_index out of range.
+    DataError: the workdir holds no run or no valid checkpoint.
+  """
+  if not os.path.isfile(os.path.join(workdir, 'config.json')):
+    raise DataError(f'{workdir} holds no run (no config.json); pass the '
+                    '--workdir of a launch/train.py run')
+  run, state, _ = analysis.restored_run(workdir, dataset)
+  if not 0 <= seed_index < run.config.num_seeds:
+    raise ConfigError(f'--seed_index={seed_index} must be in [0, '
+                      f'{run.config.num_seeds}) for the '
+                      f'{run.config.num_seeds} seeds of {workdir}')
+  table = labels_table(run, state, seed_index, num_passes)
+  files = None if dataset is not None else pool_files(
+      run.config, table['id'].shape[0])
+  write_csv(out, table, run.dataset.class_names, files)
+  return table

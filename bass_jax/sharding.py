@@ -1,0 +1,225 @@
+"""The device mesh of a run and where its arrays live on it.
+
+One mesh with two named axes, always both, so every `PartitionSpec` below is
+valid on any machine:
+
+  'seed'  the leading seed axis of the `LoopState` is split over it: each
+          device group trains its own seeds (no communication between seeds).
+  'data'  the pool and the test set are split along N over it; the MC sweep
+          runs on each device's own shard and training batches are split too,
+          XLA inserting the gradient all-reduce.
+
+`config.mesh_shape` names the axis sizes, e.g. 'data:-1' (all devices on
+'data', the default), 'seed:4' or 'data:2,seed:2'; a missing axis has size 1
+and one size may be -1 ("the rest"). The mesh must use every device. One CPU
+is the 1 x 1 mesh: the same code path, with no-op collectives.
+
+Divisibility (checked in `check_divisible`, with the field to change named):
+num_seeds by the 'seed' size; the pool size and the test size by the 'data'
+size. Nothing is padded: padded pool samples would need masking in every
+acquisition, pseudo-label and mean, so an uneven split is refused instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import AxisType
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from bass_jax.errors import ConfigError
+
+SEED = 'seed'
+DATA = 'data'
+# Seeds outermost: the frequent data-parallel collectives then stay within
+# neighbouring devices (one host, one slice) and seeds span hosts.
+AXES = (SEED, DATA)
+
+
+def parse_mesh_shape(text: str) -> dict[str, int]:
+  """Axis sizes of a `mesh_shape` string, -1 kept as given.
+
+  Args:
+    text: comma-separated 'axis:size' pairs, axis in AXES, size a positive
+      int or -1 (at most once); e.g. 'data:-1', 'data:2,seed:2'.
+
+  Returns:
+    {'seed': s, 'data': d}: every axis, size 1 where not named.
+
+  Raises:
+    ConfigError: naming config.mesh_shape and what is wrong.
+  """
+  def bad(why: str) -> ConfigError:
+    return ConfigError(f'config.mesh_shape={text!r}: {why}; expected '
+                       "'axis:size[,axis:size]' with axis in "
+                       f"{list(AXES)} and size > 0 or -1, e.g. 'data:-1' "
+                       "or 'data:2,seed:2'")
+
+  sizes = {}
+  for part in str(text).replace(' ', '').split(','):
+    name, colon, size = part.partition(':')
+    if not colon or name not in AXES:
+      raise bad(f'{part!r} is not axis:size')
+    if name in sizes:
+      raise bad(f'axis {name!r} is named twice')
+    try:
+      sizes[name] = int(size)
+    except ValueError:
+      raise bad(f'size {size!r} of axis {name!r} is not an integer') from None
+    if sizes[name] == 0 or sizes[name] < -1:
+      raise bad(f'size {sizes[name]} of axis {name!r}')
+  if list(sizes.values()).count(-1) > 1:
+    raise bad('only one axis may have size -1')
+  return {a: sizes.get(a, 1) for a in AXES}
+
+
+def axis_sizes(text: str, num_devices: int) -> dict[str, int]:
+  """`parse_mesh_shape` with -1 resolved so the mesh uses all `num_devices`.
+
+  Raises:
+    ConfigError: the sizes do not multiply to the device count.
+  """
+  sizes = parse_mesh_shape(text)
+  known = int(np.prod([s for s in sizes.values() if s != -1]))
+  if -1 in sizes.values() and num_devices % known == 0:
+    sizes = {a: num_devices // known if s == -1 else s
+             for a, s in sizes.items()}
+  if int(np.prod(list(sizes.values()))) != num_devices:
+    raise ConfigError(
+        f'config.mesh_shape={text!r} does not fit the {num_devices} '
+        f'device(s) here: the axis sizes must multiply to {num_devices} '
+        "(use -1 for one axis, e.g. 'data:-1')")
+  return sizes
+
+
+def check_divisible(sizes: dict[str, int], num_seeds: int, pool_size: int,
+                    test_size: int) -> None:
+  """Checks that seeds, pool and test set split evenly over the mesh.
+
+  Args:
+    sizes: resolved axis sizes (see `axis_sizes`).
+    num_seeds: config.num_seeds.
+    pool_size: N, the pool's size after config.pool_size.
+    test_size: M, the test set's size after config.test_size.
+
+  Raises:
+    ConfigError: naming the field to change and the sizes that would work.
+  """
+  seeds, data = sizes[SEED], sizes[DATA]
+  if num_seeds % seeds:
+    raise ConfigError(
+        f'config.num_seeds={num_seeds} is not divisible by the mesh\'s '
+        f"'seed' axis size {seeds}; use a multiple of {seeds} seeds or "
+        'change config.mesh_shape')
+  for what, field, n in (('pool', 'pool_size', pool_size),
+                         ('test set', 'test_size', test_size)):
+    if n % data:
+      trim = (f'set config.{field}={n - n % data} (a multiple of {data}) or '
+              if n > data else '')
+      raise ConfigError(
+          f'the {what} has {n} samples, not divisible by the '
+          f"mesh's 'data' axis size {data}; {trim}change config.mesh_shape")
+
+
+def make_mesh(mesh_shape: str,
+              devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+  """The ('seed', 'data') mesh of `mesh_shape` over `devices` (default: all).
+
+  Auto axes: shardings propagate through the jitted step, constraints and
+  `shard_map` mark where they must hold.
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  sizes = axis_sizes(mesh_shape, len(devices))
+  return jax.make_mesh(tuple(sizes[a] for a in AXES), AXES,
+                       axis_types=(AxisType.Auto,) * len(AXES),
+                       devices=devices)
+
+
+def mesh_sizes(mesh: Mesh) -> dict[str, int]:
+  """{'seed': s, 'data': d} of a mesh."""
+  return dict(mesh.shape)
+
+
+def seed_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading axis split over 'seed', the rest replicated (the LoopState)."""
+  return NamedSharding(mesh, P(SEED))
+
+
+def data_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading axis split over 'data' (pool, test set, training batches)."""
+  return NamedSharding(mesh, P(DATA))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  """A full copy on every device (metrics: every host can read them)."""
+  return NamedSharding(mesh, P())
+
+
+def gather_rows(mesh: Optional[Mesh], x: jax.Array,
+                idx: jax.Array) -> jax.Array:
+  """x[idx] for a pool x [N, ...] split over 'data'; replicated [B, ...].
+
+  A plain `x[idx]` on a split x makes XLA all-gather the whole pool onto
+  every device; here each device takes the rows it holds (zeros elsewhere)
+  and one all-reduce of the [B, ...] rows assembles them. Exact: every
+  entry is a sum of itself and zeros.
+
+  Args:
+    mesh: the run's mesh; None: plain indexing.
+    x: [N, ...] array split along N over 'data'.
+    idx: [B] int32 indices in [0, N), the same on every 'data' device.
+  """
+  if mesh is None:
+    return x[idx]
+
+  def local(x, idx):
+    n = x.shape[0]
+    pos = idx - jax.lax.axis_index(DATA) * n
+    mine = (pos >= 0) & (pos < n)
+    rows = x[jnp.clip(pos, 0, n - 1)]
+    mask = mine.reshape(mine.shape + (1,) * (rows.ndim - 1))
+    return jax.lax.psum(jnp.where(mask, rows, jnp.zeros_like(rows)), DATA)
+
+  # check_vma off: see mc_dropout._CHECK_VMA (the seed vmap around this).
+  return jax.shard_map(local, mesh=mesh, in_specs=(P(DATA), P()),
+                       out_specs=P(), check_vma=False)(x, idx)
+
+
+def put(tree: Any, sharding: NamedSharding) -> Any:
+  """Every leaf of `tree` (host or device arrays) as a global sharded array.
+
+  Built shard by shard from a host copy, so it also works across hosts:
+  each process fills only its own devices (every process holds the same
+  full arrays, since data and initial states are deterministic).
+  """
+  def one(leaf):
+    host = np.asarray(jax.device_get(leaf))
+    return jax.make_array_from_callback(host.shape, sharding,
+                                        lambda index: host[index])
+  return jax.tree_util.tree_map(one, tree)
+
+
+def initialize_distributed(distributed: bool) -> None:
+  """`jax.distributed.initialize()` when asked, once, before any computation.
+
+  It reads the cluster from the environment (SLURM, Open MPI, TPU pod
+  metadata, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID).
+
+  Raises:
+    ConfigError: the cluster could not be joined.
+  """
+  if not distributed or jax.distributed.is_initialized():
+    return
+  try:
+    jax.distributed.initialize()
+  except (RuntimeError, ValueError) as e:
+    raise ConfigError(
+        'config.distributed=True but jax.distributed.initialize() failed '
+        f'({str(e).splitlines()[0] if str(e) else type(e).__name__}); run '
+        'under a cluster launcher (SLURM, mpirun, a TPU pod) or set '
+        'config.distributed=False') from None

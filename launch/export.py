@@ -1,0 +1,47 @@
+r"""Exports a run's labels as CSV: human labels, else the model's prediction.
+
+  python launch/export.py --workdir=workdirs/my_images --out=labels.csv \
+      [--seed_index=0] [--mc_passes=0]
+
+Reads the newest checkpoint of a finished or paused run and writes one row
+per pool sample: `id,label,confidence,source` (source 'human', 'pseudo' or
+'model'), plus `class_name,file` for image folder datasets. Run it from the
+folder the run was started in, so that a relative dataset path resolves.
+"""
+
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from absl import flags  # pylint: disable=g-import-not-at-top
+
+from launch import common as launch_common
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'The run to export.')
+_OUT = flags.DEFINE_string('out', None, 'The CSV file to write.')
+_SEED_INDEX = flags.DEFINE_integer(
+    'seed_index', 0, 'Which seed of the run (0 = config.seed).')
+_MC_PASSES = flags.DEFINE_integer(
+    'mc_passes', 0, 'MC-dropout passes per sample (0: config.mc_passes_gt).')
+
+
+def main(argv):
+  del argv
+  from bass_jax import export  # pylint: disable=g-import-not-at-top
+  from bass_jax.errors import BassError
+  if not _WORKDIR.value or not _OUT.value:
+    raise BassError('give --workdir=DIR and --out=FILE.csv')
+  if _MC_PASSES.value < 0:
+    raise BassError(f'--mc_passes={_MC_PASSES.value} must be >= 0')
+  table = export.export_labels(_WORKDIR.value, _OUT.value, _SEED_INDEX.value,
+                               _MC_PASSES.value or None)
+  counts = {s: int(sum(table['source'] == s))
+            for s in ('human', 'pseudo', 'model')}
+  print(f'wrote {_OUT.value}: {table["id"].shape[0]} rows ('
+        + ', '.join(f'{n} {s}' for s, n in counts.items()) + ')')
+
+
+if __name__ == '__main__':
+  launch_common.run_main(main)

@@ -1,0 +1,87 @@
+r"""Runs the toy loop on given meshes and prints one JSON object per mesh.
+
+The sharded half of tests/test_sharding.py: fake CPU devices must be set
+before JAX starts, so the test runs this file in a subprocess:
+
+  XLA_FLAGS=--xla_force_host_platform_device_count=4 \
+      python tests/sharding_check.py data:4 data:2,seed:2
+
+Each line: {"mesh_shape", "mesh", "metrics": [per iteration {name: [S]}],
+"final": {name: [S, ...]}, "placement": {...}}. The test imports `run_toy`
+too, for the single-device reference in its own process.
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+from bass_jax import data
+from bass_jax import experiment
+from configs import yinyang
+
+NUM_STEPS = 4  # Iterations 0..3: the initial phase, two queries, D grows.
+
+
+def toy_config(mesh_shape: str):
+  """Yin-Yang active_semi shrunk: 4 seeds, short training, small chunks."""
+  config = yinyang.get_config('active_semi')
+  config.num_iterations = NUM_STEPS
+  config.initial_epochs = 10
+  config.num_seeds = 4
+  config.mc_passes_gt = 10
+  config.batch_size = 32       # Several batches per epoch, 8 rows a device.
+  config.chunk_size = 16       # Several MC chunks per device shard.
+  config.mesh_shape = mesh_shape
+  return config
+
+
+def toy_dataset():
+  """96 pool and 96 test samples: divisible by 1, 2 and 4 devices."""
+  return data.load_yinyang(num_per_class=48, seed=0)
+
+
+def shard_shapes(array) -> list:
+  return sorted(list(s.data.shape) for s in array.addressable_shards)
+
+
+def placement(run, state) -> dict:
+  """Where the pool and the (stepped) state live: specs and shard shapes."""
+  return {
+      'pool_x_spec': list(run.pool.x.sharding.spec),
+      'pool_x_shards': shard_shapes(run.pool.x),
+      'test_x_shards': shard_shapes(run.pool.test_x),
+      'state_specs': sorted({tuple(leaf.sharding.spec)
+                             for leaf in jax.tree_util.tree_leaves(state)}),
+      'labelled_shards': shard_shapes(state.labelled),
+      'kernel_shards': shard_shapes(
+          state.train.params['Dense_1']['kernel']),
+  }
+
+
+def run_toy(mesh_shape: str) -> dict:
+  """NUM_STEPS iterations of the toy on `mesh_shape`; JSON-ready results."""
+  r = experiment.build(toy_config(mesh_shape), toy_dataset())
+  state, metrics = r.state, []
+  for _ in range(NUM_STEPS):
+    state, m = r.step(state, r.pool)
+    metrics.append({k: np.asarray(v).tolist()
+                    for k, v in jax.device_get(m).items()})
+  final = {'labelled': state.labelled, 'member': state.member,
+           'labels': state.labels,
+           'kernel': state.train.params['Dense_1']['kernel']}
+  return {'mesh_shape': mesh_shape, 'mesh': dict(r.mesh.shape),
+          'num_compiles': r.step._cache_size(),  # pylint: disable=W0212
+          'metrics': metrics,
+          'final': {k: np.asarray(jax.device_get(v)).tolist()
+                    for k, v in final.items()},
+          'placement': placement(r, state)}
+
+
+if __name__ == '__main__':
+  for arg in sys.argv[1:]:
+    print(json.dumps(run_toy(arg)), flush=True)

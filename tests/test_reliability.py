@@ -1,0 +1,513 @@
+"""Reliability end to end, through launch/train.py in subprocesses.
+
+- SIGKILL at random points (and in the middle of a checkpoint write), then a
+  truncated newest checkpoint: the relaunched run still ends bit-identical to
+  an uninterrupted one (metrics.jsonl rows and final parameters).
+- A NaN loss stops the run with one line and keeps the last good checkpoint.
+- A table of bad inputs (flags, configs, data files, checkpoints, workdirs):
+  exit status 2, one line `error: ...` naming the culprit, no traceback, and
+  the workdir untouched.
+
+Every run is the tiny Yin-Yang config of TOY. The module's runs share a JAX
+compilation cache: the first launch compiles (~20 s on 2 CPU cores), the
+later ones take ~5 s.
+"""
+
+import dataclasses
+import gzip
+import hashlib
+import json
+import os
+import pathlib
+import queue
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Callable, Optional
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from bass_jax import checkpoint
+from bass_jax import experiment
+from configs import yinyang
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TRAIN = str(REPO / 'launch' / 'train.py')
+OVERRIDES = {'num_iterations': 12, 'num_seeds': 2, 'initial_epochs': 10,
+             'mc_passes_gt': 10, 'checkpoint_every': 2}
+TOY = [f'--config.{k}={v}' for k, v in OVERRIDES.items()]
+ITERATIONS = OVERRIDES['num_iterations'] + 1
+ROWS = ITERATIONS * OVERRIDES['num_seeds']
+FINAL_STEP = ITERATIONS
+
+# Run in the subprocess before launch/train.py: argv[1] is Python code
+# patching the library (e.g. to die at a chosen point), the rest its flags.
+BOOT = '''
+import runpy, sys
+exec(sys.argv[1])
+sys.argv = ['launch/train.py'] + sys.argv[2:]
+runpy.run_path('launch/train.py', run_name='__main__')
+'''
+# SIGKILL inside checkpoint.save: orbax has written the arrays, meta.json
+# (which marks a checkpoint complete) is not there yet.
+KILL_IN_CHECKPOINT_WRITE = '''
+import os, signal
+from bass_jax import checkpoint
+def _write_meta(folder, text):
+  os.kill(os.getpid(), signal.SIGKILL)
+checkpoint._write_meta = _write_meta
+'''
+# A NaN loss at iteration 5 (host side: the compiled program is unchanged).
+NAN_AT_5 = '''
+from bass_jax import experiment
+_rows = experiment.metrics_rows
+def metrics_rows(metrics, seeds):
+  rows = _rows(metrics, seeds)
+  if rows[0]['iteration'] == 5:
+    rows[-1]['loss'] = float('nan')
+  return rows
+experiment.metrics_rows = metrics_rows
+'''
+
+
+# ------------------------------------------------------------------ helpers
+
+
+@pytest.fixture(scope='module')
+def env(tmp_path_factory):
+  """The subprocesses' environment: a shared compilation cache, no debug."""
+  cache = tmp_path_factory.mktemp('jax_cache')
+  out = {k: v for k, v in os.environ.items() if k != 'BASS_DEBUG'}
+  out.update(JAX_COMPILATION_CACHE_DIR=str(cache),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='-1')
+  return out
+
+
+def command(workdir, args, patch: Optional[str] = None) -> list[str]:
+  """The train.py command line (through BOOT when there is a patch)."""
+  flags = [f'--workdir={workdir}', *args]
+  if patch is None:
+    return [sys.executable, TRAIN, *flags]
+  return [sys.executable, '-c', BOOT, patch, *flags]
+
+
+def train(workdir, args=(), env=None, patch=None, extra_env=None):
+  """Runs train.py to its end; the CompletedProcess (text stdout, stderr)."""
+  full_env = dict(env or os.environ, **(extra_env or {}))
+  return subprocess.run(command(workdir, [*TOY, *args], patch), cwd=REPO,
+                        env=full_env, capture_output=True, text=True,
+                        timeout=300)
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory, env):
+  """A workdir of the uninterrupted toy run."""
+  workdir = tmp_path_factory.mktemp('reference') / 'run'
+  result = train(workdir, env=env)
+  assert result.returncode == 0, result.stderr
+  return workdir
+
+
+def metric_lines(workdir) -> list[str]:
+  return pathlib.Path(workdir, 'metrics.jsonl').read_text().splitlines(True)
+
+
+def newest_step(workdir) -> int:
+  return checkpoint.steps(workdir)[-1]
+
+
+def toy_config():
+  config = yinyang.get_config()
+  for key, value in OVERRIDES.items():
+    config[key] = value
+  return config
+
+
+def final_leaves(workdir, template) -> list[np.ndarray]:
+  restored = checkpoint.restore(checkpoint.step_path(workdir, FINAL_STEP),
+                                template)
+  return jax.tree_util.tree_leaves(restored.state)
+
+
+def assert_same_run(workdir, reference_dir):
+  """Same metrics rows (order aside), each (iteration, seed) once, same
+  summary (wall time aside) and bit-identical final parameters."""
+  lines = metric_lines(workdir)
+  assert all(line.endswith('\n') for line in lines)  # No torn line.
+  keys = [(r['iteration'], r['seed']) for r in map(json.loads, lines)]
+  assert len(keys) == ROWS and len(set(keys)) == ROWS
+  assert sorted(lines) == sorted(metric_lines(reference_dir))
+  summaries = [json.loads(pathlib.Path(d, 'summary.json').read_text())
+               for d in (workdir, reference_dir)]
+  for s in summaries:
+    s.pop('wall_s')
+  assert summaries[0] == summaries[1]
+  template = experiment.build(toy_config()).state
+  for a, b in zip(final_leaves(workdir, template),
+                  final_leaves(reference_dir, template)):
+    np.testing.assert_array_equal(a, b)
+
+
+class Launch:
+  """A train.py subprocess whose stdout lines are read as they come."""
+
+  def __init__(self, workdir, env):
+    self.proc = subprocess.Popen(command(workdir, TOY), cwd=REPO, env=env,
+                                 stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+    self.lines = queue.Queue()
+    threading.Thread(target=self._read, daemon=True).start()
+
+  def _read(self):
+    for line in self.proc.stdout:
+      self.lines.put(line)
+    self.lines.put(None)
+
+  def wait_for(self, pattern: str) -> re.Match:
+    """The first stdout line matching pattern (fails if the run ends)."""
+    while True:
+      line = self.lines.get(timeout=120)
+      assert line is not None, f'the run ended before {pattern!r}'
+      match = re.search(pattern, line)
+      if match:
+        return match
+
+  def kill(self):
+    self.proc.send_signal(signal.SIGKILL)
+    assert self.proc.wait(timeout=60) == -signal.SIGKILL
+
+
+# ----------------------------------------------------- kill, damage, resume
+
+
+def test_sigkill_and_damage_then_resume_is_identical(tmp_path, env,
+                                                     reference):
+  rng = random.Random(20240617)
+  workdir = tmp_path / 'run'
+  # Three SIGKILLs at random points: after iteration k (1 or 2 past the
+  # resume point, so every launch saves a checkpoint and the run is not over
+  # yet) and a random fraction of an iteration later, landing in a step, a
+  # metrics write or a checkpoint write.
+  first, kills = 0, []
+  for _ in range(3):
+    launch = Launch(workdir, env)
+    if first:
+      assert int(launch.wait_for(r'resuming from iteration (\d+)')[1]) == first
+    k = first + rng.randint(1, 2)
+    launch.wait_for(rf'^iter {k}/')
+    time.sleep(rng.uniform(0.0, 0.3))
+    launch.kill()
+    first = newest_step(workdir)
+    kills.append((k, first))
+  # A SIGKILL in the middle of a checkpoint write leaves only a temp folder.
+  killed = subprocess.run(command(workdir, TOY, KILL_IN_CHECKPOINT_WRITE),
+                          cwd=REPO, env=env, capture_output=True, timeout=300)
+  assert killed.returncode == -signal.SIGKILL
+  ckpt_dir = pathlib.Path(checkpoint.checkpoints_dir(workdir))
+  assert any(p.name.startswith('.tmp-') for p in ckpt_dir.iterdir())
+  assert newest_step(workdir) == first, kills
+  # Truncate the newest checkpoint's largest file: the one before is used.
+  steps = checkpoint.steps(workdir)
+  assert len(steps) >= 2
+  files = [p for p in pathlib.Path(checkpoint.step_path(
+      workdir, steps[-1])).rglob('*') if p.is_file()]
+  biggest = max(files, key=lambda p: p.stat().st_size)
+  os.truncate(biggest, biggest.stat().st_size // 2)
+
+  result = train(workdir, env=env)
+  assert result.returncode == 0, result.stderr
+  assert 'skipping damaged' in result.stdout
+  assert f'resuming from iteration {steps[-2]}' in result.stdout
+  assert_same_run(workdir, reference)
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_last_checkpoint(
+    tmp_path, env, reference):
+  workdir = tmp_path / 'run'
+  result = train(workdir, env=env, patch=NAN_AT_5)
+  assert result.returncode == 2
+  assert result.stderr.splitlines() == [
+      'error: training diverged at iteration 5 (seed 1, loss nan); lower '
+      'config.learning_rate; the last good checkpoint is kept']
+  assert checkpoint.steps(workdir) == [2, 4]  # Step 6 would follow it 5.
+  result = train(workdir, env=env)
+  assert result.returncode == 0, result.stderr
+  assert 'resuming from iteration 4' in result.stdout
+  assert_same_run(workdir, reference)
+
+
+# ----------------------------------------------------------- bad inputs
+
+
+def write_npz(path, **changes):
+  """A valid 2-D two-class npz dataset with `changes` applied."""
+  rng = np.random.default_rng(0)
+  arrays = dict(x_train=rng.normal(size=(40, 2)).astype(np.float32),
+                y_train=np.arange(40) % 2,
+                x_test=rng.normal(size=(20, 2)).astype(np.float32),
+                y_test=np.arange(20) % 2, num_classes=np.int64(2))
+  arrays.update(changes)
+  np.savez(path, **arrays)
+
+
+def nan_npz(tmp, workdir):
+  x = np.zeros((40, 2), np.float32)
+  x[3, 1] = np.nan
+  write_npz(tmp / 'nan.npz', x_train=x)
+
+
+def fake_mnist(tmp, workdir):
+  """The four MNIST idx file names, with contents that fail the md5."""
+  folder = tmp / 'data' / 'mnist'
+  folder.mkdir(parents=True)
+  header = b'\x00\x00\x08\x03' + np.array([60000, 28, 28], '>u4').tobytes()
+  for name in ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',
+               't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'):
+    (folder / name).write_bytes(gzip.compress(header))
+
+
+def damage_all_meta(tmp, workdir):
+  for step in checkpoint.steps(workdir):
+    pathlib.Path(checkpoint.step_path(workdir, step), 'meta.json').write_text(
+        '{"format": ')
+
+
+def reshape_newest_leaf(tmp, workdir):
+  """An intact-looking newest checkpoint whose first leaf has another shape
+  (as from a different model): not damage, so no silent fallback."""
+  path = pathlib.Path(checkpoint.step_path(workdir, newest_step(workdir)),
+                      'meta.json')
+  meta = json.loads(path.read_text())
+  meta['leaves'][0]['shape'][-1] += 1
+  path.write_text(json.dumps(meta))
+
+
+@dataclasses.dataclass
+class Case:
+  """One bad input.
+
+  Attributes:
+    name: test id.
+    args: flags after TOY ('{tmp}' is the case's scratch folder).
+    culprit: substrings the error line must contain.
+    config: a --config value (it must precede the --config.x overrides).
+    setup: prepares files or damages the workdir: setup(tmp, workdir).
+    workdir: 'existing' (a copy of the reference run, which must stay
+      byte-identical), 'fresh' (must not be created) or 'file' (a file).
+    extra_env: added to the environment.
+  """
+  name: str
+  args: tuple[str, ...]
+  culprit: tuple[str, ...]
+  config: Optional[str] = None
+  setup: Optional[Callable[..., None]] = None
+  workdir: str = 'existing'
+  extra_env: Optional[dict] = None
+
+
+CASES = [
+    # Flags and config files.
+    Case('unknown_field', ('--config.no_such_field=1',),
+         ("unknown config field 'no_such_field'",)),
+    Case('misspelt_field', ('--config.num_seed=2',),
+         ("'num_seed'", "did you mean 'num_seeds'"),
+         config='configs/yinyang.py'),
+    Case('not_a_number', ('--config.num_seeds=abc',),
+         ('--config.num_seeds=abc',)),
+    Case('float_for_int', ('--config.num_seeds=1.5',),
+         ('--config.num_seeds=1.5',)),
+    Case('float_for_int_in_config_arg', (), ('num_seeds', 'expected an int'),
+         config='configs/yinyang.py:num_seeds=1.5'),
+    Case('missing_config_file', (), ('configs/nope.py', 'No such file'),
+         config='configs/nope.py'),
+    Case('config_file_syntax_error', (), ('bad.py', 'SyntaxError'),
+         config='{tmp}/bad.py',
+         setup=lambda tmp, _: (tmp / 'bad.py').write_text('def get_config(:\n')),
+    Case('unknown_variant', (), ("unknown config arg 'bogus'",),
+         config='configs/yinyang.py:bogus'),
+    Case('unknown_flag', ('--nosuchflag',), ('nosuchflag',)),
+    Case('bad_bool_flag', ('--overwrite=maybe',), ('--overwrite=maybe',)),
+    Case('missing_flagfile', ('--flagfile={tmp}/nope.flags',),
+         ('nope.flags',)),
+    # Impossible values.
+    Case('zero_T', ('--config.mc_passes_gt=0',), ('config.mc_passes_gt=0',)),
+    Case('negative_T_pool', ('--config.mc_passes_pool=-3',),
+         ('config.mc_passes_pool=-3',)),
+    Case('query_larger_than_pool', ('--config.query_size=2000',),
+         ('config.query_size=2000', 'pool size 1000')),
+    Case('gt_upsample_zero', ('--config.gt_upsample=0',),
+         ('config.gt_upsample=0',), workdir='fresh'),
+    Case('more_initial_labels_than_exist', ('--config.initial_per_class=600',),
+         ('config.initial_per_class=600', 'only 500')),
+    Case('dropout_rate_one', ('--config.dropout_rate=1.0',),
+         ('config.dropout_rate=1.0',)),
+    Case('unknown_acquisition', ('--config.acquisition=entropyy',),
+         ("config.acquisition='entropyy'",)),
+    Case('infinite_mu', ('--config.mu=inf',), ('config.mu=inf', 'finite')),
+    Case('batch_not_divisible_by_devices', ('--config.batch_size=255',),
+         ('config.batch_size=255', '2 devices'), workdir='fresh',
+         extra_env={'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}),
+    # Data files.
+    Case('npz_nan', ('--config.dataset={tmp}/nan.npz',),
+         ('nan.npz', 'NaN'), setup=nan_npz, workdir='fresh'),
+    Case('npz_label_out_of_range', ('--config.dataset={tmp}/lab.npz',),
+         ('lab.npz', 'y_train', '[0, 2)'),
+         setup=lambda tmp, _: write_npz(tmp / 'lab.npz',
+                                     y_train=np.arange(40) % 3)),
+    Case('npz_empty_test_split', ('--config.dataset={tmp}/empty.npz',),
+         ('empty.npz', 'x_test'),
+         setup=lambda tmp, _: write_npz(tmp / 'empty.npz',
+                                     x_test=np.zeros((0, 2), np.float32),
+                                     y_test=np.zeros(0, np.int64))),
+    Case('npz_float_labels', ('--config.dataset={tmp}/flt.npz',),
+         ('flt.npz', 'y_train', 'float'),
+         setup=lambda tmp, _: write_npz(tmp / 'flt.npz',
+                                     y_train=np.zeros(40, np.float32))),
+    Case('npz_1d_inputs', ('--config.dataset={tmp}/flat.npz',),
+         ('flat.npz', 'x_train', 'shape'),
+         setup=lambda tmp, _: write_npz(tmp / 'flat.npz',
+                                     x_train=np.zeros(40, np.float32))),
+    Case('npz_pickled_objects', ('--config.dataset={tmp}/obj.npz',),
+         ('obj.npz', 'allow_pickle=False'),
+         setup=lambda tmp, _: write_npz(
+             tmp / 'obj.npz', x_train=np.array([{}] * 40, dtype=object))),
+    Case('npz_not_a_zip', ('--config.dataset={tmp}/junk.npz',),
+         ('junk.npz', 'not a readable npz'),
+         setup=lambda tmp, _: (tmp / 'junk.npz').write_bytes(b'PK\x03\x04junk')),
+    Case('npz_missing', ('--config.dataset={tmp}/gone.npz',),
+         ('gone.npz', 'not found')),
+    Case('idx_md5_mismatch', ('--config.dataset=mnist',
+                              '--config.data_source=idx',
+                              '--config.data_dir={tmp}/data'),
+         ('train-images-idx3-ubyte.gz', 'md5'), setup=fake_mnist),
+    # Workdirs and checkpoints.
+    Case('workdir_of_other_config', ('--config.mu=0.5',),
+         ("(mu: 1.0 there, 0.5 now)", '--overwrite')),
+    Case('every_checkpoint_damaged', (), ('no valid checkpoint', '--overwrite'),
+         setup=damage_all_meta),
+    Case('checkpoint_of_other_shape', (), (f'checkpoints/{FINAL_STEP}',
+                                           'the template wants'),
+         setup=reshape_newest_leaf),
+    Case('unreadable_config_json', (), ('config.json', 'unreadable'),
+         setup=lambda tmp, workdir: (workdir / 'config.json').write_text('{')),
+    Case('workdir_is_a_file', (), ('is not a folder',), workdir='file'),
+]
+
+
+def snapshot(path: pathlib.Path) -> Optional[dict[str, str]]:
+  """Every file and folder under path with its content's sha256."""
+  if not path.exists():
+    return None
+  if path.is_file():
+    return {'': hashlib.sha256(path.read_bytes()).hexdigest()}
+  return {str(p.relative_to(path)): (hashlib.sha256(p.read_bytes()).hexdigest()
+                                     if p.is_file() else 'dir')
+          for p in sorted(path.rglob('*'))}
+
+
+def prepare(case: Case, tmp: pathlib.Path, reference) -> pathlib.Path:
+  """The case's workdir, with its files set up."""
+  workdir = tmp / 'workdir'
+  if case.workdir == 'existing':
+    shutil.copytree(reference, workdir)
+  elif case.workdir == 'file':
+    workdir.write_text('not a workdir\n')
+  if case.setup is not None:
+    case.setup(tmp, workdir)
+  return workdir
+
+
+@pytest.mark.parametrize('case', CASES, ids=[c.name for c in CASES])
+def test_bad_input_is_one_line_and_harmless(case, tmp_path, env, reference):
+  workdir = prepare(case, tmp_path, reference)
+  before = snapshot(workdir)
+  args = [a.replace('{tmp}', str(tmp_path)) for a in case.args]
+  config = ([f'--config={case.config.replace("{tmp}", str(tmp_path))}']
+            if case.config else [])
+  result = subprocess.run(
+      command(workdir, [*config, *TOY, *args]), cwd=REPO,
+      env=dict(env, **(case.extra_env or {})), capture_output=True,
+      text=True, timeout=300)
+  assert result.returncode == 2, result.stdout + result.stderr
+  lines = result.stderr.splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
+  for culprit in case.culprit:
+    assert culprit in lines[0]
+  assert 'Traceback' not in result.stdout + result.stderr
+  assert snapshot(workdir) == before
+
+
+def test_debug_flag_shows_the_traceback(tmp_path, env):
+  result = train(tmp_path / 'run', ['--config.mc_passes_gt=0'], env=env,
+                 extra_env={'BASS_DEBUG': '1'})
+  assert result.returncode == 2
+  assert 'Traceback' in result.stderr
+  assert result.stderr.splitlines()[-1].startswith('error: config.mc_passes')
+
+
+# ------------------------------------------------------- in-process checks
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('num_seeds', 2.0, 'has type float, expected an int'),
+    ('batch_size', True, 'has type bool, expected an int'),
+    ('mu', float('nan'), 'must be a finite number'),
+    ('learning_rate', '1e-3', 'has type str, expected a number'),
+    ('model', 3, 'has type int, expected a string'),
+])
+def test_validate_config_names_wrong_types(field, value, message):
+  # An unlocked config: what a hand-built config or a library user passes.
+  config = toy_config().to_dict()
+  config[field] = value
+  with pytest.raises(experiment.ConfigError, match=f'config.{field}=.*'
+                     f'{re.escape(message)}'):
+    experiment.validate_config(ml_collections.ConfigDict(config))
+
+
+def test_validate_config_names_a_missing_field():
+  config = toy_config().to_dict()
+  del config['gt_upsample']
+  with pytest.raises(experiment.ConfigError, match='config.gt_upsample is '
+                     'missing'):
+    experiment.validate_config(ml_collections.ConfigDict(config))
+
+
+@pytest.mark.parametrize('arg, message', [
+    ('num_seeds=1.5', 'expected an int'),
+    ('num_seeds=ten', 'expected a number'),
+    ('mu=x', 'expected a number'),
+])
+def test_config_arg_values_are_not_coerced(arg, message):
+  with pytest.raises(ValueError, match=f'config arg {arg.split("=")[0]}=.*'
+                     f'{message}'):
+    yinyang.get_config(f'active_semi,{arg}')
+  assert yinyang.get_config('active_semi,num_seeds=3.0').num_seeds == 3
+
+
+def test_overwrite_clears_the_previous_run(tmp_path, reference):
+  workdir = tmp_path / 'run'
+  shutil.copytree(reference, workdir)
+  (pathlib.Path(checkpoint.checkpoints_dir(workdir)) / '.tmp-9-x').mkdir()
+  experiment.clear_run(str(workdir))
+  assert checkpoint.steps(workdir) == []
+  assert os.listdir(checkpoint.checkpoints_dir(workdir)) == []
+  assert not (workdir / 'summary.json').exists()
+
+
+def test_nothing_is_read_with_pickle():
+  forbidden = re.compile(r'import pickle|from pickle|cloudpickle|import dill|'
+                         r'joblib|allow_pickle=True|torch\.load')
+  for path in [*REPO.glob('bass_jax/*.py'), *REPO.glob('launch/*.py')]:
+    text = path.read_text()
+    assert not forbidden.search(text), path
+    for call in re.findall(r'np\.load\([^)]*\)', text):
+      assert 'allow_pickle=False' in call, (path, call)

@@ -1,0 +1,148 @@
+"""Meshes: config parsing and checks, and sharded runs = the unsharded run.
+
+The sharded runs need 4 (fake) CPU devices, which XLA_FLAGS must create
+before JAX starts, while this process has one device: they run in a
+subprocess (tests/sharding_check.py) started first, concurrently with the
+single-device reference computed here.
+
+Tolerance of sharded vs single-device: counts, masks and labels exact;
+floats 1e-5 absolute (only reduction order differs: the gradient and the
+batch all-reduces; the MC sweep itself is per-sample exact).
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import sharding_check
+from bass_jax import experiment
+from bass_jax import sharding
+from bass_jax.errors import ConfigError
+
+MESHES = ('data:4', 'data:2,seed:2')
+COUNTS = ('iteration', 'num_labels', 'num_train', 'num_pseudo',
+          'num_queried')
+
+
+@pytest.mark.parametrize('text, sizes', [
+    ('data:-1', {'seed': 1, 'data': 8}),
+    ('seed:8', {'seed': 8, 'data': 1}),
+    ('data:2, seed:-1', {'seed': 4, 'data': 2}),
+    ('seed:2,data:4', {'seed': 2, 'data': 4}),
+])
+def test_axis_sizes(text, sizes):
+  assert sharding.axis_sizes(text, 8) == sizes
+
+
+@pytest.mark.parametrize('text, message', [
+    ('model:2', "'model:2' is not axis:size"),
+    ('data', "'data' is not axis:size"),
+    ('data:two', "size 'two' of axis 'data'"),
+    ('data:0', 'size 0'),
+    ('data:2,data:2', "'data' is named twice"),
+    ('data:-1,seed:-1', 'only one axis may have size -1'),
+])
+def test_bad_mesh_shape_names_the_field(text, message):
+  with pytest.raises(ConfigError, match='config.mesh_shape') as e:
+    sharding.parse_mesh_shape(text)
+  assert message in str(e.value)
+
+
+@pytest.mark.parametrize('text', ['data:3', 'data:2,seed:2', 'data:-1,seed:3'])
+def test_mesh_must_use_every_device(text):
+  with pytest.raises(ConfigError, match='does not fit the 8 device'):
+    sharding.axis_sizes(text, 8)
+
+
+def test_divisibility_errors_name_the_field():
+  sizes = {'seed': 2, 'data': 4}
+  sharding.check_divisible(sizes, num_seeds=4, pool_size=96, test_size=40)
+  with pytest.raises(ConfigError, match=r'config.num_seeds=3 .* 2'):
+    sharding.check_divisible(sizes, 3, 96, 40)
+  with pytest.raises(ConfigError, match=r'pool has 98 .* config.pool_size=96'):
+    sharding.check_divisible(sizes, 4, 98, 40)
+  with pytest.raises(ConfigError,
+                     match=r'test set has 42 .* config.test_size=40'):
+    sharding.check_divisible(sizes, 4, 96, 42)
+
+
+def test_build_refuses_a_mesh_that_does_not_fit():
+  """Checked before anything compiles."""
+  n = jax.device_count()
+  config = sharding_check.toy_config(f'data:{n + 1}')
+  with pytest.raises(ConfigError, match=f'does not fit the {n} device'):
+    experiment.build(config, sharding_check.toy_dataset())
+  config.mesh_shape = 'data:1,gpu:1'
+  with pytest.raises(ConfigError, match="'gpu:1' is not axis:size"):
+    experiment.validate_config(config)
+
+
+@pytest.fixture(scope='module')
+def runs():
+  """{mesh_shape: result} of the sharded runs, and the reference."""
+  script = pathlib.Path(__file__).with_name('sharding_check.py')
+  env = dict(os.environ,
+             XLA_FLAGS='--xla_force_host_platform_device_count=4',
+             JAX_PLATFORMS='cpu')
+  proc = subprocess.Popen([sys.executable, str(script), *MESHES],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env)
+  reference = sharding_check.run_toy('data:-1')
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-3000:]
+  results = {r['mesh_shape']: r for r in map(json.loads, out.splitlines())}
+  return reference, results
+
+
+def test_reference_is_one_device(runs):
+  reference, _ = runs
+  if reference['mesh'] != {'seed': 1, 'data': 1}:
+    pytest.skip('this process has several devices')
+  assert reference['placement']['pool_x_shards'] == [[96, 2]]
+
+
+@pytest.mark.parametrize('mesh_shape', MESHES)
+def test_sharded_run_equals_single_device(runs, mesh_shape):
+  reference, results = runs
+  run = results[mesh_shape]
+  assert run['num_compiles'] == 1
+  for i, (got, want) in enumerate(zip(run['metrics'],
+                                      reference['metrics'])):
+    assert set(got) == set(want)
+    for name in want:
+      if name in COUNTS:
+        assert got[name] == want[name], f'{name} at iteration {i}'
+      else:
+        np.testing.assert_allclose(got[name], want[name], atol=1e-5,
+                                   err_msg=f'{name} at iteration {i}')
+  for name in ('labelled', 'member', 'labels'):
+    assert run['final'][name] == reference['final'][name], name
+  np.testing.assert_allclose(run['final']['kernel'],
+                             reference['final']['kernel'], atol=1e-5)
+
+
+def test_pool_is_split_over_data(runs):
+  _, results = runs
+  data4 = results['data:4']['placement']
+  assert data4['pool_x_spec'] == ['data']
+  assert data4['pool_x_shards'] == [[24, 2]] * 4
+  assert data4['test_x_shards'] == [[24, 2]] * 4
+  assert results['data:2,seed:2']['placement']['pool_x_shards'] == (
+      [[48, 2]] * 4)
+
+
+def test_state_is_split_over_seeds(runs):
+  _, results = runs
+  both = results['data:2,seed:2']['placement']
+  assert both['state_specs'] == [['seed']]
+  # 4 seeds over 'seed':2, each half replicated over 'data':2.
+  assert both['labelled_shards'] == [[2, 96]] * 4
+  assert both['kernel_shards'] == [[2, 50, 50]] * 4
+  data4 = results['data:4']['placement']
+  assert data4['labelled_shards'] == [[4, 96]] * 4
