@@ -24,6 +24,7 @@ from bass_jax import checkpoint
 from bass_jax import data as data_lib
 from bass_jax import loop
 from bass_jax import models
+from bass_jax import oracle
 from bass_jax import sharding
 from bass_jax import training
 from bass_jax import uncertainty
@@ -253,6 +254,9 @@ class Run:
   step: Callable[[loop.LoopState, loop.Pool], tuple[loop.LoopState, dict]]
   num_params: int
   mesh: Optional[jax.sharding.Mesh] = None
+  # For oracles answering on the host (config.oracle != 'simulated'):
+  em_step: Optional[Callable] = None   # (state, pool) -> (state, q, valid, m)
+  reveal: Optional[Callable] = None    # (state, q, valid, answers) -> state
 
 
 def build_model(config, num_classes: int) -> models.Model:
@@ -292,9 +296,17 @@ def build(config: ml_collections.ConfigDict,
                  in_shardings=(on_seeds, on_data),
                  out_shardings=(on_seeds, sharding.replicated(mesh)),
                  donate_argnums=0)
+  em_step = jax.jit(loop.seeds_em_step(cfg, model.apply, optimizer,
+                                       model.train_apply, mesh),
+                    in_shardings=(on_seeds, on_data),
+                    out_shardings=(on_seeds, sharding.replicated(mesh),
+                                   sharding.replicated(mesh),
+                                   sharding.replicated(mesh)),
+                    donate_argnums=0)
+  reveal = jax.jit(loop.seeds_reveal, out_shardings=on_seeds)
   params0 = jax.tree_util.tree_map(lambda a: a[0], state.train.params)
   return Run(config, ds, model, cfg, pool, state, step,
-             models.num_params(params0), mesh)
+             models.num_params(params0), mesh, em_step, reveal)
 
 
 def metrics_rows(metrics: dict[str, np.ndarray],
@@ -450,6 +462,11 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   if restored is not None:
     state, first = restored.state, restored.step
     log(f'resuming from iteration {first} ({checkpoint.step_path(workdir, first)})')
+    pending = restored.extra.get('pending')
+    if pending:
+      # Validated before anything is written: bad answers change nothing.
+      state = answered_state(r, state, workdir, pending, log)
+      checkpoint.save(workdir, first, state)
   write_json(os.path.join(workdir, 'config.json'), config.to_dict())
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
   write_lines(metrics_path, kept_metrics(metrics_path, first))
@@ -457,11 +474,25 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   total = config.num_iterations + 1
   with open(metrics_path, 'a') as f:
     for i in range(first, total):
-      state, metrics = r.step(state, r.pool)
+      query = None
+      if config.oracle == 'simulated':
+        state, metrics = r.step(state, r.pool)
+      else:
+        state, query, valid, metrics = r.em_step(state, r.pool)
       rows = metrics_rows(jax.device_get(metrics), seeds)
       check_finite(rows, i)
       f.write(''.join(json.dumps(row) + '\n' for row in rows))
       f.flush()
+      if query is not None:
+        pending = pending_query(i, query, valid)
+        if pending['ids']:
+          manifest = oracle.write_queries(workdir, i, pending['ids'],
+                                          r.dataset.x_train)
+          if config.oracle == 'files':
+            checkpoint.save(workdir, i + 1, state, extra={'pending': pending})
+            checkpoint.keep_last(workdir, config.keep_checkpoints)
+            raise oracle.WaitingForLabels(manifest, len(pending['ids']))
+          state = answered_state(r, state, workdir, pending, log)
       if (i + 1) % config.checkpoint_every == 0 or i == total - 1:
         check_finite_params(state.train.params, i)
         checkpoint.save(workdir, i + 1, state)
@@ -473,6 +504,44 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   summary = summarize(config, last, r.num_params, time.time() - start)
   write_json(os.path.join(workdir, 'summary.json'), summary)
   return summary
+
+
+def pending_query(iteration: int, query: jax.Array,
+                  valid: jax.Array) -> dict[str, Any]:
+  """A query as JSON (kept in the checkpoint until it is answered).
+
+  Returns:
+    {'iteration', 'query' [S][k], 'valid' [S][k], 'ids': the distinct
+    queried pool indices over all seeds, ascending}.
+  """
+  query = np.asarray(jax.device_get(query))
+  valid = np.asarray(jax.device_get(valid))
+  return {'iteration': iteration, 'query': query.tolist(),
+          'valid': valid.tolist(),
+          'ids': sorted({int(i) for i in query[valid]})}
+
+
+def answered_state(r: Run, state: loop.LoopState, workdir: str,
+                   pending: dict, log: Callable[[str], None]
+                   ) -> loop.LoopState:
+  """The state with a pending query's answers revealed (file or terminal).
+
+  Raises:
+    oracle.OracleError: a missing, incomplete or invalid answer file.
+  """
+  ids, i = pending['ids'], pending['iteration']
+  if r.config.oracle == 'terminal':
+    answers = oracle.ask_terminal(ids, r.dataset.x_train,
+                                  r.dataset.num_classes,
+                                  oracle.query_dir(workdir, i), out=log)
+  else:
+    answers = oracle.read_answers(oracle.manifest_path(workdir, i), ids,
+                                  r.dataset.num_classes)
+  query = np.asarray(pending['query'], np.int32)
+  labels = np.vectorize(lambda j: answers.get(int(j), 0), otypes=[np.int32])(
+      query)
+  log(f'iteration {i}: {len(answers)} labels from the oracle')
+  return r.reveal(state, query, np.asarray(pending['valid'], bool), labels)
 
 
 def check_finite(rows: list[dict], iteration: int) -> None:

@@ -312,3 +312,25 @@ def seeds_iteration(cfg: LoopConfig, apply_fn: Callable,
                      mesh)
   return jax.vmap(one, in_axes=(0, None),
                   spmd_axis_name=sharding.SEED if mesh is not None else None)
+
+
+def seeds_em_step(cfg: LoopConfig, apply_fn: Callable,
+                  optimizer: optax.GradientTransformation,
+                  train_apply_fn: Callable | None = None,
+                  mesh: Mesh | None = None) -> Callable:
+  """`em_step` vmapped over seeds, for oracles that answer on the host.
+
+  Returns:
+    fn(state [S, ...], pool) -> (state, query [S, k], query_valid [S, k],
+    metrics [S]); feed the answers back with `seeds_reveal`.
+  """
+  def one(state, pool):
+    state, query, valid, metrics = em_step(cfg, apply_fn, optimizer, state,
+                                           pool, train_apply_fn, mesh)
+    metrics['num_queried'] = jnp.sum(valid)
+    return state, query, valid, metrics
+  return jax.vmap(one, in_axes=(0, None),
+                  spmd_axis_name=sharding.SEED if mesh is not None else None)
+
+
+seeds_reveal = jax.vmap(reveal)

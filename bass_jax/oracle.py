@@ -32,6 +32,21 @@ class OracleError(BassError):
   """A bad answer file or answer."""
 
 
+class WaitingForLabels(Exception):
+  """The run paused at a query; relaunching after the answers continues it.
+
+  Not an error: the launch scripts print the message and exit with
+  `WAITING_FOR_LABELS`.
+  """
+
+  def __init__(self, manifest: str, num_ids: int):
+    super().__init__(
+        f'waiting for labels: fill the label column of {manifest} '
+        f'({num_ids} samples; their images and a contact sheet are beside '
+        'it), then relaunch the same command to continue')
+    self.manifest = manifest
+
+
 def query_dir(workdir: str, iteration: int) -> str:
   return os.path.join(workdir, 'queries', str(iteration))
 

@@ -172,8 +172,12 @@ def run_main(main) -> None:
   def guarded(argv):
     if not debug():
       logging.set_verbosity(logging.WARNING)  # Hides jax's backend probing.
+    from bass_jax import oracle  # pylint: disable=g-import-not-at-top
     try:
       return main(argv)
+    except oracle.WaitingForLabels as e:
+      print(f'{e}:\n  {" ".join(sys.argv)}', flush=True)
+      sys.exit(oracle.WAITING_FOR_LABELS)
     except (BassError, OSError) as e:
       fail(str(e))
 

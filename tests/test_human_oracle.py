@@ -1,0 +1,101 @@
+"""The file oracle: pause, answer, resume; equal to the simulated oracle."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from bass_jax import checkpoint
+from bass_jax import data
+from bass_jax import experiment
+from bass_jax import oracle
+from conftest import REPO
+from configs import yinyang
+
+
+def toy_config(oracle_kind):
+  config = yinyang.get_config('active_semi')
+  config.num_iterations = 4      # Queries at iterations 0, 2 and 4.
+  config.num_seeds = 2
+  config.initial_epochs = 10
+  config.mc_passes_gt = 10
+  config.checkpoint_every = 2
+  config.oracle = oracle_kind
+  return config
+
+
+def answer_from_truth(manifest, y):
+  with open(manifest) as f:
+    ids = [int(r['id']) for r in csv.DictReader(f)]
+  with open(manifest, 'w', newline='') as f:
+    w = csv.writer(f)
+    w.writerow(['id', 'label'])
+    w.writerows([[i, int(y[i])] for i in ids])
+  return ids
+
+
+def sorted_rows(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return sorted(f.read().splitlines())
+
+
+def test_file_oracle_equals_simulated(tmp_path):
+  ds = data.load_yinyang(num_per_class=60, seed=0)
+  sim, human = str(tmp_path / 'sim'), str(tmp_path / 'human')
+  experiment.run(toy_config('simulated'), sim, dataset=ds)
+  rounds = []
+  while True:
+    try:
+      experiment.run(toy_config('files'), human, dataset=ds)
+      break
+    except oracle.WaitingForLabels as e:
+      rounds.append(answer_from_truth(e.manifest, ds.y_train))
+  assert len(rounds) == 3 and all(2 <= len(r) <= 4 for r in rounds)
+  assert sorted(os.listdir(os.path.join(human, 'queries'))) == ['0', '2', '4']
+  assert sorted_rows(sim) == sorted_rows(human)
+  template = experiment.build(toy_config('simulated'), ds).state
+  a = checkpoint.restore(checkpoint.step_path(sim, 5), template).state
+  b = checkpoint.restore(checkpoint.step_path(human, 5), template).state
+  np.testing.assert_array_equal(a.labelled, b.labelled)
+  np.testing.assert_array_equal(a.labels, b.labels)
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_cli_exit_status_and_bad_answers(tmp_path):
+  workdir = tmp_path / 'w'
+  cmd = [sys.executable, str(REPO / 'launch' / 'train.py'),
+         f'--workdir={workdir}', '--config.num_iterations=2',
+         '--config.num_seeds=1', '--config.initial_epochs=5',
+         '--config.mc_passes_gt=5', '--config.oracle=files']
+  res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+  assert res.returncode == oracle.WAITING_FOR_LABELS, res.stderr[-1500:]
+  manifest = workdir / 'queries' / '0' / 'manifest.csv'
+  assert 'waiting for labels' in res.stdout and str(manifest) in res.stdout
+  assert manifest.read_text().splitlines()[0] == 'id,label'
+  assert (workdir / 'queries' / '0' / 'contact_sheet.png').exists() is False
+  ids = [int(l.split(',')[0]) for l in manifest.read_text().splitlines()[1:]]
+  # An out-of-range label: one-line error, nothing in the workdir changes.
+  manifest.write_text('id,label\n' + ''.join(f'{i},7\n' for i in ids))
+  before = snapshot(workdir)
+  res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+  assert res.returncode == 2
+  lines = res.stderr.strip().splitlines()
+  assert len(lines) == 1 and 'outside 0..1' in lines[0], res.stderr
+  assert 'Traceback' not in res.stderr
+  assert snapshot(workdir) == before
+
+
+def snapshot(root):
+  out = {}
+  for dirpath, _, files in os.walk(root):
+    for name in files:
+      path = os.path.join(dirpath, name)
+      with open(path, 'rb') as f:
+        out[os.path.relpath(path, root)] = f.read()
+  return out
