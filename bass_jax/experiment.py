@@ -119,6 +119,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field in NON_NEGATIVE:
     if not config[field] >= 0:
       raise ConfigError(f'config.{field}={config[field]!r} must be >= 0')
+  if not config.dataset:
+    raise ConfigError('config.dataset is empty: name a dataset, a .npz file '
+                      'or an image folder')
   if config.initial_per_class == 0 or config.initial_per_class < -1:
     raise ConfigError(f'config.initial_per_class={config.initial_per_class}'
                       ' must be > 0, or -1 to label every known pool label')
