@@ -42,6 +42,7 @@ CHOICES = {
     'acquisition': ('none',) + uncertainty.SCORE_NAMES +
                    loop.RANDOM_ACQUISITIONS,
     'oracle': ('simulated', 'files', 'terminal'),
+    'seed_strategy': ('auto', 'vmap', 'map'),
     'data_source': data_lib.SOURCES,
     'prng_impl': ('threefry2x32', 'rbg', 'unsafe_rbg'),
     'dropout_bits': (8, 16, 32),
@@ -53,7 +54,7 @@ POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
             'confident_k')
 # Where a run executes, not what it computes (equal up to float reduction
 # order): a workdir may be resumed on another mesh, e.g. more GPUs.
-PLACEMENT_FIELDS = ('mesh_shape', 'distributed')
+PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'seed_strategy')
 NON_NEGATIVE = ('num_iterations', 'epochs_per_iteration', 'pool_size',
                 'label_budget', 'semi_start',
                 'test_size', 'seed', 'data_seed', 'mu', 'l2')
@@ -64,7 +65,8 @@ INT_FIELDS = POSITIVE + ('num_iterations', 'epochs_per_iteration',
 REAL_FIELDS = ('mu', 'l2', 'dropout_rate', 'learning_rate', 'pixel_scale',
                'negative_slope', 'paper_acc')
 STR_FIELDS = ('name', 'variant', 'dataset', 'data_dir', 'data_source',
-              'model', 'semi', 'acquisition', 'oracle', 'prng_impl')
+              'model', 'semi', 'acquisition', 'oracle', 'prng_impl',
+              'seed_strategy')
 _INT = ((int, np.integer), 'an int')
 _REAL = ((int, float, np.integer, np.floating), 'a number')
 _STR = ((str,), 'a string')
@@ -267,6 +269,25 @@ def build_model(config, num_classes: int) -> models.Model:
                             config.dropout_bits, config.negative_slope)
 
 
+def seed_strategy(config: ml_collections.ConfigDict,
+                  mesh: jax.sharding.Mesh) -> str:
+  """'vmap' or 'map' for the seed axis (see `loop.over_seeds`).
+
+  'auto' maps the CNN's seeds on a CPU (batched-weight convolutions are ~3x
+  slower there than sequential ones: benchmarks/hot_path.py `seeds_vmap`)
+  and vmaps everything else. 'map' cannot shard the seed axis.
+  """
+  strategy = config.seed_strategy
+  if strategy == 'auto':
+    cpu = jax.devices()[0].platform == 'cpu'
+    strategy = 'map' if cpu and config.model == 'cnn' else 'vmap'
+  if strategy == 'map' and sharding.mesh_sizes(mesh)[sharding.SEED] > 1:
+    raise ConfigError("config.seed_strategy='map' runs the seeds one after "
+                      "another; it cannot shard them over a 'seed' mesh axis "
+                      "(use 'vmap' or drop 'seed' from config.mesh_shape)")
+  return strategy
+
+
 def build(config: ml_collections.ConfigDict,
           dataset: Optional[data_lib.Dataset] = None) -> Run:
   """Validates the config, loads the data and compiles nothing yet.
@@ -294,13 +315,14 @@ def build(config: ml_collections.ConfigDict,
   pool = sharding.put(loop.Pool(x=ds.x_train, y=ds.y_train, test_x=ds.x_test,
                                 test_y=ds.y_test), on_data)
   state = sharding.put(initial_states(config, model, optimizer, ds), on_seeds)
+  strategy = seed_strategy(config, mesh)
   step = jax.jit(loop.seeds_iteration(cfg, model.apply, optimizer,
-                                      model.train_apply, mesh),
+                                      model.train_apply, mesh, strategy),
                  in_shardings=(on_seeds, on_data),
                  out_shardings=(on_seeds, sharding.replicated(mesh)),
                  donate_argnums=0)
   em_step = jax.jit(loop.seeds_em_step(cfg, model.apply, optimizer,
-                                       model.train_apply, mesh),
+                                       model.train_apply, mesh, strategy),
                     in_shardings=(on_seeds, on_data),
                     out_shardings=(on_seeds, sharding.replicated(mesh),
                                    sharding.replicated(mesh),

@@ -73,6 +73,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Seeds: seed, seed + 1, ..., run as one vmapped program.
   c.seed = 0
   c.num_seeds = 10
+  c.seed_strategy = 'auto'     # 'vmap' | 'map' | 'auto' (map the CNN on CPU).
   c.prng_impl = 'threefry2x32'  # or 'rbg', 'unsafe_rbg'.
   # Protocol.
   c.initial_per_class = 10      # Class-balanced initial labels; -1: all known.

@@ -60,6 +60,16 @@ def test_vmapped_seeds_equal_sequential_seeds(toy):
     np.testing.assert_array_equal(vstate.member[j], sstate.member[0])
 
 
+def test_mapped_seeds_equal_vmapped_seeds(toy):
+  """seed_strategy 'map' (lax.map) = 'vmap'; tolerance 1e-4 absolute."""
+  _, vstate, vrows = run_metrics(tiny_config(seed_strategy='vmap'), toy, 3)
+  _, mstate, mrows = run_metrics(tiny_config(seed_strategy='map'), toy, 3)
+  for v, m in zip(vrows, mrows):
+    for name in v:
+      np.testing.assert_allclose(v[name], m[name], atol=1e-4, err_msg=name)
+  np.testing.assert_array_equal(vstate.labelled, mstate.labelled)
+
+
 @pytest.mark.parametrize('variant', ['active_semi', 'active'])
 def test_end_to_end_toy_learns(toy, tmp_path, variant):
   config = tiny_config(variant, num_iterations=30, initial_epochs=20,

@@ -1,0 +1,871 @@
+r"""Hot-path benchmarks of bass_jax on the paper's MNIST CNN, as JSON lines.
+
+Every result is printed to stdout as one JSON object per line,
+
+  {"benchmark": NAME, "value": X, "unit": U, ...context}
+
+where the context always holds the device, the jax version, the CPU count
+and `compile_s` (the ahead-of-time lower + compile time of the measured
+program, kept out of `value`; null where nothing was compiled). Progress goes
+to stderr, so stdout stays machine-readable.
+
+Benchmarks (all on the paper's CNN with random 28x28x1 inputs unless noted):
+
+* `mc_sweep`: MC-dropout forwards/s of `mc_dropout.mc_sweep` over a pool, for
+  every dropout_bits in (32, 16, 8) and PRNG impl in (threefry2x32, rbg);
+  `default: true` marks the library's configured default.
+* `deterministic_forward`: forwards/s with dropout off (`predict_logits`) on
+  the same images at the same batch size (T * chunk).
+* `mc_to_deterministic_ratio`: default mc_sweep / deterministic_forward.
+* `train_step`: samples/s of the jitted, state-donating `train_step` of
+  the form the library trains (`Model.train_apply`).
+* `train_epoch`: samples/s of `train_epochs`, the same steps inside the
+  compiled while_loop the EM iteration trains with.
+* `iteration`: seconds of one EM iteration after iteration 0 (1 epoch,
+  all-data semi-supervision, max-entropy acquisition, T=100 on the labelled
+  slots, T'=10 on the pool), one seed, at pool 6,000 and (GPU or --full)
+  60,000.
+* `seeds_vmap`: sequential / vmapped wall time of S seeds for a few
+  iterations, on Yin-Yang (active_semi) and on an MNIST-small CNN run.
+* `roofline_fp32`, `roofline_tf32` (GPU only): achieved FLOP/s of mc_sweep
+  and iteration over the peak, with SPEC §5's 5.66 MFLOP per forward and 3x
+  that per training sample.
+* `torch_mc_sweep`, `torch_train_step`: benchmarks/torch_baseline.py in a
+  subprocess (torch lives in its own venv), and the ratios `mc_vs_torch`,
+  `train_vs_torch`.
+
+Each measurement runs once untimed (warm-up), then `repeats` times; the
+median is reported and every sample is listed in `samples`. Exceptions, to
+fit ~5 minutes on 2 CPU cores: an iteration's warm-up is iteration 0, and on
+a CPU the MNIST-small seeds runs are timed once without warm-up (see
+`warmup_runs`). Default sizes differ by platform (a GPU gets larger pools and
+the 60,000-image iteration); every line states the sizes it used.
+
+  /work/venv/bin/python benchmarks/hot_path.py \
+      --torch_python=/work/torchvenv/bin/python --out=/tmp/hot_path.jsonl
+  /work/venv/bin/python benchmarks/hot_path.py --quick --skip_torch
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Optional
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# pylint: disable=g-import-not-at-top
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bass_jax import data as data_lib
+from bass_jax import experiment
+from bass_jax import loop
+from bass_jax import mc_dropout
+from bass_jax import models
+from bass_jax import training
+from configs import common
+from configs import yinyang
+# pylint: enable=g-import-not-at-top
+
+# SPEC §5: multiply-adds of one CNN forward, x2 for FLOPs.
+FLOP_PER_FORWARD = 2 * 2_830_240
+# SPEC §5: forward + backward of a training sample, relative to a forward.
+TRAIN_FLOP_FACTOR = 3
+NUM_CLASSES = 10
+IMAGE_SHAPE = (28, 28, 1)
+DROPOUT_BITS = (32, 16, 8)
+PRNG_IMPLS = ('threefry2x32', 'rbg')
+GROUPS = ('mc', 'train', 'iteration', 'seeds', 'torch')
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+  """Parses flags; sizes left at None get platform/--quick dependent values."""
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--quick', action='store_true',
+                 help='tiny sizes everywhere: a < 60 s smoke run')
+  p.add_argument('--full', action='store_true',
+                 help='also time the 60,000-image iteration on a CPU')
+  p.add_argument('--skip_60k', action='store_true',
+                 help='never time the 60,000-image iteration (even on GPU)')
+  p.add_argument('--only', default=','.join(GROUPS),
+                 help=f'comma-separated subset of {",".join(GROUPS)}')
+  p.add_argument('--out', default=None,
+                 help='also append the JSON lines to this file')
+  p.add_argument('--note', default=None,
+                 help='free text added to every line (e.g. "machine shared")')
+  # MC sweep / deterministic forward.
+  p.add_argument('--pool_size', type=int, default=None,
+                 help='mc_sweep pool (default: 500 CPU, 6,000 GPU)')
+  p.add_argument('--T', type=int, default=10, help='MC passes of mc_sweep')
+  p.add_argument('--chunk', type=int, default=None,
+                 help='pool samples per MC chunk (batch T * chunk; '
+                 'default 500)')
+  p.add_argument('--repeats', type=int, default=None,
+                 help='timed runs of the cheap benchmarks (default 3)')
+  # Training.
+  p.add_argument('--batch_size', type=int, default=256)
+  p.add_argument('--train_steps', type=int, default=None,
+                 help='train steps per timed block (default 8)')
+  p.add_argument('--train_epoch_batches', type=int, default=2,
+                 help='batches of the timed train_epochs epoch')
+  # Iteration.
+  p.add_argument('--iteration_pool_size', type=int, default=None,
+                 help='pool of the small iteration (default 6,000)')
+  p.add_argument('--large_pool_size', type=int, default=60_000)
+  p.add_argument('--test_size', type=int, default=None,
+                 help='validation images of an iteration (default 10,000)')
+  p.add_argument('--iteration_repeats', type=int, default=None,
+                 help='timed iterations after iteration 0 (default 2)')
+  # Seeds.
+  p.add_argument('--num_seeds', type=int, default=4)
+  p.add_argument('--yinyang_iterations', type=int, default=None,
+                 help='iterations per Yin-Yang run (default 6)')
+  p.add_argument('--mnist_small_pool', type=int, default=None,
+                 help='pool of the MNIST-small seeds run (default 256 '
+                 'CPU, 2,000 GPU)')
+  p.add_argument('--mnist_small_per_class', type=int, default=None,
+                 help='initial labels per class (default 2 CPU, 10 GPU)')
+  p.add_argument('--mnist_small_iterations', type=int, default=None,
+                 help='iterations per MNIST-small run (default 2 CPU, 3 GPU)')
+  p.add_argument('--mnist_data', choices=('auto', 'random'), default='auto',
+                 help="'auto': real MNIST if the idx files are found")
+  # Torch.
+  p.add_argument('--skip_torch', action='store_true')
+  p.add_argument('--torch_python', default=None,
+                 help='python with torch (default: this one if it has torch)')
+  p.add_argument('--torch_timeout_s', type=float, default=600.0)
+  # Roofline (GPU only).
+  p.add_argument('--peak_fp32_tflops', type=float, default=67.0,
+                 help='fp32 peak (H200 SXM: 67)')
+  p.add_argument('--peak_tf32_tflops', type=float, default=495.0,
+                 help='dense TF32 tensor-core peak (H200 SXM: 495)')
+  p.add_argument('--seed', type=int, default=0)
+  args = p.parse_args(argv)
+  args.only = [g.strip() for g in args.only.split(',') if g.strip()]
+  unknown = set(args.only) - set(GROUPS)
+  if unknown:
+    p.error(f'--only: unknown groups {sorted(unknown)}; known: {GROUPS}')
+  return args
+
+
+def fill_defaults(args: argparse.Namespace, on_gpu: bool) -> None:
+  """Sizes: --quick shrinks everything; a GPU affords the paper's sizes."""
+  quick = args.quick
+  defaults = {
+      'pool_size': 64 if quick else (6000 if on_gpu else 500),
+      'chunk': 32 if quick else 500,
+      'repeats': 2 if quick else 3,
+      'train_steps': 2 if quick else 8,
+      'iteration_pool_size': 128 if quick else 6000,
+      'test_size': 128 if quick else 10_000,
+      # ~30-40 s per 6,000-image iteration on 2 CPU cores.
+      'iteration_repeats': 1 if quick else (3 if on_gpu else 2),
+      'yinyang_iterations': 2 if quick else 6,
+      # 8 CNN runs (S vmapped + S single-seed) must fit the CPU budget, and
+      # the seed-vmapped MC sweep runs ~3x slower than sequential seeds there
+      # (XLA:CPU grouped convolutions), so the CPU pool is small.
+      'mnist_small_pool': 2000 if on_gpu else 256,
+      'mnist_small_per_class': 10 if on_gpu else 2,
+      'mnist_small_iterations': 3 if on_gpu else 2,
+  }
+  for name, value in defaults.items():
+    if getattr(args, name) is None:
+      setattr(args, name, value)
+  if quick:
+    args.batch_size = min(args.batch_size, 64)
+    args.num_seeds = min(args.num_seeds, 2)
+
+
+# ----------------------------------------------------------------------------
+# Output and timing helpers.
+
+
+class Emitter:
+  """Prints result lines (and appends them to --out) with a shared context."""
+
+  def __init__(self, context: dict[str, Any], out: Optional[str]):
+    self.context = context
+    self.out = out
+    self.lines: list[dict[str, Any]] = []
+
+  def emit(self, benchmark: str, value: Optional[float], unit: Optional[str],
+           **fields) -> dict[str, Any]:
+    # benchmark/value/unit first so the lines read well in a terminal.
+    line = {'benchmark': benchmark, 'value': value, 'unit': unit}
+    line.update(self.context)
+    line.setdefault('compile_s', None)
+    line.update(fields)
+    text = json.dumps(line, default=_json_default)
+    print(text, flush=True)
+    if self.out:
+      with open(self.out, 'a') as f:
+        f.write(text + '\n')
+    self.lines.append(line)
+    return line
+
+
+def _json_default(obj):
+  # numpy scalars from device_get are not JSON-serialisable by default.
+  if isinstance(obj, (np.generic,)):
+    return obj.item()
+  raise TypeError(f'{type(obj).__name__} is not JSON serialisable')
+
+
+def log(msg: str) -> None:
+  print(f'[hot_path {time.strftime("%H:%M:%S")}] {msg}', file=sys.stderr,
+        flush=True)
+
+
+def compile_aot(jitted, *args) -> tuple[Callable, float]:
+  """Lowers and compiles `jitted` for `args`; returns (executable, seconds)."""
+  t0 = time.perf_counter()
+  compiled = jitted.lower(*args).compile()
+  return compiled, time.perf_counter() - t0
+
+
+def time_runs(run: Callable[[], Any], repeats: int,
+              warmup: int = 1) -> list[float]:
+  """Seconds of `repeats` calls of `run` after `warmup` untimed ones.
+
+  `run` must block on its results (block_until_ready / device_get), else the
+  clock stops at dispatch.
+  """
+  for _ in range(warmup):
+    run()
+  seconds = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    run()
+    seconds.append(time.perf_counter() - t0)
+  return seconds
+
+
+def _round(x: float, digits: int = 4) -> float:
+  return float(f'{x:.{digits}g}')
+
+
+def rate_fields(work: float, seconds: list[float]) -> dict[str, Any]:
+  """Median rate `work / s` plus the raw samples, for a line's context."""
+  rates = [work / s for s in seconds]
+  return {'value': _round(statistics.median(rates)),
+          'samples': [_round(r) for r in rates],
+          'seconds': [_round(s) for s in seconds],
+          'stat': f'median of {len(seconds)}'}
+
+
+def train_apply(model: models.Model) -> Callable:
+  """The forward pass the library differentiates in training.
+
+  For the CNN it is a different form of the same function than `apply`
+  (whose native convolutions serve the MC sweep): the one whose gradient is
+  fast inside the compiled epoch. Older Models have only `apply`.
+  """
+  return getattr(model, 'train_apply', model.apply)
+
+
+def random_images(key: jax.Array, n: int) -> jax.Array:
+  """[n, 28, 28, 1] float32 in [0, 1): pixel values do not affect speed."""
+  return jax.random.uniform(key, (n,) + IMAGE_SHAPE, jnp.float32)
+
+
+# ----------------------------------------------------------------------------
+# MC sweep and deterministic forward.
+
+
+def bench_mc(args, em: Emitter, defaults: dict[str, Any]) -> dict[str, float]:
+  """mc_sweep for every (bits, impl), deterministic forward, their ratio.
+
+  Returns:
+    {'mc_sweep': default variant's forwards/s, 'deterministic_forward': ...}.
+  """
+  n, t = args.pool_size, args.T
+  chunk = min(args.chunk, n)  # What mc_sweep itself does with a small pool.
+  x = random_images(jax.random.key(args.seed), n)
+  forwards = n * t
+  results = {}
+  for bits in DROPOUT_BITS:
+    model = models.build_model('cnn', NUM_CLASSES, dropout_bits=bits)
+    params = model.init(jax.random.key(args.seed), x[:1])
+    for impl in PRNG_IMPLS:
+      is_default = (bits == defaults['dropout_bits'] and
+                    impl == defaults['prng_impl'])
+      key = jax.random.key(args.seed + 1, impl=impl)
+      sweep = jax.jit(functools.partial(
+          mc_dropout.mc_sweep, model.apply, num_passes=t, chunk_size=chunk,
+          score_names=(defaults['acquisition'],)))
+      compiled, compile_s = compile_aot(sweep, params, x, key)
+      seconds = time_runs(
+          lambda c=compiled, p=params, k=key: jax.block_until_ready(
+              c(p, x, k)), args.repeats)
+      fields = rate_fields(forwards, seconds)
+      value = fields.pop('value')
+      em.emit('mc_sweep', value, 'forwards/s', compile_s=_round(compile_s),
+              dropout_bits=bits, prng_impl=impl, default=is_default,
+              pool_size=n, T=t, chunk=chunk, batch=t * chunk,
+              gflops=_round(value * FLOP_PER_FORWARD / 1e9), **fields)
+      log(f'mc_sweep bits={bits} impl={impl}: {value:.0f} forwards/s')
+      if is_default:
+        results['mc_sweep'] = value
+
+  # Same images, each repeated T times, in batches of T * chunk: the same
+  # forward count and batch shape as the sweep, minus the dropout masks.
+  model = models.build_model('cnn', NUM_CLASSES,
+                             dropout_bits=defaults['dropout_bits'])
+  params = model.init(jax.random.key(args.seed), x[:1])
+  xt = jnp.tile(x, (t, 1, 1, 1))
+  det = jax.jit(functools.partial(mc_dropout.predict_logits, model.apply,
+                                  chunk_size=t * chunk))
+  compiled, compile_s = compile_aot(det, params, xt)
+  seconds = time_runs(lambda: jax.block_until_ready(compiled(params, xt)),
+                      args.repeats)
+  fields = rate_fields(forwards, seconds)
+  value = fields.pop('value')
+  em.emit('deterministic_forward', value, 'forwards/s',
+          compile_s=_round(compile_s), pool_size=n, T=t, chunk=chunk,
+          batch=t * chunk, gflops=_round(value * FLOP_PER_FORWARD / 1e9),
+          **fields)
+  log(f'deterministic_forward: {value:.0f} forwards/s')
+  results['deterministic_forward'] = value
+  if 'mc_sweep' in results:
+    em.emit('mc_to_deterministic_ratio',
+            _round(results['mc_sweep'] / value), 'ratio',
+            numerator='mc_sweep (default bits/impl)',
+            denominator='deterministic_forward',
+            dropout_bits=defaults['dropout_bits'],
+            prng_impl=defaults['prng_impl'])
+  return results
+
+
+# ----------------------------------------------------------------------------
+# Training step.
+
+
+def bench_train(args, em: Emitter, defaults: dict[str, Any]) -> float:
+  """Samples/s of the jitted train_step (state donated) at --batch_size."""
+  b = args.batch_size
+  model = models.build_model('cnn', NUM_CLASSES,
+                             dropout_bits=defaults['dropout_bits'])
+  optimizer = training.make_optimizer(defaults['learning_rate'])
+  key = jax.random.key(args.seed, impl=defaults['prng_impl'])
+  k_x, k_y, k_init, k_steps = jax.random.split(key, 4)
+  # A few distinct batches so no step reuses the previous one's input.
+  num_batches = 4
+  xs = random_images(k_x, num_batches * b).reshape((num_batches, b) +
+                                                   IMAGE_SHAPE)
+  ys = jax.random.randint(k_y, (num_batches, b), 0, NUM_CLASSES, jnp.int32)
+  weight = jnp.ones((b,), jnp.float32)
+  params = model.init(k_init, xs[0, :1])
+  state = training.TrainState(params, optimizer.init(params))
+  step_keys = jax.random.split(k_steps, args.train_steps)
+
+  def train_step(state, x, y, weight, key):
+    return training.train_step(state, optimizer, train_apply(model), x, y,
+                               weight, key, defaults['l2'])
+
+  step = jax.jit(train_step, donate_argnums=0)
+  compiled, compile_s = compile_aot(step, state, xs[0], ys[0], weight,
+                                    step_keys[0])
+  holder = [state]
+
+  def run():
+    s = holder[0]
+    for i in range(args.train_steps):
+      s, loss = compiled(s, xs[i % num_batches], ys[i % num_batches], weight,
+                         step_keys[i])
+    jax.block_until_ready((s, loss))
+    holder[0] = s
+
+  seconds = time_runs(run, args.repeats)
+  fields = rate_fields(args.train_steps * b, seconds)
+  value = fields.pop('value')
+  em.emit('train_step', value, 'samples/s', compile_s=_round(compile_s),
+          batch_size=b, steps_per_block=args.train_steps,
+          dropout_bits=defaults['dropout_bits'],
+          prng_impl=defaults['prng_impl'],
+          gflops=_round(value * TRAIN_FLOP_FACTOR * FLOP_PER_FORWARD / 1e9),
+          **fields)
+  log(f'train_step: {value:.0f} samples/s')
+  return value
+
+
+def bench_train_epoch(args, em: Emitter, defaults: dict[str, Any],
+                      step_rate: Optional[float]) -> None:
+  """Samples/s of `train_epochs`: the same steps inside the compiled loop.
+
+  This is how the EM iteration really trains (a while_loop over batches), so
+  any gap to `train_step` is a cost of the loop, not of the network (XLA:CPU
+  once ran native conv gradients ~15x slower inside a loop than outside).
+  """
+  b = args.batch_size
+  n = args.train_epoch_batches * b
+  model = models.build_model('cnn', NUM_CLASSES,
+                             dropout_bits=defaults['dropout_bits'])
+  optimizer = training.make_optimizer(defaults['learning_rate'])
+  key = jax.random.key(args.seed, impl=defaults['prng_impl'])
+  k_x, k_init, k_epoch = jax.random.split(key, 3)
+  x = random_images(k_x, n)
+  labels = jnp.asarray(balanced_labels(n, args.seed))
+  # Every sample a pseudo-labelled member, none up-sampled: |D| = n slots,
+  # exactly `train_epoch_batches` full batches.
+  labelled = jnp.zeros((n,), bool)
+  member = jnp.ones((n,), bool)
+  params = model.init(k_init, x[:1])
+  state = training.TrainState(params, optimizer.init(params))
+
+  def epoch(state, key):
+    return training.train_epochs(
+        state, optimizer, train_apply(model), key, x, labels, labelled,
+        member, jnp.int32(1), gt_upsample=1, mu=1.0, batch_size=b,
+        capacity=n, l2=defaults['l2'])
+
+  compiled, compile_s = compile_aot(jax.jit(epoch, donate_argnums=0), state,
+                                    k_epoch)
+  holder = [state, 0]
+
+  def run():
+    holder[1] += 1
+    holder[0], loss = compiled(holder[0], jax.random.fold_in(k_epoch,
+                                                             holder[1]))
+    jax.block_until_ready((holder[0], loss))
+
+  seconds = time_runs(run, args.repeats)
+  fields = rate_fields(n, seconds)
+  value = fields.pop('value')
+  extra = {}
+  if step_rate:
+    extra['train_step_over_epoch'] = _round(step_rate / value)
+  em.emit('train_epoch', value, 'samples/s', compile_s=_round(compile_s),
+          batch_size=b, batches=args.train_epoch_batches,
+          dropout_bits=defaults['dropout_bits'],
+          prng_impl=defaults['prng_impl'], **extra, **fields)
+  log(f'train_epoch: {value:.0f} samples/s')
+
+
+# ----------------------------------------------------------------------------
+# One EM iteration.
+
+
+def iteration_config(args) -> Any:
+  """The paper's MNIST protocol with all-data semi-supervision + entropy."""
+  config = common.base_config()
+  config.semi = 'all'
+  config.acquisition = 'entropy'
+  # Iteration 0 only serves as the warm-up that reaches the state of a later
+  # iteration (D = labels + the whole pool); its 100-epoch initial phase
+  # would be timed nowhere, so it trains not at all. Iteration 0 is never a
+  # timed one, so this changes no measured value.
+  config.initial_epochs = 0
+  config.epochs_per_iteration = 1
+  if args.quick:
+    # Keeps the T=100 sweep over the labelled slots tiny (capacity: initial
+    # labels + one query) and the epoch at two batches.
+    config.initial_per_class = 1
+    config.num_iterations = 2
+    config.gt_upsample = 1
+    config.chunk_size = args.chunk
+    config.eval_chunk_size = 64
+    config.batch_size = args.batch_size
+  return config
+
+
+def balanced_labels(n: int, seed: int) -> np.ndarray:
+  """[n] int32 labels with every class as equal as possible, shuffled."""
+  y = np.arange(n, dtype=np.int32) % NUM_CLASSES
+  np.random.default_rng(seed).shuffle(y)
+  return y
+
+
+def iteration_flops(cfg: loop.LoopConfig, state: loop.LoopState, n: int,
+                    test_size: int) -> dict[str, float]:
+  """Executed FLOPs of one iteration from `state`, padding included.
+
+  MC forwards: T' over the pool plus T over every labelled slot (the fixed
+  label capacity); validation: one forward per test image; training: every
+  slot of the (padded) batches of one epoch over D, at 3x a forward.
+  """
+  counts = training.slot_counts(state.labelled, state.member,
+                                cfg.gt_upsample)
+  slots = int(jnp.sum(counts))
+  batches = -(-slots // cfg.batch_size)
+  trained = batches * cfg.batch_size * cfg.epochs_per_iteration
+  forwards = (n * cfg.mc_passes_pool + cfg.label_capacity * cfg.mc_passes_gt
+              + test_size)
+  flops = (forwards + TRAIN_FLOP_FACTOR * trained) * FLOP_PER_FORWARD
+  return {'mc_and_eval_forwards': forwards, 'train_samples': trained,
+          'flop': float(flops)}
+
+
+def bench_iteration(args, em: Emitter, n: int) -> Optional[dict[str, Any]]:
+  """Seconds of one iteration (not iteration 0) at pool size n, one seed."""
+  config = iteration_config(args)
+  cfg = experiment.loop_config(config, n, NUM_CLASSES)
+  model = experiment.build_model(config, NUM_CLASSES)
+  optimizer = training.make_optimizer(config.learning_rate)
+  kx, kt = jax.random.split(jax.random.key(args.seed))
+  y = balanced_labels(n, args.seed)
+  pool = loop.Pool(x=random_images(kx, n), y=jnp.asarray(y),
+                   test_x=random_images(kt, args.test_size),
+                   test_y=jnp.asarray(balanced_labels(args.test_size,
+                                                      args.seed + 1)))
+  idx = data_lib.balanced_initial_indices(y, config.initial_per_class,
+                                          args.seed)
+  labelled = np.zeros(n, bool)
+  labelled[idx] = True
+  key_data = jax.random.key_data(jax.random.key(args.seed,
+                                                impl=cfg.prng_impl))
+  state = jax.jit(loop.init_state, static_argnums=(0, 1, 3))(
+      model.init, optimizer, key_data, cfg.prng_impl, pool.x[:1],
+      jnp.asarray(labelled), pool.y)
+
+  step = jax.jit(functools.partial(loop.iteration, cfg, model.apply,
+                                   optimizer,
+                                   train_apply_fn=train_apply(model)),
+                 donate_argnums=0)
+  compiled, compile_s = compile_aot(step, state, pool)
+  holder = {'state': state}
+
+  def run():
+    s, metrics = compiled(holder['state'], pool)
+    # The host loop reads the metrics every iteration; so does the timer.
+    holder['metrics'] = jax.device_get(metrics)
+    holder['state'] = s
+
+  log(f'iteration n={n}: compiled in {compile_s:.1f}s; running iteration 0')
+  # The warm-up run is iteration 0 (no training, see iteration_config);
+  # after it D holds the labels and the whole pool.
+  t0 = time.perf_counter()
+  run()
+  iteration0_s = time.perf_counter() - t0
+  work = iteration_flops(cfg, holder['state'], n, args.test_size)
+  seconds = time_runs(run, args.iteration_repeats, warmup=0)
+  value = _round(statistics.median(seconds))
+  m = holder['metrics']
+  line = em.emit(
+      'iteration', value, 's', compile_s=_round(compile_s), pool_size=n,
+      test_size=args.test_size, samples=[_round(s) for s in seconds],
+      stat=f'median of {len(seconds)}',
+      warmup=('iteration 0, untrained (initial_epochs=0): MC sweeps and '
+              'validation only'),
+      warmup_s=_round(iteration0_s),
+      iterations_timed=[int(m['iteration']) - len(seconds) + 1 + i
+                        for i in range(len(seconds))],
+      semi=cfg.semi, acquisition=cfg.acquisition,
+      mc_passes_gt=cfg.mc_passes_gt, mc_passes_pool=cfg.mc_passes_pool,
+      label_capacity=cfg.label_capacity, chunk=cfg.chunk_size,
+      batch_size=cfg.batch_size, dropout_bits=config.dropout_bits,
+      prng_impl=cfg.prng_impl, num_train=int(m['num_train']),
+      gflops=_round(work['flop'] / value / 1e9), **work)
+  log(f'iteration n={n}: {value:.2f} s')
+  return line
+
+
+# ----------------------------------------------------------------------------
+# Seeds: vmapped vs sequential.
+
+
+def yinyang_dataset(seed: int) -> data_lib.Dataset:
+  """The Yin-Yang toy: the library's loader, else SPEC §3's formula here."""
+  if hasattr(data_lib, 'load_yinyang'):
+    return data_lib.load_yinyang(seed=seed)
+  rng = np.random.default_rng(seed)
+
+  def draw(n):
+    pts = []
+    for center, sign in (((-0.33, 0.1), -1.0), ((0.33, -0.1), 1.0)):
+      r = rng.normal(1.0, 0.25, n)
+      phi = np.pi * (0.5 + 0.33 * rng.normal(0.0, 1.0, n))
+      pts.append(np.asarray(center) + r[:, None] *
+                 np.stack([np.cos(phi), sign * np.sin(phi)], axis=1))
+    return (np.concatenate(pts).astype(np.float32),
+            np.repeat(np.arange(2, dtype=np.int32), n))
+
+  x, y = draw(500)
+  xt, yt = draw(500)
+  return data_lib.Dataset(x, y, xt, yt, num_classes=2, name='yinyang')
+
+
+def mnist_small_dataset(args, n: int, test: int,
+                        per_class: int) -> tuple[data_lib.Dataset, str]:
+  """n real MNIST pool images if the idx files are found, else random ones.
+
+  Random images also stand in when the first n real ones hold fewer than
+  `per_class` examples of some class (the initial labelled set needs them).
+  """
+  if args.mnist_data == 'auto':
+    root = os.environ.get('BASS_DATA_DIR') or str(REPO.parent / 'shared' /
+                                                  'data')
+    try:
+      ds = data_lib.subset(
+          data_lib.load_dataset('mnist', data_dir=root, source='idx'), n,
+          test)
+      if np.bincount(ds.y_train, minlength=NUM_CLASSES).min() >= per_class:
+        return ds, 'mnist (idx files)'
+      log(f'first {n} MNIST images lack {per_class} of a class; random images')
+    except Exception as e:  # pylint: disable=broad-except
+      log(f'real MNIST not loaded ({type(e).__name__}: {e}); random images')
+  rng = np.random.default_rng(args.seed)
+  ds = data_lib.Dataset(
+      rng.random((n,) + IMAGE_SHAPE, dtype=np.float32),
+      balanced_labels(n, args.seed),
+      rng.random((test,) + IMAGE_SHAPE, dtype=np.float32),
+      balanced_labels(test, args.seed + 1), num_classes=NUM_CLASSES,
+      name='mnist_random')
+  return ds, 'random images'
+
+
+def run_steps(step: Callable, state_host, pool, iterations: int) -> None:
+  """`iterations` steps from a fresh device copy of a host state.
+
+  The step donates its state, so every timed run starts from its own copy;
+  the metrics are fetched every iteration as the real host loop does.
+  """
+  state = jax.device_put(state_host)
+  for _ in range(iterations):
+    state, metrics = step(state, pool)
+    jax.device_get(metrics)
+  jax.block_until_ready(state)
+
+
+def bench_seeds(args, em: Emitter, name: str, config, ds: data_lib.Dataset,
+                iterations: int, repeats: int, warmup: int,
+                data_note: str) -> None:
+  """Wall time of S seeds vmapped vs S single-seed runs, one after another."""
+  s = args.num_seeds
+  config.num_seeds = s
+  vm = experiment.build(config, ds)
+  vm_host = jax.device_get(vm.state)
+  vm_step, vm_compile = compile_aot(vm.step, vm.state, vm.pool)
+
+  # One compiled single-seed program serves every seed: the shapes agree.
+  singles = []
+  for j in range(s):
+    c = config.copy_and_resolve_references()
+    c.num_seeds = 1
+    c.seed = config.seed + j
+    singles.append(experiment.build(c, ds))
+  one_step, one_compile = compile_aot(singles[0].step, singles[0].state,
+                                      singles[0].pool)
+  one_hosts = [jax.device_get(r.state) for r in singles]
+  pool = singles[0].pool
+
+  log(f'seeds_vmap {name}: compiled ({vm_compile:.1f}s, {one_compile:.1f}s)')
+  vm_seconds = time_runs(
+      lambda: run_steps(vm_step, vm_host, vm.pool, iterations), repeats,
+      warmup)
+
+  def sequential():
+    for host in one_hosts:
+      run_steps(one_step, host, pool, iterations)
+
+  seq_seconds = time_runs(sequential, repeats, warmup)
+  vm_s, seq_s = statistics.median(vm_seconds), statistics.median(seq_seconds)
+  em.emit('seeds_vmap', _round(seq_s / vm_s), 'x (sequential/vmapped)',
+          compile_s=_round(vm_compile), compile_single_s=_round(one_compile),
+          dataset=name, data=data_note, model=config.model, num_seeds=s,
+          iterations=iterations, pool_size=int(ds.x_train.shape[0]),
+          test_size=int(ds.x_test.shape[0]), wall_vmapped_s=_round(vm_s),
+          wall_sequential_s=_round(seq_s),
+          samples_vmapped_s=[_round(x) for x in vm_seconds],
+          samples_sequential_s=[_round(x) for x in seq_seconds],
+          stat=f'median of {repeats}', warmup_runs=warmup,
+          config_arg=getattr(config, 'variant', ''))
+  log(f'seeds_vmap {name}: vmapped {vm_s:.2f}s, sequential {seq_s:.2f}s')
+
+
+def bench_all_seeds(args, em: Emitter) -> None:
+  """seeds_vmap on Yin-Yang (paper config) and on MNIST-small (CNN)."""
+  config = yinyang.get_config('active_semi')
+  if args.quick:
+    config.initial_epochs = 5
+    config.mc_passes_gt = 10
+  bench_seeds(args, em, 'yinyang', config, yinyang_dataset(config.data_seed),
+              args.yinyang_iterations, args.repeats, 1, 'load_yinyang')
+
+  if args.quick:
+    # Two more CNN-loop compilations would not fit a < 60 s smoke run.
+    em.emit('seeds_vmap', None, 'x (sequential/vmapped)',
+            dataset='mnist_small', skipped='--quick')
+    return
+  n = args.mnist_small_pool
+  test = min(n, 500)
+  config = common.base_config()
+  config.name = 'mnist_small'
+  config.variant = 'all,entropy'
+  config.dataset = 'mnist'
+  config.semi = 'all'
+  config.acquisition = 'entropy'
+  config.initial_per_class = args.mnist_small_per_class
+  # A 100-epoch initial phase would dwarf the iterations being compared.
+  config.initial_epochs = 1
+  # Label capacity (initial + queries) follows the short run, not 200 its.
+  config.num_iterations = args.mnist_small_iterations
+  ds, note = mnist_small_dataset(args, n, test, config.initial_per_class)
+  # On a CPU a warm-up run would double the costliest benchmark here, and
+  # with ahead-of-time compilation it only saves first-call allocations.
+  on_cpu = jax.devices()[0].platform == 'cpu'
+  bench_seeds(args, em, 'mnist_small', config, ds,
+              args.mnist_small_iterations, 1 if on_cpu else args.repeats,
+              0 if on_cpu else 1, note)
+
+
+# ----------------------------------------------------------------------------
+# Roofline.
+
+
+def emit_rooflines(args, em: Emitter, of: str, flops_per_s: float,
+                   **fields) -> None:
+  """Achieved FLOP/s over the fp32 and TF32 peaks (flags), as two lines."""
+  for name, peak in (('roofline_fp32', args.peak_fp32_tflops),
+                     ('roofline_tf32', args.peak_tf32_tflops)):
+    em.emit(name, _round(flops_per_s / (peak * 1e12)), 'fraction of peak',
+            of=of, peak_tflops=peak,
+            achieved_tflops=_round(flops_per_s / 1e12),
+            flop_per_forward=FLOP_PER_FORWARD,
+            train_flop_factor=TRAIN_FLOP_FACTOR, **fields)
+
+
+# ----------------------------------------------------------------------------
+# PyTorch baseline (subprocess).
+
+
+def default_torch_python() -> Optional[str]:
+  """This interpreter if it can import torch, else None."""
+  return sys.executable if importlib.util.find_spec('torch') else None
+
+
+def bench_torch(args, em: Emitter, on_gpu: bool) -> dict[str, float]:
+  """Runs torch_baseline.py in `--torch_python` and re-prints its lines."""
+  names = ('torch_mc_sweep', 'torch_train_step')
+  units = ('forwards/s', 'samples/s')
+
+  def skipped(reason: str) -> dict[str, float]:
+    for name, unit in zip(names, units):
+      em.emit(name, None, unit, skipped=reason)
+    log(f'torch skipped: {reason}')
+    return {}
+
+  if args.skip_torch:
+    return skipped('--skip_torch')
+  python = args.torch_python or default_torch_python()
+  if python is None:
+    return skipped(f'torch is not importable from {sys.executable}; pass '
+                   '--torch_python')
+  cmd = [python, str(REPO / 'benchmarks' / 'torch_baseline.py'),
+         '--pool_size', str(args.pool_size), '--T', str(args.T),
+         '--chunk', str(args.chunk), '--batch_size', str(args.batch_size),
+         '--repeats', str(args.repeats), '--seed', str(args.seed),
+         '--device', 'cuda' if on_gpu else 'cpu']
+  log('torch: ' + ' '.join(cmd))
+  try:
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO),
+                          timeout=args.torch_timeout_s, check=False)
+  except (OSError, subprocess.TimeoutExpired) as e:
+    return skipped(f'{type(e).__name__}: {e}')
+  if proc.returncode != 0:
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+    return skipped(f'exit {proc.returncode}: {" ".join(tail)}')
+  results = {}
+  for text in proc.stdout.splitlines():
+    text = text.strip()
+    if not text.startswith('{'):
+      continue
+    line = json.loads(text)
+    name = line.pop('benchmark')
+    value = line.pop('value')
+    unit = line.pop('unit')
+    # Its own device/threads fields win over ours: they describe torch.
+    em.emit(name, value, unit, torch_python=python,
+            **{('torch_' + k if k in em.context else k): v
+               for k, v in line.items()})
+    results[name] = value
+  missing = [n for n in names if n not in results]
+  if missing:
+    for name in missing:
+      em.emit(name, None, units[names.index(name)],
+              skipped='no line from torch_baseline.py')
+  return results
+
+
+# ----------------------------------------------------------------------------
+
+
+def library_defaults() -> dict[str, Any]:
+  """The library's configured defaults (configs/common.py), to mark/match."""
+  c = common.base_config()
+  return {'dropout_bits': c.dropout_bits, 'prng_impl': c.prng_impl,
+          'learning_rate': c.learning_rate, 'l2': c.l2,
+          'acquisition': c.acquisition}
+
+
+def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
+  args = parse_args(argv)
+  dev = jax.devices()[0]
+  on_gpu = dev.platform == 'gpu'
+  fill_defaults(args, on_gpu)
+  context = {'device': dev.device_kind, 'platform': dev.platform,
+             'num_devices': jax.device_count(), 'jax_version': jax.__version__,
+             'cpu_count': os.cpu_count(), 'quick': args.quick}
+  if args.note:
+    context['note'] = args.note
+  em = Emitter(context, args.out)
+  defaults = library_defaults()
+  start = time.perf_counter()
+
+  mc = {}
+  train_rate = None
+  if 'mc' in args.only:
+    mc = bench_mc(args, em, defaults)
+    if on_gpu and 'mc_sweep' in mc:
+      emit_rooflines(args, em, 'mc_sweep', mc['mc_sweep'] * FLOP_PER_FORWARD,
+                     dropout_bits=defaults['dropout_bits'],
+                     prng_impl=defaults['prng_impl'], pool_size=args.pool_size)
+  if 'train' in args.only:
+    train_rate = bench_train(args, em, defaults)
+    bench_train_epoch(args, em, defaults, train_rate)
+
+  if 'iteration' in args.only:
+    sizes = [args.iteration_pool_size]
+    large = args.large_pool_size
+    want_large = (on_gpu or args.full) and not args.skip_60k and not args.quick
+    for n in sizes + ([large] if want_large else []):
+      line = bench_iteration(args, em, n)
+      if on_gpu and line is not None:
+        emit_rooflines(args, em, 'iteration', line['flop'] / line['value'],
+                       pool_size=n)
+    if not want_large and not args.quick:
+      em.emit('iteration', None, 's', pool_size=large,
+              skipped=('--skip_60k' if args.skip_60k else
+                       'off by default on CPU (~4-5 min); pass --full'))
+
+  if 'seeds' in args.only:
+    bench_all_seeds(args, em)
+
+  if 'torch' in args.only:
+    torch = bench_torch(args, em, on_gpu)
+    if 'mc_sweep' in mc and torch.get('torch_mc_sweep'):
+      em.emit('mc_vs_torch', _round(mc['mc_sweep'] / torch['torch_mc_sweep']),
+              'ratio', numerator='mc_sweep (default bits/impl)',
+              denominator='torch_mc_sweep', pool_size=args.pool_size,
+              T=args.T, chunk=args.chunk)
+    if train_rate and torch.get('torch_train_step'):
+      em.emit('train_vs_torch', _round(train_rate /
+                                       torch['torch_train_step']),
+              'ratio', numerator='train_step', denominator='torch_train_step',
+              batch_size=args.batch_size)
+  log(f'done in {time.perf_counter() - start:.1f}s')
+  return em.lines
+
+
+if __name__ == '__main__':
+  main(sys.argv[1:])
