@@ -27,7 +27,8 @@ setup(
         'tfds': ['tensorflow-datasets>=4.9.6', 'tensorflow-cpu>=2.16',
                  'importlib_resources>=6.0'],
         'test': ['pytest>=8.0', 'tensorflow-datasets>=4.9.6',
-                 'tensorflow-cpu>=2.16', 'importlib_resources>=6.0'],
+                 'tensorflow-cpu>=2.16', 'importlib_resources>=6.0',
+                 'tensorboard>=2.16', 'pillow>=10.0'],
         'tensorboard': ['tensorboard>=2.16'],
     },
 )

@@ -26,6 +26,7 @@ from bass_jax import loop
 from bass_jax import models
 from bass_jax import oracle
 from bass_jax import sharding
+from bass_jax import tb_writer
 from bass_jax import training
 from bass_jax import uncertainty
 from bass_jax.errors import BassError
@@ -52,9 +53,11 @@ POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
             'mc_passes_pool', 'chunk_size', 'eval_chunk_size',
             'checkpoint_every', 'keep_checkpoints', 'log_every',
             'confident_k')
-# Where a run executes, not what it computes (equal up to float reduction
-# order): a workdir may be resumed on another mesh, e.g. more GPUs.
-PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'seed_strategy')
+# Where a run executes or what it logs, not what it computes (equal up to
+# float reduction order): a workdir may be resumed on another mesh, e.g.
+# more GPUs, or with TensorBoard logging switched.
+PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'seed_strategy',
+                    'tensorboard')
 NON_NEGATIVE = ('num_iterations', 'epochs_per_iteration', 'pool_size',
                 'label_budget', 'semi_start',
                 'test_size', 'seed', 'data_seed', 'mu', 'l2')
@@ -495,6 +498,10 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   write_json(os.path.join(workdir, 'config.json'), config.to_dict())
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
   write_lines(metrics_path, kept_metrics(metrics_path, first))
+  tb = tb_writer.maybe_writer(os.path.join(workdir, 'tensorboard'),
+                              config.tensorboard)
+  if tb and first == 0:
+    tb.hparams(config.to_dict())
   seeds = seeds_of(config)
   total = config.num_iterations + 1
   with open(metrics_path, 'a') as f:
@@ -508,6 +515,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       check_finite(rows, i)
       f.write(''.join(json.dumps(row) + '\n' for row in rows))
       f.flush()
+      if tb:
+        tb.scalars(i, rows)
       if query is not None:
         pending = pending_query(i, query, valid)
         if pending['ids']:
@@ -525,6 +534,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       if i % config.log_every == 0 or i == total - 1:
         log(progress_line(rows, i - first, total - first, time.time() - start,
                           i, total))
+  if tb:
+    tb.close()
   last = last_rows(metrics_path)
   summary = summarize(config, last, r.num_params, time.time() - start)
   write_json(os.path.join(workdir, 'summary.json'), summary)

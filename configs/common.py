@@ -108,6 +108,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 10
   c.keep_checkpoints = 3
   c.log_every = 1
+  c.tensorboard = True         # Event files in <workdir>/tensorboard/ when the
+                               # tensorboard package is installed.
   return c
 
 
