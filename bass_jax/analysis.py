@@ -7,13 +7,13 @@ import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from bass_jax import checkpoint
 from bass_jax import experiment
 from bass_jax import mc_dropout
 from bass_jax.errors import DataError
+from configs import common
 
 
 def restored_run(workdir: str, dataset=None):
@@ -26,7 +26,10 @@ def restored_run(workdir: str, dataset=None):
     DataError: the workdir has no usable checkpoint.
   """
   with open(os.path.join(workdir, 'config.json')) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+    stored = json.load(f)
+  # Fields added since the run was made take their defaults.
+  config = common.base_config()
+  config.update(stored)
   run = experiment.build(config, dataset)
   restored = checkpoint.latest_valid(workdir, run.state)
   if restored is None:
