@@ -464,6 +464,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   and at the end). If it already holds checkpoints of the same config, the
   run resumes from the newest valid one: the result is identical to an
   uninterrupted run, since every key depends only on (seed, iteration).
+  With `config.oracle='files'` a query iteration writes queries/<i>/,
+  checkpoints with the pending query and raises `oracle.WaitingForLabels`;
+  the next call reads the answers and goes on ('terminal' asks inline).
 
   Args:
     config: a full config (see configs/common.py).
