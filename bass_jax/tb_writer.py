@@ -9,7 +9,9 @@ mean over seeds as `<metric>/mean`.
 
 from __future__ import annotations
 
+import sys
 import time
+import types
 from typing import Any, Optional
 
 import numpy as np
@@ -27,6 +29,11 @@ class Writer:
   """Scalars and hparams into a TensorBoard log dir."""
 
   def __init__(self, logdir: str):
+    # tensorboard uses TensorFlow's file API when TensorFlow is importable
+    # (seconds of start-up and stderr noise); a `tensorboard.compat.notf`
+    # module is its switch for the built-in stub instead.
+    sys.modules.setdefault('tensorboard.compat.notf',
+                           types.ModuleType('tensorboard.compat.notf'))
     # pylint: disable=g-import-not-at-top
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
     from tensorboard.compat.proto import event_pb2, summary_pb2
@@ -38,14 +45,30 @@ class Writer:
         wall_time=time.time(), step=step, summary=summary))
 
   def hparams(self, config: dict[str, Any]) -> None:
-    """The config as hparams (scalars, strings and bools only)."""
-    from tensorboard.plugins.hparams import summary as hp  # pylint: disable=g-import-not-at-top
-    flat = {k: v for k, v in config.items()
-            if isinstance(v, (bool, int, float, str))}
-    pb = hp.session_start_pb(hparams=flat)
-    # Older tensorboards hand back TensorFlow's copy of the proto.
-    self._write(0, self._summary_pb2.Summary.FromString(
-        pb.SerializeToString()))
+    """The config as hparams (scalars, strings and bools only).
+
+    Built from the hparams plugin's protos directly: its summary helpers
+    import TensorFlow when it is installed, which is slow and noisy.
+    """
+    # pylint: disable=g-import-not-at-top
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+    info = plugin_data_pb2.SessionStartInfo()
+    for key, value in config.items():
+      if isinstance(value, bool):
+        info.hparams[key].bool_value = value
+      elif isinstance(value, (int, float)):
+        info.hparams[key].number_value = value
+      elif isinstance(value, str):
+        info.hparams[key].string_value = value
+    content = plugin_data_pb2.HParamsPluginData(
+        session_start_info=info, version=metadata.PLUGIN_DATA_VERSION)
+    pb2 = self._summary_pb2
+    plugin = pb2.SummaryMetadata.PluginData(
+        plugin_name=metadata.PLUGIN_NAME,
+        content=content.SerializeToString())
+    self._write(0, pb2.Summary(value=[pb2.Summary.Value(
+        tag=metadata.SESSION_START_INFO_TAG,
+        metadata=pb2.SummaryMetadata(plugin_data=plugin))]))
 
   def scalars(self, step: int, rows: list[dict[str, Any]]) -> None:
     """One iteration's per-seed metric rows (see `experiment.metrics_rows`)."""

@@ -41,7 +41,9 @@ from configs import yinyang
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TRAIN = str(REPO / 'launch' / 'train.py')
-OVERRIDES = {'num_iterations': 12, 'num_seeds': 2, 'initial_epochs': 10,
+# Long enough that three kills (each up to ~0.3 s after an iteration line;
+# a toy iteration takes ~50 ms) never reach the end of the run.
+OVERRIDES = {'num_iterations': 40, 'num_seeds': 2, 'initial_epochs': 10,
              'mc_passes_gt': 10, 'checkpoint_every': 2}
 TOY = [f'--config.{k}={v}' for k, v in OVERRIDES.items()]
 ITERATIONS = OVERRIDES['num_iterations'] + 1
