@@ -25,22 +25,15 @@ def log_line(line: str) -> None:
   print(line, flush=True)
 
 
-def fmt_acc(mean: float, std: float) -> str:
-  return f'{100 * mean:.2f} ± {100 * std:.2f}'
-
-
 def result_table(summaries: list[dict]) -> str:
-  """A Markdown table: variant | labels | paper % | ours % (mean ± std) | seeds | wall."""
-  lines = ['| experiment | labels | paper % | ours % (mean ± std) | seeds | wall s |',
-           '| --- | --- | --- | --- | --- | --- |']
-  for s in summaries:
-    paper = s.get('paper_acc', -1)
-    paper = f'{paper:.2f}' if paper is not None and paper >= 0 else '–'
-    lines.append(
-        f"| {s['name']}:{s['variant']} | {s['num_labels']} | {paper} | "
-        f"{fmt_acc(s['val_acc']['mean'], s['val_acc']['std'])} | "
-        f"{s['num_seeds']} | {s['wall_s']:.0f} |")
-  return '\n'.join(lines)
+  """The Markdown result table of `reporting.markdown_table`, from summaries."""
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  rows = [{'experiment': f"{s['name']}:{s['variant']}",
+           'labels': s['num_labels'], 'paper': s.get('paper_acc'),
+           'mean': 100 * s['val_acc']['mean'],
+           'std': 100 * s['val_acc']['std'], 'seeds': s['num_seeds'],
+           'wall_s': s['wall_s']} for s in summaries]
+  return reporting.markdown_table(rows).rstrip('\n')
 
 
 def debug() -> bool:
