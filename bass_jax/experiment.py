@@ -47,6 +47,8 @@ CHOICES = {
     'data_source': data_lib.SOURCES,
     'prng_impl': ('threefry2x32', 'rbg', 'unsafe_rbg'),
     'dropout_bits': (8, 16, 32),
+    'mask_impl': models.MASK_IMPLS,
+    'conv_impl': models.CONV_IMPLS,
 }
 POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
             'query_size', 'gt_upsample', 'batch_size', 'mc_passes_gt',
@@ -57,7 +59,7 @@ POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
 # float reduction order): a workdir may be resumed on another mesh, e.g.
 # more GPUs, or with TensorBoard logging switched.
 PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'seed_strategy',
-                    'tensorboard')
+                    'tensorboard', 'conv_impl')
 NON_NEGATIVE = ('num_iterations', 'epochs_per_iteration', 'pool_size',
                 'label_budget', 'semi_start',
                 'test_size', 'seed', 'data_seed', 'mu', 'l2')
@@ -69,7 +71,7 @@ REAL_FIELDS = ('mu', 'l2', 'dropout_rate', 'learning_rate', 'pixel_scale',
                'negative_slope', 'paper_acc')
 STR_FIELDS = ('name', 'variant', 'dataset', 'data_dir', 'data_source',
               'model', 'semi', 'acquisition', 'oracle', 'prng_impl',
-              'seed_strategy')
+              'seed_strategy', 'mask_impl', 'conv_impl')
 _INT = ((int, np.integer), 'an int')
 _REAL = ((int, float, np.integer, np.floating), 'a number')
 _STR = ((str,), 'a string')
@@ -269,7 +271,8 @@ class Run:
 
 def build_model(config, num_classes: int) -> models.Model:
   return models.build_model(config.model, num_classes, config.dropout_rate,
-                            config.dropout_bits, config.negative_slope)
+                            config.dropout_bits, config.negative_slope,
+                            config.mask_impl, config.conv_impl)
 
 
 def seed_strategy(config: ml_collections.ConfigDict,

@@ -54,23 +54,51 @@ def mc_probs(apply_fn: ApplyFn, params, x: jax.Array,
   return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
 
-def _chunked(x: jax.Array, chunk_size: int) -> tuple[jax.Array, jax.Array]:
-  """Pads [N, ...] to a multiple of chunk_size; returns chunks and indices."""
-  n = x.shape[0]
+def chunk_starts(n: int, chunk_size: int) -> jax.Array:
+  """Start rows of the chunks covering [0, n): [ceil(n / chunk)] int32.
+
+  The last chunk starts at n - chunk_size (it may overlap the previous one)
+  so every chunk is a full, in-bounds slice of the unpadded array.
+  """
   num_chunks = -(-n // chunk_size)
-  pad = num_chunks * chunk_size - n
-  if pad:
-    x = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
-  chunks = x.reshape((num_chunks, chunk_size) + x.shape[1:])
-  indices = jnp.arange(num_chunks * chunk_size, dtype=jnp.int32).reshape(
-      num_chunks, chunk_size)
-  return chunks, indices
+  return jnp.minimum(jnp.arange(num_chunks, dtype=jnp.int32) * chunk_size,
+                     n - chunk_size)
 
 
-def _unchunked(tree, n: int):
-  """Inverse of `_chunked` on the outputs: [num_chunks, chunk, ...] -> [n, ...]."""
-  return jax.tree_util.tree_map(
-      lambda a: a.reshape((-1,) + a.shape[2:])[:n], tree)
+def map_chunks(fn: Callable, n: int, chunk_size: int, *arrays: jax.Array):
+  """fn over row chunks of `arrays` ([n, ...] each), results reassembled.
+
+  Why not reshape into [num_chunks, chunk, ...] and `lax.map`: that pads and
+  re-lays out a copy of the inputs, so memory would grow by a pool copy.
+  Here each step slices its chunk in place and writes its rows of the
+  outputs; overlapping rows of the last chunk are written twice with the
+  same values (`fn` must be row-wise: row i's output depends on row i only).
+
+  Args:
+    fn: (*chunks [chunk, ...]) -> pytree of [chunk, ...] arrays.
+    n: rows.
+    chunk_size: rows per step, at most n (static).
+    *arrays: [n, ...] inputs.
+
+  Returns:
+    The pytree of `fn`'s outputs, [n, ...] each.
+  """
+  def chunk_of(start):
+    return [jax.lax.dynamic_slice_in_dim(a, start, chunk_size) for a in arrays]
+
+  out_shapes = jax.eval_shape(lambda *c: fn(*c), *chunk_of(0))
+  zeros = jax.tree_util.tree_map(
+      lambda s: jnp.zeros((n,) + s.shape[1:], s.dtype), out_shapes)
+  starts = chunk_starts(n, chunk_size)
+
+  def body(j, out):
+    start = starts[j]
+    result = fn(*chunk_of(start))
+    return jax.tree_util.tree_map(
+        lambda o, r: jax.lax.dynamic_update_slice_in_dim(o, r, start, 0),
+        out, result)
+
+  return jax.lax.fori_loop(0, starts.shape[0], body, zeros)
 
 
 def mc_statistics(probs: jax.Array,
@@ -109,9 +137,9 @@ def mc_sweep(apply_fn: ApplyFn, params, x: jax.Array, key: jax.Array,
              indices: jax.Array | None = None) -> dict[str, jax.Array]:
   """MC-dropout statistics over a pool of any size with bounded memory.
 
-  The pool is processed `chunk_size` samples at a time (a `lax.map`), so at
-  most T * chunk_size activations are alive; only per-sample statistics are
-  returned, never the [T, N, C] samples.
+  The pool is processed `chunk_size` samples at a time (`map_chunks`), so at
+  most T * chunk_size activations are alive and the pool is never copied;
+  only per-sample statistics are returned, never the [T, N, C] samples.
 
   Args:
     apply_fn: the model's forward pass.
@@ -128,28 +156,22 @@ def mc_sweep(apply_fn: ApplyFn, params, x: jax.Array, key: jax.Array,
     Dict of [N, ...] arrays, see `mc_statistics`.
   """
   n = x.shape[0]
-  chunk_size = min(chunk_size, n)
-  chunks, positions = _chunked(x, chunk_size)
-  if indices is not None:
-    ids, _ = _chunked(indices, chunk_size)
-  else:
-    ids = positions
+  if indices is None:
+    indices = jnp.arange(n, dtype=jnp.int32)
 
-  def one_chunk(args):
-    xc, ic = args
+  def one_chunk(xc, ic):
     probs = mc_probs(apply_fn, params, xc, sample_keys(key, ic, num_passes))
     return mc_statistics(probs, score_names)
 
-  return _unchunked(jax.lax.map(one_chunk, (chunks, ids)), n)
+  return map_chunks(one_chunk, n, min(chunk_size, n), x, indices)
 
 
 def predict_logits(apply_fn: ApplyFn, params, x: jax.Array,
                    chunk_size: int) -> jax.Array:
   """Deterministic (dropout off) logits [N, C], computed chunk by chunk."""
   n = x.shape[0]
-  chunks, _ = _chunked(x, min(chunk_size, n))
-  logits = jax.lax.map(lambda xc: apply_fn(params, xc, None), chunks)
-  return _unchunked(logits, n)
+  return map_chunks(lambda xc: apply_fn(params, xc, None), n,
+                    min(chunk_size, n), x)
 
 
 def accuracy(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array,

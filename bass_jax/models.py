@@ -22,18 +22,64 @@ ApplyFn = Callable[[Params, jax.Array, Optional[jax.Array]], jax.Array]
 glorot = nn.initializers.glorot_uniform()
 
 
+MASK_IMPLS = ('hash', 'prng')
+
+
+def mix32(x: jax.Array) -> jax.Array:
+  """A bijective avalanche mix of uint32 words (C. Wellons' `lowbias32`)."""
+  x = x ^ (x >> 16)
+  x = x * jnp.uint32(0x7FEB352D)
+  x = x ^ (x >> 15)
+  x = x * jnp.uint32(0x846CA68B)
+  return x ^ (x >> 16)
+
+
+def hashed_words(key: jax.Array, n: int) -> jax.Array:
+  """n pseudo-random uint32 words from one PRNG call: a keyed counter hash.
+
+  The key's own PRNG draws two words (k0, k1); word i is
+  mix32(mix32(i * phi + k0) ^ k1) with phi = 2**32 / golden ratio (odd, so
+  i -> i * phi is injective). Why: threefry spends ~20 rounds per word, which
+  on a CPU made dropout masks cost as much as the convolutions they mask;
+  this is ~4x fewer integer operations, fuses into the consumer, and keeps
+  masks independent across keys (every pass and sample has its own key).
+
+  Args:
+    key: a typed PRNG key.
+    n: number of words.
+
+  Returns:
+    [n] uint32.
+  """
+  k = jax.random.bits(key, (2,), jnp.uint32)
+  counter = jax.lax.iota(jnp.uint32, n) * jnp.uint32(0x9E3779B9)
+  return mix32(mix32(counter + k[0]) ^ k[1])
+
+
+def random_words(key: jax.Array, n: int, impl: str) -> jax.Array:
+  """[n] uint32 random words: 'hash' (`hashed_words`) or the key's 'prng'."""
+  if impl == 'hash':
+    return hashed_words(key, n)
+  if impl == 'prng':
+    return jax.random.bits(key, (n,), jnp.uint32)
+  raise ValueError(f'unknown mask impl {impl!r}; known: {MASK_IMPLS}')
+
+
 def keep_mask(key: jax.Array, shape: Sequence[int], rate: float,
-              bits: int) -> tuple[jax.Array, float]:
+              bits: int, impl: str = 'hash') -> tuple[jax.Array, float]:
   """Returns a Bernoulli keep mask and its exact keep probability.
 
   Args:
     key: PRNG key.
     shape: mask shape.
     rate: drop probability in [0, 1).
-    bits: random bits per mask element: 32 (one PRNG word per element, as
-      `jax.random.bernoulli`), 16 or 8 (one 32-bit word is cut into 2 or 4
-      independent uniform integers, so the PRNG runs 2x or 4x less; the drop
-      probability is quantised to a multiple of 2**-bits).
+    bits: random bits per mask element: 32 (one word per element), 16 or 8
+      (one 32-bit word is cut into 2 or 4 independent uniform integers, so
+      2x or 4x fewer words; the drop probability is quantised to a multiple
+      of 2**-bits).
+    impl: where the words come from: 'hash' (`hashed_words`, the default)
+      or 'prng' (`jax.random.bits` with the key's implementation, e.g.
+      threefry: what `jax.random.bernoulli` costs).
 
   Returns:
     (mask, keep_prob): bool mask of `shape` and the exact probability that an
@@ -46,7 +92,7 @@ def keep_mask(key: jax.Array, shape: Sequence[int], rate: float,
   for d in shape:
     size *= d
   per_word = 32 // bits
-  words = jax.random.bits(key, (-(-size // per_word),), jnp.uint32)
+  words = random_words(key, -(-size // per_word), impl)
   if per_word > 1:
     shifts = jnp.arange(per_word, dtype=jnp.uint32) * bits
     words = (words[:, None] >> shifts) & jnp.uint32(levels - 1)
@@ -57,18 +103,19 @@ def keep_mask(key: jax.Array, shape: Sequence[int], rate: float,
 class MaskDropout(nn.Module):
   """Inverted dropout whose mask comes from the 'dropout' rng stream.
 
-  Unlike `nn.Dropout` it can draw fewer random bits per element (see
-  `keep_mask`), which is most of the MC-dropout cost on a CPU.
+  Unlike `nn.Dropout` its random bits are cheap (see `keep_mask`): with
+  threefry they were most of the MC-dropout cost on a CPU.
   """
   rate: float
   bits: int = 32
+  impl: str = 'hash'
 
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
     if deterministic or self.rate == 0.0:
       return x
     mask, keep_prob = keep_mask(self.make_rng('dropout'), x.shape, self.rate,
-                                self.bits)
+                                self.bits, self.impl)
     return jnp.where(mask, x / keep_prob, jnp.zeros_like(x))
 
 
@@ -111,6 +158,115 @@ class PatchConv(nn.Module):
     return patches @ kernel.reshape(k * k * c, self.features) + bias
 
 
+_CONV_DIMS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-1 'SAME' convolution, x [B, H, W, C] * kernel [k, k, C, F] -> [B, H, W, F]."""
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME',
+                                      dimension_numbers=_CONV_DIMS)
+
+
+def conv_kernel_grad(x: jax.Array, g: jax.Array, size: int) -> jax.Array:
+  """The kernel gradient of `conv_same` as k matmuls, [k, k, C, F].
+
+  dw[dy, dx, c, f] = sum_{b,h,w} x_pad[b, h+dy, w+dx, c] * g[b, h, w, f].
+  The k horizontal shifts of x are stacked on the channel axis
+  ([B, H+k-1, W, k*C]: k x less memory than full k*k patches); kernel row dy
+  is then one [k*C, B*H*W] x [B*H*W, F] matmul over the rows it sees.
+
+  Args:
+    x: [B, H, W, C] the convolution's input.
+    g: [B, H, W, F] the gradient of its output.
+    size: odd kernel size k.
+  """
+  pad = size // 2
+  h, w, c = x.shape[1:]
+  f = g.shape[-1]
+  xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  rows = jnp.concatenate([xp[:, :, dx:dx + w, :] for dx in range(size)],
+                         axis=-1)
+  g2 = g.reshape(-1, f)
+  per_row = [rows[:, dy:dy + h].reshape(-1, size * c).T @ g2
+             for dy in range(size)]
+  return jnp.stack(per_row).reshape(size, size, c, f)
+
+
+@jax.custom_vjp
+def conv_same_fast_grad(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`conv_same` whose gradient XLA:CPU runs fast inside loops.
+
+  Why: XLA:CPU runs the gradients autodiff derives for a convolution (a
+  batch-contracting convolution for the kernel, a padded/reversed one for
+  the input) 20-100x slower inside a `while_loop` body, where the compiled
+  epoch trains, than at top level. Here the input gradient is a plain
+  'SAME' convolution (flipped kernel, in/out swapped) and the kernel
+  gradient is `conv_kernel_grad`'s matmuls: both fast everywhere.
+  """
+  return conv_same(x, kernel)
+
+
+def _conv_fwd(x, kernel):
+  return conv_same(x, kernel), (x, kernel)
+
+
+def _conv_bwd(residuals, g):
+  x, kernel = residuals
+  # Odd k, stride 1, symmetric padding: the transpose is a 'SAME' conv too.
+  dx = conv_same(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+  return dx, conv_kernel_grad(x, g, kernel.shape[0])
+
+
+conv_same_fast_grad.defvjp(_conv_fwd, _conv_bwd)
+
+
+class FastGradConv(nn.Module):
+  """A stride-1 'SAME' convolution using `conv_same_fast_grad`.
+
+  Same parameters (names, shapes, init) as `nn.Conv` and `PatchConv`.
+  """
+  features: int
+  kernel_size: int = 3
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, c = self.kernel_size, x.shape[-1]
+    kernel = self.param('kernel', glorot, (k, k, c, self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    return conv_same_fast_grad(x, kernel) + bias
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  """2x2 max-pooling, stride 2, 'VALID' (odd trailing rows/columns dropped).
+
+  As a reshape + max rather than `nn.max_pool`: the same values, and its
+  gradient is elementwise instead of XLA's select-and-scatter, which costs
+  a fifth of a CPU training step. (At ties, e.g. two dropped-out zeros, the
+  gradient is shared between them instead of all going to the first.)
+
+  Args:
+    x: [B, H, W, C].
+
+  Returns:
+    [B, H // 2, W // 2, C].
+  """
+  b, h, w, c = x.shape
+  x = x[:, :h - h % 2, :w - w % 2]
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+CONV_IMPLS = ('auto', 'fast_grad', 'xla', 'patches')
+
+
+def resolved_conv_impl(conv_impl: str) -> str:
+  """'auto' -> 'fast_grad' on a CPU, 'xla' (native gradients) elsewhere."""
+  if conv_impl not in CONV_IMPLS:
+    raise ValueError(f'unknown conv impl {conv_impl!r}; known: {CONV_IMPLS}')
+  if conv_impl == 'auto':
+    return 'fast_grad' if jax.default_backend() == 'cpu' else 'xla'
+  return conv_impl
+
+
 class ToyMLP(nn.Module):
   """The paper's §4 network: 2 -> 50 -> 50 -> 50 -> C, 5,352 parameters for C=2."""
   num_classes: int = 2
@@ -118,6 +274,7 @@ class ToyMLP(nn.Module):
   dropout_rate: float = 0.33
   negative_slope: float = 0.1
   dropout_bits: int = 32
+  mask_impl: str = 'hash'
 
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
@@ -125,7 +282,8 @@ class ToyMLP(nn.Module):
     for width in self.hidden:
       x = nn.Dense(width, kernel_init=glorot)(x)
       x = nn.leaky_relu(x, self.negative_slope)
-      x = MaskDropout(self.dropout_rate, self.dropout_bits)(x, deterministic)
+      x = MaskDropout(self.dropout_rate, self.dropout_bits,
+                      self.mask_impl)(x, deterministic)
     return nn.Dense(self.num_classes, kernel_init=glorot)(x)
 
 
@@ -141,20 +299,25 @@ class PaperCNN(nn.Module):
   dropout_rate: float = 0.33
   negative_slope: float = 0.1
   dropout_bits: int = 32
-  conv_impl: str = 'patches'   # 'patches' (PatchConv) or 'xla' (nn.Conv).
+  mask_impl: str = 'hash'
+  conv_impl: str = 'fast_grad'  # 'fast_grad', 'xla' (nn.Conv) or 'patches'.
 
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
     for i in range(self.num_convs):
+      name = f'Conv_{i}'
       if self.conv_impl == 'xla':
         x = nn.Conv(self.features, (3, 3), padding='SAME',
-                    kernel_init=glorot, name=f'Conv_{i}')(x)
+                    kernel_init=glorot, name=name)(x)
+      elif self.conv_impl == 'patches':
+        x = PatchConv(self.features, 3, name=name)(x)
       else:
-        x = PatchConv(self.features, 3, name=f'Conv_{i}')(x)
+        x = FastGradConv(self.features, 3, name=name)(x)
       x = nn.leaky_relu(x, self.negative_slope)
-      x = MaskDropout(self.dropout_rate, self.dropout_bits)(x, deterministic)
+      x = MaskDropout(self.dropout_rate, self.dropout_bits,
+                      self.mask_impl)(x, deterministic)
       if i % 2 == 1:
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool_2x2(x)
     x = x.reshape((x.shape[0], -1))
     return nn.Dense(self.num_classes, kernel_init=glorot)(x)
 
@@ -179,10 +342,11 @@ class Model:
 
   Attributes:
     init: `init(key, x) -> params` for an example batch x [B, ...].
-    apply: `apply(params, x, key_or_None) -> logits [B, C]`, for inference.
-    train_apply: the same function of the same parameters, in the form
-      whose gradient is fastest inside the compiled epoch (for the CNN:
-      convolutions as shifted-slice matmuls, see `PatchConv`).
+    apply: `apply(params, x, key_or_None) -> logits [B, C]`.
+    train_apply: the forward pass the training loop differentiates: the
+      same function of the same parameters (today `apply` itself, whose CNN
+      convolutions carry fast custom gradients); kept apart so a model may
+      use a form whose gradient is faster than its inference.
     module: the flax module (for introspection).
   """
   init: Callable[[jax.Array, jax.Array], Params]
@@ -192,7 +356,8 @@ class Model:
 
 
 def build_model(name: str, num_classes: int, dropout_rate: float = 0.33,
-                dropout_bits: int = 32, negative_slope: float = 0.1) -> Model:
+                dropout_bits: int = 32, negative_slope: float = 0.1,
+                mask_impl: str = 'hash', conv_impl: str = 'auto') -> Model:
   """Returns the named model as pure `init` / `apply` functions.
 
   Args:
@@ -201,34 +366,37 @@ def build_model(name: str, num_classes: int, dropout_rate: float = 0.33,
     dropout_rate: drop probability of every dropout layer.
     dropout_bits: random bits per mask element (32, 16 or 8).
     negative_slope: LeakyReLU slope (the paper: 0.1).
+    mask_impl: dropout mask bits from 'hash' or 'prng' (see `keep_mask`).
+    conv_impl: the CNN's convolutions, see `CONV_IMPLS` (same parameters
+      and outputs; they differ in speed only).
   """
+  if mask_impl not in MASK_IMPLS:
+    raise ValueError(f'unknown mask impl {mask_impl!r}; known: {MASK_IMPLS}')
   if name == 'softmax':
     module = SoftmaxRegression(num_classes=num_classes)
+  elif name == 'cnn':
+    module = PaperCNN(num_classes=num_classes, dropout_rate=dropout_rate,
+                      dropout_bits=dropout_bits, negative_slope=negative_slope,
+                      mask_impl=mask_impl,
+                      conv_impl=resolved_conv_impl(conv_impl))
   elif name in MODELS:
     module = MODELS[name](num_classes=num_classes, dropout_rate=dropout_rate,
                           dropout_bits=dropout_bits,
-                          negative_slope=negative_slope)
+                          negative_slope=negative_slope, mask_impl=mask_impl)
   else:
     raise ValueError(f'unknown model {name!r}; known: {sorted(MODELS)}')
 
   def init(key: jax.Array, x: jax.Array) -> Params:
     return module.init({'params': key}, x, deterministic=True)['params']
 
-  def pure_apply(mod: nn.Module) -> ApplyFn:
-    def apply(params: Params, x: jax.Array,
-              key: Optional[jax.Array] = None) -> jax.Array:
-      if key is None:
-        return mod.apply({'params': params}, x, deterministic=True)
-      return mod.apply({'params': params}, x, deterministic=False,
-                       rngs={'dropout': key})
-    return apply
+  def apply(params: Params, x: jax.Array,
+            key: Optional[jax.Array] = None) -> jax.Array:
+    if key is None:
+      return module.apply({'params': params}, x, deterministic=True)
+    return module.apply({'params': params}, x, deterministic=False,
+                        rngs={'dropout': key})
 
-  train_module = module
-  if isinstance(module, PaperCNN):
-    # Native XLA convolutions are fastest for the forward-only MC sweep.
-    module = module.clone(conv_impl='xla')
-  return Model(init=init, apply=pure_apply(module),
-               train_apply=pure_apply(train_module), module=module)
+  return Model(init=init, apply=apply, train_apply=apply, module=module)
 
 
 def num_params(params: Params) -> int:

@@ -12,13 +12,15 @@ to stderr, so stdout stays machine-readable.
 Benchmarks (all on the paper's CNN with random 28x28x1 inputs unless noted):
 
 * `mc_sweep`: MC-dropout forwards/s of `mc_dropout.mc_sweep` over a pool, for
-  every dropout_bits in (32, 16, 8) and PRNG impl in (threefry2x32, rbg);
-  `default: true` marks the library's configured default.
+  every mask source: the keyed hash (mask_impl 'hash') and jax.random.bits
+  (mask_impl 'prng', PRNG impl threefry2x32 or rbg), each with
+  dropout_bits in (32, 16, 8); `default: true` marks the library's default.
 * `deterministic_forward`: forwards/s with dropout off (`predict_logits`) on
   the same images at the same batch size (T * chunk).
 * `mc_to_deterministic_ratio`: default mc_sweep / deterministic_forward.
-* `train_step`: samples/s of the jitted, state-donating `train_step` of
-  the form the library trains (`Model.train_apply`).
+* `train_step`: samples/s of `training.train_step` run as the library runs
+  it, steps inside one compiled loop; `train_step_dispatched`: the same
+  jitted step called once per step from Python (state donated).
 * `train_epoch`: samples/s of `train_epochs`, the same steps inside the
   compiled while_loop the EM iteration trains with.
 * `iteration`: seconds of one EM iteration after iteration 0 (1 epoch,
@@ -85,7 +87,10 @@ TRAIN_FLOP_FACTOR = 3
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28, 1)
 DROPOUT_BITS = (32, 16, 8)
-PRNG_IMPLS = ('threefry2x32', 'rbg')
+# (mask_impl, prng_impl): the hash draws 2 words per key from the PRNG, so
+# the PRNG impl hardly matters to it; with 'prng' every mask bit comes from it.
+MASK_SOURCES = (('hash', 'threefry2x32'), ('prng', 'threefry2x32'),
+                ('prng', 'rbg'))
 GROUPS = ('mc', 'train', 'iteration', 'seeds', 'torch')
 
 
@@ -294,11 +299,13 @@ def bench_mc(args, em: Emitter, defaults: dict[str, Any]) -> dict[str, float]:
   x = random_images(jax.random.key(args.seed), n)
   forwards = n * t
   results = {}
-  for bits in DROPOUT_BITS:
-    model = models.build_model('cnn', NUM_CLASSES, dropout_bits=bits)
-    params = model.init(jax.random.key(args.seed), x[:1])
-    for impl in PRNG_IMPLS:
+  for mask_impl, impl in MASK_SOURCES:
+    for bits in DROPOUT_BITS:
+      model = models.build_model('cnn', NUM_CLASSES, dropout_bits=bits,
+                                 mask_impl=mask_impl)
+      params = model.init(jax.random.key(args.seed), x[:1])
       is_default = (bits == defaults['dropout_bits'] and
+                    mask_impl == defaults['mask_impl'] and
                     impl == defaults['prng_impl'])
       key = jax.random.key(args.seed + 1, impl=impl)
       sweep = jax.jit(functools.partial(
@@ -311,17 +318,20 @@ def bench_mc(args, em: Emitter, defaults: dict[str, Any]) -> dict[str, float]:
       fields = rate_fields(forwards, seconds)
       value = fields.pop('value')
       em.emit('mc_sweep', value, 'forwards/s', compile_s=_round(compile_s),
-              dropout_bits=bits, prng_impl=impl, default=is_default,
+              dropout_bits=bits, mask_impl=mask_impl, prng_impl=impl,
+              default=is_default,
               pool_size=n, T=t, chunk=chunk, batch=t * chunk,
               gflops=_round(value * FLOP_PER_FORWARD / 1e9), **fields)
-      log(f'mc_sweep bits={bits} impl={impl}: {value:.0f} forwards/s')
+      log(f'mc_sweep {mask_impl} bits={bits} impl={impl}: {value:.0f} '
+          'forwards/s')
       if is_default:
         results['mc_sweep'] = value
 
   # Same images, each repeated T times, in batches of T * chunk: the same
   # forward count and batch shape as the sweep, minus the dropout masks.
   model = models.build_model('cnn', NUM_CLASSES,
-                             dropout_bits=defaults['dropout_bits'])
+                             dropout_bits=defaults['dropout_bits'],
+                             mask_impl=defaults['mask_impl'])
   params = model.init(jax.random.key(args.seed), x[:1])
   xt = jnp.tile(x, (t, 1, 1, 1))
   det = jax.jit(functools.partial(mc_dropout.predict_logits, model.apply,
@@ -343,7 +353,7 @@ def bench_mc(args, em: Emitter, defaults: dict[str, Any]) -> dict[str, float]:
             numerator='mc_sweep (default bits/impl)',
             denominator='deterministic_forward',
             dropout_bits=defaults['dropout_bits'],
-            prng_impl=defaults['prng_impl'])
+            mask_impl=defaults['mask_impl'], prng_impl=defaults['prng_impl'])
   return results
 
 
@@ -352,51 +362,92 @@ def bench_mc(args, em: Emitter, defaults: dict[str, Any]) -> dict[str, float]:
 
 
 def bench_train(args, em: Emitter, defaults: dict[str, Any]) -> float:
-  """Samples/s of the jitted train_step (state donated) at --batch_size."""
+  """Samples/s of `training.train_step` at --batch_size, two ways.
+
+  `train_step`: --train_steps steps inside one compiled `fori_loop`, the way
+  the library runs its steps (the epoch is a while_loop; no step is ever
+  dispatched from Python). `train_step_dispatched`: the same jitted step
+  called from a Python loop with the state donated, the way the PyTorch
+  baseline runs. Each step reads its own batch (4 batches in rotation).
+  """
   b = args.batch_size
   model = models.build_model('cnn', NUM_CLASSES,
-                             dropout_bits=defaults['dropout_bits'])
+                             dropout_bits=defaults['dropout_bits'],
+                             mask_impl=defaults['mask_impl'])
   optimizer = training.make_optimizer(defaults['learning_rate'])
   key = jax.random.key(args.seed, impl=defaults['prng_impl'])
   k_x, k_y, k_init, k_steps = jax.random.split(key, 4)
-  # A few distinct batches so no step reuses the previous one's input.
   num_batches = 4
   xs = random_images(k_x, num_batches * b).reshape((num_batches, b) +
                                                    IMAGE_SHAPE)
   ys = jax.random.randint(k_y, (num_batches, b), 0, NUM_CLASSES, jnp.int32)
   weight = jnp.ones((b,), jnp.float32)
   params = model.init(k_init, xs[0, :1])
-  state = training.TrainState(params, optimizer.init(params))
-  step_keys = jax.random.split(k_steps, args.train_steps)
+  steps = args.train_steps
+  step_keys = jax.random.split(k_steps, steps)
 
-  def train_step(state, x, y, weight, key):
+  def train_step(state, x, y, key):
     return training.train_step(state, optimizer, train_apply(model), x, y,
                                weight, key, defaults['l2'])
 
-  step = jax.jit(train_step, donate_argnums=0)
-  compiled, compile_s = compile_aot(step, state, xs[0], ys[0], weight,
-                                    step_keys[0])
-  holder = [state]
+  def looped(state, key):
+    def body(i, carry):
+      state, _ = carry
+      j = i % num_batches
+      return train_step(state, xs[j], ys[j], jax.random.fold_in(key, i))
+    return jax.lax.fori_loop(0, steps, body, (state, jnp.float32(0.0)))
 
-  def run():
-    s = holder[0]
-    for i in range(args.train_steps):
-      s, loss = compiled(s, xs[i % num_batches], ys[i % num_batches], weight,
-                         step_keys[i])
+  context = dict(batch_size=b, steps_per_block=steps,
+                 dropout_bits=defaults['dropout_bits'],
+                 mask_impl=defaults['mask_impl'],
+                 prng_impl=defaults['prng_impl'],
+                 conv_impl=models.resolved_conv_impl('auto'))
+  rates = {}
+
+  def fresh_state():  # Each program donates its own copy.
+    p = jax.tree_util.tree_map(jnp.copy, params)
+    return training.TrainState(p, optimizer.init(p))
+
+  # Steps inside one compiled loop.
+  state = fresh_state()
+  compiled, compile_s = compile_aot(jax.jit(looped, donate_argnums=0),
+                                    state, k_steps)
+  holder = [state, 0]
+
+  def run_looped():
+    holder[1] += 1
+    holder[0], loss = compiled(holder[0], jax.random.fold_in(k_steps,
+                                                             holder[1]))
+    jax.block_until_ready((holder[0], loss))
+
+  # Steps dispatched one by one.
+  state = fresh_state()
+  single, single_compile_s = compile_aot(
+      jax.jit(train_step, donate_argnums=0), state, xs[0], ys[0],
+      step_keys[0])
+  dispatched = [state]
+
+  def run_dispatched():
+    s = dispatched[0]
+    for i in range(steps):
+      s, loss = single(s, xs[i % num_batches], ys[i % num_batches],
+                       step_keys[i])
     jax.block_until_ready((s, loss))
-    holder[0] = s
+    dispatched[0] = s
 
-  seconds = time_runs(run, args.repeats)
-  fields = rate_fields(args.train_steps * b, seconds)
-  value = fields.pop('value')
-  em.emit('train_step', value, 'samples/s', compile_s=_round(compile_s),
-          batch_size=b, steps_per_block=args.train_steps,
-          dropout_bits=defaults['dropout_bits'],
-          prng_impl=defaults['prng_impl'],
-          gflops=_round(value * TRAIN_FLOP_FACTOR * FLOP_PER_FORWARD / 1e9),
-          **fields)
-  log(f'train_step: {value:.0f} samples/s')
-  return value
+  for name, run, c_s, how in (
+      ('train_step', run_looped, compile_s, 'steps inside one compiled loop'),
+      ('train_step_dispatched', run_dispatched, single_compile_s,
+       'one jitted call per step from Python')):
+    seconds = time_runs(run, args.repeats)
+    fields = rate_fields(steps * b, seconds)
+    value = fields.pop('value')
+    em.emit(name, value, 'samples/s', compile_s=_round(c_s), how=how,
+            gflops=_round(value * TRAIN_FLOP_FACTOR * FLOP_PER_FORWARD / 1e9),
+            **context, **fields)
+    log(f'{name}: {value:.0f} samples/s')
+    rates[name] = value
+  return rates['train_step']
 
 
 def bench_train_epoch(args, em: Emitter, defaults: dict[str, Any],
@@ -410,7 +461,8 @@ def bench_train_epoch(args, em: Emitter, defaults: dict[str, Any],
   b = args.batch_size
   n = args.train_epoch_batches * b
   model = models.build_model('cnn', NUM_CLASSES,
-                             dropout_bits=defaults['dropout_bits'])
+                             dropout_bits=defaults['dropout_bits'],
+                             mask_impl=defaults['mask_impl'])
   optimizer = training.make_optimizer(defaults['learning_rate'])
   key = jax.random.key(args.seed, impl=defaults['prng_impl'])
   k_x, k_init, k_epoch = jax.random.split(key, 3)
@@ -448,7 +500,8 @@ def bench_train_epoch(args, em: Emitter, defaults: dict[str, Any],
   em.emit('train_epoch', value, 'samples/s', compile_s=_round(compile_s),
           batch_size=b, batches=args.train_epoch_batches,
           dropout_bits=defaults['dropout_bits'],
-          prng_impl=defaults['prng_impl'], **extra, **fields)
+          mask_impl=defaults['mask_impl'], prng_impl=defaults['prng_impl'],
+          conv_impl=models.resolved_conv_impl('auto'), **extra, **fields)
   log(f'train_epoch: {value:.0f} samples/s')
 
 
@@ -804,6 +857,7 @@ def library_defaults() -> dict[str, Any]:
   """The library's configured defaults (configs/common.py), to mark/match."""
   c = common.base_config()
   return {'dropout_bits': c.dropout_bits, 'prng_impl': c.prng_impl,
+          'mask_impl': c.mask_impl,
           'learning_rate': c.learning_rate, 'l2': c.l2,
           'acquisition': c.acquisition}
 

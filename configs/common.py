@@ -68,7 +68,11 @@ def base_config() -> ml_collections.ConfigDict:
   # Model.
   c.model = 'cnn'              # 'mlp' | 'cnn' | 'softmax'.
   c.dropout_rate = 0.33
-  c.dropout_bits = 16          # Random bits per mask element: 32, 16 or 8.
+  c.dropout_bits = 32          # Random bits per mask element: 32, 16 or 8.
+  c.mask_impl = 'hash'         # Mask bits: 'hash' (keyed counter hash, fast)
+                               # or 'prng' (jax.random.bits, e.g. threefry).
+  c.conv_impl = 'auto'         # CNN convolutions: 'auto' | 'fast_grad' |
+                               # 'xla' | 'patches' (same math, speed only).
   c.negative_slope = 0.1
   # Seeds: seed, seed + 1, ..., run as one vmapped program.
   c.seed = 0

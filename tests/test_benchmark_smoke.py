@@ -39,10 +39,13 @@ def test_quick_run_prints_valid_json_lines(tmp_path):
   missing = set(EXPECTED) - names
   assert not missing, f'missing benchmarks {missing}; got {sorted(names)}'
 
-  # Every (bits, impl) variant, exactly one of them the library default.
+  # Every mask source and bit width, exactly one of them the default.
   sweeps = [r for r in rows if r['benchmark'] == 'mc_sweep']
-  assert {(r['dropout_bits'], r['prng_impl']) for r in sweeps} == {
-      (b, i) for b in (32, 16, 8) for i in ('threefry2x32', 'rbg')}
+  assert {(r['mask_impl'], r['prng_impl'], r['dropout_bits'])
+          for r in sweeps} == {
+              (m, i, b) for m, i in (('hash', 'threefry2x32'),
+                                     ('prng', 'threefry2x32'), ('prng', 'rbg'))
+              for b in (32, 16, 8)}
   assert [r['default'] for r in sweeps].count(True) == 1
   for r in sweeps:
     assert r['value'] > 0 and r['unit'] == 'forwards/s'

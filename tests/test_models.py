@@ -1,5 +1,8 @@
 """Parameter counts and the pure forward pass of the three models."""
 
+import functools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,11 +29,12 @@ def test_softmax_regression_starts_at_zero():
              for p in jax.tree_util.tree_leaves(params))
 
 
+@pytest.mark.parametrize('impl', models.MASK_IMPLS)
 @pytest.mark.parametrize('bits', [32, 16, 8])
-def test_keep_mask_rate_and_independence(bits):
+def test_keep_mask_rate_and_independence(bits, impl):
   """Drop rate within 5 sigma; no correlation between neighbours or draws."""
   n = 200_000
-  mask, keep = models.keep_mask(jax.random.key(3), (n,), 0.33, bits)
+  mask, keep = models.keep_mask(jax.random.key(3), (n,), 0.33, bits, impl)
   mask = np.asarray(mask, np.float64)
   sigma = np.sqrt(keep * (1 - keep) / n)
   assert abs(mask.mean() - keep) < 5 * sigma
@@ -39,9 +43,41 @@ def test_keep_mask_rate_and_independence(bits):
   for lag in (1, 2, 3, 4):
     corr = np.corrcoef(mask[:-lag], mask[lag:])[0, 1]
     assert abs(corr) < 5 / np.sqrt(n)
-  other, _ = models.keep_mask(jax.random.key(4), (n,), 0.33, bits)
+  other, _ = models.keep_mask(jax.random.key(4), (n,), 0.33, bits, impl)
   corr = np.corrcoef(mask, np.asarray(other, np.float64))[0, 1]
   assert abs(corr) < 5 / np.sqrt(n)
+
+
+@pytest.mark.parametrize('impl', models.MASK_IMPLS)
+def test_masks_of_many_keys_are_independent(impl):
+  """The masks of 256 split keys (passes x samples): rate and no pair correlated.
+
+  A sweep draws one mask per (pass, sample) key, so masks must be
+  independent across keys, including keys split from one parent.
+  """
+  keys = jax.random.split(jax.random.key(11), 256)
+  masks, keep = jax.vmap(
+      lambda k: models.keep_mask(k, (4096,), 0.33, 32, impl)[0])(keys), 0.67
+  m = np.asarray(masks, np.float64)
+  n = m.size
+  assert abs(m.mean() - keep) < 5 * np.sqrt(keep * (1 - keep) / n)
+  corr = np.corrcoef(m)[np.triu_indices(len(m), 1)]
+  # 32,640 pairs of 4,096 elements: |r| ~ N(0, 1/4096); max below 5.5 sigma.
+  assert np.abs(corr).max() < 5.5 / np.sqrt(m.shape[1])
+  # Per-position rates across keys: no element is favoured.
+  per_position = m.mean(axis=0)
+  assert np.abs(per_position - keep).max() < 5.5 * np.sqrt(
+      keep * (1 - keep) / len(m))
+
+
+def test_hashed_words_are_uniform_bytes():
+  """Every byte of the hash's words is uniform (chi-square, 255 dof)."""
+  words = np.asarray(models.hashed_words(jax.random.key(5), 1 << 18))
+  for shift in (0, 8, 16, 24):
+    counts = np.bincount((words >> shift) & 0xFF, minlength=256)
+    expected = words.size / 256
+    chi2 = np.sum((counts - expected)**2 / expected)
+    assert chi2 < 255 + 6 * np.sqrt(2 * 255)  # mean + 6 sd of chi2(255).
 
 
 def test_deterministic_mode_is_dropout_free():
@@ -68,18 +104,58 @@ def test_same_key_same_output_different_key_different():
   assert not np.allclose(a, c)
 
 
-def test_cnn_training_form_equals_inference_form():
-  """PatchConv (training) and nn.Conv (inference) share params and outputs."""
-  model = models.build_model('cnn', 10)
+@pytest.mark.parametrize('impl', ['xla', 'patches'])
+def test_fast_grad_conv_matches_autodiff(impl):
+  """The custom conv gradient equals autodiff of the native conv."""
+  x = jax.random.uniform(jax.random.key(1), (5, 28, 28, 1))
+  y = jnp.arange(5) % 10
+  fast = models.build_model('cnn', 10, conv_impl='fast_grad')
+  ref = models.build_model('cnn', 10, conv_impl=impl)
+  params = fast.init(jax.random.key(0), x)
+
+  def loss(model, p):
+    logits = model.apply(p, x, jax.random.key(2))
+    return jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(5), y])
+
+  np.testing.assert_allclose(loss(fast, params), loss(ref, params),
+                             rtol=1e-5)
+  g_fast = jax.grad(functools.partial(loss, fast))(params)
+  g_ref = jax.grad(functools.partial(loss, ref))(params)
+  for a, b in zip(jax.tree_util.tree_leaves(g_fast),
+                  jax.tree_util.tree_leaves(g_ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_max_pool_2x2_equals_flax_max_pool():
+  x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3))
+  np.testing.assert_array_equal(
+      models.max_pool_2x2(x),
+      nn.max_pool(x, (2, 2), strides=(2, 2), padding='VALID'))
+
+
+def test_conv_kernel_grad_golden():
+  """Kernel gradient of a 1-channel 3x3 conv on a 3x3 image, by hand.
+
+  d/dw sum(conv(x, w)) at kernel tap (dy, dx) is the sum of the padded
+  input over the window the tap sees: all taps see some of x = 1..9.
+  """
+  x = jnp.arange(1.0, 10.0).reshape(1, 3, 3, 1)
+  g = jnp.ones((1, 3, 3, 1))
+  dw = models.conv_kernel_grad(x, g, 3)[..., 0, 0]
+  # Tap (0, 0) sees x[0:2, 0:2] = 1 + 2 + 4 + 5 = 12, etc.
+  expected = np.array([[12, 21, 16], [27, 45, 33], [24, 39, 28]], np.float32)
+  np.testing.assert_array_equal(np.asarray(dw), expected)
+
+
+@pytest.mark.parametrize('impl', ['xla', 'patches'])
+def test_conv_impls_share_params_and_outputs(impl):
+  """Every conv impl has the same parameter tree and the same outputs."""
   x = jax.random.uniform(jax.random.key(1), (3, 28, 28, 1))
-  params = model.init(jax.random.key(0), x)
-  np.testing.assert_allclose(model.train_apply(params, x, None),
-                             model.apply(params, x, None), atol=1e-5)
-  key = jax.random.key(2)
-  np.testing.assert_allclose(model.train_apply(params, x, key),
-                             model.apply(params, x, key), atol=1e-5)
-  grads = [jax.grad(lambda p: f(p, x, key).sum())(params)
-           for f in (model.train_apply, model.apply)]
-  for a, b in zip(jax.tree_util.tree_leaves(grads[0]),
-                  jax.tree_util.tree_leaves(grads[1])):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  fast = models.build_model('cnn', 10, conv_impl='fast_grad')
+  other = models.build_model('cnn', 10, conv_impl=impl)
+  params = fast.init(jax.random.key(0), x)
+  assert (jax.tree_util.tree_structure(params) ==
+          jax.tree_util.tree_structure(other.init(jax.random.key(0), x)))
+  for key in (None, jax.random.key(2)):
+    np.testing.assert_allclose(fast.apply(params, x, key),
+                               other.apply(params, x, key), atol=1e-5)
