@@ -232,6 +232,21 @@ def _is_complete(path: str) -> bool:
 # -------------------------------------------------------------------- save
 
 
+def _checkpointer() -> ocp.Checkpointer:
+  """An orbax checkpointer of host (numpy) arrays for this process alone.
+
+  Our checkpoints hold whole host arrays that one process writes (process 0
+  in a multi-process run, see experiment.run) and each reads for itself, so
+  orbax must not wait for the other processes at its barriers.
+  """
+  me = jax.process_index()
+  alone = ocp.options.MultiprocessingOptions(primary_host=me,
+                                             active_processes={me})
+  return ocp.Checkpointer(
+      ocp.StandardCheckpointHandler(multiprocessing_options=alone),
+      multiprocessing_options=alone)
+
+
 def _write_arrays(folder: str, arrays: list[np.ndarray]) -> None:
   """Orbax writes the non-empty leaves (it rejects zero-size arrays)."""
   items = {_array_key(i): a for i, a in enumerate(arrays) if a.size}
@@ -239,7 +254,7 @@ def _write_arrays(folder: str, arrays: list[np.ndarray]) -> None:
     return
   # Orbax requires absolute paths; workdirs are often relative.
   target = os.path.abspath(os.path.join(folder, ARRAYS))
-  with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as checkpointer:
+  with _checkpointer() as checkpointer:
     checkpointer.save(target, args=ocp.args.StandardSave(items))
   # Orbax renames its own temp folder into place; check it really did
   # before meta.json declares this checkpoint complete.
@@ -461,7 +476,7 @@ def _read_arrays(path: str, specs: list[Spec]) -> list[np.ndarray]:
   loaded = {}
   if targets:
     try:
-      with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as checkpointer:
+      with _checkpointer() as checkpointer:
         loaded = checkpointer.restore(os.path.abspath(os.path.join(path, ARRAYS)),
                                       args=ocp.args.StandardRestore(targets))
     except Exception as e:  # pylint: disable=broad-except

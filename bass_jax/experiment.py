@@ -7,6 +7,7 @@ metrics to a writer. Everything inside an iteration stays on the device.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -486,13 +487,33 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   # (not the workdir) and leaves the workdir untouched.
   r = build(config, dataset)
   check_workdir_config(workdir, config, overwrite)
+  # Several processes (config.distributed) run this same loop in lockstep;
+  # process 0 alone writes the workdir, which must be on a filesystem all
+  # of them read (they all resume from its checkpoints).
+  writer = sharding.is_writer()
+  if jax.process_count() > 1 and config.oracle == 'terminal':
+    raise ConfigError("config.oracle='terminal' needs one process; use "
+                      "'files' with config.distributed")
+  if not writer:
+    log = lambda s: None  # pylint: disable=unnecessary-lambda-assignment
   state, first = r.state, 0
   restored = None
   if overwrite:
-    clear_run(workdir)
+    if writer:
+      clear_run(workdir)
+    sharding.sync('cleared')
   else:
     restored = resume_point(workdir, state, log)
-  os.makedirs(workdir, exist_ok=True)
+  if writer:
+    os.makedirs(workdir, exist_ok=True)
+
+  def save(step: int, state: loop.LoopState, extra=None) -> None:
+    host = sharding.host_tree(state)  # A collective: every process calls.
+    check_finite_params(host.train.params, step - 1)
+    if writer:
+      checkpoint.save(workdir, step, host, extra=extra)
+      checkpoint.keep_last(workdir, config.keep_checkpoints)
+
   if restored is not None:
     state, first = restored.state, restored.step
     log(f'resuming from iteration {first} ({checkpoint.step_path(workdir, first)})')
@@ -500,17 +521,19 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     if pending:
       # Validated before anything is written: bad answers change nothing.
       state = answered_state(r, state, workdir, pending, log)
-      checkpoint.save(workdir, first, state)
-  write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+      save(first, state)
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
-  write_lines(metrics_path, kept_metrics(metrics_path, first))
-  tb = tb_writer.maybe_writer(os.path.join(workdir, 'tensorboard'),
-                              config.tensorboard)
-  if tb and first == 0:
-    tb.hparams(config.to_dict())
+  tb = None
+  if writer:
+    write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+    write_lines(metrics_path, kept_metrics(metrics_path, first))
+    tb = tb_writer.maybe_writer(os.path.join(workdir, 'tensorboard'),
+                                config.tensorboard)
+    if tb and first == 0:
+      tb.hparams(config.to_dict())
   seeds = seeds_of(config)
   total = config.num_iterations + 1
-  with open(metrics_path, 'a') as f:
+  with (open(metrics_path, 'a') if writer else contextlib.nullcontext()) as f:
     for i in range(first, total):
       query = None
       if config.oracle == 'simulated':
@@ -519,32 +542,37 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         state, query, valid, metrics = r.em_step(state, r.pool)
       rows = metrics_rows(jax.device_get(metrics), seeds)
       check_finite(rows, i)
-      f.write(''.join(json.dumps(row) + '\n' for row in rows))
-      f.flush()
+      if writer:
+        f.write(''.join(json.dumps(row) + '\n' for row in rows))
+        f.flush()
       if tb:
         tb.scalars(i, rows)
       if query is not None:
         pending = pending_query(i, query, valid)
         if pending['ids']:
-          manifest = oracle.write_queries(workdir, i, pending['ids'],
-                                          r.dataset.x_train)
+          manifest = oracle.manifest_path(workdir, i)
+          if writer:
+            manifest = oracle.write_queries(workdir, i, pending['ids'],
+                                            r.dataset.x_train)
           if config.oracle == 'files':
-            checkpoint.save(workdir, i + 1, state, extra={'pending': pending})
-            checkpoint.keep_last(workdir, config.keep_checkpoints)
+            save(i + 1, state, extra={'pending': pending})
             raise oracle.WaitingForLabels(manifest, len(pending['ids']))
           state = answered_state(r, state, workdir, pending, log)
       if (i + 1) % config.checkpoint_every == 0 or i == total - 1:
-        check_finite_params(state.train.params, i)
-        checkpoint.save(workdir, i + 1, state)
-        checkpoint.keep_last(workdir, config.keep_checkpoints)
+        save(i + 1, state)
       if i % config.log_every == 0 or i == total - 1:
         log(progress_line(rows, i - first, total - first, time.time() - start,
                           i, total))
   if tb:
     tb.close()
+  if not writer:
+    sharding.sync('summary')  # Read process 0's metrics once complete.
+    return summarize(config, last_rows(metrics_path), r.num_params,
+                     time.time() - start)
   last = last_rows(metrics_path)
   summary = summarize(config, last, r.num_params, time.time() - start)
   write_json(os.path.join(workdir, 'summary.json'), summary)
+  sharding.sync('summary')
   return summary
 
 

@@ -9,6 +9,7 @@ mutated, so MC sampling is a `vmap` over split keys.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
@@ -34,39 +35,66 @@ def mix32(x: jax.Array) -> jax.Array:
   return x ^ (x >> 16)
 
 
-def hashed_words(key: jax.Array, n: int) -> jax.Array:
-  """n pseudo-random uint32 words from one PRNG call: a keyed counter hash.
+def seed_words(key: jax.Array) -> jax.Array:
+  """The two uint32 words [2] a forward pass's hashed masks derive from."""
+  return jax.random.bits(key, (2,), jnp.uint32)
 
-  The key's own PRNG draws two words (k0, k1); word i is
-  mix32(mix32(i * phi + k0) ^ k1) with phi = 2**32 / golden ratio (odd, so
-  i -> i * phi is injective). Why: threefry spends ~20 rounds per word, which
-  on a CPU made dropout masks cost as much as the convolutions they mask;
-  this is ~4x fewer integer operations, fuses into the consumer, and keeps
-  masks independent across keys (every pass and sample has its own key).
+
+def hashed_words(seed: jax.Array, n: int, stream: int = 0) -> jax.Array:
+  """n pseudo-random uint32 words: a counter hash keyed by `seed` and `stream`.
+
+  Word i is mix32(mix32(i * phi + a) ^ b) with phi = 2**32 / golden ratio
+  (odd, so i -> i * phi is injective), a = seed[0] + stream * c and
+  b = seed[1] ^ mix32(stream + c'): independent-looking words per seed and
+  per stream (a dropout layer), from one PRNG call per forward pass. Why:
+  threefry spends ~20 rounds per word and jax's per-layer key derivation
+  more per key, which on a CPU made the masks cost several times the
+  network they mask; this is a few integer operations per word that fuse
+  into the consumer.
 
   Args:
-    key: a typed PRNG key.
+    seed: [2] uint32 (see `seed_words`).
     n: number of words.
+    stream: static index of the consumer (e.g. the dropout layer).
 
   Returns:
     [n] uint32.
   """
-  k = jax.random.bits(key, (2,), jnp.uint32)
+  a = seed[0] + jnp.uint32((stream * 0x632BE5AB) & 0xFFFFFFFF)
+  b = seed[1] ^ mix32(jnp.uint32((stream + 0x5BD1E995) & 0xFFFFFFFF))
   counter = jax.lax.iota(jnp.uint32, n) * jnp.uint32(0x9E3779B9)
-  return mix32(mix32(counter + k[0]) ^ k[1])
+  return mix32(mix32(counter + a) ^ b)
 
 
-def random_words(key: jax.Array, n: int, impl: str) -> jax.Array:
-  """[n] uint32 random words: 'hash' (`hashed_words`) or the key's 'prng'."""
-  if impl == 'hash':
-    return hashed_words(key, n)
-  if impl == 'prng':
-    return jax.random.bits(key, (n,), jnp.uint32)
-  raise ValueError(f'unknown mask impl {impl!r}; known: {MASK_IMPLS}')
+def mask_from_words(words: jax.Array, shape: Sequence[int], rate: float,
+                    bits: int) -> tuple[jax.Array, float]:
+  """A keep mask of `shape` from [ceil(size * bits / 32)] uint32 words.
+
+  Returns:
+    (mask, keep_prob): bool mask and the exact probability that an element
+    is kept (the drop rate quantised to a multiple of 2**-bits), used to
+    scale the kept activations so E[output] = input.
+  """
+  levels = 2**bits
+  threshold = min(int(round(rate * levels)), levels - 1)
+  keep_prob = 1.0 - threshold / levels
+  size = math.prod(shape)
+  per_word = 32 // bits
+  if per_word > 1:
+    shifts = jnp.arange(per_word, dtype=jnp.uint32) * bits
+    words = (words[:, None] >> shifts) & jnp.uint32(levels - 1)
+  uniform_ints = words.reshape(-1)[:size].reshape(shape)
+  return uniform_ints >= jnp.uint32(threshold), keep_prob
+
+
+def num_words(shape: Sequence[int], bits: int) -> int:
+  """uint32 words a mask of `shape` needs at `bits` bits per element."""
+  return -(-math.prod(shape) // (32 // bits))
 
 
 def keep_mask(key: jax.Array, shape: Sequence[int], rate: float,
-              bits: int, impl: str = 'hash') -> tuple[jax.Array, float]:
+              bits: int, impl: str = 'hash',
+              stream: int = 0) -> tuple[jax.Array, float]:
   """Returns a Bernoulli keep mask and its exact keep probability.
 
   Args:
@@ -77,45 +105,47 @@ def keep_mask(key: jax.Array, shape: Sequence[int], rate: float,
       (one 32-bit word is cut into 2 or 4 independent uniform integers, so
       2x or 4x fewer words; the drop probability is quantised to a multiple
       of 2**-bits).
-    impl: where the words come from: 'hash' (`hashed_words`, the default)
-      or 'prng' (`jax.random.bits` with the key's implementation, e.g.
-      threefry: what `jax.random.bernoulli` costs).
+    impl: where the words come from: 'hash' (`hashed_words` of the key's
+      `seed_words`, the default) or 'prng' (`jax.random.bits` with the key's
+      implementation, e.g. threefry: what `jax.random.bernoulli` costs).
+    stream: with 'hash', which of the key's independent masks.
 
   Returns:
-    (mask, keep_prob): bool mask of `shape` and the exact probability that an
-    element is kept, used to scale the kept activations so E[output] = input.
+    (mask, keep_prob), see `mask_from_words`.
   """
-  levels = 2**bits
-  threshold = min(int(round(rate * levels)), levels - 1)
-  keep_prob = 1.0 - threshold / levels
-  size = 1
-  for d in shape:
-    size *= d
-  per_word = 32 // bits
-  words = random_words(key, -(-size // per_word), impl)
-  if per_word > 1:
-    shifts = jnp.arange(per_word, dtype=jnp.uint32) * bits
-    words = (words[:, None] >> shifts) & jnp.uint32(levels - 1)
-  uniform_ints = words.reshape(-1)[:size].reshape(shape)
-  return uniform_ints >= jnp.uint32(threshold), keep_prob
+  n = num_words(shape, bits)
+  if impl == 'hash':
+    words = hashed_words(seed_words(key), n, stream)
+  elif impl == 'prng':
+    words = jax.random.bits(key, (n,), jnp.uint32)
+  else:
+    raise ValueError(f'unknown mask impl {impl!r}; known: {MASK_IMPLS}')
+  return mask_from_words(words, shape, rate, bits)
 
 
 class MaskDropout(nn.Module):
-  """Inverted dropout whose mask comes from the 'dropout' rng stream.
+  """Inverted dropout with cheap masks (see `keep_mask`).
 
-  Unlike `nn.Dropout` its random bits are cheap (see `keep_mask`): with
-  threefry they were most of the MC-dropout cost on a CPU.
+  With impl 'hash' the mask of layer `stream` is hashed from the forward
+  pass's `seed` words (one PRNG call per pass, not per layer); with 'prng'
+  it comes from the 'dropout' rng stream like `nn.Dropout`.
   """
   rate: float
   bits: int = 32
   impl: str = 'hash'
+  stream: int = 0
 
   @nn.compact
-  def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, deterministic: bool,
+               seed: Optional[jax.Array] = None) -> jax.Array:
     if deterministic or self.rate == 0.0:
       return x
-    mask, keep_prob = keep_mask(self.make_rng('dropout'), x.shape, self.rate,
-                                self.bits, self.impl)
+    n = num_words(x.shape, self.bits)
+    if self.impl == 'hash':
+      words = hashed_words(seed, n, self.stream)
+    else:
+      words = jax.random.bits(self.make_rng('dropout'), (n,), jnp.uint32)
+    mask, keep_prob = mask_from_words(words, x.shape, self.rate, self.bits)
     return jnp.where(mask, x / keep_prob, jnp.zeros_like(x))
 
 
@@ -277,13 +307,14 @@ class ToyMLP(nn.Module):
   mask_impl: str = 'hash'
 
   @nn.compact
-  def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+  def __call__(self, x: jax.Array, deterministic: bool = True,
+               seed: Optional[jax.Array] = None) -> jax.Array:
     x = x.reshape((x.shape[0], -1))
-    for width in self.hidden:
+    for i, width in enumerate(self.hidden):
       x = nn.Dense(width, kernel_init=glorot)(x)
       x = nn.leaky_relu(x, self.negative_slope)
-      x = MaskDropout(self.dropout_rate, self.dropout_bits,
-                      self.mask_impl)(x, deterministic)
+      x = MaskDropout(self.dropout_rate, self.dropout_bits, self.mask_impl,
+                      stream=i)(x, deterministic, seed)
     return nn.Dense(self.num_classes, kernel_init=glorot)(x)
 
 
@@ -303,7 +334,8 @@ class PaperCNN(nn.Module):
   conv_impl: str = 'fast_grad'  # 'fast_grad', 'xla' (nn.Conv) or 'patches'.
 
   @nn.compact
-  def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+  def __call__(self, x: jax.Array, deterministic: bool = True,
+               seed: Optional[jax.Array] = None) -> jax.Array:
     for i in range(self.num_convs):
       name = f'Conv_{i}'
       if self.conv_impl == 'xla':
@@ -314,8 +346,8 @@ class PaperCNN(nn.Module):
       else:
         x = FastGradConv(self.features, 3, name=name)(x)
       x = nn.leaky_relu(x, self.negative_slope)
-      x = MaskDropout(self.dropout_rate, self.dropout_bits,
-                      self.mask_impl)(x, deterministic)
+      x = MaskDropout(self.dropout_rate, self.dropout_bits, self.mask_impl,
+                      stream=i)(x, deterministic, seed)
       if i % 2 == 1:
         x = max_pool_2x2(x)
     x = x.reshape((x.shape[0], -1))
@@ -327,8 +359,9 @@ class SoftmaxRegression(nn.Module):
   num_classes: int = 10
 
   @nn.compact
-  def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
-    del deterministic  # No dropout: MC passes all agree.
+  def __call__(self, x: jax.Array, deterministic: bool = True,
+               seed: Optional[jax.Array] = None) -> jax.Array:
+    del deterministic, seed  # No dropout: MC passes all agree.
     x = x.reshape((x.shape[0], -1))
     return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros)(x)
 
@@ -393,6 +426,9 @@ def build_model(name: str, num_classes: int, dropout_rate: float = 0.33,
             key: Optional[jax.Array] = None) -> jax.Array:
     if key is None:
       return module.apply({'params': params}, x, deterministic=True)
+    if mask_impl == 'hash':
+      return module.apply({'params': params}, x, deterministic=False,
+                          seed=seed_words(key))
     return module.apply({'params': params}, x, deterministic=False,
                         rngs={'dropout': key})
 

@@ -22,6 +22,8 @@ acquisition, pseudo-label and mean, so an uneven split is refused instead.
 
 from __future__ import annotations
 
+import os
+
 from typing import Any, Optional, Sequence
 
 import jax
@@ -204,11 +206,49 @@ def put(tree: Any, sharding: NamedSharding) -> Any:
   return jax.tree_util.tree_map(one, tree)
 
 
+def is_writer() -> bool:
+  """True on the one process that writes the workdir (process 0)."""
+  return jax.process_index() == 0
+
+
+def host_tree(tree: Any) -> Any:
+  """Every leaf of `tree` as a whole numpy array, on every process.
+
+  With several processes the leaves are global arrays of which each process
+  holds only its devices' shards, so this is a collective (every process
+  must call it); the loop state is small (parameters and [S, N] masks).
+  """
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def sync(name: str) -> None:
+  """Waits until every process got here (no-op with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
+def _cluster_from_env() -> dict[str, Any]:
+  """initialize() arguments from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES
+  and JAX_PROCESS_ID when all three are set (a hand-started cluster);
+  otherwise none, and jax detects SLURM, Open MPI or a TPU pod itself."""
+  names = ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID')
+  values = [os.environ.get(n) for n in names]
+  if not all(values):
+    return {}
+  return {'coordinator_address': values[0], 'num_processes': int(values[1]),
+          'process_id': int(values[2])}
+
+
 def initialize_distributed(distributed: bool) -> None:
   """`jax.distributed.initialize()` when asked, once, before any computation.
 
-  It reads the cluster from the environment (SLURM, Open MPI, TPU pod
-  metadata, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID).
+  It reads the cluster from the environment: SLURM, Open MPI, TPU pod
+  metadata, or JAX_COORDINATOR_ADDRESS + JAX_NUM_PROCESSES + JAX_PROCESS_ID
+  (see `_cluster_from_env`).
 
   Raises:
     ConfigError: the cluster could not be joined.
@@ -216,7 +256,7 @@ def initialize_distributed(distributed: bool) -> None:
   if not distributed or jax.distributed.is_initialized():
     return
   try:
-    jax.distributed.initialize()
+    jax.distributed.initialize(**_cluster_from_env())
   except (RuntimeError, ValueError) as e:
     raise ConfigError(
         'config.distributed=True but jax.distributed.initialize() failed '

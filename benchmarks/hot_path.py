@@ -15,6 +15,8 @@ Benchmarks (all on the paper's CNN with random 28x28x1 inputs unless noted):
   every mask source: the keyed hash (mask_impl 'hash') and jax.random.bits
   (mask_impl 'prng', PRNG impl threefry2x32 or rbg), each with
   dropout_bits in (32, 16, 8); `default: true` marks the library's default.
+* `mc_sweep_memory`: XLA's compiled memory analysis of the sweep at pool
+  6,000 and 60,000 (temporaries vs arguments: the pool).
 * `deterministic_forward`: forwards/s with dropout off (`predict_logits`) on
   the same images at the same batch size (T * chunk).
 * `mc_to_deterministic_ratio`: default mc_sweep / deterministic_forward.
@@ -354,7 +356,50 @@ def bench_mc(args, em: Emitter, defaults: dict[str, Any]) -> dict[str, float]:
             denominator='deterministic_forward',
             dropout_bits=defaults['dropout_bits'],
             mask_impl=defaults['mask_impl'], prng_impl=defaults['prng_impl'])
+  bench_sweep_memory(args, em, defaults)
   return results
+
+
+def bench_sweep_memory(args, em: Emitter, defaults: dict[str, Any]) -> None:
+  """Compiled memory of the MC sweep at two pool sizes (XLA's analysis).
+
+  `mc_sweep_memory`: temporaries in MiB at --iteration_pool_size and
+  --large_pool_size (the pool itself is an argument, listed apart): chunking
+  bounds the temporaries by the chunk, so they should not grow with N.
+  Nothing is executed, so the 60,000 pool costs two compilations only.
+  """
+  model = models.build_model('cnn', NUM_CLASSES,
+                             dropout_bits=defaults['dropout_bits'],
+                             mask_impl=defaults['mask_impl'])
+  params = model.init(jax.random.key(args.seed), jnp.zeros((1,) + IMAGE_SHAPE))
+  chunk = 1000  # The configs' chunk_size.
+  sweep = jax.jit(functools.partial(
+      mc_dropout.mc_sweep, model.apply, num_passes=args.T, chunk_size=chunk,
+      score_names=(defaults['acquisition'],)))
+  mib = 2.0**20
+  stats = {}
+  for n in (args.iteration_pool_size, args.large_pool_size):
+    analysis = sweep.lower(
+        params, jax.ShapeDtypeStruct((n,) + IMAGE_SHAPE, jnp.float32),
+        jax.random.key(args.seed)).compile().memory_analysis()
+    if analysis is None:
+      em.emit('mc_sweep_memory', None, 'MiB', skipped='no memory analysis')
+      return
+    stats[n] = analysis
+  small, large = args.iteration_pool_size, args.large_pool_size
+  temp = {n: a.temp_size_in_bytes / mib for n, a in stats.items()}
+  em.emit('mc_sweep_memory', _round(temp[large], 1), 'MiB',
+          what='compiled temporaries of mc_sweep at the large pool',
+          pool_sizes=[small, large],
+          temp_mib=[_round(temp[small], 1), _round(temp[large], 1)],
+          argument_mib=[_round(stats[n].argument_size_in_bytes / mib, 1)
+                        for n in (small, large)],
+          output_mib=[_round(stats[n].output_size_in_bytes / mib, 2)
+                      for n in (small, large)],
+          temp_growth_mib=_round(temp[large] - temp[small], 2),
+          T=args.T, chunk=chunk)
+  log(f'mc_sweep_memory: temporaries {temp[small]:.1f} MiB at {small}, '
+      f'{temp[large]:.1f} MiB at {large}')
 
 
 # ----------------------------------------------------------------------------

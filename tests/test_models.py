@@ -70,9 +70,21 @@ def test_masks_of_many_keys_are_independent(impl):
       keep * (1 - keep) / len(m))
 
 
+def test_hash_streams_of_one_seed_are_independent():
+  """The dropout layers of one pass (streams of one seed) get unrelated masks."""
+  n = 200_000
+  masks = [np.asarray(models.keep_mask(jax.random.key(3), (n,), 0.33, 32,
+                                       'hash', stream)[0], np.float64)
+           for stream in range(4)]
+  for i in range(4):
+    for j in range(i):
+      assert abs(np.corrcoef(masks[i], masks[j])[0, 1]) < 5 / np.sqrt(n)
+
+
 def test_hashed_words_are_uniform_bytes():
   """Every byte of the hash's words is uniform (chi-square, 255 dof)."""
-  words = np.asarray(models.hashed_words(jax.random.key(5), 1 << 18))
+  seed = models.seed_words(jax.random.key(5))
+  words = np.asarray(models.hashed_words(seed, 1 << 18))
   for shift in (0, 8, 16, 24):
     counts = np.bincount((words >> shift) & 0xFF, minlength=256)
     expected = words.size / 256
