@@ -388,15 +388,15 @@ def bench_sweep_memory(args, em: Emitter, defaults: dict[str, Any]) -> None:
     stats[n] = analysis
   small, large = args.iteration_pool_size, args.large_pool_size
   temp = {n: a.temp_size_in_bytes / mib for n, a in stats.items()}
-  em.emit('mc_sweep_memory', _round(temp[large], 1), 'MiB',
+  em.emit('mc_sweep_memory', round(temp[large], 1), 'MiB',
           what='compiled temporaries of mc_sweep at the large pool',
           pool_sizes=[small, large],
-          temp_mib=[_round(temp[small], 1), _round(temp[large], 1)],
-          argument_mib=[_round(stats[n].argument_size_in_bytes / mib, 1)
+          temp_mib=[round(temp[small], 1), round(temp[large], 1)],
+          argument_mib=[round(stats[n].argument_size_in_bytes / mib, 1)
                         for n in (small, large)],
-          output_mib=[_round(stats[n].output_size_in_bytes / mib, 2)
+          output_mib=[round(stats[n].output_size_in_bytes / mib, 2)
                       for n in (small, large)],
-          temp_growth_mib=_round(temp[large] - temp[small], 2),
+          temp_growth_mib=round(temp[large] - temp[small], 2),
           T=args.T, chunk=chunk)
   log(f'mc_sweep_memory: temporaries {temp[small]:.1f} MiB at {small}, '
       f'{temp[large]:.1f} MiB at {large}')
