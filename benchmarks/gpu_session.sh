@@ -1,0 +1,53 @@
+#!/bin/bash
+# GPU measurements in as few device calls as possible: the hot-path
+# benchmarks and the paper's full MNIST protocol (all data + max entropy,
+# 60,000-image pool, 200 iterations) for 1 seed and for 10 seeds vmapped.
+#
+# Prepare on the development machine, in the repo root (once per session):
+#   echo /.whl/ >> .git/info/exclude; echo /.data/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#       --implementation cp --platform manylinux2014_x86_64 -d .whl \
+#       ml-collections==1.1.0
+#   mkdir -p .data/mnist && cp ../shared/data/mnist/*.gz .data/mnist/
+# Then, with the device tool: command "bash benchmarks/gpu_session.sh STAGE",
+# carry [".whl", ".data"], one STAGE per call (each fits a 10-minute call):
+#   bench       benchmarks/hot_path.py (GPU defaults, rooflines) + nvidia-smi
+#   protocol1   the full protocol, 1 seed
+#   protocol10  the full protocol, 10 seeds vmapped
+# Everything lands in $OUT; copy it to benchmarks/results/ with the command.
+# EXTRA="--config.x=y ..." adds flags to the protocol runs (smoke tests).
+set -euo pipefail
+stage="${1:?usage: gpu_session.sh bench|protocol1|protocol10}"
+out="${OUT:-/tmp/gpu_session_out}"
+mkdir -p "$out"
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+      --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
+fi
+export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+if [ -d .data/mnist ]; then export BASS_DATA_DIR="$PWD/.data"; fi
+python3 -c 'import jax; print("devices:", jax.devices(), "jax", jax.__version__)' \
+    | tee "$out/devices.txt"
+
+protocol() {  # $1 = number of seeds
+  local wd="/tmp/protocol_$1"
+  rm -rf "$wd"
+  python3 launch/train.py \
+      --config=configs/mnist.py:alldata_maxent --config.num_seeds="$1" \
+      --config.log_every=20 --workdir="$wd" ${EXTRA:-} \
+      2>&1 | tee "$out/protocol_$1.log"
+  cp "$wd/summary.json" "$out/protocol_$1_summary.json"
+  cp "$wd/metrics.jsonl" "$out/protocol_$1_metrics.jsonl"
+}
+
+case "$stage" in
+  bench)
+    nvidia-smi > "$out/nvidia_smi.txt" || true
+    python3 benchmarks/hot_path.py --skip_torch --out="$out/hot_path.jsonl" \
+        2>&1 | tee "$out/hot_path.log"
+    ;;
+  protocol1) protocol 1 ;;
+  protocol10) protocol 10 ;;
+  *) echo "unknown stage $stage" >&2; exit 2 ;;
+esac
