@@ -280,9 +280,10 @@ def seed_strategy(config: ml_collections.ConfigDict,
                   mesh: jax.sharding.Mesh) -> str:
   """'vmap' or 'map' for the seed axis (see `loop.over_seeds`).
 
-  'auto' maps the CNN's seeds on a CPU (batched-weight convolutions are ~3x
-  slower there than sequential ones: benchmarks/hot_path.py `seeds_vmap`)
-  and vmaps everything else. 'map' cannot shard the seed axis.
+  'auto' maps the CNN's seeds on a CPU (a convolution batched over seeds'
+  weights is a grouped convolution, which XLA:CPU ran the MC sweep with
+  ~13x slower than 4 seeds one after another) and vmaps everything else.
+  'map' cannot shard the seed axis.
   """
   strategy = config.seed_strategy
   if strategy == 'auto':

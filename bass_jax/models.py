@@ -2,8 +2,9 @@
 
 A forward pass is `apply_fn(params, x, key) -> logits`: with `key=None` it is
 deterministic (dropout off, the evaluation mode); with a PRNG key every dropout
-layer draws its mask from that key (the MC-dropout mode). No module state is
-mutated, so MC sampling is a `vmap` over split keys.
+layer draws its mask from that key (the MC-dropout mode; by default one PRNG
+call per pass, the masks hashed from it, see `hashed_words`). No module state
+is mutated, so MC sampling is a `vmap` over split keys.
 """
 
 from __future__ import annotations
@@ -171,10 +172,11 @@ def shifted_patches(x: jax.Array, size: int) -> jax.Array:
 class PatchConv(nn.Module):
   """A stride-1 'SAME' convolution as shifted slices + one matmul.
 
-  Same parameters (names, shapes, init) as `nn.Conv`. Why: XLA:CPU runs the
-  gradient of a native convolution ~20x slower inside a `while_loop` body
-  (where the compiled epoch runs it) than at the top level; slices, pads and
-  a dot have fast gradients everywhere.
+  Same parameters (names, shapes, init) as `nn.Conv`. The earlier CPU
+  training form (fast gradients inside loops, but it materialises k*k
+  shifted copies of the input); `FastGradConv` is faster and the default.
+  Kept as `conv_impl='patches'`: a conv batched over seeds' weights becomes
+  a batched matmul here rather than a grouped convolution.
   """
   features: int
   kernel_size: int = 3
