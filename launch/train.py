@@ -4,7 +4,7 @@ r"""Runs one experiment (all its seeds, vmapped) and writes its workdir.
       --workdir=workdirs/yinyang_active_semi [--config.num_seeds=3 ...]
 
 With no flags it runs the Yin-Yang `active_semi` experiment (Table 1's
-DeepBASS row, 10 seeds, about a minute on a laptop CPU) into
+DeepBASS row, 10 seeds, about 20 seconds on a 2-core CPU) into
 workdirs/<name>_<variant>_<time> and prints the result table.
 """
 
