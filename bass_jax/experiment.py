@@ -324,13 +324,13 @@ def build(config: ml_collections.ConfigDict,
                                 test_y=ds.y_test), on_data)
   state = sharding.put(initial_states(config, model, optimizer, ds), on_seeds)
   strategy = seed_strategy(config, mesh)
-  step = jax.jit(loop.seeds_iteration(cfg, model.apply, optimizer,
-                                      model.train_apply, mesh, strategy),
+  step = jax.jit(loop.seeds_iteration(cfg, model.apply, optimizer, mesh,
+                                      strategy),
                  in_shardings=(on_seeds, on_data),
                  out_shardings=(on_seeds, sharding.replicated(mesh)),
                  donate_argnums=0)
-  em_step = jax.jit(loop.seeds_em_step(cfg, model.apply, optimizer,
-                                       model.train_apply, mesh, strategy),
+  em_step = jax.jit(loop.seeds_em_step(cfg, model.apply, optimizer, mesh,
+                                       strategy),
                     in_shardings=(on_seeds, on_data),
                     out_shardings=(on_seeds, sharding.replicated(mesh),
                                    sharding.replicated(mesh),
@@ -566,14 +566,11 @@ def run(config: ml_collections.ConfigDict, workdir: str,
                           i, total))
   if tb:
     tb.close()
-  if not writer:
-    sharding.sync('summary')  # Read process 0's metrics once complete.
-    return summarize(config, last_rows(metrics_path), r.num_params,
-                     time.time() - start)
-  last = last_rows(metrics_path)
-  summary = summarize(config, last, r.num_params, time.time() - start)
-  write_json(os.path.join(workdir, 'summary.json'), summary)
-  sharding.sync('summary')
+  sharding.sync('metrics')  # Every process reads process 0's final rows.
+  summary = summarize(config, last_rows(metrics_path), r.num_params,
+                      time.time() - start)
+  if writer:
+    write_json(os.path.join(workdir, 'summary.json'), summary)
   return summary
 
 

@@ -159,14 +159,9 @@ def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
 
 def em_step(cfg: LoopConfig, apply_fn: Callable,
             optimizer: optax.GradientTransformation, state: LoopState,
-            pool: Pool, train_apply_fn: Callable | None = None,
-            mesh: Mesh | None = None
+            pool: Pool, mesh: Mesh | None = None
             ) -> tuple[LoopState, jax.Array, jax.Array, dict]:
   """One iteration up to, not including, the oracle's answer.
-
-  `train_apply_fn` is the forward pass differentiated in training (default
-  `apply_fn`): the same function of the same parameters, maybe in a form
-  with faster gradients (see `models.Model.train_apply`).
 
   With a `mesh` (see `sharding.make_mesh`; the pool split over its 'data'
   axis) the pool sweep, the validation and the training batches run
@@ -186,7 +181,7 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   # 1. M-step: the initial phase at i = 0, then one epoch per iteration.
   num_epochs = jnp.where(i == 0, cfg.initial_epochs, cfg.epochs_per_iteration)
   train_state, loss = training.train_epochs(
-      state.train, optimizer, train_apply_fn or apply_fn, keys['train'], pool.x, state.labels,
+      state.train, optimizer, apply_fn, keys['train'], pool.x, state.labels,
       labelled, member, num_epochs, gt_upsample=cfg.gt_upsample, mu=cfg.mu,
       batch_size=cfg.batch_size, capacity=cfg.train_capacity, l2=cfg.l2,
       mesh=mesh)
@@ -261,12 +256,11 @@ def reveal(state: LoopState, query: jax.Array, query_valid: jax.Array,
 
 def iteration(cfg: LoopConfig, apply_fn: Callable,
               optimizer: optax.GradientTransformation, state: LoopState,
-              pool: Pool, train_apply_fn: Callable | None = None,
-              mesh: Mesh | None = None) -> tuple[LoopState, dict]:
+              pool: Pool, mesh: Mesh | None = None
+              ) -> tuple[LoopState, dict]:
   """One full iteration with the simulated oracle (hidden labels in pool.y)."""
   state, query, query_valid, metrics = em_step(cfg, apply_fn, optimizer,
-                                               state, pool, train_apply_fn,
-                                               mesh)
+                                               state, pool, mesh)
   metrics['num_queried'] = jnp.sum(query_valid)
   return reveal(state, query, query_valid, pool.y[query]), metrics
 
@@ -316,19 +310,16 @@ def over_seeds(fn: Callable, mesh: Mesh | None, strategy: str) -> Callable:
 
 def seeds_iteration(cfg: LoopConfig, apply_fn: Callable,
                     optimizer: optax.GradientTransformation,
-                    train_apply_fn: Callable | None = None,
                     mesh: Mesh | None = None, strategy: str = 'vmap'
                     ) -> Callable[[LoopState, Pool], tuple[LoopState, dict]]:
   """`iteration` over a leading seed axis of the state (pool shared)."""
   def one(state, pool):
-    return iteration(cfg, apply_fn, optimizer, state, pool, train_apply_fn,
-                     mesh)
+    return iteration(cfg, apply_fn, optimizer, state, pool, mesh)
   return over_seeds(one, mesh, strategy)
 
 
 def seeds_em_step(cfg: LoopConfig, apply_fn: Callable,
                   optimizer: optax.GradientTransformation,
-                  train_apply_fn: Callable | None = None,
                   mesh: Mesh | None = None, strategy: str = 'vmap'
                   ) -> Callable:
   """`em_step` over seeds, for oracles that answer on the host.
@@ -339,7 +330,7 @@ def seeds_em_step(cfg: LoopConfig, apply_fn: Callable,
   """
   def one(state, pool):
     state, query, valid, metrics = em_step(cfg, apply_fn, optimizer, state,
-                                           pool, train_apply_fn, mesh)
+                                           pool, mesh)
     metrics['num_queried'] = jnp.sum(valid)
     return state, query, valid, metrics
   return over_seeds(one, mesh, strategy)

@@ -86,7 +86,7 @@ def map_chunks(fn: Callable, n: int, chunk_size: int, *arrays: jax.Array):
   def chunk_of(start):
     return [jax.lax.dynamic_slice_in_dim(a, start, chunk_size) for a in arrays]
 
-  out_shapes = jax.eval_shape(lambda *c: fn(*c), *chunk_of(0))
+  out_shapes = jax.eval_shape(fn, *chunk_of(0))
   zeros = jax.tree_util.tree_map(
       lambda s: jnp.zeros((n,) + s.shape[1:], s.dtype), out_shapes)
   starts = chunk_starts(n, chunk_size)

@@ -141,12 +141,12 @@ class MaskDropout(nn.Module):
                seed: Optional[jax.Array] = None) -> jax.Array:
     if deterministic or self.rate == 0.0:
       return x
-    n = num_words(x.shape, self.bits)
     if self.impl == 'hash':
-      words = hashed_words(seed, n, self.stream)
+      words = hashed_words(seed, num_words(x.shape, self.bits), self.stream)
+      mask, keep_prob = mask_from_words(words, x.shape, self.rate, self.bits)
     else:
-      words = jax.random.bits(self.make_rng('dropout'), (n,), jnp.uint32)
-    mask, keep_prob = mask_from_words(words, x.shape, self.rate, self.bits)
+      mask, keep_prob = keep_mask(self.make_rng('dropout'), x.shape,
+                                  self.rate, self.bits, 'prng')
     return jnp.where(mask, x / keep_prob, jnp.zeros_like(x))
 
 
@@ -167,27 +167,6 @@ def shifted_patches(x: jax.Array, size: int) -> jax.Array:
   return jnp.concatenate([xp[:, dy:dy + h, dx:dx + w, :]
                           for dy in range(size) for dx in range(size)],
                          axis=-1)
-
-
-class PatchConv(nn.Module):
-  """A stride-1 'SAME' convolution as shifted slices + one matmul.
-
-  Same parameters (names, shapes, init) as `nn.Conv`. The earlier CPU
-  training form (fast gradients inside loops, but it materialises k*k
-  shifted copies of the input); `FastGradConv` is faster and the default.
-  Kept as `conv_impl='patches'`: a conv batched over seeds' weights becomes
-  a batched matmul here rather than a grouped convolution.
-  """
-  features: int
-  kernel_size: int = 3
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    k, c = self.kernel_size, x.shape[-1]
-    kernel = self.param('kernel', glorot, (k, k, c, self.features))
-    bias = self.param('bias', nn.initializers.zeros, (self.features,))
-    patches = shifted_patches(x, k)
-    return patches @ kernel.reshape(k * k * c, self.features) + bias
 
 
 _CONV_DIMS = ('NHWC', 'HWIO', 'NHWC')
@@ -252,20 +231,30 @@ def _conv_bwd(residuals, g):
 conv_same_fast_grad.defvjp(_conv_fwd, _conv_bwd)
 
 
-class FastGradConv(nn.Module):
-  """A stride-1 'SAME' convolution using `conv_same_fast_grad`.
+class SameConv(nn.Module):
+  """A stride-1 'SAME' convolution with `nn.Conv`'s parameters (names,
+  shapes, init), computed as `impl` says:
 
-  Same parameters (names, shapes, init) as `nn.Conv` and `PatchConv`.
+  'fast_grad': `conv_same_fast_grad` (native forward, fast custom gradient).
+  'patches': shifted slices + one matmul: the earlier CPU training form,
+    which materialises k*k shifted copies of the input; kept because a conv
+    batched over seeds' weights becomes a batched matmul here rather than a
+    grouped convolution.
   """
   features: int
   kernel_size: int = 3
+  impl: str = 'fast_grad'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k, c = self.kernel_size, x.shape[-1]
     kernel = self.param('kernel', glorot, (k, k, c, self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
-    return conv_same_fast_grad(x, kernel) + bias
+    if self.impl == 'patches':
+      y = shifted_patches(x, k) @ kernel.reshape(k * k * c, self.features)
+    else:
+      y = conv_same_fast_grad(x, kernel)
+    return y + bias
 
 
 def max_pool_2x2(x: jax.Array) -> jax.Array:
@@ -343,10 +332,8 @@ class PaperCNN(nn.Module):
       if self.conv_impl == 'xla':
         x = nn.Conv(self.features, (3, 3), padding='SAME',
                     kernel_init=glorot, name=name)(x)
-      elif self.conv_impl == 'patches':
-        x = PatchConv(self.features, 3, name=name)(x)
       else:
-        x = FastGradConv(self.features, 3, name=name)(x)
+        x = SameConv(self.features, 3, self.conv_impl, name=name)(x)
       x = nn.leaky_relu(x, self.negative_slope)
       x = MaskDropout(self.dropout_rate, self.dropout_bits, self.mask_impl,
                       stream=i)(x, deterministic, seed)
@@ -377,16 +364,12 @@ class Model:
 
   Attributes:
     init: `init(key, x) -> params` for an example batch x [B, ...].
-    apply: `apply(params, x, key_or_None) -> logits [B, C]`.
-    train_apply: the forward pass the training loop differentiates: the
-      same function of the same parameters (today `apply` itself, whose CNN
-      convolutions carry fast custom gradients); kept apart so a model may
-      use a form whose gradient is faster than its inference.
+    apply: `apply(params, x, key_or_None) -> logits [B, C]`, for inference
+      and training alike (the CNN's convolutions carry fast gradients).
     module: the flax module (for introspection).
   """
   init: Callable[[jax.Array, jax.Array], Params]
   apply: ApplyFn
-  train_apply: ApplyFn
   module: nn.Module
 
 
@@ -434,7 +417,7 @@ def build_model(name: str, num_classes: int, dropout_rate: float = 0.33,
     return module.apply({'params': params}, x, deterministic=False,
                         rngs={'dropout': key})
 
-  return Model(init=init, apply=apply, train_apply=apply, module=module)
+  return Model(init=init, apply=apply, module=module)
 
 
 def num_params(params: Params) -> int:

@@ -271,14 +271,18 @@ def rate_fields(work: float, seconds: list[float]) -> dict[str, Any]:
           'stat': f'median of {len(seconds)}'}
 
 
-def train_apply(model: models.Model) -> Callable:
-  """The forward pass the library differentiates in training.
+def donating_runner(compiled: Callable, state, key: jax.Array
+                    ) -> Callable[[], None]:
+  """A timed call of `compiled(state, key) -> (state, loss)` that donates its
+  state: each call feeds the previous call's state and a fresh key."""
+  holder = [state, 0]
 
-  For the CNN it is a different form of the same function than `apply`
-  (whose native convolutions serve the MC sweep): the one whose gradient is
-  fast inside the compiled epoch. Older Models have only `apply`.
-  """
-  return getattr(model, 'train_apply', model.apply)
+  def run():
+    holder[1] += 1
+    holder[0], loss = compiled(holder[0], jax.random.fold_in(key, holder[1]))
+    jax.block_until_ready((holder[0], loss))
+
+  return run
 
 
 def random_images(key: jax.Array, n: int) -> jax.Array:
@@ -432,7 +436,7 @@ def bench_train(args, em: Emitter, defaults: dict[str, Any]) -> float:
   step_keys = jax.random.split(k_steps, steps)
 
   def train_step(state, x, y, key):
-    return training.train_step(state, optimizer, train_apply(model), x, y,
+    return training.train_step(state, optimizer, model.apply, x, y,
                                weight, key, defaults['l2'])
 
   def looped(state, key):
@@ -457,13 +461,7 @@ def bench_train(args, em: Emitter, defaults: dict[str, Any]) -> float:
   state = fresh_state()
   compiled, compile_s = compile_aot(jax.jit(looped, donate_argnums=0),
                                     state, k_steps)
-  holder = [state, 0]
-
-  def run_looped():
-    holder[1] += 1
-    holder[0], loss = compiled(holder[0], jax.random.fold_in(k_steps,
-                                                             holder[1]))
-    jax.block_until_ready((holder[0], loss))
+  run_looped = donating_runner(compiled, state, k_steps)
 
   # Steps dispatched one by one.
   state = fresh_state()
@@ -522,21 +520,13 @@ def bench_train_epoch(args, em: Emitter, defaults: dict[str, Any],
 
   def epoch(state, key):
     return training.train_epochs(
-        state, optimizer, train_apply(model), key, x, labels, labelled,
+        state, optimizer, model.apply, key, x, labels, labelled,
         member, jnp.int32(1), gt_upsample=1, mu=1.0, batch_size=b,
         capacity=n, l2=defaults['l2'])
 
   compiled, compile_s = compile_aot(jax.jit(epoch, donate_argnums=0), state,
                                     k_epoch)
-  holder = [state, 0]
-
-  def run():
-    holder[1] += 1
-    holder[0], loss = compiled(holder[0], jax.random.fold_in(k_epoch,
-                                                             holder[1]))
-    jax.block_until_ready((holder[0], loss))
-
-  seconds = time_runs(run, args.repeats)
+  seconds = time_runs(donating_runner(compiled, state, k_epoch), args.repeats)
   fields = rate_fields(n, seconds)
   value = fields.pop('value')
   extra = {}
@@ -627,8 +617,7 @@ def bench_iteration(args, em: Emitter, n: int) -> Optional[dict[str, Any]]:
       jnp.asarray(labelled), pool.y)
 
   step = jax.jit(functools.partial(loop.iteration, cfg, model.apply,
-                                   optimizer,
-                                   train_apply_fn=train_apply(model)),
+                                   optimizer),
                  donate_argnums=0)
   compiled, compile_s = compile_aot(step, state, pool)
   holder = {'state': state}
