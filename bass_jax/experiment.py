@@ -60,13 +60,13 @@ POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
 # float reduction order): a workdir may be resumed on another mesh, e.g.
 # more GPUs, or with TensorBoard logging switched.
 PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'seed_strategy',
-                    'tensorboard', 'conv_impl')
+                    'tensorboard', 'conv_impl', 'cpu_devices')
 NON_NEGATIVE = ('num_iterations', 'epochs_per_iteration', 'pool_size',
-                'label_budget', 'semi_start',
+                'cpu_devices', 'label_budget', 'semi_start',
                 'test_size', 'seed', 'data_seed', 'mu', 'l2')
 INT_FIELDS = POSITIVE + ('num_iterations', 'epochs_per_iteration',
-                         'pool_size', 'label_budget', 'semi_start',
-                         'test_size', 'seed', 'data_seed',
+                         'cpu_devices', 'pool_size', 'label_budget',
+                         'semi_start', 'test_size', 'seed', 'data_seed',
                          'initial_per_class', 'dropout_bits')
 REAL_FIELDS = ('mu', 'l2', 'dropout_rate', 'learning_rate', 'pixel_scale',
                'negative_slope', 'paper_acc')
@@ -283,34 +283,42 @@ def seed_strategy(config: ml_collections.ConfigDict,
   'auto' maps the CNN's seeds on a CPU (a convolution batched over seeds'
   weights is a grouped convolution, which XLA:CPU ran the MC sweep with
   ~13x slower than 4 seeds one after another) and vmaps everything else.
-  'map' cannot shard the seed axis.
+  'map' cannot shard the seed axis of a mesh that also splits the data.
   """
   strategy = config.seed_strategy
   if strategy == 'auto':
     cpu = jax.devices()[0].platform == 'cpu'
     strategy = 'map' if cpu and config.model == 'cnn' else 'vmap'
-  if strategy == 'map' and sharding.mesh_sizes(mesh)[sharding.SEED] > 1:
-    raise ConfigError("config.seed_strategy='map' runs the seeds one after "
-                      "another; it cannot shard them over a 'seed' mesh axis "
-                      "(use 'vmap' or drop 'seed' from config.mesh_shape)")
+  sizes = sharding.mesh_sizes(mesh)
+  if strategy == 'map' and sizes[sharding.SEED] > 1 and sizes[
+      sharding.DATA] > 1:
+    raise ConfigError("config.seed_strategy='map' cannot split seeds over a "
+                      "mesh with both 'seed' and 'data' axes > 1 (use "
+                      "'vmap', or a mesh of one of the two axes)")
   return strategy
 
 
 def build(config: ml_collections.ConfigDict,
-          dataset: Optional[data_lib.Dataset] = None) -> Run:
+          dataset: Optional[data_lib.Dataset] = None,
+          devices: Optional[list[jax.Device]] = None) -> Run:
   """Validates the config, loads the data and compiles nothing yet.
 
   The arrays are placed on the mesh of `config.mesh_shape`: the pool and
   test set split along N over 'data', the state along its seed axis over
   'seed' (replicated over 'data'); the step keeps that layout and returns
   the metrics replicated, so every host can read them.
+
+  `devices` (default: all of them) lets one process run several builds side
+  by side, e.g. a 1-seed run on the first CPU device next to a seed-parallel
+  run over all of them (benchmarks/hot_path.py).
   """
   validate_config(config)
-  # Before anything touches a device: it fixes the set of devices.
+  # Before anything touches a device: both fix the set of devices.
+  sharding.set_cpu_devices(config.cpu_devices)
   sharding.initialize_distributed(config.distributed)
   ds = dataset if dataset is not None else load_data(config)
   check_against_data(config, ds)
-  mesh = sharding.make_mesh(config.mesh_shape)
+  mesh = sharding.make_mesh(config.mesh_shape, devices)
   sharding.check_divisible(sharding.mesh_sizes(mesh), config.num_seeds,
                            ds.x_train.shape[0], ds.x_test.shape[0])
   check_batch_divisible(config.batch_size,

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from bass_jax import mc_dropout
 from bass_jax import selection
@@ -290,22 +291,56 @@ def init_state(apply_init: Callable, optimizer: optax.GradientTransformation,
       key=jax.random.key_data(rng_loop), iteration=jnp.int32(0))
 
 
-def over_seeds(fn: Callable, mesh: Mesh | None, strategy: str) -> Callable:
+def over_seeds(make_fn: Callable[[Mesh | None], Callable],
+               mesh: Mesh | None, strategy: str) -> Callable:
   """`fn(state, pool)` applied to every seed of a seed-batched state.
 
+  Three layouts, by the mesh's axis sizes:
+    * no mesh, or a 1 x 1 mesh: the seeds as one program (`strategy`).
+    * 'data' > 1: vmap with `spmd_axis_name='seed'` (or a map if 'seed' is
+      1), so the data-parallel parts inside run on [S/s, N/d] blocks.
+    * 'seed' > 1 and 'data' = 1: a `shard_map` over 'seed'. Each device runs
+      its own S/s seeds (`strategy` again) and talks to no other device until
+      the outputs. Why not vmap with the seed axis sharded: a vmapped
+      while_loop runs until every seed's condition is false, and with seeds
+      on several devices that condition is all-reduced on every trip of the
+      training loop, locking the devices into step. On a CPU this layout
+      runs seeds in parallel over cores (`config.cpu_devices`).
+
   Args:
-    fn: one seed's function of (state, pool).
-    mesh: with a mesh, the seed axis is its 'seed' axis (`spmd_axis_name`),
-      so the data-parallel parts inside run on [S/s, N/d] blocks.
-    strategy: 'vmap' (all seeds as one batched program) or 'map' (a
+    make_fn: mesh -> one seed's function of (state, pool); it gets the mesh
+      its data-parallel parts should use (None inside the shard_map).
+    mesh: the run's mesh or None.
+    strategy: 'vmap' (the seeds as one batched program) or 'map' (a
       `lax.map`: the seeds one after another inside the same program). Why
       'map': on a CPU a convolution batched over S weight sets is a grouped
       convolution, which XLA:CPU runs ~13x slower than S separate ones.
   """
+  sizes = (sharding.mesh_sizes(mesh) if mesh is not None else
+           {sharding.SEED: 1, sharding.DATA: 1})
+  seeds, data = sizes[sharding.SEED], sizes[sharding.DATA]
+  if data > 1:
+    if strategy == 'map' and seeds > 1:
+      raise ValueError("strategy 'map' cannot shard seeds over a mesh whose "
+                       "'data' axis is > 1")
+    return _each_seed(make_fn(mesh), strategy, sharding.SEED)
+  # One device per seed group: nothing to split the data over.
+  local = _each_seed(make_fn(None), strategy)
+  if seeds == 1:
+    return local
+  # check_vma off: the loop carries fresh constants (zeros, counters) next to
+  # seed-varying values, which the check would ask to pcast one by one. Every
+  # output is per seed, so P('seed') is exact.
+  return jax.shard_map(local, mesh=mesh, in_specs=(P(sharding.SEED), P()),
+                       out_specs=P(sharding.SEED), check_vma=False)
+
+
+def _each_seed(fn: Callable, strategy: str,
+               spmd_axis_name: str | None = None) -> Callable:
+  """fn(state, pool) over the leading seed axis of state, by `strategy`."""
   if strategy == 'map':
     return lambda state, pool: jax.lax.map(lambda st: fn(st, pool), state)
-  return jax.vmap(fn, in_axes=(0, None),
-                  spmd_axis_name=sharding.SEED if mesh is not None else None)
+  return jax.vmap(fn, in_axes=(0, None), spmd_axis_name=spmd_axis_name)
 
 
 def seeds_iteration(cfg: LoopConfig, apply_fn: Callable,
@@ -313,9 +348,10 @@ def seeds_iteration(cfg: LoopConfig, apply_fn: Callable,
                     mesh: Mesh | None = None, strategy: str = 'vmap'
                     ) -> Callable[[LoopState, Pool], tuple[LoopState, dict]]:
   """`iteration` over a leading seed axis of the state (pool shared)."""
-  def one(state, pool):
-    return iteration(cfg, apply_fn, optimizer, state, pool, mesh)
-  return over_seeds(one, mesh, strategy)
+  def make(m):
+    return lambda state, pool: iteration(cfg, apply_fn, optimizer, state,
+                                         pool, m)
+  return over_seeds(make, mesh, strategy)
 
 
 def seeds_em_step(cfg: LoopConfig, apply_fn: Callable,
@@ -328,12 +364,14 @@ def seeds_em_step(cfg: LoopConfig, apply_fn: Callable,
     fn(state [S, ...], pool) -> (state, query [S, k], query_valid [S, k],
     metrics [S]); feed the answers back with `seeds_reveal`.
   """
-  def one(state, pool):
-    state, query, valid, metrics = em_step(cfg, apply_fn, optimizer, state,
-                                           pool, mesh)
-    metrics['num_queried'] = jnp.sum(valid)
-    return state, query, valid, metrics
-  return over_seeds(one, mesh, strategy)
+  def make(m):
+    def one(state, pool):
+      state, query, valid, metrics = em_step(cfg, apply_fn, optimizer, state,
+                                             pool, m)
+      metrics['num_queried'] = jnp.sum(valid)
+      return state, query, valid, metrics
+    return one
+  return over_seeds(make, mesh, strategy)
 
 
 seeds_reveal = jax.vmap(reveal)

@@ -242,6 +242,30 @@ def _cluster_from_env() -> dict[str, Any]:
           'process_id': int(values[2])}
 
 
+def set_cpu_devices(count: int) -> None:
+  """Splits the CPU into `count` JAX devices (0: leave JAX's default).
+
+  It must run before JAX starts its backends (the first computation or
+  device query); on an accelerator host it only shapes the unused CPU
+  backend. Several CPU devices run their programs concurrently, one per
+  core, which `loop.over_seeds` uses to run seeds in parallel.
+
+  Raises:
+    ConfigError: JAX already started with a different CPU device count.
+  """
+  if count <= 0:
+    return
+  try:
+    jax.config.update('jax_num_cpu_devices', count)
+  except RuntimeError:  # Backends already up: fine if they agree.
+    have = len(jax.devices('cpu'))
+    if have != count:
+      raise ConfigError(
+          f'config.cpu_devices={count}, but JAX already started with {have} '
+          'CPU device(s); set it before any JAX computation in this process '
+          '(launch/train.py does)') from None
+
+
 def initialize_distributed(distributed: bool) -> None:
   """`jax.distributed.initialize()` when asked, once, before any computation.
 

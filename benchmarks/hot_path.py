@@ -29,8 +29,12 @@ Benchmarks (all on the paper's CNN with random 28x28x1 inputs unless noted):
   all-data semi-supervision, max-entropy acquisition, T=100 on the labelled
   slots, T'=10 on the pool), one seed, at pool 6,000 and (GPU or --full)
   60,000.
-* `seeds_vmap`: sequential / vmapped wall time of S seeds for a few
-  iterations, on Yin-Yang (active_semi) and on an MNIST-small CNN run.
+* `seeds_vmap`: wall time of S single-seed runs one after another (one
+  device each) over that of one S-seed run, compiled once: on Yin-Yang the
+  whole Table 1 DeepBASS run (active_semi, iteration 0's 100 epochs and 72
+  iterations), on MNIST a few iterations of a small CNN run. The S-seed run
+  spreads its seeds over all devices (on a CPU, --cpu_devices cores, each
+  running S/D seeds); `seeds_vmap_one_device` is it on one device.
 * `roofline_fp32`, `roofline_tf32` (GPU only): achieved FLOP/s of mc_sweep
   and iteration over the peak, with SPEC §5's 5.66 MFLOP per forward and 3x
   that per training sample.
@@ -77,6 +81,7 @@ from bass_jax import experiment
 from bass_jax import loop
 from bass_jax import mc_dropout
 from bass_jax import models
+from bass_jax import sharding
 from bass_jax import training
 from configs import common
 from configs import yinyang
@@ -136,8 +141,13 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                  help='timed iterations after iteration 0 (default 2)')
   # Seeds.
   p.add_argument('--num_seeds', type=int, default=4)
+  p.add_argument('--cpu_devices', type=int, default=None,
+                 help='JAX devices to split the CPU into (default: the '
+                 'largest divisor of --num_seeds up to the core count); '
+                 'only seeds_vmap uses more than the first')
   p.add_argument('--yinyang_iterations', type=int, default=None,
-                 help='iterations per Yin-Yang run (default 6)')
+                 help='iterations per Yin-Yang run (default 73: the whole '
+                 'Table 1 run, iteration 0 and 72 more)')
   p.add_argument('--mnist_small_pool', type=int, default=None,
                  help='pool of the MNIST-small seeds run (default 256 '
                  'CPU, 2,000 GPU)')
@@ -178,7 +188,7 @@ def fill_defaults(args: argparse.Namespace, on_gpu: bool) -> None:
       'test_size': 128 if quick else 10_000,
       # ~30-40 s per 6,000-image iteration on 2 CPU cores.
       'iteration_repeats': 1 if quick else (3 if on_gpu else 2),
-      'yinyang_iterations': 2 if quick else 6,
+      'yinyang_iterations': 2 if quick else 73,
       # 8 CNN runs (S vmapped + S single-seed) must fit the CPU budget, and
       # the seed-vmapped MC sweep runs ~3x slower than sequential seeds there
       # (XLA:CPU grouped convolutions), so the CPU pool is small.
@@ -711,63 +721,92 @@ def mnist_small_dataset(args, n: int, test: int,
   return ds, 'random images'
 
 
-def run_steps(step: Callable, state_host, pool, iterations: int) -> None:
+def run_steps(step: Callable, state_host, pool, iterations: int,
+              placement) -> None:
   """`iterations` steps from a fresh device copy of a host state.
 
-  The step donates its state, so every timed run starts from its own copy;
-  the metrics are fetched every iteration as the real host loop does.
+  The step donates its state, so every timed run starts from its own copy
+  (put where `placement` says: a device or a pytree of shardings); the
+  metrics are fetched every iteration as the real host loop does.
   """
-  state = jax.device_put(state_host)
+  state = jax.device_put(state_host, placement)
   for _ in range(iterations):
     state, metrics = step(state, pool)
     jax.device_get(metrics)
   jax.block_until_ready(state)
 
 
+def seed_layouts(num_seeds: int) -> list[tuple[str, list, str]]:
+  """(benchmark name, devices, mesh_shape) of each S-seed layout to time.
+
+  `seeds_vmap` is the S seeds over every device (the 'seed' axis: on a CPU
+  split into cores by --cpu_devices, each core runs its S/D seeds);
+  `seeds_vmap_one_device` is the same S-seed program on one device, shown
+  when there are several.
+  """
+  devices = jax.devices()
+  if len(devices) == 1 or num_seeds % len(devices):
+    return [('seeds_vmap', devices[:1], 'data:-1')]
+  return [('seeds_vmap', devices, f'seed:{len(devices)}'),
+          ('seeds_vmap_one_device', devices[:1], 'data:-1')]
+
+
 def bench_seeds(args, em: Emitter, name: str, config, ds: data_lib.Dataset,
                 iterations: int, repeats: int, warmup: int,
                 data_note: str) -> None:
-  """Wall time of S seeds vmapped vs S single-seed runs, one after another."""
-  s = args.num_seeds
-  config.num_seeds = s
-  vm = experiment.build(config, ds)
-  vm_host = jax.device_get(vm.state)
-  vm_step, vm_compile = compile_aot(vm.step, vm.state, vm.pool)
+  """Wall time of S seeds in one run vs S single-seed runs, one after another.
 
+  The single-seed runs use one device, as a user's separate runs would.
+  """
+  s = args.num_seeds
   # One compiled single-seed program serves every seed: the shapes agree.
+  first = jax.devices()[:1]
   singles = []
   for j in range(s):
     c = config.copy_and_resolve_references()
     c.num_seeds = 1
     c.seed = config.seed + j
-    singles.append(experiment.build(c, ds))
+    singles.append(experiment.build(c, ds, devices=first))
   one_step, one_compile = compile_aot(singles[0].step, singles[0].state,
                                       singles[0].pool)
   one_hosts = [jax.device_get(r.state) for r in singles]
   pool = singles[0].pool
 
-  log(f'seeds_vmap {name}: compiled ({vm_compile:.1f}s, {one_compile:.1f}s)')
-  vm_seconds = time_runs(
-      lambda: run_steps(vm_step, vm_host, vm.pool, iterations), repeats,
-      warmup)
-
   def sequential():
     for host in one_hosts:
-      run_steps(one_step, host, pool, iterations)
+      run_steps(one_step, host, pool, iterations, first[0])
 
   seq_seconds = time_runs(sequential, repeats, warmup)
-  vm_s, seq_s = statistics.median(vm_seconds), statistics.median(seq_seconds)
-  em.emit('seeds_vmap', _round(seq_s / vm_s), 'x (sequential/vmapped)',
-          compile_s=_round(vm_compile), compile_single_s=_round(one_compile),
-          dataset=name, data=data_note, model=config.model, num_seeds=s,
-          iterations=iterations, pool_size=int(ds.x_train.shape[0]),
-          test_size=int(ds.x_test.shape[0]), wall_vmapped_s=_round(vm_s),
-          wall_sequential_s=_round(seq_s),
-          samples_vmapped_s=[_round(x) for x in vm_seconds],
-          samples_sequential_s=[_round(x) for x in seq_seconds],
-          stat=f'median of {repeats}', warmup_runs=warmup,
-          config_arg=getattr(config, 'variant', ''))
-  log(f'seeds_vmap {name}: vmapped {vm_s:.2f}s, sequential {seq_s:.2f}s')
+  seq_s = statistics.median(seq_seconds)
+  log(f'seeds {name}: {s} single-seed runs {seq_s:.2f}s '
+      f'(compiled in {one_compile:.1f}s)')
+
+  for benchmark, devices, mesh_shape in seed_layouts(s):
+    c = config.copy_and_resolve_references()
+    c.num_seeds = s
+    c.mesh_shape = mesh_shape
+    vm = experiment.build(c, ds, devices=devices)
+    vm_host = jax.device_get(vm.state)
+    vm_step, vm_compile = compile_aot(vm.step, vm.state, vm.pool)
+    shardings = jax.tree_util.tree_map(lambda a: a.sharding, vm.state)
+    vm_seconds = time_runs(
+        lambda: run_steps(vm_step, vm_host, vm.pool, iterations, shardings),
+        repeats, warmup)
+    vm_s = statistics.median(vm_seconds)
+    em.emit(benchmark, _round(seq_s / vm_s), 'x (sequential/vmapped)',
+            compile_s=_round(vm_compile), compile_single_s=_round(one_compile),
+            dataset=name, data=data_note, model=config.model, num_seeds=s,
+            devices=len(devices), mesh_shape=mesh_shape,
+            seed_strategy=experiment.seed_strategy(c, vm.mesh),
+            iterations=iterations, pool_size=int(ds.x_train.shape[0]),
+            test_size=int(ds.x_test.shape[0]), wall_vmapped_s=_round(vm_s),
+            wall_sequential_s=_round(seq_s),
+            samples_vmapped_s=[_round(x) for x in vm_seconds],
+            samples_sequential_s=[_round(x) for x in seq_seconds],
+            stat=f'median of {repeats}', warmup_runs=warmup,
+            config_arg=getattr(config, 'variant', ''))
+    log(f'{benchmark} {name}: {s} seeds on {len(devices)} device(s) '
+        f'{vm_s:.2f}s vs {seq_s:.2f}s sequential')
 
 
 def bench_all_seeds(args, em: Emitter) -> None:
@@ -896,8 +935,19 @@ def library_defaults() -> dict[str, Any]:
           'acquisition': c.acquisition}
 
 
+def default_cpu_devices(num_seeds: int) -> int:
+  """The largest divisor of num_seeds up to the core count."""
+  cores = os.cpu_count() or 1
+  return max(d for d in range(1, min(cores, num_seeds) + 1)
+             if num_seeds % d == 0)
+
+
 def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
   args = parse_args(argv)
+  if args.cpu_devices is None:
+    args.cpu_devices = default_cpu_devices(args.num_seeds)
+  # Before JAX starts (it only shapes the CPU backend on an accelerator).
+  sharding.set_cpu_devices(args.cpu_devices)
   dev = jax.devices()[0]
   on_gpu = dev.platform == 'gpu'
   fill_defaults(args, on_gpu)

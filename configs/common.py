@@ -108,6 +108,11 @@ def base_config() -> ml_collections.ConfigDict:
   # 'axis:size' pairs over axes 'seed' and 'data', one size may be -1.
   c.mesh_shape = 'data:-1'     # e.g. 'seed:4', 'data:2,seed:2'.
   c.distributed = False        # jax.distributed.initialize() (multi-host).
+  # CPU only: split the host's cores into this many JAX devices (0: JAX's
+  # default, one). With mesh_shape='seed:-1' each device (core) then runs
+  # its own seeds: small models (the toy MLP) use the cores far better
+  # than one program's intra-op threads do.
+  c.cpu_devices = 0
   # Host side.
   c.checkpoint_every = 10
   c.keep_checkpoints = 3

@@ -28,8 +28,13 @@ NUM_STEPS = 4  # Iterations 0..3: the initial phase, two queries, D grows.
 
 
 def toy_config(mesh_shape: str):
-  """Yin-Yang active_semi shrunk: 4 seeds, short training, small chunks."""
+  """Yin-Yang active_semi shrunk: 4 seeds, short training, small chunks.
+
+  `mesh_shape` may end in '/map' or '/vmap' to set config.seed_strategy.
+  """
+  mesh_shape, _, strategy = mesh_shape.partition('/')
   config = yinyang.get_config('active_semi')
+  config.seed_strategy = strategy or 'auto'
   config.num_iterations = NUM_STEPS
   config.initial_epochs = 10
   config.num_seeds = 4
@@ -66,6 +71,7 @@ def placement(run, state) -> dict:
 def run_toy(mesh_shape: str) -> dict:
   """NUM_STEPS iterations of the toy on `mesh_shape`; JSON-ready results."""
   r = experiment.build(toy_config(mesh_shape), toy_dataset())
+  hlo = r.step.lower(r.state, r.pool).compile().as_text()
   state, metrics = r.state, []
   for _ in range(NUM_STEPS):
     state, m = r.step(state, r.pool)
@@ -76,6 +82,7 @@ def run_toy(mesh_shape: str) -> dict:
            'kernel': state.train.params['Dense_1']['kernel']}
   return {'mesh_shape': mesh_shape, 'mesh': dict(r.mesh.shape),
           'num_compiles': r.step._cache_size(),  # pylint: disable=W0212
+          'all_reduces': hlo.count(' all-reduce('),
           'metrics': metrics,
           'final': {k: np.asarray(jax.device_get(v)).tolist()
                     for k, v in final.items()},

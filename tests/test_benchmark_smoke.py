@@ -1,6 +1,7 @@
 """Smoke test of benchmarks/hot_path.py: --quick runs and prints JSON lines."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -57,6 +58,14 @@ def test_quick_run_prints_valid_json_lines(tmp_path):
       assert r['value'] is None and r['skipped']
     elif not r.get('skipped'):
       assert isinstance(r['value'], (int, float)) and r['value'] > 0, r
+
+  # With 2+ cores the toy's seeds also run one core each ('seed' axis over
+  # CPU devices), next to the same program on one device.
+  if (os.cpu_count() or 1) >= 2:
+    toy = {r['benchmark']: r for r in rows if r.get('dataset') == 'yinyang'}
+    assert toy['seeds_vmap']['mesh_shape'] == 'seed:2'
+    assert toy['seeds_vmap']['devices'] == 2
+    assert toy['seeds_vmap_one_device']['devices'] == 1
 
   # --out appends exactly the printed lines.
   assert out.read_text().splitlines() == lines

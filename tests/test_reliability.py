@@ -232,6 +232,28 @@ def test_sigkill_and_damage_then_resume_is_identical(tmp_path, env,
   assert_same_run(workdir, reference)
 
 
+def test_seeds_over_cpu_cores_equal_one_device(tmp_path, env, reference):
+  """--config.cpu_devices=2 with 'seed:2': the 2 seeds run on their own
+  CPU devices (launch/train.py sets the count before JAX starts) and give
+  the one-device run's rows (floats to 1e-5: per-seed programs differ)."""
+  workdir = tmp_path / 'run'
+  result = train(workdir, ['--config.cpu_devices=2',
+                           '--config.mesh_shape=seed:2'], env=env)
+  assert result.returncode == 0, result.stderr
+  got = sorted(map(json.loads, metric_lines(workdir)),
+               key=lambda r: (r['iteration'], r['seed']))
+  want = sorted(map(json.loads, metric_lines(reference)),
+                key=lambda r: (r['iteration'], r['seed']))
+  assert len(got) == len(want) == ROWS
+  for g, w in zip(got, want):
+    assert g.keys() == w.keys()
+    for name, value in w.items():
+      if isinstance(value, float):
+        assert g[name] == pytest.approx(value, abs=1e-5), (name, w)
+      else:
+        assert g[name] == value, (name, w)
+
+
 def test_nan_loss_stops_with_one_line_and_keeps_last_checkpoint(
     tmp_path, env, reference):
   workdir = tmp_path / 'run'
@@ -350,6 +372,8 @@ CASES = [
          ('config.gt_upsample=0',), workdir='fresh'),
     Case('more_initial_labels_than_exist', ('--config.initial_per_class=600',),
          ('config.initial_per_class=600', 'only 500')),
+    Case('negative_cpu_devices', ('--config.cpu_devices=-2',),
+         ('config.cpu_devices=-2',)),
     Case('dropout_rate_one', ('--config.dropout_rate=1.0',),
          ('config.dropout_rate=1.0',)),
     Case('unknown_acquisition', ('--config.acquisition=entropyy',),

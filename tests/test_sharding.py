@@ -25,7 +25,7 @@ from bass_jax import experiment
 from bass_jax import sharding
 from bass_jax.errors import ConfigError
 
-MESHES = ('data:4', 'data:2,seed:2')
+MESHES = ('data:4', 'data:2,seed:2', 'seed:4', 'seed:4/map')
 COUNTS = ('iteration', 'num_labels', 'num_train', 'num_pseudo',
           'num_queried')
 
@@ -81,6 +81,15 @@ def test_build_refuses_a_mesh_that_does_not_fit():
   config.mesh_shape = 'data:1,gpu:1'
   with pytest.raises(ConfigError, match="'gpu:1' is not axis:size"):
     experiment.validate_config(config)
+
+
+def test_cpu_devices_are_fixed_once_jax_has_started():
+  n = len(jax.devices('cpu'))
+  sharding.set_cpu_devices(0)  # JAX's default: nothing to do.
+  sharding.set_cpu_devices(n)  # Agrees with the running backend.
+  with pytest.raises(ConfigError, match=rf'config.cpu_devices={n + 1}, but '
+                     rf'JAX already started with {n} CPU device'):
+    sharding.set_cpu_devices(n + 1)
 
 
 @pytest.fixture(scope='module')
@@ -146,3 +155,17 @@ def test_state_is_split_over_seeds(runs):
   assert both['kernel_shards'] == [[2, 50, 50]] * 4
   data4 = results['data:4']['placement']
   assert data4['labelled_shards'] == [[4, 96]] * 4
+  for mesh_shape in ('seed:4', 'seed:4/map'):
+    seeds4 = results[mesh_shape]['placement']
+    assert seeds4['state_specs'] == [['seed']]
+    assert seeds4['labelled_shards'] == [[1, 96]] * 4
+
+
+def test_seed_devices_run_without_collectives(runs):
+  """With 'data' = 1 each device runs its seeds alone (a shard_map): no
+  all-reduce anywhere, where seeds vmapped over a sharded axis all-reduce
+  every training-loop condition."""
+  _, results = runs
+  assert results['seed:4']['all_reduces'] == 0
+  assert results['seed:4/map']['all_reduces'] == 0
+  assert results['data:2,seed:2']['all_reduces'] > 0
