@@ -44,9 +44,9 @@ Benchmarks (all on the paper's CNN with random 28x28x1 inputs unless noted):
 
 Each measurement runs once untimed (warm-up), then `repeats` times; the
 median is reported and every sample is listed in `samples`. Exceptions, to
-fit ~5 minutes on 2 CPU cores: an iteration's warm-up is iteration 0, and on
-a CPU the MNIST-small seeds runs are timed once without warm-up (see
-`warmup_runs`). Default sizes differ by platform (a GPU gets larger pools and
+fit ~5 minutes on 2 CPU cores: an iteration's warm-up is iteration 0, the
+seeds runs (compiled ahead of time) have no warm-up run, and on a CPU the
+MNIST-small ones are timed once (see `warmup_runs`). Default sizes differ by platform (a GPU gets larger pools and
 the 60,000-image iteration); every line states the sizes it used.
 
   /work/venv/bin/python benchmarks/hot_path.py \
@@ -816,7 +816,7 @@ def bench_all_seeds(args, em: Emitter) -> None:
     config.initial_epochs = 5
     config.mc_passes_gt = 10
   bench_seeds(args, em, 'yinyang', config, yinyang_dataset(config.data_seed),
-              args.yinyang_iterations, args.repeats, 1, 'load_yinyang')
+              args.yinyang_iterations, args.repeats, 0, 'load_yinyang')
 
   if args.quick:
     # Two more CNN-loop compilations would not fit a < 60 s smoke run.
