@@ -34,6 +34,9 @@ import time
 from typing import Any, Optional
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / 'benchmarks'))
+
+import hot_path  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -52,17 +55,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   return p.parse_args(argv)
 
 
-def cores_for(num_seeds: int) -> int:
-  """The largest divisor of num_seeds up to the core count."""
-  cores = os.cpu_count() or 1
-  return max(d for d in range(1, min(cores, num_seeds) + 1)
-             if num_seeds % d == 0)
-
-
 def layout_flags(layout: str, num_seeds: int) -> list[str]:
   if layout == 'one_device':
     return []
-  d = cores_for(num_seeds)
+  d = hot_path.default_cpu_devices(num_seeds)
   return [f'--config.cpu_devices={d}', f'--config.mesh_shape=seed:{d}']
 
 
