@@ -24,6 +24,7 @@ import numpy as np
 from bass_jax import checkpoint
 from bass_jax import data as data_lib
 from bass_jax import loop
+from bass_jax import mc_dropout
 from bass_jax import models
 from bass_jax import oracle
 from bass_jax import sharding
@@ -50,6 +51,7 @@ CHOICES = {
     'dropout_bits': (8, 16, 32),
     'mask_impl': models.MASK_IMPLS,
     'conv_impl': models.CONV_IMPLS,
+    'mc_precision': mc_dropout.MC_PRECISIONS,
 }
 POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
             'query_size', 'gt_upsample', 'batch_size', 'mc_passes_gt',
@@ -61,6 +63,9 @@ POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
 # more GPUs, or with TensorBoard logging switched.
 PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'seed_strategy',
                     'tensorboard', 'conv_impl', 'cpu_devices')
+# Fields added after workdirs were first written, with the value an older
+# config.json without them ran with.
+ADDED_FIELDS = {'mc_precision': 'default'}
 NON_NEGATIVE = ('num_iterations', 'epochs_per_iteration', 'pool_size',
                 'cpu_devices', 'label_budget', 'semi_start',
                 'test_size', 'seed', 'data_seed', 'mu', 'l2')
@@ -72,7 +77,7 @@ REAL_FIELDS = ('mu', 'l2', 'dropout_rate', 'learning_rate', 'pixel_scale',
                'negative_slope', 'paper_acc')
 STR_FIELDS = ('name', 'variant', 'dataset', 'data_dir', 'data_source',
               'model', 'semi', 'acquisition', 'oracle', 'prng_impl',
-              'seed_strategy', 'mask_impl', 'conv_impl')
+              'seed_strategy', 'mask_impl', 'conv_impl', 'mc_precision')
 _INT = ((int, np.integer), 'an int')
 _REAL = ((int, float, np.integer, np.floating), 'a number')
 _STR = ((str,), 'a string')
@@ -193,7 +198,7 @@ def loop_config(config: ml_collections.ConfigDict, pool_size: int,
       train_capacity=training.multiset_capacity(
           pool_size, labels, config.gt_upsample, config.semi != 'none',
           config.batch_size),
-      prng_impl=config.prng_impl)
+      prng_impl=config.prng_impl, mc_precision=config.mc_precision)
 
 
 def check_against_data(config: ml_collections.ConfigDict,
@@ -405,6 +410,7 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
       old = json.load(f)
   except (OSError, ValueError) as e:
     raise ConfigError(f'{path} is unreadable ({e}); use a new --workdir')
+  old = {**ADDED_FIELDS, **old}
   new = json.loads(json.dumps(config.to_dict()))
   diff = sorted(k for k in set(old) | set(new)
                 if old.get(k) != new.get(k) and k not in PLACEMENT_FIELDS)

@@ -95,6 +95,7 @@ class LoopConfig:
   label_capacity: int = 310
   train_capacity: int = 66560
   prng_impl: str = 'threefry2x32'
+  mc_precision: str = 'default'  # See `mc_dropout.with_precision`.
 
   @property
   def score_names(self) -> tuple[str, ...]:
@@ -193,12 +194,13 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
       mesh, apply_fn, params, pool.test_x, pool.test_y, cfg.eval_chunk_size)
 
   # 3. MC inference: T passes on X (theta), T' passes on the whole pool.
+  sweep_fn = mc_dropout.with_precision(apply_fn, cfg.mc_precision)
   gt_idx, gt_valid = selection.labelled_slots(labelled, cfg.label_capacity)
   gt_x = sharding.gather_rows(mesh, pool.x, gt_idx)
-  gt = mc_dropout.mc_sweep(apply_fn, params, gt_x, keys['gt'],
+  gt = mc_dropout.mc_sweep(sweep_fn, params, gt_x, keys['gt'],
                            cfg.mc_passes_gt, cfg.chunk_size, indices=gt_idx)
   theta = selection.threshold_theta(gt['entropy'], gt_valid)
-  sweep = mc_dropout.data_parallel_sweep(mesh, apply_fn, params, pool.x,
+  sweep = mc_dropout.data_parallel_sweep(mesh, sweep_fn, params, pool.x,
                                          keys['pool'], cfg.mc_passes_pool,
                                          cfg.chunk_size, cfg.score_names)
   unlabelled = ~labelled

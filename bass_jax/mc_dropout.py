@@ -54,6 +54,49 @@ def mc_probs(apply_fn: ApplyFn, params, x: jax.Array,
   return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
 
+MC_PRECISIONS = ('default', 'float32', 'tensorfloat32', 'bfloat16')
+
+
+def _to_bfloat16(a: jax.Array) -> jax.Array:
+  return a.astype(jnp.bfloat16) if jnp.issubdtype(a.dtype,
+                                                  jnp.floating) else a
+
+
+def with_precision(apply_fn: ApplyFn, precision: str) -> ApplyFn:
+  """`apply_fn` computing at `precision`, for the MC sweeps.
+
+  Args:
+    apply_fn: the model's forward pass.
+    precision: 'default': the platform's default for float32 matmuls and
+      convolutions (full float32 on a CPU; TF32 on Ampere and later NVIDIA
+      GPUs; bfloat16 passes on a TPU). 'float32' / 'tensorfloat32': that
+      matmul precision (`jax.default_matmul_precision`), inputs and
+      parameters stay float32. 'bfloat16': parameters and inputs cast to
+      bfloat16, so every activation is bfloat16 too (half the memory
+      traffic; bf16 tensor cores).
+
+  Returns:
+    apply(params, x, key) -> logits; float32 logits for 'bfloat16', so the
+    softmax and every statistic of the sweep stay float32.
+  """
+  if precision not in MC_PRECISIONS:
+    raise ValueError(f'unknown precision {precision!r}; known: '
+                     f'{MC_PRECISIONS}')
+  if precision == 'default':
+    return apply_fn
+  if precision == 'bfloat16':
+    def apply_bf16(params, x, key=None):
+      params = jax.tree_util.tree_map(_to_bfloat16, params)
+      return apply_fn(params, _to_bfloat16(x), key).astype(jnp.float32)
+    return apply_bf16
+
+  def apply_at(params, x, key=None):
+    # Resolved while tracing: the dots and convolutions traced here carry it.
+    with jax.default_matmul_precision(precision):
+      return apply_fn(params, x, key)
+  return apply_at
+
+
 def chunk_starts(n: int, chunk_size: int) -> jax.Array:
   """Start rows of the chunks covering [0, n): [ceil(n / chunk)] int32.
 

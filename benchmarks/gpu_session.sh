@@ -14,10 +14,12 @@
 #   bench       benchmarks/hot_path.py (GPU defaults, rooflines) + nvidia-smi
 #   protocol1   the full protocol, 1 seed
 #   protocol10  the full protocol, 10 seeds vmapped
+#   precision   benchmarks/mc_precision.py: MNIST `small`, 10 seeds, the MC
+#               sweeps at float32 / TF32 / bfloat16 (accuracy effect)
 # Everything lands in $OUT; copy it to benchmarks/results/ with the command.
 # EXTRA="--config.x=y ..." adds flags to the protocol runs (smoke tests).
 set -euo pipefail
-stage="${1:?usage: gpu_session.sh bench|protocol1|protocol10}"
+stage="${1:?usage: gpu_session.sh bench|protocol1|protocol10|precision}"
 out="${OUT:-/tmp/gpu_session_out}"
 mkdir -p "$out"
 if compgen -G ".whl/*.whl" > /dev/null; then
@@ -49,5 +51,11 @@ case "$stage" in
     ;;
   protocol1) protocol 1 ;;
   protocol10) protocol 10 ;;
+  precision)
+    python3 benchmarks/mc_precision.py \
+        --config=configs/mnist.py:alldata_maxent,small --num_seeds=10 \
+        --precisions=float32,tensorfloat32,bfloat16 \
+        --out="$out/mc_precision.jsonl" 2>&1 | tee "$out/mc_precision.log"
+    ;;
   *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac

@@ -15,6 +15,10 @@ Benchmarks (all on the paper's CNN with random 28x28x1 inputs unless noted):
   every mask source: the keyed hash (mask_impl 'hash') and jax.random.bits
   (mask_impl 'prng', PRNG impl threefry2x32 or rbg), each with
   dropout_bits in (32, 16, 8); `default: true` marks the library's default.
+* `mc_sweep_precision`: the default sweep with `mc_precision` 'bfloat16'
+  (and on a GPU 'float32' and 'tensorfloat32'; the platform default, i.e.
+  `mc_sweep`, is TF32 there), with its ratio to `mc_sweep`.
+  `benchmarks/mc_precision.py` measures what it does to a run's accuracy.
 * `mc_sweep_memory`: XLA's compiled memory analysis of the sweep at pool
   6,000 and 60,000 (temporaries vs arguments: the pool).
 * `deterministic_forward`: forwards/s with dropout off (`predict_logits`) on
@@ -372,6 +376,48 @@ def bench_mc(args, em: Emitter, defaults: dict[str, Any]) -> dict[str, float]:
             mask_impl=defaults['mask_impl'], prng_impl=defaults['prng_impl'])
   bench_sweep_memory(args, em, defaults)
   return results
+
+
+def bench_mc_precision(args, em: Emitter, defaults: dict[str, Any],
+                       default_rate: float, on_gpu: bool) -> dict[str, float]:
+  """`mc_sweep_precision`: the default-mask sweep at each `mc_precision`.
+
+  On a GPU 'float32', 'tensorfloat32' and 'bfloat16' (the platform default,
+  timed as `mc_sweep`, is TF32 on recent NVIDIA GPUs); on a CPU, where
+  float32 is the default and TF32 does not exist, 'bfloat16' only.
+
+  Returns:
+    {precision: forwards/s}.
+  """
+  precisions = (('float32', 'tensorfloat32', 'bfloat16') if on_gpu else
+                ('bfloat16',))
+  n, t = args.pool_size, args.T
+  chunk = min(args.chunk, n)
+  x = random_images(jax.random.key(args.seed), n)
+  model = models.build_model('cnn', NUM_CLASSES,
+                             dropout_bits=defaults['dropout_bits'],
+                             mask_impl=defaults['mask_impl'])
+  params = model.init(jax.random.key(args.seed), x[:1])
+  key = jax.random.key(args.seed + 1, impl=defaults['prng_impl'])
+  rates = {}
+  for precision in precisions:
+    sweep = jax.jit(functools.partial(
+        mc_dropout.mc_sweep, mc_dropout.with_precision(model.apply,
+                                                       precision),
+        num_passes=t, chunk_size=chunk,
+        score_names=(defaults['acquisition'],)))
+    compiled, compile_s = compile_aot(sweep, params, x, key)
+    seconds = time_runs(lambda c=compiled: jax.block_until_ready(
+        c(params, x, key)), args.repeats)
+    fields = rate_fields(n * t, seconds)
+    value = fields.pop('value')
+    rates[precision] = value
+    em.emit('mc_sweep_precision', value, 'forwards/s', precision=precision,
+            vs_default=_round(value / default_rate) if default_rate else None,
+            compile_s=_round(compile_s), pool_size=n, T=t, chunk=chunk,
+            gflops=_round(value * FLOP_PER_FORWARD / 1e9), **fields)
+    log(f'mc_sweep precision={precision}: {value:.0f} forwards/s')
+  return rates
 
 
 def bench_sweep_memory(args, em: Emitter, defaults: dict[str, Any]) -> None:
@@ -968,6 +1014,11 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
       emit_rooflines(args, em, 'mc_sweep', mc['mc_sweep'] * FLOP_PER_FORWARD,
                      dropout_bits=defaults['dropout_bits'],
                      prng_impl=defaults['prng_impl'], pool_size=args.pool_size)
+    rates = bench_mc_precision(args, em, defaults, mc.get('mc_sweep'),
+                               on_gpu)
+    for precision, rate in rates.items() if on_gpu else ():
+      emit_rooflines(args, em, f'mc_sweep_precision {precision}',
+                     rate * FLOP_PER_FORWARD, pool_size=args.pool_size)
   if 'train' in args.only:
     train_rate = bench_train(args, em, defaults)
     bench_train_epoch(args, em, defaults, train_rate)

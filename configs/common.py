@@ -104,6 +104,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.mc_passes_pool = 10        # T', on the pool.
   c.chunk_size = 1000          # Pool samples per MC chunk (memory bound).
   c.eval_chunk_size = 2000
+  c.mc_precision = 'default'   # MC sweeps' matmuls: 'default' (platform:
+                               # TF32 on recent NVIDIA GPUs, fp32 on CPU),
+                               # 'float32', 'tensorfloat32' or 'bfloat16'.
   # Devices (see bass_jax/sharding.py): the mesh axis sizes, comma-separated
   # 'axis:size' pairs over axes 'seed' and 'data', one size may be -1.
   c.mesh_shape = 'data:-1'     # e.g. 'seed:4', 'data:2,seed:2'.

@@ -11,7 +11,8 @@ SCRIPT = REPO / 'benchmarks' / 'hot_path.py'
 
 EXPECTED = ('mc_sweep', 'deterministic_forward', 'mc_to_deterministic_ratio',
             'train_step', 'iteration', 'seeds_vmap', 'torch_mc_sweep',
-            'torch_train_step', 'mc_sweep_memory', 'train_step_dispatched')
+            'torch_train_step', 'mc_sweep_memory', 'train_step_dispatched',
+            'mc_sweep_precision')
 
 
 def test_quick_run_prints_valid_json_lines(tmp_path):
@@ -69,3 +70,25 @@ def test_quick_run_prints_valid_json_lines(tmp_path):
 
   # --out appends exactly the printed lines.
   assert out.read_text().splitlines() == lines
+
+
+def test_mc_precision_compares_paired_runs(tmp_path):
+  """benchmarks/mc_precision.py on a tiny toy run: two precisions, paired."""
+  tiny = ('--config.num_iterations=2 --config.initial_epochs=5 '
+          '--config.mc_passes_gt=10')
+  proc = subprocess.run(
+      [sys.executable, str(REPO / 'benchmarks' / 'mc_precision.py'),
+       '--num_seeds=2', f'--workdir={tmp_path}', f'--extra={tiny}'],
+      capture_output=True, text=True, cwd=str(REPO), timeout=600,
+      check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = [json.loads(l) for l in proc.stdout.splitlines() if l.strip()]
+  assert [(r['benchmark'], r['precision']) for r in rows] == [
+      ('mc_precision_run', 'default'), ('mc_precision_run', 'bfloat16'),
+      ('mc_precision_effect', 'bfloat16')]
+  effect = rows[-1]
+  assert set(effect['per_seed_diff']) == {'0', '1'}
+  # The bf16 sweeps really ran: the E-step statistics moved.
+  assert 0 < effect['theta_max_abs_diff'] < 0.5
+  assert json.loads((tmp_path / 'bfloat16' / 'config.json').read_text())[
+      'mc_precision'] == 'bfloat16'

@@ -70,6 +70,22 @@ def test_mapped_seeds_equal_vmapped_seeds(toy):
   np.testing.assert_array_equal(vstate.labelled, mstate.labelled)
 
 
+def test_bfloat16_sweeps_change_the_run_only_slightly(toy):
+  """mc_precision='bfloat16': the MC sweeps run in bf16, training in fp32.
+
+  Same seeds as float32: theta and the pool entropy within 2e-2 at every
+  iteration, and the run still learns. (The queries may differ: the top-k
+  of near-equal entropies can flip at bf16's 8 significant bits.)
+  """
+  _, _, full = run_metrics(tiny_config(), toy, 3)
+  _, _, half = run_metrics(tiny_config(mc_precision='bfloat16'), toy, 3)
+  for f, h in zip(full, half):
+    for name in ('theta', 'pool_entropy'):
+      np.testing.assert_allclose(h[name], f[name], atol=2e-2, err_msg=name)
+    assert not np.array_equal(h['theta'], f['theta'])
+  assert min(half[-1]['val_acc']) > 0.7
+
+
 @pytest.mark.parametrize('variant', ['active_semi', 'active'])
 def test_end_to_end_toy_learns(toy, tmp_path, variant):
   config = tiny_config(variant, num_iterations=30, initial_epochs=20,

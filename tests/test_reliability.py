@@ -499,6 +499,19 @@ def test_validate_config_names_wrong_types(field, value, message):
     experiment.validate_config(ml_collections.ConfigDict(config))
 
 
+@pytest.mark.parametrize('field, value', [
+    ('mc_precision', 'fp8'),
+    ('conv_impl', 'winograd'),
+    ('semi', 'sometimes'),
+])
+def test_validate_config_names_the_allowed_choices(field, value):
+  config = toy_config()
+  config[field] = value
+  with pytest.raises(experiment.ConfigError,
+                     match=f"config.{field}='{value}' is not one of .*"):
+    experiment.validate_config(config)
+
+
 def test_validate_config_names_a_missing_field():
   config = toy_config().to_dict()
   del config['gt_upsample']

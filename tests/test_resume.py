@@ -58,6 +58,18 @@ def test_resume_after_crash_is_identical(tmp_path):
     np.testing.assert_array_equal(x, y)
 
 
+def test_workdir_from_before_a_field_was_added_is_accepted(tmp_path):
+  """A config.json without a later field ran with that field's default."""
+  config = small_config()
+  stored = json.loads(json.dumps(config.to_dict()))
+  del stored['mc_precision']
+  (tmp_path / 'config.json').write_text(json.dumps(stored))
+  experiment.check_workdir_config(str(tmp_path), config)
+  config.mc_precision = 'bfloat16'
+  with pytest.raises(ConfigError, match="mc_precision: 'default' there"):
+    experiment.check_workdir_config(str(tmp_path), config)
+
+
 def test_workdir_of_other_config_is_refused(tmp_path):
   ds = data.load_yinyang(num_per_class=60, seed=0)
   config = small_config()
