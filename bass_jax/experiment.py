@@ -33,6 +33,7 @@ from bass_jax import training
 from bass_jax import uncertainty
 from bass_jax.errors import BassError
 from bass_jax.errors import ConfigError
+from configs import common
 
 
 class TrainingDivergedError(BassError):
@@ -63,9 +64,6 @@ POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
 # more GPUs, or with TensorBoard logging switched.
 PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'seed_strategy',
                     'tensorboard', 'conv_impl', 'cpu_devices')
-# Fields added after workdirs were first written, with the value an older
-# config.json without them ran with.
-ADDED_FIELDS = {'mc_precision': 'default'}
 NON_NEGATIVE = ('num_iterations', 'epochs_per_iteration', 'pool_size',
                 'cpu_devices', 'label_budget', 'semi_start',
                 'test_size', 'seed', 'data_seed', 'mu', 'l2')
@@ -410,8 +408,10 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
       old = json.load(f)
   except (OSError, ValueError) as e:
     raise ConfigError(f'{path} is unreadable ({e}); use a new --workdir')
-  old = {**ADDED_FIELDS, **old}
+  # Fields added since the run was made take their defaults (as
+  # analysis.restored_run does): the run computed with those.
   new = json.loads(json.dumps(config.to_dict()))
+  old = {**json.loads(json.dumps(common.base_config().to_dict())), **old}
   diff = sorted(k for k in set(old) | set(new)
                 if old.get(k) != new.get(k) and k not in PLACEMENT_FIELDS)
   if diff:

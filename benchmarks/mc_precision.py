@@ -31,13 +31,14 @@ import json
 import os
 import pathlib
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from typing import Any, Optional
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / 'benchmarks'))
+
+import seeds_end_to_end  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -62,24 +63,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 def run_once(args, precision: str,
              workdir: pathlib.Path) -> tuple[float, dict, list[dict]]:
   """(wall seconds, summary.json, metrics.jsonl rows) of one run."""
-  cmd = [args.python, str(REPO / 'launch' / 'train.py'),
-         f'--config={args.config}', f'--config.seed={args.seed}',
-         f'--config.num_seeds={args.num_seeds}',
-         f'--config.mc_precision={precision}', f'--workdir={workdir}',
-         *args.extra.split()]
-  start = time.perf_counter()
-  proc = subprocess.run(cmd, cwd=str(REPO), capture_output=True, text=True,
-                        check=False)
-  wall = time.perf_counter() - start
-  if proc.returncode != 0:
-    sys.exit(f'run failed ({proc.returncode}): {" ".join(cmd)}\n'
-             f'{proc.stderr[-2000:]}')
-  summary = json.loads((workdir / 'summary.json').read_text())
+  wall, summary = seeds_end_to_end.timed_run(
+      args, workdir, args.seed, args.num_seeds,
+      (f'--config.mc_precision={precision}', *args.extra.split()))
   rows = [json.loads(line) for line in
           (workdir / 'metrics.jsonl').read_text().splitlines() if line]
-  print(f'[mc_precision] {precision}: {wall:.1f}s, val_acc '
-        f'{100 * summary["val_acc"]["mean"]:.2f}%', file=sys.stderr,
-        flush=True)
   return wall, summary, rows
 
 
@@ -99,16 +87,14 @@ def effect_line(ref: str, ref_run, precision: str, run) -> dict[str, Any]:
   ref_acc = ref_summary['val_acc']['per_seed']
   acc = summary['val_acc']['per_seed']
   diff = {k: round(100 * (acc[k] - ref_acc[k]), 3) for k in sorted(acc)}
-  last = max(r['iteration'] for r in rows)
-  ref_labels = by_seed_iteration(ref_rows, 'num_labels')
-  # Same label count at the end is implied by the protocol; whether the
-  # runs stayed identical shows in theta and the pool entropy.
+  fields = ('theta', 'pool_entropy', 'val_acc', 'num_labels')
+  new = {f: by_seed_iteration(rows, f) for f in fields}
+  old = {f: by_seed_iteration(ref_rows, f) for f in fields}
+  # A seed whose E-step statistics and accuracy never moved at all.
   identical = sum(
-      1 for s in {r['seed'] for r in rows}
-      if all(by_seed_iteration(rows, f).get((s, i)) ==
-             by_seed_iteration(ref_rows, f).get((s, i))
-             for f in ('theta', 'pool_entropy', 'val_acc')
-             for i in range(last + 1)))
+      1 for s in {seed for seed, _ in new['theta']}
+      if all(v == old[f].get(k) for f in fields[:3]
+             for k, v in new[f].items() if k[0] == s))
   values = list(diff.values())
   return {
       'benchmark': 'mc_precision_effect',
@@ -119,13 +105,11 @@ def effect_line(ref: str, ref_run, precision: str, run) -> dict[str, Any]:
       'std_of_diffs': round(statistics.stdev(values), 3) if len(values) > 1
                       else None,
       'max_abs_diff': round(max(abs(v) for v in values), 3),
-      'theta_max_abs_diff': round(max_abs_diff(
-          by_seed_iteration(rows, 'theta'),
-          by_seed_iteration(ref_rows, 'theta')), 5),
+      'theta_max_abs_diff': round(max_abs_diff(new['theta'], old['theta']),
+                                  5),
       'pool_entropy_max_abs_diff': round(max_abs_diff(
-          by_seed_iteration(rows, 'pool_entropy'),
-          by_seed_iteration(ref_rows, 'pool_entropy')), 5),
-      'num_labels_equal': by_seed_iteration(rows, 'num_labels') == ref_labels,
+          new['pool_entropy'], old['pool_entropy']), 5),
+      'num_labels_equal': new['num_labels'] == old['num_labels'],
       'seeds_identical_throughout': identical,
   }
 

@@ -76,8 +76,8 @@ def timed_run(args, workdir: pathlib.Path, seed: int, num_seeds: int,
     sys.exit(f'run failed ({proc.returncode}): {" ".join(cmd)}\n'
              f'{proc.stderr[-2000:]}')
   summary = json.loads((workdir / 'summary.json').read_text())
-  print(f'[seeds_end_to_end] seeds {seed}..{seed + num_seeds - 1}: '
-        f'{wall:.1f}s', file=sys.stderr, flush=True)
+  print(f'[train.py] seeds {seed}..{seed + num_seeds - 1} '
+        f'{" ".join(extra)}: {wall:.1f}s', file=sys.stderr, flush=True)
   return wall, summary
 
 
