@@ -575,9 +575,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
           state = answered_state(r, state, workdir, pending, log)
       if (i + 1) % config.checkpoint_every == 0 or i == total - 1:
         save(i + 1, state)
+      now = time.time()
+      if i == first:
+        first_done = now
       if i % config.log_every == 0 or i == total - 1:
-        log(progress_line(rows, i - first, total - first, time.time() - start,
-                          i, total))
+        log(progress_line(rows, i - first, total - first, first_done - start,
+                          now - first_done, i, total))
   if tb:
     tb.close()
   sharding.sync('metrics')  # Every process reads process 0's final rows.
@@ -673,19 +676,34 @@ def write_lines(path: str, lines: list[str]) -> None:
   os.replace(tmp, path)
 
 
-def progress_line(rows: list[dict], done: int, todo: int, elapsed: float,
-                  iteration: int, total: int) -> str:
+def progress_line(rows: list[dict], done: int, todo: int, first_s: float,
+                  steady_s: float, iteration: int, total: int) -> str:
   """'iter 12/72 val_acc 0.871±0.012 labels 32 train 540 | 3.1 it/s ETA 20s'.
 
-  The rate counts only this process's iterations (`done` of `todo`), so the
-  ETA stays right after a resume.
+  Args:
+    rows: this iteration's metrics rows, one per seed.
+    done: iterations this process ran before this one (0 for the first,
+      also after a resume, so the ETA stays right).
+    todo: iterations this process runs in all.
+    first_s: seconds from the start to the end of this process's first
+      iteration (loading, compilation and, at iteration 0, the initial
+      training).
+    steady_s: seconds since the end of that first iteration.
+    iteration, total: the run's iteration index and count.
+
+  The rate and ETA use only the iterations after the first: the first one
+  also pays for the compilation, which would make an average over it
+  overstate the time left many times over on a short run.
   """
   acc = np.array([r['val_acc'] for r in rows])
-  rate = (done + 1) / max(elapsed, 1e-9)
+  head = (f'iter {iteration}/{total - 1} val_acc {acc.mean():.4f}±'
+          f'{acc.std():.4f} labels {rows[0]["num_labels"]} train '
+          f'{rows[0]["num_train"]} theta {rows[0]["theta"]:.3f} | ')
+  if done == 0:
+    return head + f'first iteration {first_s:.1f}s (compilation included)'
+  rate = done / max(steady_s, 1e-9)
   eta = (todo - done - 1) / rate
-  return (f'iter {iteration}/{total - 1} val_acc {acc.mean():.4f}±{acc.std():.4f} '
-          f'labels {rows[0]["num_labels"]} train {rows[0]["num_train"]} '
-          f'theta {rows[0]["theta"]:.3f} | {rate:.2f} it/s ETA {eta:.0f}s')
+  return head + f'{rate:.2f} it/s ETA {eta:.0f}s'
 
 
 def write_json(path: str, obj: Any) -> None:
