@@ -65,10 +65,9 @@ def main(argv):
   overridden = _CONFIG.value
   workdir = _WORKDIR.value or launch_common.default_workdir(overridden)
   summaries = []
-  for arg in row_args(module, base_arg):
+  args = selected_rows(row_args(module, base_arg), _ROWS.value)
+  for k, arg in enumerate(args):
     name = arg.split(',')[0]
-    if _ROWS.value and name not in _ROWS.value:
-      continue
     config = module.get_config(arg)
     for key in cli_overrides():
       config[key] = overridden[key]
@@ -76,10 +75,11 @@ def main(argv):
     log = (lambda s: None) if _QUIET.value else launch_common.log_line
     done = finished_summary(row_dir, config)
     if done:
-      print(f'== {name}: already finished in {row_dir}', flush=True)
+      print(f'== {name} (row {k + 1}/{len(args)}): already finished in '
+            f'{row_dir}', flush=True)
       summaries.append(done)
       continue
-    print(f'== {name} -> {row_dir}', flush=True)
+    print(f'== {name} (row {k + 1}/{len(args)}) -> {row_dir}', flush=True)
     summaries.append(experiment.run(config, row_dir, log=log))
     print(launch_common.result_table(summaries[-1:]).splitlines()[-1],
           flush=True)
@@ -89,6 +89,21 @@ def main(argv):
   with open(os.path.join(workdir, 'summaries.json'), 'w') as f:
     json.dump(summaries, f, indent=2)
   print(table)
+
+
+def selected_rows(args: list[str], rows: list[str] | None) -> list[str]:
+  """The row args named in `rows` (all if None), in the sweep's order.
+
+  Raises:
+    ConfigError: a name in `rows` is not a row of the sweep.
+  """
+  from bass_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  names = [a.split(',')[0] for a in args]
+  unknown = [r for r in rows or [] if r not in names]
+  if unknown:
+    raise ConfigError(f'--rows: no row {", ".join(unknown)} in this sweep; '
+                      f'its rows: {", ".join(names)}')
+  return [a for a, n in zip(args, names) if not rows or n in rows]
 
 
 def finished_summary(row_dir: str, config) -> dict | None:

@@ -1,0 +1,53 @@
+"""launch/sweep.py: every row into one table, finished rows not rerun, and
+an unknown --rows name is a one-line error."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SWEEP = str(REPO / 'launch' / 'sweep.py')
+TINY = ['--config=' + str(REPO / 'configs' / 'yinyang.py'),
+        '--config.num_seeds=2', '--config.num_iterations=2',
+        '--config.initial_epochs=5', '--config.mc_passes_gt=10', '--quiet']
+
+
+def _sweep(workdir, *args):
+  env = {k: v for k, v in os.environ.items() if k != 'BASS_DEBUG'}
+  return subprocess.run([sys.executable, SWEEP, f'--workdir={workdir}',
+                         *TINY, *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_sweep_table_resume_and_unknown_row(tmp_path):
+  first = _sweep(tmp_path, '--rows=semi,initial')
+  assert first.returncode == 0, first.stderr[-2000:]
+  # Rows in the sweep's order (initial before semi), each counted.
+  assert '== initial (row 1/2) ->' in first.stdout, first.stdout
+  assert '== semi (row 2/2) ->' in first.stdout, first.stdout
+  table = (tmp_path / 'table.md').read_text().splitlines()
+  assert [l.split('|')[1].strip() for l in table[2:]] == [
+      'yinyang:initial', 'yinyang:semi']
+  summaries = json.loads((tmp_path / 'summaries.json').read_text())
+  assert [s['num_seeds'] for s in summaries] == [2, 2]
+  for row in ('initial', 'semi'):
+    rows = (tmp_path / row / 'metrics.jsonl').read_text().splitlines()
+    # --config.num_iterations=2 overrides every row, 'initial' too.
+    assert len(rows) == 2 * 3, (row, len(rows))
+
+  metrics = (tmp_path / 'semi' / 'metrics.jsonl').read_bytes()
+  again = _sweep(tmp_path, '--rows=semi,initial')
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert again.stdout.count('already finished') == 2, again.stdout
+  assert (tmp_path / 'semi' / 'metrics.jsonl').read_bytes() == metrics
+  assert (tmp_path / 'table.md').read_text().splitlines() == table
+
+  bad = _sweep(tmp_path / 'bad', '--rows=semi,nope')
+  assert bad.returncode == 2
+  lines = bad.stderr.splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: --rows: no row nope'), (
+      bad.stderr)
+  assert 'active_semi' in lines[0]  # It lists the sweep's rows.
+  assert not (tmp_path / 'bad').exists()
