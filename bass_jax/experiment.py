@@ -56,18 +56,20 @@ CHOICES = {
 }
 POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
             'query_size', 'gt_upsample', 'batch_size', 'mc_passes_gt',
-            'mc_passes_pool', 'chunk_size', 'eval_chunk_size',
-            'checkpoint_every', 'keep_checkpoints', 'log_every',
+            'mc_passes_pool', 'checkpoint_every', 'keep_checkpoints', 'log_every',
             'confident_k')
 # Where a run executes or what it logs, not what it computes (equal up to
 # float reduction order): a workdir may be resumed on another mesh, e.g.
 # more GPUs, or with TensorBoard logging switched.
 PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'seed_strategy',
-                    'tensorboard', 'conv_impl', 'cpu_devices')
-NON_NEGATIVE = ('num_iterations', 'epochs_per_iteration', 'pool_size',
+                    'tensorboard', 'conv_impl', 'cpu_devices', 'chunk_size',
+                    'eval_chunk_size')
+NON_NEGATIVE = ('chunk_size', 'eval_chunk_size',
+                'num_iterations', 'epochs_per_iteration', 'pool_size',
                 'cpu_devices', 'label_budget', 'semi_start',
                 'test_size', 'seed', 'data_seed', 'mu', 'l2')
-INT_FIELDS = POSITIVE + ('num_iterations', 'epochs_per_iteration',
+INT_FIELDS = POSITIVE + ('chunk_size', 'eval_chunk_size',
+                         'num_iterations', 'epochs_per_iteration',
                          'cpu_devices', 'pool_size', 'label_budget',
                          'semi_start', 'test_size', 'seed', 'data_seed',
                          'initial_per_class', 'dropout_bits')
@@ -178,9 +180,28 @@ def label_capacity(config: ml_collections.ConfigDict, pool_size: int,
   return min(pool_size, initial + queries)
 
 
+def chunk_sizes(config: ml_collections.ConfigDict,
+                platform: str) -> dict[str, int]:
+  """The pool / ground-truth MC chunks and the evaluation chunk of a run.
+
+  A size of 0 in the config is 'auto': the platform's batch size
+  (`mc_dropout.AUTO_BATCH`) divided by the sweep's number of passes. A
+  sample's statistics do not depend on its chunk (up to float rounding), so
+  this changes speed and memory only.
+  """
+  def size(value, passes):
+    return value or mc_dropout.auto_chunk_size(platform, passes)
+  return {'chunk_size': size(config.chunk_size, config.mc_passes_pool),
+          'gt_chunk_size': size(config.chunk_size, config.mc_passes_gt),
+          'eval_chunk_size': size(config.eval_chunk_size, 1)}
+
+
 def loop_config(config: ml_collections.ConfigDict, pool_size: int,
-                num_classes: int) -> loop.LoopConfig:
-  """The static part of the loop (shapes, modes, constants)."""
+                num_classes: int, platform: str = 'cpu') -> loop.LoopConfig:
+  """The static part of the loop (shapes, modes, constants).
+
+  `platform` ('cpu', 'gpu', 'tpu') picks the 'auto' (0) chunk sizes.
+  """
   labels = label_capacity(config, pool_size, num_classes)
   return loop.LoopConfig(
       semi=config.semi, acquisition=config.acquisition,
@@ -191,8 +212,7 @@ def loop_config(config: ml_collections.ConfigDict, pool_size: int,
       gt_upsample=config.gt_upsample, mu=config.mu,
       batch_size=config.batch_size, l2=config.l2,
       mc_passes_gt=config.mc_passes_gt, mc_passes_pool=config.mc_passes_pool,
-      chunk_size=config.chunk_size, eval_chunk_size=config.eval_chunk_size,
-      label_capacity=labels,
+      **chunk_sizes(config, platform), label_capacity=labels,
       train_capacity=training.multiset_capacity(
           pool_size, labels, config.gt_upsample, config.semi != 'none',
           config.batch_size),
@@ -328,7 +348,8 @@ def build(config: ml_collections.ConfigDict,
                         sharding.mesh_sizes(mesh)[sharding.DATA])
   model = build_model(config, ds.num_classes)
   optimizer = training.make_optimizer(config.learning_rate)
-  cfg = loop_config(config, ds.x_train.shape[0], ds.num_classes)
+  cfg = loop_config(config, ds.x_train.shape[0], ds.num_classes,
+                    mesh.devices.flat[0].platform)
   on_data = sharding.data_sharding(mesh)
   on_seeds = sharding.seed_sharding(mesh)
   pool = sharding.put(loop.Pool(x=ds.x_train, y=ds.y_train, test_x=ds.x_test,

@@ -90,7 +90,8 @@ class LoopConfig:
   l2: float = 1e-3
   mc_passes_gt: int = 100
   mc_passes_pool: int = 10
-  chunk_size: int = 1000
+  chunk_size: int = 1000         # Pool samples per chunk of the T' sweep.
+  gt_chunk_size: int = 1000      # Labelled samples per chunk of the T sweep.
   eval_chunk_size: int = 2000
   label_capacity: int = 310
   train_capacity: int = 66560
@@ -198,7 +199,8 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   gt_idx, gt_valid = selection.labelled_slots(labelled, cfg.label_capacity)
   gt_x = sharding.gather_rows(mesh, pool.x, gt_idx)
   gt = mc_dropout.mc_sweep(sweep_fn, params, gt_x, keys['gt'],
-                           cfg.mc_passes_gt, cfg.chunk_size, indices=gt_idx)
+                           cfg.mc_passes_gt, cfg.gt_chunk_size,
+                           indices=gt_idx)
   theta = selection.threshold_theta(gt['entropy'], gt_valid)
   sweep = mc_dropout.data_parallel_sweep(mesh, sweep_fn, params, pool.x,
                                          keys['pool'], cfg.mc_passes_pool,

@@ -56,6 +56,26 @@ def mc_probs(apply_fn: ApplyFn, params, x: jax.Array,
 
 MC_PRECISIONS = ('default', 'float32', 'tensorfloat32', 'bfloat16')
 
+# Images per forward batch (T * chunk for an MC sweep) when config.chunk_size
+# / eval_chunk_size is 0 ('auto'). CPU: measured (benchmarks/hot_path.py,
+# group 'chunk'): on 2 cores a batch of ~250 images runs the paper CNN's MC
+# sweep 1.2-1.5x faster than one of 10,000 (its activations stay in cache)
+# and the toy MLP's 1.4x; below ~100 the per-chunk overhead shows. GPU/TPU:
+# not measured yet; large batches to fill the device (T * chunk images of
+# ~0.29 MB activations each for the CNN: ~5 GB at 16,384).
+AUTO_BATCH = {'cpu': 256, 'gpu': 16384, 'tpu': 16384}
+
+
+def auto_chunk_size(platform: str, num_passes: int = 1) -> int:
+  """Samples per chunk for a sweep of `num_passes` passes on `platform`.
+
+  Returns:
+    max(1, AUTO_BATCH[platform] // num_passes); an unknown platform gets
+    the GPU size.
+  """
+  batch = AUTO_BATCH.get(platform, AUTO_BATCH['gpu'])
+  return max(1, batch // num_passes)
+
 
 def _to_bfloat16(a: jax.Array) -> jax.Array:
   return a.astype(jnp.bfloat16) if jnp.issubdtype(a.dtype,

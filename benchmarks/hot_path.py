@@ -420,6 +420,53 @@ def bench_mc_precision(args, em: Emitter, defaults: dict[str, Any],
   return rates
 
 
+def chunk_candidates(on_gpu: bool, quick: bool, t: int) -> list[int]:
+  """Chunk sizes to time: batches (T * chunk) around the platform's auto."""
+  if quick:
+    return [8, 32]
+  batches = ((1024, 4096, 16384, 60000) if on_gpu else
+             (100, 250, 500, 1000, 2500, 10000))
+  return sorted({max(1, b // t) for b in batches})
+
+
+def bench_mc_chunks(args, em: Emitter, defaults: dict[str, Any],
+                    on_gpu: bool) -> None:
+  """`mc_sweep_chunk`: forwards/s and compiled temporaries per chunk size.
+
+  The evidence behind `mc_dropout.AUTO_BATCH` (what config.chunk_size=0
+  picks): the same default-mask sweep of the pool, one line per chunk, the
+  auto choice marked.
+  """
+  t = args.T
+  chunks = chunk_candidates(on_gpu, args.quick, t)
+  # A pool of at least the largest chunk, so that no candidate is capped.
+  n = max(args.pool_size, max(chunks))
+  platform = jax.devices()[0].platform
+  auto = mc_dropout.auto_chunk_size(platform, t)
+  x = random_images(jax.random.key(args.seed), n)
+  model = models.build_model('cnn', NUM_CLASSES,
+                             dropout_bits=defaults['dropout_bits'],
+                             mask_impl=defaults['mask_impl'])
+  params = model.init(jax.random.key(args.seed), x[:1])
+  key = jax.random.key(args.seed + 1, impl=defaults['prng_impl'])
+  for chunk in chunks:
+    sweep = jax.jit(functools.partial(
+        mc_dropout.mc_sweep, model.apply, num_passes=t, chunk_size=chunk,
+        score_names=(defaults['acquisition'],)))
+    compiled, compile_s = compile_aot(sweep, params, x, key)
+    temp = compiled.memory_analysis().temp_size_in_bytes
+    seconds = time_runs(lambda c=compiled: jax.block_until_ready(
+        c(params, x, key)), args.repeats)
+    fields = rate_fields(n * t, seconds)
+    value = fields.pop('value')
+    em.emit('mc_sweep_chunk', value, 'forwards/s', chunk=chunk,
+            batch=t * chunk, auto=chunk == auto,
+            auto_chunk=auto, temp_mib=_round(temp / 2**20),
+            compile_s=_round(compile_s), pool_size=n, T=t, **fields)
+    log(f'mc_sweep chunk={chunk} (batch {t * chunk}): {value:.0f} '
+        f'forwards/s, temporaries {temp / 2**20:.0f} MiB')
+
+
 def bench_sweep_memory(args, em: Emitter, defaults: dict[str, Any]) -> None:
   """Compiled memory of the MC sweep at two pool sizes (XLA's analysis).
 
@@ -653,7 +700,8 @@ def iteration_flops(cfg: loop.LoopConfig, state: loop.LoopState, n: int,
 def bench_iteration(args, em: Emitter, n: int) -> Optional[dict[str, Any]]:
   """Seconds of one iteration (not iteration 0) at pool size n, one seed."""
   config = iteration_config(args)
-  cfg = experiment.loop_config(config, n, NUM_CLASSES)
+  cfg = experiment.loop_config(config, n, NUM_CLASSES,
+                               jax.devices()[0].platform)
   model = experiment.build_model(config, NUM_CLASSES)
   optimizer = training.make_optimizer(config.learning_rate)
   kx, kt = jax.random.split(jax.random.key(args.seed))
@@ -1019,6 +1067,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
     for precision, rate in rates.items() if on_gpu else ():
       emit_rooflines(args, em, f'mc_sweep_precision {precision}',
                      rate * FLOP_PER_FORWARD, pool_size=args.pool_size)
+    bench_mc_chunks(args, em, defaults, on_gpu)
   if 'train' in args.only:
     train_rate = bench_train(args, em, defaults)
     bench_train_epoch(args, em, defaults, train_rate)

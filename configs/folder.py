@@ -33,7 +33,6 @@ def get_config(arg=None):
   config.num_iterations = 20
   config.initial_epochs = 50
   config.num_seeds = 1
-  config.chunk_size = 500
   return common.build(arg, VARIANTS, base=config, variant='files')
 
 

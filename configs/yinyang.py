@@ -46,8 +46,6 @@ def get_config(arg=None):
   config.acquisition = 'entropy'
   config.query_every = 2
   config.query_size = 2
-  config.chunk_size = 1000
-  config.eval_chunk_size = 1000
   config.pixel_scale = 1.0
   return common.build(arg, VARIANTS, base=config, references=PAPER,
                       variant='active_semi')

@@ -12,7 +12,7 @@ SCRIPT = REPO / 'benchmarks' / 'hot_path.py'
 EXPECTED = ('mc_sweep', 'deterministic_forward', 'mc_to_deterministic_ratio',
             'train_step', 'iteration', 'seeds_vmap', 'torch_mc_sweep',
             'torch_train_step', 'mc_sweep_memory', 'train_step_dispatched',
-            'mc_sweep_precision')
+            'mc_sweep_precision', 'mc_sweep_chunk')
 
 
 def test_quick_run_prints_valid_json_lines(tmp_path):

@@ -166,3 +166,10 @@ def test_bfloat16_sweep_computes_in_bfloat16_close_to_float32(cnn):
     assert diff.mean() <= 5e-3 and diff.max() <= 5e-2, (name, diff.mean(),
                                                          diff.max())
   assert np.mean(half['pseudo_label'] == full['pseudo_label']) >= 0.9
+
+
+def test_auto_chunk_sizes_follow_the_platform_batch():
+  assert mc.auto_chunk_size('cpu', 10) == mc.AUTO_BATCH['cpu'] // 10
+  assert mc.auto_chunk_size('cpu', 1000) == 1  # Never 0.
+  assert mc.auto_chunk_size('gpu', 100) == mc.AUTO_BATCH['gpu'] // 100
+  assert mc.auto_chunk_size('cuda', 10) == mc.AUTO_BATCH['gpu'] // 10

@@ -11,6 +11,7 @@ import pytest
 from bass_jax import checkpoint
 from bass_jax import data
 from bass_jax import experiment
+from bass_jax import mc_dropout
 from bass_jax.errors import ConfigError
 from configs import yinyang
 
@@ -68,6 +69,31 @@ def test_workdir_from_before_a_field_was_added_is_accepted(tmp_path):
   config.mc_precision = 'bfloat16'
   with pytest.raises(ConfigError, match="mc_precision: 'default' there"):
     experiment.check_workdir_config(str(tmp_path), config)
+
+
+def test_chunk_sizes_auto_per_platform_and_resumable_under_others(tmp_path):
+  """0 is 'auto' (per platform and number of passes); an explicit size is
+  kept; a workdir run with explicit sizes resumes under 'auto'."""
+  config = small_config()
+  config.chunk_size, config.eval_chunk_size = 0, 0
+  cpu = experiment.loop_config(config, 1000, 2, 'cpu')
+  assert cpu.chunk_size == mc_dropout.auto_chunk_size(
+      'cpu', config.mc_passes_pool)
+  assert cpu.gt_chunk_size == mc_dropout.auto_chunk_size(
+      'cpu', config.mc_passes_gt)
+  assert cpu.eval_chunk_size == mc_dropout.AUTO_BATCH['cpu']
+  gpu = experiment.loop_config(config, 1000, 2, 'gpu')
+  assert gpu.chunk_size > cpu.chunk_size
+  stored = json.loads(json.dumps(config.to_dict()))
+  config.chunk_size, config.eval_chunk_size = 1000, 2000
+  fixed = experiment.loop_config(config, 1000, 2, 'gpu')
+  assert (fixed.chunk_size, fixed.gt_chunk_size,
+          fixed.eval_chunk_size) == (1000, 1000, 2000)
+  (tmp_path / 'config.json').write_text(json.dumps(stored))
+  experiment.check_workdir_config(str(tmp_path), config)
+  config.chunk_size = -1
+  with pytest.raises(ConfigError, match='chunk_size=-1'):
+    experiment.validate_config(config)
 
 
 def test_workdir_of_other_config_is_refused(tmp_path):
