@@ -378,6 +378,18 @@ def bench_mc(args, em: Emitter, defaults: dict[str, Any]) -> dict[str, float]:
   return results
 
 
+def default_sweep_inputs(args, defaults: dict[str, Any], n: int):
+  """(x [n, 28, 28, 1], the CNN with the library's default masks, its
+  params, the sweep key) for the sweeps that vary one setting."""
+  x = random_images(jax.random.key(args.seed), n)
+  model = models.build_model('cnn', NUM_CLASSES,
+                             dropout_bits=defaults['dropout_bits'],
+                             mask_impl=defaults['mask_impl'])
+  params = model.init(jax.random.key(args.seed), x[:1])
+  key = jax.random.key(args.seed + 1, impl=defaults['prng_impl'])
+  return x, model, params, key
+
+
 def bench_mc_precision(args, em: Emitter, defaults: dict[str, Any],
                        default_rate: float, on_gpu: bool) -> dict[str, float]:
   """`mc_sweep_precision`: the default-mask sweep at each `mc_precision`.
@@ -393,12 +405,7 @@ def bench_mc_precision(args, em: Emitter, defaults: dict[str, Any],
                 ('bfloat16',))
   n, t = args.pool_size, args.T
   chunk = min(args.chunk, n)
-  x = random_images(jax.random.key(args.seed), n)
-  model = models.build_model('cnn', NUM_CLASSES,
-                             dropout_bits=defaults['dropout_bits'],
-                             mask_impl=defaults['mask_impl'])
-  params = model.init(jax.random.key(args.seed), x[:1])
-  key = jax.random.key(args.seed + 1, impl=defaults['prng_impl'])
+  x, model, params, key = default_sweep_inputs(args, defaults, n)
   rates = {}
   for precision in precisions:
     sweep = jax.jit(functools.partial(
@@ -443,12 +450,7 @@ def bench_mc_chunks(args, em: Emitter, defaults: dict[str, Any],
   n = max(args.pool_size, max(chunks))
   platform = jax.devices()[0].platform
   auto = mc_dropout.auto_chunk_size(platform, t)
-  x = random_images(jax.random.key(args.seed), n)
-  model = models.build_model('cnn', NUM_CLASSES,
-                             dropout_bits=defaults['dropout_bits'],
-                             mask_impl=defaults['mask_impl'])
-  params = model.init(jax.random.key(args.seed), x[:1])
-  key = jax.random.key(args.seed + 1, impl=defaults['prng_impl'])
+  x, model, params, key = default_sweep_inputs(args, defaults, n)
   for chunk in chunks:
     sweep = jax.jit(functools.partial(
         mc_dropout.mc_sweep, model.apply, num_passes=t, chunk_size=chunk,
