@@ -197,7 +197,7 @@ def chunk_sizes(config: ml_collections.ConfigDict,
 
 
 def loop_config(config: ml_collections.ConfigDict, pool_size: int,
-                num_classes: int, platform: str = 'cpu') -> loop.LoopConfig:
+                num_classes: int, platform: str) -> loop.LoopConfig:
   """The static part of the loop (shapes, modes, constants).
 
   `platform` ('cpu', 'gpu', 'tpu') picks the 'auto' (0) chunk sizes.

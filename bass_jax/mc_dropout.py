@@ -58,9 +58,9 @@ MC_PRECISIONS = ('default', 'float32', 'tensorfloat32', 'bfloat16')
 
 # Images per forward batch (T * chunk for an MC sweep) when config.chunk_size
 # / eval_chunk_size is 0 ('auto'). CPU: measured (benchmarks/hot_path.py,
-# group 'chunk'): on 2 cores a batch of ~250 images runs the paper CNN's MC
-# sweep 1.2-1.5x faster than one of 10,000 (its activations stay in cache)
-# and the toy MLP's 1.4x; below ~100 the per-chunk overhead shows. GPU/TPU:
+# its `mc_sweep_chunk` lines; benchmarks/results/cpu_2core_chunk.jsonl): on
+# 2 cores batches of 100-1,000 images run the paper CNN's MC sweep faster
+# than one of 10,000 (their activations stay in cache). GPU/TPU:
 # not measured yet; large batches to fill the device (T * chunk images of
 # ~0.29 MB activations each for the CNN: ~5 GB at 16,384).
 AUTO_BATCH = {'cpu': 256, 'gpu': 16384, 'tpu': 16384}
