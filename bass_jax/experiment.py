@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.experimental.compilation_cache import compilation_cache
 
 from bass_jax import checkpoint
 from bass_jax import data as data_lib
@@ -63,7 +64,7 @@ POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
 # more GPUs, or with TensorBoard logging switched.
 PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'seed_strategy',
                     'tensorboard', 'conv_impl', 'cpu_devices', 'chunk_size',
-                    'eval_chunk_size')
+                    'eval_chunk_size', 'compilation_cache')
 NON_NEGATIVE = ('chunk_size', 'eval_chunk_size',
                 'num_iterations', 'epochs_per_iteration', 'pool_size',
                 'cpu_devices', 'label_budget', 'semi_start',
@@ -77,7 +78,8 @@ REAL_FIELDS = ('mu', 'l2', 'dropout_rate', 'learning_rate', 'pixel_scale',
                'negative_slope', 'paper_acc')
 STR_FIELDS = ('name', 'variant', 'dataset', 'data_dir', 'data_source',
               'model', 'semi', 'acquisition', 'oracle', 'prng_impl',
-              'seed_strategy', 'mask_impl', 'conv_impl', 'mc_precision')
+              'seed_strategy', 'mask_impl', 'conv_impl', 'mc_precision',
+              'compilation_cache')
 _INT = ((int, np.integer), 'an int')
 _REAL = ((int, float, np.integer, np.floating), 'a number')
 _STR = ((str,), 'a string')
@@ -152,6 +154,33 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                       'True or False')
 
 
+def compilation_cache_dir(setting: str) -> str:
+  """The folder `config.compilation_cache` names; '' for none.
+
+  'auto' keeps the folder JAX already has (JAX_COMPILATION_CACHE_DIR or
+  jax.config), else ~/.cache/bass_jax/xla.
+  """
+  if setting == 'auto':
+    return (jax.config.jax_compilation_cache_dir or
+            os.path.join(os.path.expanduser('~'), '.cache', 'bass_jax',
+                         'xla'))
+  return os.path.expanduser(setting)
+
+
+def use_compilation_cache(setting: str) -> None:
+  """Points JAX's persistent compilation cache at `setting`'s folder.
+
+  Results do not depend on it: JAX keys an entry by the program, the
+  compiler options, the backend and the jax version. An unwritable folder
+  costs a warning, not the run.
+  """
+  path = compilation_cache_dir(setting)
+  if path == (jax.config.jax_compilation_cache_dir or ''):
+    return
+  jax.config.update('jax_compilation_cache_dir', path or None)
+  compilation_cache.reset_cache()  # The next compilation opens `path`.
+
+
 def data_dir(config: ml_collections.ConfigDict) -> str:
   """The data root: config.data_dir, else $BASS_DATA_DIR, else ../shared/data."""
   return (config.data_dir or os.environ.get('BASS_DATA_DIR') or
@@ -180,27 +209,30 @@ def label_capacity(config: ml_collections.ConfigDict, pool_size: int,
   return min(pool_size, initial + queries)
 
 
-def chunk_sizes(config: ml_collections.ConfigDict,
-                platform: str) -> dict[str, int]:
+def chunk_sizes(config: ml_collections.ConfigDict, platform: str,
+                sample_bytes: int) -> dict[str, int]:
   """The pool / ground-truth MC chunks and the evaluation chunk of a run.
 
-  A size of 0 in the config is 'auto': the platform's batch size
-  (`mc_dropout.AUTO_BATCH`) divided by the sweep's number of passes. A
-  sample's statistics do not depend on its chunk (up to float rounding), so
-  this changes speed and memory only.
+  A size of 0 in the config is 'auto' (`mc_dropout.auto_chunk_size`): the
+  platform's batch of activation bytes, over the model's `sample_bytes`
+  and the sweep's number of passes. A sample's statistics do not depend on
+  its chunk (up to float rounding), so this changes speed and memory only.
   """
   def size(value, passes):
-    return value or mc_dropout.auto_chunk_size(platform, passes)
+    return value or mc_dropout.auto_chunk_size(platform, passes, sample_bytes)
   return {'chunk_size': size(config.chunk_size, config.mc_passes_pool),
           'gt_chunk_size': size(config.chunk_size, config.mc_passes_gt),
           'eval_chunk_size': size(config.eval_chunk_size, 1)}
 
 
 def loop_config(config: ml_collections.ConfigDict, pool_size: int,
-                num_classes: int, platform: str) -> loop.LoopConfig:
+                num_classes: int, platform: str,
+                sample_bytes: int) -> loop.LoopConfig:
   """The static part of the loop (shapes, modes, constants).
 
-  `platform` ('cpu', 'gpu', 'tpu') picks the 'auto' (0) chunk sizes.
+  `platform` ('cpu', 'gpu', 'tpu') and `sample_bytes` (the model's widest
+  activation of one sample, `mc_dropout.sample_activation_bytes`) pick the
+  'auto' (0) chunk sizes.
   """
   labels = label_capacity(config, pool_size, num_classes)
   return loop.LoopConfig(
@@ -212,7 +244,8 @@ def loop_config(config: ml_collections.ConfigDict, pool_size: int,
       gt_upsample=config.gt_upsample, mu=config.mu,
       batch_size=config.batch_size, l2=config.l2,
       mc_passes_gt=config.mc_passes_gt, mc_passes_pool=config.mc_passes_pool,
-      **chunk_sizes(config, platform), label_capacity=labels,
+      **chunk_sizes(config, platform, sample_bytes),
+      label_capacity=labels,
       train_capacity=training.multiset_capacity(
           pool_size, labels, config.gt_upsample, config.semi != 'none',
           config.batch_size),
@@ -339,6 +372,7 @@ def build(config: ml_collections.ConfigDict,
   # Before anything touches a device: both fix the set of devices.
   sharding.set_cpu_devices(config.cpu_devices)
   sharding.initialize_distributed(config.distributed)
+  use_compilation_cache(config.compilation_cache)
   ds = dataset if dataset is not None else load_data(config)
   check_against_data(config, ds)
   mesh = sharding.make_mesh(config.mesh_shape, devices)
@@ -349,7 +383,9 @@ def build(config: ml_collections.ConfigDict,
   model = build_model(config, ds.num_classes)
   optimizer = training.make_optimizer(config.learning_rate)
   cfg = loop_config(config, ds.x_train.shape[0], ds.num_classes,
-                    mesh.devices.flat[0].platform)
+                    mesh.devices.flat[0].platform,
+                    mc_dropout.sample_activation_bytes(
+                        model.init, model.apply, ds.x_train.shape[1:]))
   on_data = sharding.data_sharding(mesh)
   on_seeds = sharding.seed_sharding(mesh)
   pool = sharding.put(loop.Pool(x=ds.x_train, y=ds.y_train, test_x=ds.x_test,

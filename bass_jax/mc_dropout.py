@@ -9,9 +9,11 @@ sharded = unsharded hold exactly, not just in distribution.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
@@ -56,25 +58,76 @@ def mc_probs(apply_fn: ApplyFn, params, x: jax.Array,
 
 MC_PRECISIONS = ('default', 'float32', 'tensorfloat32', 'bfloat16')
 
-# Images per forward batch (T * chunk for an MC sweep) when config.chunk_size
-# / eval_chunk_size is 0 ('auto'). CPU: measured (benchmarks/hot_path.py,
-# its `mc_sweep_chunk` lines; benchmarks/results/cpu_2core_chunk.jsonl): on
-# 2 cores batches of 100-1,000 images run the paper CNN's MC sweep faster
-# than one of 10,000 (their activations stay in cache). GPU/TPU:
-# not measured yet; large batches to fill the device (T * chunk images of
-# ~0.29 MB activations each for the CNN: ~5 GB at 16,384).
+# The paper CNN's widest activation of one image: 28 x 28 x 16 float32.
+CNN_SAMPLE_BYTES = 28 * 28 * 16 * 4
+# The forward batch of an 'auto' chunk (config.chunk_size / eval_chunk_size
+# 0), in paper-CNN images per platform; other models get the same activation
+# bytes (`auto_chunk_size`). CPU: measured (benchmarks/hot_path.py, its
+# `mc_sweep_chunk` lines; benchmarks/results/cpu_2core_chunk.jsonl): on 2
+# cores batches of 100-1,000 images run the paper CNN's MC sweep faster than
+# one of 10,000 (their activations stay in cache). GPU/TPU: not measured
+# yet; large batches to fill the device (~0.8 GB per CNN layer at 16,384).
 AUTO_BATCH = {'cpu': 256, 'gpu': 16384, 'tpu': 16384}
 
 
-def auto_chunk_size(platform: str, num_passes: int = 1) -> int:
+def auto_chunk_size(platform: str, num_passes: int = 1,
+                    sample_bytes: int = CNN_SAMPLE_BYTES) -> int:
   """Samples per chunk for a sweep of `num_passes` passes on `platform`.
 
+  Args:
+    platform: 'cpu', 'gpu' or 'tpu'; an unknown one gets the GPU size.
+    num_passes: dropout passes per sample (1 for the evaluation).
+    sample_bytes: the model's widest activation of one sample (see
+      `sample_activation_bytes`); the default is the paper CNN's.
+
   Returns:
-    max(1, AUTO_BATCH[platform] // num_passes); an unknown platform gets
-    the GPU size.
+    max(1, AUTO_BATCH[platform] * CNN_SAMPLE_BYTES // (num_passes *
+    sample_bytes)): the CNN's measured batch, and for another model the
+    batch whose activations take as many bytes (the toy MLP's 50 floats
+    give ~250x the CNN's images: its chunks of 256 images were all loop
+    overhead).
   """
-  batch = AUTO_BATCH.get(platform, AUTO_BATCH['gpu'])
-  return max(1, batch // num_passes)
+  images = AUTO_BATCH.get(platform, AUTO_BATCH['gpu'])
+  return max(1, images * CNN_SAMPLE_BYTES // (num_passes * sample_bytes))
+
+
+def _widest_output_bytes(jaxpr) -> int:
+  """Bytes of the largest array any equation of `jaxpr` (or of a nested
+  jaxpr: loops, custom gradients, jitted calls) produces."""
+  widest = 0
+  for eqn in jaxpr.eqns:
+    for var in eqn.outvars:
+      aval = var.aval
+      if hasattr(aval, 'shape') and hasattr(aval, 'dtype'):
+        itemsize = getattr(aval.dtype, 'itemsize', 8)
+        widest = max(widest, math.prod(aval.shape) * itemsize)
+  for sub in jax.extend.core.subjaxprs(jaxpr):
+    widest = max(widest, _widest_output_bytes(sub))
+  return widest
+
+
+def sample_activation_bytes(init_fn: Callable, apply_fn: ApplyFn,
+                            sample_shape: Sequence[int],
+                            dtype=jnp.float32) -> int:
+  """Bytes of the widest array one sample's dropout forward pass creates.
+
+  Traced, never run: the model is abstractly initialised and its forward
+  pass with dropout on (a batch of one) turned into a jaxpr, whose largest
+  intermediate (or the input itself, which a chunk slices from the pool)
+  is what a batch of B samples multiplies by B.
+
+  Args:
+    init_fn: `init(key, x) -> params`.
+    apply_fn: the model's forward pass.
+    sample_shape: one input's shape, e.g. (28, 28, 1).
+    dtype: the inputs' dtype.
+  """
+  x = jax.ShapeDtypeStruct((1,) + tuple(sample_shape), dtype)
+  key = jax.eval_shape(lambda: jax.random.key(0))
+  params = jax.eval_shape(init_fn, key, x)
+  closed = jax.make_jaxpr(apply_fn)(params, x, key)
+  return max(_widest_output_bytes(closed.jaxpr),
+             math.prod(x.shape) * x.dtype.itemsize, 1)
 
 
 def _to_bfloat16(a: jax.Array) -> jax.Array:

@@ -702,9 +702,11 @@ def iteration_flops(cfg: loop.LoopConfig, state: loop.LoopState, n: int,
 def bench_iteration(args, em: Emitter, n: int) -> Optional[dict[str, Any]]:
   """Seconds of one iteration (not iteration 0) at pool size n, one seed."""
   config = iteration_config(args)
-  cfg = experiment.loop_config(config, n, NUM_CLASSES,
-                               jax.devices()[0].platform)
   model = experiment.build_model(config, NUM_CLASSES)
+  cfg = experiment.loop_config(
+      config, n, NUM_CLASSES, jax.devices()[0].platform,
+      mc_dropout.sample_activation_bytes(model.init, model.apply,
+                                         IMAGE_SHAPE))
   optimizer = training.make_optimizer(config.learning_rate)
   kx, kt = jax.random.split(jax.random.key(args.seed))
   y = balanced_labels(n, args.seed)
@@ -855,6 +857,7 @@ def bench_seeds(args, em: Emitter, name: str, config, ds: data_lib.Dataset,
   The single-seed runs use one device, as a user's separate runs would.
   """
   s = args.num_seeds
+  config.compilation_cache = ''  # See main().
   # One compiled single-seed program serves every seed: the shapes agree.
   first = jax.devices()[:1]
   singles = []
@@ -1044,6 +1047,9 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
     args.cpu_devices = default_cpu_devices(args.num_seeds)
   # Before JAX starts (it only shapes the CPU backend on an accelerator).
   sharding.set_cpu_devices(args.cpu_devices)
+  # Every compile_s is a compilation, never a load from JAX's persistent
+  # cache (which a run's config.compilation_cache='auto' would switch on).
+  experiment.use_compilation_cache('')
   dev = jax.devices()[0]
   on_gpu = dev.platform == 'gpu'
   fill_defaults(args, on_gpu)

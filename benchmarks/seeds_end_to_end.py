@@ -67,7 +67,10 @@ def timed_run(args, workdir: pathlib.Path, seed: int, num_seeds: int,
   """Wall seconds of one `launch/train.py` process and its summary.json."""
   cmd = [args.python, str(REPO / 'launch' / 'train.py'),
          f'--config={args.config}', f'--config.seed={seed}',
-         f'--config.num_seeds={num_seeds}', f'--workdir={workdir}', *extra]
+         f'--config.num_seeds={num_seeds}', f'--workdir={workdir}',
+         # Every run compiles: no run loads another's program from JAX's
+         # persistent cache (with it, S single-seed runs compile once).
+         '--config.compilation_cache=', *extra]
   start = time.perf_counter()
   proc = subprocess.run(cmd, cwd=str(REPO), capture_output=True, text=True,
                         check=False)

@@ -122,6 +122,11 @@ def base_config() -> ml_collections.ConfigDict:
   # than one program's intra-op threads do.
   c.cpu_devices = 0
   # Host side.
+  # Compiled programs are kept here (JAX's persistent compilation cache), so
+  # a rerun, a resume or a later run of the same shapes skips compiling
+  # (most of a toy run's wall time). 'auto': the folder JAX was given
+  # (JAX_COMPILATION_CACHE_DIR), else ~/.cache/bass_jax/xla; '': off.
+  c.compilation_cache = 'auto'
   c.checkpoint_every = 10
   c.keep_checkpoints = 3
   c.log_every = 1

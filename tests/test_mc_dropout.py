@@ -173,3 +173,29 @@ def test_auto_chunk_sizes_follow_the_platform_batch():
   assert mc.auto_chunk_size('cpu', 1000) == 1  # Never 0.
   assert mc.auto_chunk_size('gpu', 100) == mc.AUTO_BATCH['gpu'] // 100
   assert mc.auto_chunk_size('cuda', 10) == mc.AUTO_BATCH['gpu'] // 10
+
+
+@pytest.mark.parametrize('name,conv_impl,shape,expected', [
+    ('mlp', 'auto', (2,), 50 * 4),                    # A hidden layer.
+    ('cnn', 'fast_grad', (28, 28, 1), 28 * 28 * 16 * 4),  # A conv output.
+    ('cnn', 'xla', (28, 28, 1), 28 * 28 * 16 * 4),
+    ('cnn', 'patches', (28, 28, 1), 28 * 28 * 9 * 16 * 4),  # 3x3 patches.
+    ('softmax', 'auto', (28, 28, 1), 28 * 28 * 4),   # The input itself.
+])
+def test_sample_activation_bytes_is_the_widest_array_of_a_forward(
+    name, conv_impl, shape, expected):
+  model = models.build_model(name, 10, conv_impl=conv_impl)
+  assert mc.sample_activation_bytes(model.init, model.apply,
+                                    shape) == expected
+
+
+def test_auto_chunk_sizes_give_every_model_the_cnn_batch_bytes():
+  """The CNN keeps its measured batch; the toy MLP (250x narrower) gets
+  250x the samples, so its T = 100 sweep over ~80 labels is one chunk."""
+  cnn = 28 * 28 * 16 * 4
+  assert mc.CNN_SAMPLE_BYTES == cnn
+  for platform, images in mc.AUTO_BATCH.items():
+    assert mc.auto_chunk_size(platform, 1, cnn) == images
+  assert mc.auto_chunk_size('cpu', 10, 200) == 256 * cnn // (10 * 200)
+  assert mc.auto_chunk_size('cpu', 100, 200) == 642
+  assert mc.auto_chunk_size('cpu', 100, 10**9) == 1

@@ -76,17 +76,17 @@ def test_chunk_sizes_auto_per_platform_and_resumable_under_others(tmp_path):
   kept; a workdir run with explicit sizes resumes under 'auto'."""
   config = small_config()
   config.chunk_size, config.eval_chunk_size = 0, 0
-  cpu = experiment.loop_config(config, 1000, 2, 'cpu')
+  cpu = experiment.loop_config(config, 1000, 2, 'cpu', 200)
   assert cpu.chunk_size == mc_dropout.auto_chunk_size(
-      'cpu', config.mc_passes_pool)
+      'cpu', config.mc_passes_pool, 200)
   assert cpu.gt_chunk_size == mc_dropout.auto_chunk_size(
-      'cpu', config.mc_passes_gt)
-  assert cpu.eval_chunk_size == mc_dropout.AUTO_BATCH['cpu']
-  gpu = experiment.loop_config(config, 1000, 2, 'gpu')
+      'cpu', config.mc_passes_gt, 200)
+  assert cpu.eval_chunk_size == mc_dropout.auto_chunk_size('cpu', 1, 200)
+  gpu = experiment.loop_config(config, 1000, 2, 'gpu', 200)
   assert gpu.chunk_size > cpu.chunk_size
   stored = json.loads(json.dumps(config.to_dict()))
   config.chunk_size, config.eval_chunk_size = 1000, 2000
-  fixed = experiment.loop_config(config, 1000, 2, 'gpu')
+  fixed = experiment.loop_config(config, 1000, 2, 'gpu', 200)
   assert (fixed.chunk_size, fixed.gt_chunk_size,
           fixed.eval_chunk_size) == (1000, 1000, 2000)
   (tmp_path / 'config.json').write_text(json.dumps(stored))
