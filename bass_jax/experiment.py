@@ -385,7 +385,8 @@ def build(config: ml_collections.ConfigDict,
   cfg = loop_config(config, ds.x_train.shape[0], ds.num_classes,
                     mesh.devices.flat[0].platform,
                     mc_dropout.sample_activation_bytes(
-                        model.init, model.apply, ds.x_train.shape[1:]))
+                        model.init, model.apply, ds.x_train.shape[1:],
+                        ds.x_train.dtype))
   on_data = sharding.data_sharding(mesh)
   on_seeds = sharding.seed_sharding(mesh)
   pool = sharding.put(loop.Pool(x=ds.x_train, y=ds.y_train, test_x=ds.x_test,

@@ -104,9 +104,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.mc_passes_pool = 10        # T', on the pool.
   # Samples per chunk of the MC sweeps (memory is bounded by T * chunk
   # activations) and of the evaluation; 0: 'auto', a batch of
-  # mc_dropout.AUTO_BATCH images per platform (256 on a CPU, measured
-  # fastest there). Speed and memory only: a sample's statistics do not
-  # depend on its chunk, and a workdir resumes under other sizes.
+  # mc_dropout.AUTO_BATCH paper-CNN images per platform (256 on a CPU,
+  # measured fastest there), or as many activation bytes of another model.
+  # Speed and memory only: a sample's statistics do not depend on its
+  # chunk, and a workdir resumes under other sizes.
   c.chunk_size = 0
   c.eval_chunk_size = 0
   c.mc_precision = 'default'   # MC sweeps' matmuls: 'default' (platform:

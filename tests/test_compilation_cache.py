@@ -50,3 +50,13 @@ def test_a_run_fills_its_cache_and_resumes_under_another(tmp_path,
   again = experiment.run(config, workdir, dataset=ds)
   assert jax.config.jax_compilation_cache_dir is None
   assert again['val_acc'] == first['val_acc']
+
+
+def test_an_unusable_cache_folder_costs_warnings_not_the_run(tmp_path,
+                                                             restore_cache):
+  config = yinyang.get_config('initial')
+  config.num_seeds, config.initial_epochs = 1, 2
+  config.compilation_cache = '/proc/bass_jax_no_such_folder/cache'
+  ds = data.load_yinyang(num_per_class=20, seed=0)
+  summary = experiment.run(config, str(tmp_path / 'run'), dataset=ds)
+  assert summary['num_seeds'] == 1
