@@ -58,5 +58,6 @@ def test_an_unusable_cache_folder_costs_warnings_not_the_run(tmp_path,
   config.num_seeds, config.initial_epochs = 1, 2
   config.compilation_cache = '/proc/bass_jax_no_such_folder/cache'
   ds = data.load_yinyang(num_per_class=20, seed=0)
-  summary = experiment.run(config, str(tmp_path / 'run'), dataset=ds)
+  with pytest.warns(UserWarning, match='persistent compilation cache'):
+    summary = experiment.run(config, str(tmp_path / 'run'), dataset=ds)
   assert summary['num_seeds'] == 1
