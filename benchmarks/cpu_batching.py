@@ -1,0 +1,133 @@
+r"""What batching buys on a CPU: the toy MLP's MC chunks, seed-batched convs.
+
+Two measurements behind the README's Speed notes, as JSON lines (the format
+of benchmarks/hot_path.py):
+
+* `mlp_sweep_chunk`: forwards/s of the toy MLP's MC sweep per chunk size, at
+  the shapes of a Table 1 iteration (T = 100 over 82 label slots, T' = 10
+  over the 1,000-point pool); the chunk `mc_dropout.auto_chunk_size` picks
+  for the MLP is marked `auto`. The chunks are timed interleaved, round by
+  round, so a drifting machine slows them alike.
+* `seed_batched_conv`: milliseconds of the paper CNN's 3x3 convolution for
+  S seeds (each its own kernel and activations), three ways: `map` (S native
+  convolutions one after another, what `seed_strategy='map'` runs), `vmap`
+  (the batching rule's grouped convolution) and `vmap_patches` (3x3 patches
+  times a batched matmul); `vs_map` is each one's time over map's.
+
+  python benchmarks/cpu_batching.py --out=benchmarks/results/cpu_2core_batching.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import pathlib
+import statistics
+import sys
+from typing import Optional
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / 'benchmarks'))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import jax
+import jax.numpy as jnp
+
+import hot_path
+from bass_jax import experiment
+from bass_jax import mc_dropout
+from bass_jax import models
+# pylint: enable=g-import-not-at-top,wrong-import-position
+
+MLP_SWEEPS = ((82, 100, (2, 10, 41, 82)), (1000, 10, (25, 100, 500, 1000)))
+CONV_SHAPES = ((28, 1), (28, 16), (14, 16))  # (height = width, channels).
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--rounds', type=int, default=15,
+                 help='interleaved timing rounds (median reported)')
+  p.add_argument('--num_seeds', type=int, default=4)
+  p.add_argument('--batch', type=int, default=256,
+                 help='images per convolution (the CPU auto batch)')
+  p.add_argument('--out', default=None, help='also append the lines here')
+  p.add_argument('--note', default=None)
+  return p.parse_args(argv)
+
+
+def interleaved_ms(fns: dict, rounds: int) -> dict:
+  """Median milliseconds of each no-argument `fn`, timed round-robin."""
+  samples = {name: [] for name in fns}
+  for _ in range(rounds):
+    for name, fn in fns.items():
+      samples[name].extend(hot_path.time_runs(fn, 1, warmup=0))
+  return {name: 1e3 * statistics.median(s) for name, s in samples.items()}
+
+
+def bench_mlp_chunks(args, em: hot_path.Emitter) -> None:
+  model = models.build_model('mlp', 2)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 2)))
+  key = jax.random.key(1)
+  sample_bytes = mc_dropout.sample_activation_bytes(model.init, model.apply,
+                                                    (2,))
+  for n, t, chunks in MLP_SWEEPS:
+    x = jax.random.normal(jax.random.key(2), (n, 2))
+    auto = min(n, mc_dropout.auto_chunk_size('cpu', t, sample_bytes))
+    runs = {}
+    for chunk in chunks:
+      sweep = jax.jit(functools.partial(
+          mc_dropout.mc_sweep, model.apply, num_passes=t, chunk_size=chunk,
+          score_names=('entropy',)))
+      compiled, _ = hot_path.compile_aot(sweep, params, x, key)
+      runs[chunk] = lambda c=compiled: jax.block_until_ready(c(params, x,
+                                                               key))
+    for chunk, ms in interleaved_ms(runs, args.rounds).items():
+      em.emit('mlp_sweep_chunk', hot_path._round(n * t / ms * 1e3),  # pylint: disable=protected-access
+              'forwards/s', pool_size=n, T=t, chunk=chunk, batch=chunk * t,
+              auto=chunk == auto, ms=hot_path._round(ms),  # pylint: disable=protected-access
+              stat=f'median of {args.rounds} interleaved rounds')
+
+
+def bench_seed_convs(args, em: hot_path.Emitter) -> None:
+  s, b = args.num_seeds, args.batch
+
+  def patches(x, k):
+    return models.shifted_patches(x, 3) @ k.reshape(-1, k.shape[-1])
+
+  ways = {
+      'map': lambda x, k: jax.lax.map(lambda a: models.conv_same(*a), (x, k)),
+      'vmap': jax.vmap(models.conv_same),
+      'vmap_patches': jax.vmap(patches),
+  }
+  for h, c in CONV_SHAPES:
+    x = jax.random.uniform(jax.random.key(0), (s, b, h, h, c))
+    k = jax.random.uniform(jax.random.key(1), (s, 3, 3, c, 16))
+    runs = {}
+    for name, fn in ways.items():
+      compiled, _ = hot_path.compile_aot(jax.jit(fn), x, k)
+      runs[name] = lambda f=compiled: jax.block_until_ready(f(x, k))
+    ms = interleaved_ms(runs, args.rounds)
+    for name, value in ms.items():
+      em.emit('seed_batched_conv', hot_path._round(value), 'ms', way=name,  # pylint: disable=protected-access
+              vs_map=hot_path._round(value / ms['map']),  # pylint: disable=protected-access
+              num_seeds=s, batch=b, height=h, channels_in=c, features=16,
+              stat=f'median of {args.rounds} interleaved rounds')
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+  args = parse_args(argv)
+  experiment.use_compilation_cache('')
+  dev = jax.devices()[0]
+  context = {'device': dev.device_kind, 'platform': dev.platform,
+             'jax_version': jax.__version__, 'cpu_count': os.cpu_count()}
+  if args.note:
+    context['note'] = args.note
+  em = hot_path.Emitter(context, args.out)
+  bench_mlp_chunks(args, em)
+  bench_seed_convs(args, em)
+
+
+if __name__ == '__main__':
+  main(sys.argv[1:])
