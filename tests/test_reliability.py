@@ -8,9 +8,9 @@
   exit status 2, one line `error: ...` naming the culprit, no traceback, and
   the workdir untouched.
 
-Every run is the tiny Yin-Yang config of TOY. The module's runs share a JAX
-compilation cache: the first launch compiles (~20 s on 2 CPU cores), the
-later ones take ~5 s.
+Every run is the tiny Yin-Yang config of TOY. The runs share the test
+session's JAX compilation cache: the first launch compiles (~20 s on 2 CPU
+cores), the later ones take ~5 s.
 """
 
 import dataclasses
@@ -84,12 +84,11 @@ experiment.metrics_rows = metrics_rows
 
 
 @pytest.fixture(scope='module')
-def env(tmp_path_factory):
-  """The subprocesses' environment: a shared compilation cache, no debug."""
-  cache = tmp_path_factory.mktemp('jax_cache')
+def env():
+  """The subprocesses' environment: no debug, and every program kept in the
+  session's compilation cache (JAX_COMPILATION_CACHE_DIR, tests/conftest.py)."""
   out = {k: v for k, v in os.environ.items() if k != 'BASS_DEBUG'}
-  out.update(JAX_COMPILATION_CACHE_DIR=str(cache),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+  out.update(JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='-1')
   return out
 
