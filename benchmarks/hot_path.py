@@ -39,6 +39,10 @@ Benchmarks (all on the paper's CNN with random 28x28x1 inputs unless noted):
   iterations), on MNIST a few iterations of a small CNN run. The S-seed run
   spreads its seeds over all devices (on a CPU, --cpu_devices cores, each
   running S/D seeds); `seeds_vmap_one_device` is it on one device.
+  `seeds_processes` (CPU, --seed_processes): the S seeds as --cpu_devices
+  processes, each pinned to one core with S/D seeds vmapped and nothing
+  shared between them: what the cores give without in-process
+  interference, the ceiling of `seeds_vmap` here.
 * `roofline_fp32`, `roofline_tf32` (GPU only): achieved FLOP/s of mc_sweep
   and iteration over the peak, with SPEC §5's 5.66 MFLOP per forward and 3x
   that per training sample.
@@ -64,8 +68,10 @@ import argparse
 import functools
 import importlib.util
 import json
+import multiprocessing
 import os
 import pathlib
+import queue
 import statistics
 import subprocess
 import sys
@@ -149,6 +155,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                  help='JAX devices to split the CPU into (default: the '
                  'largest divisor of --num_seeds up to the core count); '
                  'only seeds_vmap uses more than the first')
+  p.add_argument('--seed_processes', action='store_true',
+                 help='CPU: also time the seeds as --cpu_devices pinned '
+                 'processes (seeds_processes, ~1 minute more)')
   p.add_argument('--yinyang_iterations', type=int, default=None,
                  help='iterations per Yin-Yang run (default 73: the whole '
                  'Table 1 run, iteration 0 and 72 more)')
@@ -906,6 +915,98 @@ def bench_seeds(args, em: Emitter, name: str, config, ds: data_lib.Dataset,
             config_arg=getattr(config, 'variant', ''))
     log(f'{benchmark} {name}: {s} seeds on {len(devices)} device(s) '
         f'{vm_s:.2f}s vs {seq_s:.2f}s sequential')
+  bench_seed_processes(args, em, name, config, ds, iterations, repeats,
+                       seq_s, data_note)
+
+
+def pinned_cores(groups: int) -> list[int]:
+  """`groups` cores of this process to pin seed groups to; [] if it can't."""
+  if not hasattr(os, 'sched_getaffinity') or groups < 2:
+    return []
+  cores = sorted(os.sched_getaffinity(0))
+  return cores[:groups] if len(cores) >= groups else []
+
+
+def _seed_group_worker(core: int, config, ds: data_lib.Dataset,
+                       iterations: int, repeats: int, barrier,
+                       results) -> None:
+  """One seed group's run in its own process, pinned to `core`.
+
+  Runs in a fresh (spawned) interpreter: the affinity is set before JAX
+  starts, so its thread pools hold one thread each. Every timed run starts
+  at a barrier shared with the other groups, so they run concurrently.
+  """
+  os.sched_setaffinity(0, {core})
+  device = jax.devices()[0]
+  r = experiment.build(config, ds, devices=[device])
+  step, compile_s = compile_aot(r.step, r.state, r.pool)
+  host = jax.device_get(r.state)
+  seconds = []
+  for _ in range(repeats):
+    barrier.wait(timeout=900)
+    t0 = time.perf_counter()
+    run_steps(step, host, r.pool, iterations, device)
+    seconds.append(time.perf_counter() - t0)
+  results.put((core, compile_s, seconds))
+
+
+def bench_seed_processes(args, em: Emitter, name: str, config,
+                         ds: data_lib.Dataset, iterations: int, repeats: int,
+                         seq_s: float, data_note: str) -> None:
+  """`seeds_processes`: the S seeds as D processes, one pinned core each.
+
+  Each process runs S/D seeds vmapped (as `seeds_vmap` does per device) but
+  shares no runtime with the others: no common thread pool, no lockstep.
+  So it measures what the cores give when nothing in between interferes,
+  the ceiling of `seeds_vmap` on this machine. CPU only.
+  """
+  s, groups = args.num_seeds, args.cpu_devices
+  cores = pinned_cores(groups)
+  if (not args.seed_processes or jax.devices()[0].platform != 'cpu' or
+      not cores or s % groups):
+    return
+  per = s // groups
+  ctx = multiprocessing.get_context('spawn')
+  barrier, results = ctx.Barrier(groups), ctx.Queue()
+  procs = []
+  for g, core in enumerate(cores):
+    c = config.copy_and_resolve_references()
+    c.num_seeds, c.seed, c.mesh_shape = per, config.seed + g * per, 'data:-1'
+    c.cpu_devices = 0
+    procs.append(ctx.Process(target=_seed_group_worker, args=(
+        core, c, ds, iterations, repeats, barrier, results)))
+  for p in procs:
+    p.start()
+  got = []
+  try:
+    for _ in procs:
+      got.append(results.get(timeout=1800))
+  except queue.Empty:
+    pass
+  for p in procs:
+    p.join(timeout=60)
+    if p.is_alive():
+      p.kill()
+  if len(got) < groups:
+    codes = [p.exitcode for p in procs]
+    em.emit('seeds_processes', None, 'x (sequential/processes)',
+            dataset=name, error=f'a seed-group process failed: exit codes '
+            f'{codes}')
+    return
+  walls = [max(sec[i] for _, _, sec in got) for i in range(repeats)]
+  wall = statistics.median(walls)
+  em.emit('seeds_processes', _round(seq_s / wall), 'x (sequential/processes)',
+          compile_s=_round(max(c for _, c, _ in got)), dataset=name,
+          data=data_note, model=config.model, num_seeds=s, processes=groups,
+          seeds_per_process=per, cores=cores, iterations=iterations,
+          wall_processes_s=_round(wall), wall_sequential_s=_round(seq_s),
+          samples_processes_s=[_round(w) for w in walls],
+          stat=f'median of {repeats}',
+          what=f'{groups} processes, each pinned to one core and running '
+          f'{per} seeds vmapped, timed from a shared barrier (compilation '
+          'excluded): the seeds_vmap ceiling on this machine')
+  log(f'seeds_processes {name}: {s} seeds as {groups} pinned processes '
+      f'{wall:.2f}s vs {seq_s:.2f}s sequential')
 
 
 def bench_all_seeds(args, em: Emitter) -> None:

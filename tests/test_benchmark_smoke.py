@@ -21,7 +21,7 @@ def test_quick_run_prints_valid_json_lines(tmp_path):
   # CPU, but shared CI machines can be several times slower.
   proc = subprocess.run(
       [sys.executable, str(SCRIPT), '--quick', '--skip_torch',
-       f'--out={out}'],
+       '--seed_processes', f'--out={out}'],
       capture_output=True, text=True, cwd=str(REPO), timeout=600,
       check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -67,6 +67,11 @@ def test_quick_run_prints_valid_json_lines(tmp_path):
     assert toy['seeds_vmap']['mesh_shape'] == 'seed:2'
     assert toy['seeds_vmap']['devices'] == 2
     assert toy['seeds_vmap_one_device']['devices'] == 1
+    # The same seeds as 2 pinned processes of 1 seed each, timed together.
+    procs = toy['seeds_processes']
+    assert (procs['processes'], procs['seeds_per_process']) == (2, 1)
+    assert len(set(procs['cores'])) == 2
+    assert procs['wall_sequential_s'] == toy['seeds_vmap']['wall_sequential_s']
 
   # --out appends exactly the printed lines.
   assert out.read_text().splitlines() == lines
