@@ -978,11 +978,16 @@ def bench_seed_processes(args, em: Emitter, name: str, config,
   for p in procs:
     p.start()
   got = []
-  try:
-    for _ in procs:
-      got.append(results.get(timeout=1800))
-  except queue.Empty:
-    pass
+  # Poll, so a group that dies (before or after the barrier) ends the
+  # measurement at once instead of leaving the others waiting.
+  while len(got) < groups:
+    try:
+      got.append(results.get(timeout=2))
+    except queue.Empty:
+      codes = [p.exitcode for p in procs]
+      if any(c not in (None, 0) for c in codes) or None not in codes:
+        barrier.abort()
+        break
   for p in procs:
     p.join(timeout=60)
     if p.is_alive():
