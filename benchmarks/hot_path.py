@@ -42,7 +42,7 @@ Benchmarks (all on the paper's CNN with random 28x28x1 inputs unless noted):
   `seeds_processes` (CPU, --seed_processes): the S seeds as --cpu_devices
   processes, each pinned to one core with S/D seeds vmapped and nothing
   shared between them: what the cores give without in-process
-  interference, the ceiling of `seeds_vmap` here.
+  interference, a reference for `seeds_vmap`.
 * `roofline_fp32`, `roofline_tf32` (GPU only): achieved FLOP/s of mc_sweep
   and iteration over the peak, with SPEC §5's 5.66 MFLOP per forward and 3x
   that per training sample.
@@ -958,7 +958,7 @@ def bench_seed_processes(args, em: Emitter, name: str, config,
   Each process runs S/D seeds vmapped (as `seeds_vmap` does per device) but
   shares no runtime with the others: no common thread pool, no lockstep.
   So it measures what the cores give when nothing in between interferes,
-  the ceiling of `seeds_vmap` on this machine. CPU only.
+  a reference for `seeds_vmap` on this machine. CPU only.
   """
   s, groups = args.num_seeds, args.cpu_devices
   cores = pinned_cores(groups)
@@ -1009,7 +1009,7 @@ def bench_seed_processes(args, em: Emitter, name: str, config,
           stat=f'median of {repeats}',
           what=f'{groups} processes, each pinned to one core and running '
           f'{per} seeds vmapped, timed from a shared barrier (compilation '
-          'excluded): the seeds_vmap ceiling on this machine')
+          'excluded): the cores with nothing shared between them')
   log(f'seeds_processes {name}: {s} seeds as {groups} pinned processes '
       f'{wall:.2f}s vs {seq_s:.2f}s sequential')
 
