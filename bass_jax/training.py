@@ -85,6 +85,44 @@ def slot_counts(labelled: jax.Array, member: jax.Array,
       jnp.int32)
 
 
+# Mantissa bits of a float32 from `jax.random.uniform`: its draws in [0, 1)
+# are exact multiples of 2**-23, so `u * 2**23` is an integer key.
+_UNIFORM_BITS = 23
+
+
+def stable_argsort_u32(keys: jax.Array, key_bits: int,
+                       digit_sorts: bool | None = None) -> jax.Array:
+  """`jnp.argsort(keys, stable=True)` of [n] uint32 keys < 2**key_bits.
+
+  Returns [n] int32: ascending keys, equal keys in index order. On a CPU it
+  runs as a few sorts of single uint32 words, least significant digit first:
+  each sorts (digit << p) | rank, where rank (p bits) is the position in the
+  order so far, so every pass is stable and the final order is by (key,
+  index). Why: XLA:CPU sorts one uint32 operand with a fast native path
+  and a (key, index) pair through a compiled comparator, ~8x slower (2,816
+  slots: 106 vs 875 us); the epoch shuffle was ~20% of a toy MLP epoch.
+  Elsewhere (GPU/TPU sorts pairs natively) it is one pair sort;
+  `digit_sorts` forces one way (None: by the default backend).
+  """
+  n = keys.shape[-1]
+  p = max(1, (n - 1).bit_length())  # Bits of a rank in [0, n).
+  digit_bits = 32 - p
+  if digit_sorts is None:
+    digit_sorts = jax.default_backend() == 'cpu'
+  if not digit_sorts or digit_bits < 8:
+    iota = jnp.arange(n, dtype=jnp.int32)
+    return jax.lax.sort((keys, iota), num_keys=1, is_stable=True)[1]
+  rank_mask = jnp.uint32((1 << p) - 1)
+  ranks = jnp.arange(n, dtype=jnp.uint32)
+  order = None  # The identity before the first pass.
+  for shift in range(0, key_bits, digit_bits):
+    in_order = keys if order is None else keys[order]
+    digit = (in_order >> shift) & jnp.uint32((1 << digit_bits) - 1)
+    moved = (jnp.sort((digit << p) | ranks) & rank_mask).astype(jnp.int32)
+    order = moved if order is None else order[moved]
+  return order
+
+
 def shuffled_slots(key: jax.Array, counts: jax.Array,
                    capacity: int) -> tuple[jax.Array, jax.Array]:
   """A uniformly shuffled listing of the multiset given by `counts`.
@@ -102,9 +140,12 @@ def shuffled_slots(key: jax.Array, counts: jax.Array,
   total = ends[-1]
   slots = jnp.arange(capacity, dtype=jnp.int32)
   owner = jnp.searchsorted(ends, slots, side='right').astype(jnp.int32)
-  sort_key = jnp.where(slots < total, jax.random.uniform(key, (capacity,)),
-                       2.0)
-  order = jnp.argsort(sort_key)
+  # Slot s sorts by a uniform draw (padding last, at 2**23): the order of
+  # argsort(uniform) with padding at 2.0, computed on integer keys.
+  draw = jax.random.uniform(key, (capacity,)) * (1 << _UNIFORM_BITS)
+  sort_key = jnp.where(slots < total, draw.astype(jnp.uint32),
+                       jnp.uint32(1 << _UNIFORM_BITS))
+  order = stable_argsort_u32(sort_key, _UNIFORM_BITS + 1)
   return jnp.minimum(owner[order], counts.shape[0] - 1), total
 
 

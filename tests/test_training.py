@@ -4,6 +4,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from bass_jax import models
 from bass_jax import training
@@ -17,6 +18,38 @@ def test_shuffled_slots_lists_the_multiset():
   np.testing.assert_array_equal(listed, counts)
   other, _ = training.shuffled_slots(jax.random.key(1), counts, 64)
   assert not np.array_equal(np.asarray(samples)[:43], np.asarray(other)[:43])
+
+
+@pytest.mark.parametrize('digit_sorts', [True, False])
+@pytest.mark.parametrize('n,key_bits', [(1, 24), (2, 1), (7, 3), (4096, 24),
+                                        (5000, 2), (70_000, 24)])
+def test_stable_argsort_u32_is_numpys_stable_argsort(n, key_bits, digit_sorts):
+  # Few key bits force many ties, which must keep their index order.
+  keys = np.random.default_rng(n).integers(0, 2**key_bits, n, dtype=np.uint32)
+  order = jax.jit(training.stable_argsort_u32, static_argnums=(1, 2))(
+      jnp.asarray(keys), key_bits, digit_sorts)
+  assert order.dtype == jnp.int32
+  np.testing.assert_array_equal(order, np.argsort(keys, kind='stable'))
+
+
+def test_shuffled_slots_is_the_argsort_of_uniform_draws():
+  """The integer-key shuffle lists exactly what sorting the float draws did
+
+  (the definition every earlier run trained with), padding last: so runs
+  stay reproducible to the seed across the change."""
+  counts = jnp.asarray(np.random.default_rng(0).choice(
+      [0, 1, 20], size=1000, p=[.3, .6, .1]).astype(np.int32))
+  capacity = 2816
+  for seed in range(4):
+    key = jax.random.key(seed)
+    samples, total = jax.jit(training.shuffled_slots, static_argnums=2)(
+        key, counts, capacity)
+    slots = np.arange(capacity)
+    draws = np.where(slots < int(total),
+                     np.asarray(jax.random.uniform(key, (capacity,))), 2.0)
+    owner = np.searchsorted(np.cumsum(counts), slots, side='right')
+    expected = np.minimum(owner[np.argsort(draws, kind='stable')], 999)
+    np.testing.assert_array_equal(samples, expected)
 
 
 def test_slot_counts():
