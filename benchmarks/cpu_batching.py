@@ -13,8 +13,16 @@ of benchmarks/hot_path.py):
   convolutions one after another, what `seed_strategy='map'` runs), `vmap`
   (the batching rule's grouped convolution) and `vmap_patches` (3x3 patches
   times a batched matmul); `vs_map` is each one's time over map's.
+* `epoch_shuffle`: milliseconds of `training.shuffled_slots` (an epoch's
+  shuffle of D) at the slot capacities of Table 1's DeepBASS and 1,000-label
+  rows and of the MNIST paper protocol, sorting uint32 words
+  (`stable_argsort_u32`'s CPU path, `digit_sorts`) vs one (key, index) pair
+  sort; both give the same permutation.
+* `toy_epoch`: milliseconds of one training epoch (`train_epochs`) of 10
+  vmapped toy seeds at iteration 0 of those two rows, with either sort.
 
   python benchmarks/cpu_batching.py --out=benchmarks/results/cpu_2core_batching.jsonl
+  python benchmarks/cpu_batching.py --only=epoch_shuffle,toy_epoch
 """
 
 from __future__ import annotations
@@ -39,10 +47,18 @@ import hot_path
 from bass_jax import experiment
 from bass_jax import mc_dropout
 from bass_jax import models
+from bass_jax import training
+from configs import yinyang
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 MLP_SWEEPS = ((82, 100, (2, 10, 41, 82)), (1000, 10, (25, 100, 500, 1000)))
 CONV_SHAPES = ((28, 1), (28, 16), (14, 16))  # (height = width, channels).
+# Slot capacities (training.multiset_capacity) and pool sizes: Table 1's
+# DeepBASS row, its 1,000-label row, the MNIST paper protocol.
+SHUFFLES = ((2816, 1000), (20224, 1000), (66560, 60000))
+TOY_EPOCH_ROWS = ('active_semi', 'supervised_1000')
+GROUPS = ('mlp_sweep_chunk', 'seed_batched_conv', 'epoch_shuffle',
+          'toy_epoch')
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -54,7 +70,13 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                  help='images per convolution (the CPU auto batch)')
   p.add_argument('--out', default=None, help='also append the lines here')
   p.add_argument('--note', default=None)
-  return p.parse_args(argv)
+  p.add_argument('--only', default=','.join(GROUPS),
+                 help=f'comma-separated subset of {",".join(GROUPS)}')
+  args = p.parse_args(argv)
+  args.only = [g.strip() for g in args.only.split(',') if g.strip()]
+  if set(args.only) - set(GROUPS):
+    p.error(f'--only: unknown {sorted(set(args.only) - set(GROUPS))}')
+  return args
 
 
 def interleaved_ms(fns: dict, rounds: int) -> dict:
@@ -116,6 +138,73 @@ def bench_seed_convs(args, em: hot_path.Emitter) -> None:
               stat=f'median of {args.rounds} interleaved rounds')
 
 
+def sorts(original, digit_sorts: bool):
+  """`training.stable_argsort_u32` with its CPU path forced on or off."""
+  return functools.partial(original, digit_sorts=digit_sorts)
+
+
+SORT_WAYS = {'uint32_digits': True, 'key_index_pairs': False}
+
+
+def bench_epoch_shuffle(args, em: hot_path.Emitter) -> None:
+  original = training.stable_argsort_u32
+  for capacity, n in SHUFFLES:
+    # D as late in a run: every pool sample a member, 1% labelled (x20).
+    counts = jnp.where(jnp.arange(n) % 100 == 0, 20, 1).astype(jnp.int32)
+    counts = counts.at[n - 1].set(0)
+    key = jax.random.key(0)
+    runs = {}
+    for way, digits in SORT_WAYS.items():
+      training.stable_argsort_u32 = sorts(original, digits)
+      try:
+        fn = jax.jit(functools.partial(training.shuffled_slots,
+                                       capacity=capacity))
+        compiled, _ = hot_path.compile_aot(fn, key, counts)
+      finally:
+        training.stable_argsort_u32 = original
+      runs[way] = lambda c=compiled: jax.block_until_ready(c(key, counts))
+    ms = interleaved_ms(runs, args.rounds)
+    for way, value in ms.items():
+      em.emit('epoch_shuffle', hot_path._round(value), 'ms', sort=way,  # pylint: disable=protected-access
+              vs_pairs=hot_path._round(value / ms['key_index_pairs']),  # pylint: disable=protected-access
+              capacity=capacity, pool_size=n,
+              stat=f'median of {args.rounds} interleaved rounds')
+
+
+def bench_toy_epoch(args, em: hot_path.Emitter) -> None:
+  original = training.stable_argsort_u32
+  for row in TOY_EPOCH_ROWS:
+    config = yinyang.get_config(row)
+    config.compilation_cache = ''
+    r = experiment.build(config, hot_path.yinyang_dataset(config.data_seed),
+                         devices=jax.devices()[:1])
+    cfg = r.loop_config
+    optimizer = training.make_optimizer(config.learning_rate)
+
+    def epoch(st, cfg=cfg, r=r, optimizer=optimizer):
+      return training.train_epochs(
+          st.train, optimizer, r.model.apply, jax.random.key(0), r.pool.x,
+          st.labels, st.labelled, st.member, jnp.int32(1),
+          gt_upsample=cfg.gt_upsample, mu=cfg.mu, batch_size=cfg.batch_size,
+          capacity=cfg.train_capacity, l2=cfg.l2)
+
+    runs = {}
+    for way, digits in SORT_WAYS.items():
+      training.stable_argsort_u32 = sorts(original, digits)
+      try:
+        compiled, _ = hot_path.compile_aot(jax.jit(jax.vmap(epoch)), r.state)
+      finally:
+        training.stable_argsort_u32 = original
+      runs[way] = lambda c=compiled, st=r.state: jax.block_until_ready(c(st))
+    ms = interleaved_ms(runs, args.rounds)
+    for way, value in ms.items():
+      em.emit('toy_epoch', hot_path._round(value), 'ms', sort=way,  # pylint: disable=protected-access
+              vs_pairs=hot_path._round(value / ms['key_index_pairs']),  # pylint: disable=protected-access
+              row=row, num_seeds=config.num_seeds,
+              capacity=cfg.train_capacity, state='iteration 0',
+              stat=f'median of {args.rounds} interleaved rounds')
+
+
 def main(argv: Optional[list[str]] = None) -> None:
   args = parse_args(argv)
   experiment.use_compilation_cache('')
@@ -125,8 +214,11 @@ def main(argv: Optional[list[str]] = None) -> None:
   if args.note:
     context['note'] = args.note
   em = hot_path.Emitter(context, args.out)
-  bench_mlp_chunks(args, em)
-  bench_seed_convs(args, em)
+  benches = {'mlp_sweep_chunk': bench_mlp_chunks,
+             'seed_batched_conv': bench_seed_convs,
+             'epoch_shuffle': bench_epoch_shuffle, 'toy_epoch': bench_toy_epoch}
+  for group in args.only:
+    benches[group](args, em)
 
 
 if __name__ == '__main__':
