@@ -97,3 +97,22 @@ def test_mc_precision_compares_paired_runs(tmp_path):
   assert 0 < effect['theta_max_abs_diff'] < 0.5
   assert json.loads((tmp_path / 'bfloat16' / 'config.json').read_text())[
       'mc_precision'] == 'bfloat16'
+
+
+def test_cpu_batching_epoch_shuffle_lines():
+  """benchmarks/cpu_batching.py: the shuffle timed both ways per capacity."""
+  proc = subprocess.run(
+      [sys.executable, str(REPO / 'benchmarks' / 'cpu_batching.py'),
+       '--only=epoch_shuffle', '--rounds=1'],
+      capture_output=True, text=True, cwd=str(REPO), timeout=600,
+      check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = [json.loads(l) for l in proc.stdout.splitlines() if l.strip()]
+  assert {(r['capacity'], r['sort']) for r in rows} == {
+      (c, s) for c in (2816, 20224, 66560)
+      for s in ('uint32_digits', 'key_index_pairs')}
+  pairs = {r['capacity']: r['value'] for r in rows
+           if r['sort'] == 'key_index_pairs'}
+  for r in rows:
+    assert r['benchmark'] == 'epoch_shuffle' and r['value'] > 0
+    assert abs(r['vs_pairs'] - r['value'] / pairs[r['capacity']]) < 1e-2
