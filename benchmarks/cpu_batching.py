@@ -28,12 +28,13 @@ of benchmarks/hot_path.py):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import pathlib
 import statistics
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -138,41 +139,49 @@ def bench_seed_convs(args, em: hot_path.Emitter) -> None:
               stat=f'median of {args.rounds} interleaved rounds')
 
 
-def sorts(original, digit_sorts: bool):
-  """`training.stable_argsort_u32` with its CPU path forced on or off."""
-  return functools.partial(original, digit_sorts=digit_sorts)
-
-
 SORT_WAYS = {'uint32_digits': True, 'key_index_pairs': False}
 
 
-def bench_epoch_shuffle(args, em: hot_path.Emitter) -> None:
+@contextlib.contextmanager
+def forced_sort(digit_sorts: bool):
+  """`training.stable_argsort_u32` with its CPU path on or off, while tracing."""
   original = training.stable_argsort_u32
+  training.stable_argsort_u32 = functools.partial(original,
+                                                  digit_sorts=digit_sorts)
+  try:
+    yield
+  finally:
+    training.stable_argsort_u32 = original
+
+
+def emit_sort_ways(args, em: hot_path.Emitter, benchmark: str, fn: Callable,
+                   *fn_args, **fields) -> None:
+  """`fn(*fn_args)` compiled with each sort way, timed interleaved, emitted."""
+  runs = {}
+  for way, digits in SORT_WAYS.items():
+    with forced_sort(digits):
+      # A fresh function per way: jit would reuse the first way's trace.
+      compiled, _ = hot_path.compile_aot(jax.jit(lambda *a: fn(*a)), *fn_args)
+    runs[way] = lambda c=compiled: jax.block_until_ready(c(*fn_args))
+  ms = interleaved_ms(runs, args.rounds)
+  for way, value in ms.items():
+    em.emit(benchmark, hot_path._round(value), 'ms', sort=way,  # pylint: disable=protected-access
+            vs_pairs=hot_path._round(value / ms['key_index_pairs']),  # pylint: disable=protected-access
+            **fields, stat=f'median of {args.rounds} interleaved rounds')
+
+
+def bench_epoch_shuffle(args, em: hot_path.Emitter) -> None:
   for capacity, n in SHUFFLES:
     # D as late in a run: every pool sample a member, 1% labelled (x20).
     counts = jnp.where(jnp.arange(n) % 100 == 0, 20, 1).astype(jnp.int32)
     counts = counts.at[n - 1].set(0)
-    key = jax.random.key(0)
-    runs = {}
-    for way, digits in SORT_WAYS.items():
-      training.stable_argsort_u32 = sorts(original, digits)
-      try:
-        fn = jax.jit(functools.partial(training.shuffled_slots,
-                                       capacity=capacity))
-        compiled, _ = hot_path.compile_aot(fn, key, counts)
-      finally:
-        training.stable_argsort_u32 = original
-      runs[way] = lambda c=compiled: jax.block_until_ready(c(key, counts))
-    ms = interleaved_ms(runs, args.rounds)
-    for way, value in ms.items():
-      em.emit('epoch_shuffle', hot_path._round(value), 'ms', sort=way,  # pylint: disable=protected-access
-              vs_pairs=hot_path._round(value / ms['key_index_pairs']),  # pylint: disable=protected-access
-              capacity=capacity, pool_size=n,
-              stat=f'median of {args.rounds} interleaved rounds')
+    emit_sort_ways(args, em, 'epoch_shuffle',
+                   functools.partial(training.shuffled_slots,
+                                     capacity=capacity),
+                   jax.random.key(0), counts, capacity=capacity, pool_size=n)
 
 
 def bench_toy_epoch(args, em: hot_path.Emitter) -> None:
-  original = training.stable_argsort_u32
   for row in TOY_EPOCH_ROWS:
     config = yinyang.get_config(row)
     config.compilation_cache = ''
@@ -188,21 +197,9 @@ def bench_toy_epoch(args, em: hot_path.Emitter) -> None:
           gt_upsample=cfg.gt_upsample, mu=cfg.mu, batch_size=cfg.batch_size,
           capacity=cfg.train_capacity, l2=cfg.l2)
 
-    runs = {}
-    for way, digits in SORT_WAYS.items():
-      training.stable_argsort_u32 = sorts(original, digits)
-      try:
-        compiled, _ = hot_path.compile_aot(jax.jit(jax.vmap(epoch)), r.state)
-      finally:
-        training.stable_argsort_u32 = original
-      runs[way] = lambda c=compiled, st=r.state: jax.block_until_ready(c(st))
-    ms = interleaved_ms(runs, args.rounds)
-    for way, value in ms.items():
-      em.emit('toy_epoch', hot_path._round(value), 'ms', sort=way,  # pylint: disable=protected-access
-              vs_pairs=hot_path._round(value / ms['key_index_pairs']),  # pylint: disable=protected-access
-              row=row, num_seeds=config.num_seeds,
-              capacity=cfg.train_capacity, state='iteration 0',
-              stat=f'median of {args.rounds} interleaved rounds')
+    emit_sort_ways(args, em, 'toy_epoch', jax.vmap(epoch), r.state, row=row,
+                   num_seeds=config.num_seeds, capacity=cfg.train_capacity,
+                   state='iteration 0')
 
 
 def main(argv: Optional[list[str]] = None) -> None:

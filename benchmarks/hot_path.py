@@ -960,10 +960,11 @@ def bench_seed_processes(args, em: Emitter, name: str, config,
   So it measures what the cores give when nothing in between interferes,
   a reference for `seeds_vmap` on this machine. CPU only.
   """
+  if not args.seed_processes or jax.devices()[0].platform != 'cpu':
+    return
   s, groups = args.num_seeds, args.cpu_devices
   cores = pinned_cores(groups)
-  if (not args.seed_processes or jax.devices()[0].platform != 'cpu' or
-      not cores or s % groups):
+  if not cores or s % groups:
     return
   per = s // groups
   ctx = multiprocessing.get_context('spawn')
