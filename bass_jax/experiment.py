@@ -44,6 +44,7 @@ class TrainingDivergedError(BassError):
 CHOICES = {
     'model': tuple(models.MODELS),
     'semi': loop.SEMI_MODES,
+    'confident_score': uncertainty.SCORE_NAMES,
     'acquisition': ('none',) + uncertainty.SCORE_NAMES +
                    loop.RANDOM_ACQUISITIONS,
     'oracle': ('simulated', 'files', 'terminal'),
@@ -239,7 +240,9 @@ def loop_config(config: ml_collections.ConfigDict, pool_size: int,
       semi=config.semi, acquisition=config.acquisition,
       query_every=config.query_every, query_size=config.query_size,
       label_budget=config.label_budget, semi_start=config.semi_start,
-      confident_k=config.confident_k, initial_epochs=config.initial_epochs,
+      confident_k=config.confident_k,
+      confident_score=config.confident_score,
+      initial_epochs=config.initial_epochs,
       epochs_per_iteration=config.epochs_per_iteration,
       gt_upsample=config.gt_upsample, mu=config.mu,
       batch_size=config.batch_size, l2=config.l2,

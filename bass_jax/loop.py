@@ -82,6 +82,7 @@ class LoopConfig:
   semi_start: int = 0            # First iteration whose training uses D's
                                  # pseudo-labels (the blog: after the queries).
   confident_k: int = 10
+  confident_score: str = 'entropy'  # What 'confident' ranks by (lowest).
   initial_epochs: int = 100
   epochs_per_iteration: int = 1
   gt_upsample: int = 20
@@ -100,9 +101,14 @@ class LoopConfig:
 
   @property
   def score_names(self) -> tuple[str, ...]:
-    if self.acquisition in ('none',) + RANDOM_ACQUISITIONS:
-      return ()
-    return (self.acquisition,)
+    """The scores the pool sweep computes besides entropy."""
+    names = []
+    if self.acquisition not in ('none',) + RANDOM_ACQUISITIONS:
+      names.append(self.acquisition)
+    if (self.semi == 'confident' and self.confident_score != 'entropy' and
+        self.confident_score not in names):
+      names.append(self.confident_score)
+    return tuple(names)
 
 
 def _named_keys(cfg: LoopConfig, key_data: jax.Array,
@@ -143,17 +149,22 @@ def acquisition_picks(cfg: LoopConfig, key: jax.Array,
 
 
 def refreshed_membership(cfg: LoopConfig, member: jax.Array,
-                         entropy: jax.Array, theta: jax.Array,
+                         sweep: dict[str, jax.Array], theta: jax.Array,
                          labelled: jax.Array) -> jax.Array:
-  """D's pseudo-labelled part after this iteration's E-step: [N] bool."""
+  """D's pseudo-labelled part after this iteration's E-step: [N] bool.
+
+  `sweep` holds the pool's [N] 'entropy' and the scores of
+  `cfg.score_names`.
+  """
   if cfg.semi == 'none':
     return jnp.zeros_like(member)
   if cfg.semi == 'all':
     return selection.all_data_membership(labelled)
   if cfg.semi == 'stepwise':
-    return selection.stepwise_membership(member, entropy, theta, labelled)
-  return selection.top_k_confident_membership(member, entropy, labelled,
-                                              cfg.confident_k)
+    return selection.stepwise_membership(member, sweep['entropy'], theta,
+                                         labelled)
+  return selection.top_k_confident_membership(
+      member, sweep[cfg.confident_score], labelled, cfg.confident_k)
 
 
 def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
@@ -216,8 +227,7 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   query_valid &= _is_query_iteration(cfg, i, jnp.sum(labelled))
 
   # 5. Pseudo-labels refresh every iteration; D only grows.
-  new_member = refreshed_membership(cfg, member, sweep['entropy'], theta,
-                                    labelled)
+  new_member = refreshed_membership(cfg, member, sweep, theta, labelled)
   if cfg.semi_start > 0:
     new_member &= i + 1 >= cfg.semi_start
   new_labels = jnp.where(labelled, state.labels, sweep['pseudo_label'])

@@ -48,16 +48,18 @@ def all_data_membership(labelled: jax.Array) -> jax.Array:
   return ~labelled
 
 
-def top_k_confident_membership(member: jax.Array, entropy: jax.Array,
+def top_k_confident_membership(member: jax.Array, scores: jax.Array,
                                labelled: jax.Array, k: int) -> jax.Array:
-  """Adds the k most confident (lowest entropy) unlabelled non-members to D.
+  """Adds the k most confident (lowest score) unlabelled non-members to D.
 
-  The blog's auto-labelling and Wang et al.'s CEAL style; membership grows
-  by exactly min(k, available) per call.
+  Auto-labelling: the blog ranks by the max softmax (the score
+  'least_confidence' = 1 - max p), Wang et al.'s CEAL by entropy;
+  membership grows by exactly min(k, available) per call.
 
   Args:
     member: [N] bool.
-    entropy: [N] normalized entropy.
+    scores: [N] uncertainty scores, higher = more uncertain (normalized
+      entropy or any of `uncertainty.SCORE_NAMES`).
     labelled: [N] bool.
     k: static number of samples to add.
 
@@ -65,7 +67,7 @@ def top_k_confident_membership(member: jax.Array, entropy: jax.Array,
     [N] bool.
   """
   available = ~labelled & ~member
-  priority = jnp.where(available, -entropy, NEG_INF)
+  priority = jnp.where(available, -scores, NEG_INF)
   values, idx = jax.lax.top_k(priority, k)
   added = jnp.zeros_like(member).at[idx].set(values > NEG_INF)
   return (member | added) & ~labelled

@@ -86,6 +86,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.epochs_per_iteration = 1
   c.semi = 'all'               # 'none' | 'stepwise' | 'all' | 'confident'.
   c.confident_k = 10           # Samples added per iteration by 'confident'.
+  c.confident_score = 'entropy'  # 'confident' adds the lowest of this score.
   c.acquisition = 'entropy'    # 'none', a score name, 'random',
                                # 'above_average' (eq. 14), 'above_theta'.
   c.query_every = 10

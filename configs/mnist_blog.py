@@ -6,7 +6,7 @@ Variants:
   random_400   10 labels, then 39 rounds of +10 random labels (400).
   active_400   the same with least-confidence acquisition (lowest max p).
   active_auto  active_400, then 20 rounds that each pseudo-label the 10 most
-               confident pool samples (auto-labelling).
+               confident pool samples (highest max p; auto-labelling).
   all_4000     all 4,000 pool labels.
 Pool = first 4,000 train images, test = first 400 test images. Adam lr 0.1,
 no dropout (so T = 1), no L2, no up-sampling; 10 initial labels (1 per
@@ -25,7 +25,8 @@ VARIANTS = {
     'random_400': dict(acquisition='random'),
     'active_400': dict(acquisition='least_confidence'),
     'active_auto': dict(acquisition='least_confidence', semi='confident',
-                        confident_k=10, semi_start=40, num_iterations=59),
+                        confident_k=10, confident_score='least_confidence',
+                        semi_start=40, num_iterations=59),
     'all_4000': dict(acquisition='none', initial_per_class=-1,
                      num_iterations=0),
 }

@@ -4,7 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bass_jax import loop
 from bass_jax import selection as sel
+from bass_jax import uncertainty
 
 N = 50
 
@@ -87,6 +89,27 @@ def test_all_data_and_confident_membership():
   assert sorted(chosen) == sorted(expected)
   m2 = sel.top_k_confident_membership(m, entropy, labelled, 4)
   assert int(m2.sum()) == 8 and bool((m2 | ~m).all())
+
+
+def test_confident_membership_ranks_by_the_configured_score():
+  # Two 3-class predictions that the two rankings order differently:
+  # a = [0.6, 0.4, 0.0] has the lower entropy, b = [0.7, 0.15, 0.15] the
+  # higher max p (the blog's "most confident").
+  probs = jnp.array([[0.6, 0.4, 0.0], [0.7, 0.15, 0.15]])
+  entropy = uncertainty.normalized_entropy(probs)
+  least_conf = uncertainty.least_confidence(probs)
+  assert entropy[0] < entropy[1] and least_conf[1] < least_conf[0]
+  sweep = {'entropy': entropy, 'least_confidence': least_conf}
+  none, no_labels = jnp.zeros(2, bool), jnp.zeros(2, bool)
+  picked = {}
+  for score in ('entropy', 'least_confidence'):
+    cfg = loop.LoopConfig(semi='confident', confident_k=1,
+                          confident_score=score, acquisition='entropy')
+    assert score == 'entropy' or score in cfg.score_names
+    m = loop.refreshed_membership(cfg, none, sweep, jnp.float32(0.5),
+                                  no_labels)
+    picked[score] = list(np.nonzero(np.asarray(m))[0])
+  assert picked == {'entropy': [0], 'least_confidence': [1]}
 
 
 def test_theta_and_labelled_slots():
