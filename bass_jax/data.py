@@ -852,7 +852,9 @@ def load_dataset(name: str, data_dir: Optional[str] = None,
     for an idx name whose idx files are absent: `load_tfds` with the cache
     dir $TFDS_DATA_DIR, else <data_dir>/tfds if present, else
     ~/tensorflow_datasets, and manual dir <data_dir>/<name> if present (then
-    preparation is offline; without it tfds may download).
+    preparation is offline; without it tfds may download). For an idx name
+    'auto' takes this path only with that manual dir or data tfds already
+    prepared: it never downloads (a DataError names the missing files).
 
   Args:
     name: dataset name, .npz path or image folder path.
@@ -891,8 +893,25 @@ def load_dataset(name: str, data_dir: Optional[str] = None,
     md5s = MNIST_MD5 if name == 'mnist' else None
     return _load_idx_directory(idx_dir, md5s, name, scale)
   manual_dir = idx_dir if idx_dir is not None and idx_dir.is_dir() else None
-  return load_tfds(name, data_dir=_tfds_cache_dir(root),
-                   manual_dir=manual_dir, scale=scale)
+  cache_dir = _tfds_cache_dir(root)
+  if (source == 'auto' and name in IDX_DATASETS and manual_dir is None and
+      not _tfds_prepared(name, cache_dir)):
+    # 'auto' never starts a download: a mistyped data dir should say so at
+    # once, not after minutes of retries on an offline machine.
+    raise DataError(
+        f'{idx_dir or "<no data dir>"}: the idx files of {name!r} are not '
+        f'there ({", ".join(IDX_FILES.values())}); put them there, set '
+        'BASS_DATA_DIR / --config.data_dir, or pass '
+        '--config.data_source=tfds to let tensorflow-datasets download them')
+  return load_tfds(name, data_dir=cache_dir, manual_dir=manual_dir,
+                   scale=scale)
+
+
+def _tfds_prepared(name: str, cache_dir: Optional[pathlib.Path]) -> bool:
+  """Whether tfds already prepared `name` in its cache (tfds' own layout)."""
+  if cache_dir is None:
+    cache_dir = pathlib.Path('~/tensorflow_datasets').expanduser()
+  return any((cache_dir / name).glob('*/dataset_info.json'))
 
 
 # ----------------------------------------------------------------------------

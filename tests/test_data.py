@@ -333,6 +333,24 @@ def test_load_dataset_routes_tfds(monkeypatch, tmp_path):
                                           scale=1 / 256))
 
 
+def test_auto_source_never_downloads_idx_datasets(monkeypatch, tmp_path):
+  calls = []
+  monkeypatch.setattr(data, 'load_tfds', lambda *a, **k: calls.append((a, k)))
+  monkeypatch.setenv('TFDS_DATA_DIR', str(tmp_path / 'cache'))
+  # A data dir without mnist/ and nothing prepared: one line, no tfds call.
+  message = raises_one_line('not there', data.load_dataset, 'mnist',
+                            data_dir=str(tmp_path / 'typo'))
+  assert 'train-images-idx3-ubyte.gz' in message and 'data_source=tfds' in (
+      message)
+  assert not calls
+  # What tfds prepared before (its cache layout) is used offline.
+  prepared = tmp_path / 'cache' / 'mnist' / '3.0.1'
+  prepared.mkdir(parents=True)
+  (prepared / 'dataset_info.json').write_text('{}')
+  data.load_dataset('mnist', data_dir=str(tmp_path / 'typo'))
+  assert calls[-1][1]['data_dir'] == tmp_path / 'cache'
+
+
 def test_load_dataset_rejects_bad_source_and_names(tmp_path):
   raises_one_line("'nowhere' is unknown", data.load_dataset, 'mnist',
                   source='nowhere')
