@@ -199,7 +199,11 @@ def load_data(config: ml_collections.ConfigDict) -> data_lib.Dataset:
 
 def label_capacity(config: ml_collections.ConfigDict, pool_size: int,
                    num_classes: int) -> int:
-  """The most labels a seed can ever hold: initial + every query."""
+  """At least the most labels a seed can hold: initial + every query.
+
+  An upper bound: the last iteration asks no query (`loop.LoopConfig`), but
+  the shapes and hence every result stay those of earlier runs.
+  """
   if config.initial_per_class == -1:
     return pool_size
   initial = config.initial_per_class * num_classes
@@ -240,6 +244,7 @@ def loop_config(config: ml_collections.ConfigDict, pool_size: int,
       semi=config.semi, acquisition=config.acquisition,
       query_every=config.query_every, query_size=config.query_size,
       label_budget=config.label_budget, semi_start=config.semi_start,
+      num_iterations=config.num_iterations,
       confident_k=config.confident_k,
       confident_score=config.confident_score,
       initial_epochs=config.initial_epochs,

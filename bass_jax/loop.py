@@ -79,6 +79,9 @@ class LoopConfig:
   query_every: int = 10
   query_size: int = 10
   label_budget: int = 0          # Stop querying at this many labels (0: never).
+  num_iterations: int = -1       # The last iteration, which asks no query:
+                                 # nothing would train on its answers
+                                 # (-1: no last iteration).
   semi_start: int = 0            # First iteration whose training uses D's
                                  # pseudo-labels (the blog: after the queries).
   confident_k: int = 10
@@ -126,7 +129,9 @@ def _is_query_iteration(cfg: LoopConfig, iteration: jax.Array,
     return jnp.bool_(False)
   within_budget = (True if cfg.label_budget <= 0 else
                    num_labels + cfg.query_size <= cfg.label_budget)
-  return (iteration % cfg.query_every == 0) & within_budget
+  before_last = (True if cfg.num_iterations < 0 else
+                 iteration < cfg.num_iterations)
+  return (iteration % cfg.query_every == 0) & within_budget & before_last
 
 
 def acquisition_picks(cfg: LoopConfig, key: jax.Array,

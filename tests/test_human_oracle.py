@@ -20,7 +20,9 @@ from configs import yinyang
 
 def toy_config(oracle_kind):
   config = yinyang.get_config('active_semi')
-  config.num_iterations = 4      # Queries at iterations 0, 2 and 4.
+  # Queries at iterations 0 and 2; the last, 4, asks none (nothing would
+  # train on its answers).
+  config.num_iterations = 4
   config.num_seeds = 2
   config.initial_epochs = 10
   config.mc_passes_gt = 10
@@ -55,8 +57,8 @@ def test_file_oracle_equals_simulated(tmp_path):
       break
     except oracle.WaitingForLabels as e:
       rounds.append(answer_from_truth(e.manifest, ds.y_train))
-  assert len(rounds) == 3 and all(2 <= len(r) <= 4 for r in rounds)
-  assert sorted(os.listdir(os.path.join(human, 'queries'))) == ['0', '2', '4']
+  assert len(rounds) == 2 and all(2 <= len(r) <= 4 for r in rounds)
+  assert sorted(os.listdir(os.path.join(human, 'queries'))) == ['0', '2']
   assert sorted_rows(sim) == sorted_rows(human)
   template = experiment.build(toy_config('simulated'), ds).state
   a = checkpoint.restore(checkpoint.step_path(sim, 5), template).state
