@@ -8,9 +8,10 @@ File oracle: at a query iteration the run writes
   <workdir>/queries/<iteration>/contact_sheet.png
 
 checkpoints, and exits with status 3 ("waiting for labels"). The user fills
-the `label` column and relaunches the same command; the answers are checked
-here (unknown or missing ids, labels outside 0..C-1 -> one-line error, nothing
-changed) and the run continues. `id` is the sample's index in the dataset's
+the `label` column (a class number 0..C-1, or a class name where the dataset
+has them) and relaunches the same command; the answers are checked here
+(unknown or missing ids, unknown labels -> one-line error, nothing changed)
+and the run continues. `id` is the sample's index in the dataset's
 training split in its original order. Nothing is ever read with pickle.
 """
 
@@ -39,12 +40,45 @@ class WaitingForLabels(Exception):
   `WAITING_FOR_LABELS`.
   """
 
-  def __init__(self, manifest: str, num_ids: int):
+  def __init__(self, manifest: str, num_ids: int,
+               class_names: Sequence[str] = ()):
+    classes = f'; classes {class_legend(class_names)}' if class_names else ''
     super().__init__(
         f'waiting for labels: fill the label column of {manifest} '
         f'({num_ids} samples; their images and a contact sheet are beside '
-        'it), then relaunch the same command to continue')
+        f'it{classes}), then relaunch the same command to continue')
     self.manifest = manifest
+
+
+def class_legend(class_names: Sequence[str]) -> str:
+  """'0=circle, 1=square': what each class number means."""
+  return ', '.join(f'{j}={name}' for j, name in enumerate(class_names))
+
+
+def parse_label(text: str, num_classes: int,
+                class_names: Sequence[str] = ()) -> int:
+  """A class number from an answer: '1', or a class name ('square').
+
+  Names match exactly, else ignoring case.
+
+  Raises:
+    ValueError: one line saying what is accepted.
+  """
+  text = text.strip()
+  try:
+    label = int(text)
+  except ValueError:
+    lowered = [n.lower() for n in class_names]
+    if text in class_names:
+      return list(class_names).index(text)
+    if lowered.count(text.lower()) == 1:
+      return lowered.index(text.lower())
+    accepted = (f'a class number or name ({class_legend(class_names)})'
+                if class_names else f'an integer in 0..{num_classes - 1}')
+    raise ValueError(f'{text!r} is not {accepted}') from None
+  if not 0 <= label < num_classes:
+    raise ValueError(f'{label} is outside 0..{num_classes - 1}')
+  return label
 
 
 def query_dir(workdir: str, iteration: int) -> str:
@@ -110,8 +144,8 @@ def write_queries(workdir: str, iteration: int, ids: Sequence[int],
   return path
 
 
-def read_answers(path: str, ids: Sequence[int],
-                 num_classes: int) -> dict[int, int]:
+def read_answers(path: str, ids: Sequence[int], num_classes: int,
+                 class_names: Sequence[str] = ()) -> dict[int, int]:
   """The user's labels from a filled manifest, fully validated.
 
   Returns:
@@ -119,7 +153,8 @@ def read_answers(path: str, ids: Sequence[int],
 
   Raises:
     OracleError: missing file, wrong header, unknown / duplicate / missing
-      ids, or a label that is not an integer in [0, num_classes).
+      ids, or a label that is neither an integer in [0, num_classes) nor
+      one of `class_names`.
   """
   if not os.path.exists(path):
     raise OracleError(f'{path} is missing; the query folder was removed')
@@ -153,14 +188,10 @@ def read_answers(path: str, ids: Sequence[int],
         raise OracleError(f'{path} line {line_no}: id {sample} has no label '
                           'yet; fill the label column')
       try:
-        label = int(text)
-      except ValueError:
-        raise OracleError(f'{path} line {line_no}: label {text!r} of id '
-                          f'{sample} is not an integer') from None
-      if not 0 <= label < num_classes:
-        raise OracleError(f'{path} line {line_no}: label {label} of id '
-                          f'{sample} is outside 0..{num_classes - 1}')
-      answers[sample] = label
+        answers[sample] = parse_label(text, num_classes, class_names)
+      except ValueError as e:
+        raise OracleError(f'{path} line {line_no}: label of id {sample}: '
+                          f'{e}') from None
   missing = sorted(wanted - set(answers))
   if missing:
     raise OracleError(f'{path}: no line for id(s) {missing[:10]}')
@@ -181,28 +212,27 @@ def ascii_preview(x: np.ndarray, width: int = 28) -> str:
 
 def ask_terminal(ids: Sequence[int], inputs: np.ndarray, num_classes: int,
                  query_folder: str, stdin: TextIO = sys.stdin,
-                 out: Callable[[str], None] = print) -> dict[int, int]:
+                 out: Callable[[str], None] = print,
+                 class_names: Sequence[str] = ()) -> dict[int, int]:
   """Asks for each label on the terminal (image path + ASCII preview).
 
   Raises:
     OracleError: stdin closed before every id was answered.
   """
   answers = {}
+  choices = (class_legend(class_names) if class_names else
+             f'0..{num_classes - 1}')
   for i in ids:
     out(ascii_preview(inputs[i]))
     png = os.path.join(query_folder, f'{i}.png')
     while True:
-      out(f'label of id {i} ({png}) in 0..{num_classes - 1}: ')
+      out(f'label of id {i} ({png}), {choices}: ')
       line = stdin.readline()
       if not line:
         raise OracleError(f'input ended before id {i} was labelled')
       try:
-        label = int(line.strip())
-      except ValueError:
-        out(f'not an integer: {line.strip()!r}')
-        continue
-      if 0 <= label < num_classes:
-        answers[int(i)] = label
+        answers[int(i)] = parse_label(line, num_classes, class_names)
         break
-      out(f'{label} is outside 0..{num_classes - 1}')
+      except ValueError as e:
+        out(str(e))
   return answers

@@ -38,7 +38,8 @@ def test_read_answers_ok(tmp_path):
     ([[3, 1], [7, 2], [11, 10]], 'outside 0..9'),
     ([[3, 1], [7, 2], [11, -1]], 'outside 0..9'),
     ([[3, 1], [7, ''], [11, 1]], 'id 7 has no label'),
-    ([[3, 1], [7, 'seven'], [11, 1]], "'seven' of id 7 is not an integer"),
+    ([[3, 1], [7, 'seven'], [11, 1]],
+     r"id 7: 'seven' is not an integer in 0\.\.9"),
     ([[3, 1], [7, 2], [11, 1], [99, 1]], 'id 99 was not queried'),
     ([[3, 1], [3, 2], [7, 2], [11, 1]], 'id 3 is answered twice'),
 ])
@@ -48,6 +49,27 @@ def test_read_answers_refuses_bad_files(tmp_path, rows, match):
   with pytest.raises(oracle.OracleError, match=match) as e:
     oracle.read_answers(str(p), [3, 7, 11], 10)
   assert '\n' not in str(e.value) and 'm.csv' in str(e.value)
+
+
+def test_answers_by_class_name(tmp_path):
+  names = ('circle', 'Square')
+  p = tmp_path / 'm.csv'
+  filled(p, [[3, 'circle'], [7, 'square'], [11, 1]])
+  assert oracle.read_answers(str(p), [3, 7, 11], 2, names) == {
+      3: 0, 7: 1, 11: 1}
+  filled(p, [[3, 'circle'], [7, 'cat'], [11, 1]])
+  with pytest.raises(oracle.OracleError,
+                     match=r"id 7: 'cat' is not a class number or name "
+                     r'\(0=circle, 1=Square\)'):
+    oracle.read_answers(str(p), [3, 7, 11], 2, names)
+  lines = []
+  answers = oracle.ask_terminal([2], np.zeros((3, 4)), 2, '/q',
+                                io.StringIO('dog\nSQUARE\n'), lines.append,
+                                names)
+  assert answers == {2: 1}
+  assert any('0=circle, 1=Square' in l for l in lines)
+  message = str(oracle.WaitingForLabels('/w/m.csv', 2, names))
+  assert 'classes 0=circle, 1=Square' in message and '\n' not in message
 
 
 def test_read_answers_bad_header_and_missing(tmp_path):
