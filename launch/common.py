@@ -3,6 +3,7 @@
 import ast
 import os
 import re
+import shlex
 import sys
 import time
 import traceback
@@ -51,6 +52,14 @@ def fail(message: str) -> NoReturn:
     traceback.print_exc()
   print(f'error: {one_line(message)}', file=sys.stderr, flush=True)
   sys.exit(2)
+
+
+def command_line() -> str:
+  """This process's command, ready to paste: `python launch/train.py ...`."""
+  argv = sys.argv
+  if argv and argv[0].endswith('.py'):
+    argv = ['python'] + argv
+  return shlex.join(argv)
 
 
 def one_line(text: str) -> str:
@@ -158,7 +167,8 @@ def run_main(main) -> None:
 
   User errors are bad flags or config files (while parsing), BassError (bad
   config values, data, checkpoints, a diverged run) and OSError (e.g. an
-  unwritable workdir). Set BASS_DEBUG=1 to see the traceback too.
+  unwritable workdir). Set BASS_DEBUG=1 to see the traceback too. Ctrl-C
+  is one line as well (exit status 130): what was checkpointed is kept.
   """
   from bass_jax.errors import BassError  # pylint: disable=g-import-not-at-top
 
@@ -169,9 +179,17 @@ def run_main(main) -> None:
     try:
       return main(argv)
     except oracle.WaitingForLabels as e:
-      print(f'{e}:\n  {" ".join(sys.argv)}', flush=True)
+      print(f'{e}:\n  {command_line()}', flush=True)
       sys.exit(oracle.WAITING_FOR_LABELS)
     except (BassError, OSError) as e:
       fail(str(e))
+    except KeyboardInterrupt:
+      if debug():
+        traceback.print_exc()
+      # Runs checkpoint every `checkpoint_every` iterations; the same
+      # command resumes from the newest one.
+      print(f'interrupted; to continue, run the same command again: '
+            f'{command_line()}', file=sys.stderr, flush=True)
+      sys.exit(130)
 
   app.run(guarded, flags_parser=parse_flags)

@@ -231,6 +231,25 @@ def test_sigkill_and_damage_then_resume_is_identical(tmp_path, env,
   assert_same_run(workdir, reference)
 
 
+def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path, env, reference):
+  workdir = tmp_path / 'run'
+  launch = Launch(workdir, env)
+  launch.wait_for(r'^iter 2/')
+  launch.proc.send_signal(signal.SIGINT)
+  assert launch.proc.wait(timeout=120) == 130
+  rest = []
+  while (line := launch.lines.get(timeout=60)) is not None:
+    rest.append(line)
+  output = ''.join(rest)
+  assert 'Traceback' not in output, output
+  assert 'interrupted; to continue, run the same command again: python ' in (
+      output), output
+  result = train(workdir, env=env)
+  assert result.returncode == 0, result.stderr
+  assert 'resuming from iteration' in result.stdout
+  assert_same_run(workdir, reference)
+
+
 def test_seeds_over_cpu_cores_equal_one_device(tmp_path, env, reference):
   """--config.cpu_devices=2 with 'seed:2': the 2 seeds run on their own
   CPU devices (launch/train.py sets the count before JAX starts) and give
