@@ -587,12 +587,19 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     restored = resume_point(workdir, state, log)
   if writer:
     os.makedirs(workdir, exist_ok=True)
+  # Wall time of the launches that made the checkpoint resumed from: the
+  # summary's wall_s is the run's, not only this launch's.
+  earlier_s = float(restored.extra.get('wall_s', 0.0)) if restored else 0.0
+
+  def wall_s() -> float:
+    return earlier_s + time.time() - start
 
   def save(step: int, state: loop.LoopState, extra=None) -> None:
     host = sharding.host_tree(state)  # A collective: every process calls.
     check_finite_params(host.train.params, step - 1)
     if writer:
-      checkpoint.save(workdir, step, host, extra=extra)
+      checkpoint.save(workdir, step, host,
+                      extra={**(extra or {}), 'wall_s': wall_s()})
       checkpoint.keep_last(workdir, config.keep_checkpoints)
 
   if restored is not None:
@@ -637,7 +644,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
                                             r.dataset.x_train)
           if config.oracle == 'files':
             save(i + 1, state, extra={'pending': pending})
-            raise oracle.WaitingForLabels(manifest, len(pending['ids']))
+            raise oracle.WaitingForLabels(manifest, len(pending['ids']),
+                                          r.dataset.class_names)
           state = answered_state(r, state, workdir, pending, log)
       if (i + 1) % config.checkpoint_every == 0 or i == total - 1:
         save(i + 1, state)
@@ -651,7 +659,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     tb.close()
   sharding.sync('metrics')  # Every process reads process 0's final rows.
   summary = summarize(config, last_rows(metrics_path), r.num_params,
-                      time.time() - start)
+                      wall_s())
   if writer:
     write_json(os.path.join(workdir, 'summary.json'), summary)
   return summary
@@ -684,10 +692,12 @@ def answered_state(r: Run, state: loop.LoopState, workdir: str,
   if r.config.oracle == 'terminal':
     answers = oracle.ask_terminal(ids, r.dataset.x_train,
                                   r.dataset.num_classes,
-                                  oracle.query_dir(workdir, i), out=log)
+                                  oracle.query_dir(workdir, i), out=log,
+                                  class_names=r.dataset.class_names)
   else:
     answers = oracle.read_answers(oracle.manifest_path(workdir, i), ids,
-                                  r.dataset.num_classes)
+                                  r.dataset.num_classes,
+                                  r.dataset.class_names)
   query = np.asarray(pending['query'], np.int32)
   labels = np.vectorize(lambda j: answers.get(int(j), 0), otypes=[np.int32])(
       query)

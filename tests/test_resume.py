@@ -47,8 +47,12 @@ def test_resume_after_crash_is_identical(tmp_path):
     f.write('{"iteration": 6, "seed": 0, "val_')
   os.makedirs(os.path.join(checkpoint.checkpoints_dir(cut), '.tmp-6-dead'))
   lines = []
-  experiment.run(small_config(), cut, log=lines.append, dataset=ds)
+  earlier = checkpoint.restore(checkpoint.step_path(cut, 4),
+                               experiment.build(small_config(), ds).state)
+  summary = experiment.run(small_config(), cut, log=lines.append, dataset=ds)
   assert any('resuming from iteration 4' in l for l in lines)
+  # wall_s counts the launch that made checkpoint 4, not only the last one.
+  assert summary['wall_s'] > earlier.extra['wall_s'] > 0
   full_set, rows = metric_set(full)
   cut_set, _ = metric_set(cut)
   assert full_set == cut_set and len(rows) == 7 * 2
