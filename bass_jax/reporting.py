@@ -90,7 +90,9 @@ def table_rows(runs: Sequence[dict]) -> list[dict[str, Any]]:
         'paper': paper if paper is not None and paper >= 0 else None,
         'mean': float(acc.mean()), 'std': float(acc.std()),
         'seeds': len(acc),
-        'iterations': 1 + max(r['iteration'] for r in run['rows']),
+        # As summary.json and config.num_iterations: the last iteration
+        # (iterations run 0..num_iterations).
+        'iterations': max(r['iteration'] for r in run['rows']),
         'wall_s': (run['summary'] or {}).get('wall_s'),
     })
   return out
@@ -149,14 +151,18 @@ def plot_label_counts(runs: Sequence[dict], path: str) -> str:
   panels = (('num_labels', 'labels (ground truth)', 1),
             ('num_train', '|D| without up-sampling', 1),
             ('pseudo_acc', 'pseudo-label accuracy %', 100))
+  # One colour per run in every panel, though runs without pseudo-labels
+  # have no pseudo_acc curve.
+  palette = plt.rcParams['axes.prop_cycle'].by_key()['color']
   for ax, (metric, title, scale) in zip(axes, panels):
-    for run in runs:
+    for j, run in enumerate(runs):
       its, mean, std = curves(run['rows'], metric)
       if len(its):
-        line, = ax.plot(its, scale * mean, label=label_of(run),
-                        marker='o' if len(its) == 1 else None)
+        color = palette[j % len(palette)]
+        ax.plot(its, scale * mean, label=label_of(run), color=color,
+                marker='o' if len(its) == 1 else None)
         ax.fill_between(its, scale * (mean - std), scale * (mean + std),
-                        color=line.get_color(), alpha=0.2)
+                        color=color, alpha=0.2)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel('iteration')
     ax.grid(alpha=0.3)

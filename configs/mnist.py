@@ -25,7 +25,8 @@ up-sampling (20x up-sampling of 60,000 labels would be 1.2 M samples/epoch).
 Modifier `small` (a CPU-sized real DeepBASS run, one seed < 5 minutes on 2
 cores): pool = first 2,000 train images, test = first 2,000 test images,
 30 initial epochs, 15 iterations, queries of 10 every 5 iterations (so 130
-labels trained on; 4 acquisitions); everything else unchanged.
+labels trained on: acquisitions at iterations 0, 5 and 10; the last
+iteration asks none); everything else unchanged.
 """
 
 from configs import common

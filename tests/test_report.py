@@ -41,7 +41,7 @@ def test_report_writes_tables_and_plots(workdirs, tmp_path):
     rows = list(csv.DictReader(f))
   assert [r['experiment'] for r in rows] == ['yinyang:active_semi',
                                              'yinyang:supervised_80']
-  assert rows[0]['seeds'] == '2'
+  assert rows[0]['seeds'] == '2' and rows[0]['iterations'] == '4'
   for name in ('learning_curves.png', 'labels.png'):
     assert_nontrivial_png(tmp_path / name)
 
@@ -54,7 +54,8 @@ def test_decision_panel_from_checkpoint(workdirs, tmp_path):
   assert step == 5
   s = analysis.decision_surface(run, state, grid_size=40)
   assert s['pred'].shape == (40, 40) and 0 < s['pred'].mean() < 1
-  assert s['labelled'].sum() == 8 + 3 * 2
+  # Queries of 2 at iterations 0 and 2; the last, 4, asks none.
+  assert s['labelled'].sum() == 8 + 2 * 2
   path = reporting.plot_decision_panel(
       s['grid_x'], s['grid_y'], s['pred'], s['entropy'], s['points'],
       s['labels'], s['labelled'], 'test', str(tmp_path / 'd.png'))
