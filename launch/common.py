@@ -15,9 +15,12 @@ from absl import logging
 from ml_collections import config_flags
 
 
-def default_workdir(config) -> str:
-  """workdirs/<name>_<variant>_<YYYYmmdd-HHMMSS> under the current folder."""
-  variant = (config.variant or 'run').replace(',', '_')
+def default_workdir(config, variant: Optional[str] = None) -> str:
+  """workdirs/<name>_<variant>_<YYYYmmdd-HHMMSS> under the current folder.
+
+  `variant` defaults to the config's (a sweep passes 'sweep[_modifiers]').
+  """
+  variant = (variant or config.variant or 'run').replace(',', '_')
   stamp = time.strftime('%Y%m%d-%H%M%S')
   return os.path.join('workdirs', f'{config.name or "run"}_{variant}_{stamp}')
 

@@ -63,7 +63,9 @@ def main(argv):
   path, _, base_arg = sys_config_arg().partition(':')
   module = config_module(path)
   overridden = _CONFIG.value
-  workdir = _WORKDIR.value or launch_common.default_workdir(overridden)
+  # Named for the sweep, not for the config's default row.
+  workdir = _WORKDIR.value or launch_common.default_workdir(
+      overridden, 'sweep' + (f',{base_arg}' if base_arg else ''))
   summaries = []
   args = selected_rows(row_args(module, base_arg), _ROWS.value)
   for k, arg in enumerate(args):
