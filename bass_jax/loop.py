@@ -104,14 +104,13 @@ class LoopConfig:
 
   @property
   def score_names(self) -> tuple[str, ...]:
-    """The scores the pool sweep computes besides entropy."""
+    """The scores the pool sweep needs (entropy is always computed)."""
     names = []
     if self.acquisition not in ('none',) + RANDOM_ACQUISITIONS:
       names.append(self.acquisition)
-    if (self.semi == 'confident' and self.confident_score != 'entropy' and
-        self.confident_score not in names):
+    if self.semi == 'confident':
       names.append(self.confident_score)
-    return tuple(names)
+    return tuple(dict.fromkeys(names))  # Each once, in order.
 
 
 def _named_keys(cfg: LoopConfig, key_data: jax.Array,

@@ -68,9 +68,10 @@ def parse_label(text: str, num_classes: int,
   try:
     label = int(text)
   except ValueError:
-    lowered = [n.lower() for n in class_names]
-    if text in class_names:
-      return list(class_names).index(text)
+    names = list(class_names)
+    lowered = [n.lower() for n in names]
+    if text in names:
+      return names.index(text)
     if lowered.count(text.lower()) == 1:
       return lowered.index(text.lower())
     accepted = (f'a class number or name ({class_legend(class_names)})'
