@@ -377,6 +377,10 @@ def load_mnist_idx(directory: PathLike, verify_md5: bool = True,
 def _import_tfds():
   """tensorflow_datasets, with TensorFlow kept off the GPUs (JAX owns them)."""
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  # TF logs "oneDNN custom operations are on" twice at import, past the
+  # level above. TF only decodes files here, so its oneDNN kernels (and
+  # their rounding note) do not matter.
+  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
   try:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top

@@ -39,9 +39,11 @@ def parse_arg(arg: str | None, variants: dict[str, dict],
     elif part in modifiers:
       chosen.append(part)
     else:
-      raise ValueError(
-          f'unknown config arg {part!r}; variants: {sorted(variants)}, '
-          f'modifiers: {sorted(modifiers)}')
+      known = f'variants: {", ".join(sorted(variants))}'
+      if modifiers:
+        known += f'; modifiers: {", ".join(sorted(modifiers))}'
+      raise ValueError(f'unknown config arg {part!r} ({known}; or '
+                       'field=value)')
   if variant not in variants:
     raise ValueError(f'unknown variant {variant!r}; known: {sorted(variants)}')
   overrides = dict(variants[variant])

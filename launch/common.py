@@ -76,7 +76,11 @@ def one_line(text: str) -> str:
     return 'unknown error'
   if any(line.startswith('Traceback (most recent call') for line in lines):
     head = lines[0].replace('Error whilst parsing config file:', '').strip()
-    return f'{head} {lines[-1]}'
+    # A ValueError is how a config file rejects its arg; the message says
+    # what is wrong, the type name adds nothing. Other types (SyntaxError,
+    # NameError, ...) name a bug in the file and stay.
+    last = re.sub(r'^ValueError: ', '', lines[-1])
+    return f'{head} {last}'
   return ' '.join(lines)
 
 

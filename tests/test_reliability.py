@@ -380,6 +380,8 @@ CASES = [
     Case('bad_bool_flag', ('--overwrite=maybe',), ('--overwrite=maybe',)),
     Case('missing_flagfile', ('--flagfile={tmp}/nope.flags',),
          ('nope.flags',)),
+    Case('unknown_dataset', ('--config.dataset=fashion_mnistt',),
+         ("'fashion_mnistt'", 'tfds.list_builders()'), workdir='fresh'),
     # Impossible values.
     Case('zero_T', ('--config.mc_passes_gt=0',), ('config.mc_passes_gt=0',)),
     Case('negative_T_pool', ('--config.mc_passes_pool=-3',),
@@ -486,6 +488,7 @@ def test_bad_input_is_one_line_and_harmless(case, tmp_path, env, reference):
   assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
   for culprit in case.culprit:
     assert culprit in lines[0]
+  assert 'ValueError' not in lines[0]  # The message says it; no type name.
   assert 'Traceback' not in result.stdout + result.stderr
   assert snapshot(workdir) == before
 
