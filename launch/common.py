@@ -141,10 +141,20 @@ def _config_load_error(name: str, value: object) -> Optional[str]:
   return f'{given}: {lines[-1] if lines else type(error).__name__}'
 
 
+HELP_FLAGS = ('-help', '--help', '-?', '--helpfull', '-helpfull',
+              '--helpshort', '-helpshort', '--helpxml', '-helpxml')
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """`app.run`'s flags parser: absl's, with every error as one line, exit 2."""
   try:
     remaining = flags.FLAGS(argv)
+  except SystemExit as e:
+    # absl exits with status 1 after printing --help; asking for help is
+    # not a failure (status 1 means a bug here, see the README).
+    if e.code == 1 and any(a.split('=')[0] in HELP_FLAGS for a in argv[1:]):
+      sys.exit(0)
+    raise
   except Exception as e:  # pylint: disable=broad-except
     # Flags and config files raise many types; all are bad user input here.
     fail(flag_error_message(e, argv))

@@ -493,6 +493,16 @@ def test_bad_input_is_one_line_and_harmless(case, tmp_path, env, reference):
   assert snapshot(workdir) == before
 
 
+@pytest.mark.parametrize('script', ['train', 'sweep', 'report', 'export'])
+def test_help_exits_zero(script, env):
+  # Status 1 means a bug (README's exit statuses); absl's --help exits 1.
+  result = subprocess.run(
+      [sys.executable, str(REPO / 'launch' / f'{script}.py'), '--help'],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr
+  assert '--workdir' in result.stdout  # The script's usage text.
+
+
 def test_debug_flag_shows_the_traceback(tmp_path, env):
   result = train(tmp_path / 'run', ['--config.mc_passes_gt=0'], env=env,
                  extra_env={'BASS_DEBUG': '1'})
