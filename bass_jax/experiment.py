@@ -268,6 +268,11 @@ def check_against_data(config: ml_collections.ConfigDict,
   human oracle can answer queries about them.
   """
   n = ds.x_train.shape[0]
+  if ds.num_classes < 2:
+    # One class has zero entropy everywhere: theta is NaN, nothing is ever
+    # queried, and every accuracy is trivially 100 %.
+    raise ConfigError(f'dataset {ds.name!r} has {ds.num_classes} class; '
+                      'classification needs at least 2')
   known = ds.y_train[ds.y_train >= 0]
   if known.size == 0:
     raise ConfigError(f'dataset {ds.name!r} has no labelled pool samples; '
@@ -466,6 +471,11 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ConfigError(f'workdir {workdir} exists and is not a folder; use '
                       'another --workdir')
+  for name in ('checkpoints', 'queries'):
+    path = os.path.join(workdir, name)
+    if os.path.exists(path) and not os.path.isdir(path):
+      raise ConfigError(f'{path} is not a folder; move it away (the run '
+                        'keeps its checkpoints and queries there)')
   path = os.path.join(workdir, 'config.json')
   if overwrite or not os.path.exists(path):
     return
@@ -500,7 +510,14 @@ def resume_point(workdir: str, template: loop.LoopState,
       (starting afresh would silently discard the run), or the newest intact
       one does not fit this run's state.
   """
-  restored = checkpoint.latest_valid(workdir, template, warn=log)
+  try:
+    restored = checkpoint.latest_valid(workdir, template, warn=log)
+  except checkpoint.CheckpointMismatchError as e:
+    # The config matched (check_workdir_config), so the data changed: e.g.
+    # images added to or removed from a folder dataset.
+    raise checkpoint.CheckpointMismatchError(
+        f'{e}: the data differ from those the run was made with (its size '
+        'or classes changed?); restore them, or use a new --workdir') from e
   found = checkpoint.steps(workdir)
   if restored is None and found:
     raise checkpoint.CheckpointError(
@@ -585,6 +602,15 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     sharding.sync('cleared')
   else:
     restored = resume_point(workdir, state, log)
+  metrics_path = os.path.join(workdir, 'metrics.jsonl')
+  kept = kept_metrics(metrics_path, restored.step) if restored else []
+  if restored and len(kept) < restored.step * config.num_seeds:
+    # Resuming would summarise the missing iterations as nothing.
+    raise ConfigError(
+        f'{metrics_path} holds {len(kept)} of the '
+        f'{restored.step * config.num_seeds} rows the checkpoint of '
+        f'iteration {restored.step} needs; restore the file, or pass '
+        '--overwrite to run again')
   if writer:
     os.makedirs(workdir, exist_ok=True)
   # Wall time of the launches that made the checkpoint resumed from: the
@@ -610,11 +636,10 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       # Validated before anything is written: bad answers change nothing.
       state = answered_state(r, state, workdir, pending, log)
       save(first, state)
-  metrics_path = os.path.join(workdir, 'metrics.jsonl')
   tb = None
   if writer:
     write_json(os.path.join(workdir, 'config.json'), config.to_dict())
-    write_lines(metrics_path, kept_metrics(metrics_path, first))
+    write_lines(metrics_path, kept)
     tb = tb_writer.maybe_writer(os.path.join(workdir, 'tensorboard'),
                                 config.tensorboard)
     if tb and first == 0:

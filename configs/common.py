@@ -29,13 +29,17 @@ def parse_arg(arg: str | None, variants: dict[str, dict],
   modifiers = modifiers or {}
   parts = [p for p in (arg or '').split(',') if p]
   variant = defaults.get('variant')
-  chosen, pairs = [], {}
+  chosen, pairs, named = [], {}, []
   for part in parts:
     if '=' in part:
       key, value = part.split('=', 1)
       pairs[key] = value
     elif part in variants:
+      if named:
+        raise ValueError(f'config arg {arg!r} names two variants, '
+                         f'{named[0]!r} and {part!r}; give one')
       variant = part
+      named.append(part)
     elif part in modifiers:
       chosen.append(part)
     else:

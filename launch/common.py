@@ -179,6 +179,14 @@ def define_config_file(default: str, help_string: str):
     fail(flag_error_message(e, sys.argv))
 
 
+def unexpected_argument_message(arg: str) -> str:
+  """The error of a positional argument (every input is a --flag)."""
+  message = f'unexpected argument {arg!r} (every input is a --flag)'
+  if arg.split(':')[0].endswith('.py'):
+    message += f'; did you mean --config={arg}?'
+  return message
+
+
 def run_main(main) -> None:
   """`app.run(main)`, turning user errors into one line and exit status 2.
 
@@ -190,6 +198,8 @@ def run_main(main) -> None:
   from bass_jax.errors import BassError  # pylint: disable=g-import-not-at-top
 
   def guarded(argv):
+    if len(argv) > 1:
+      fail(unexpected_argument_message(argv[1]))
     if not debug():
       logging.set_verbosity(logging.WARNING)  # Hides jax's backend probing.
     from bass_jax import oracle  # pylint: disable=g-import-not-at-top

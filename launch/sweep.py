@@ -19,6 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from absl import flags  # pylint: disable=g-import-not-at-top
+from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
 from launch import common as launch_common
 
@@ -28,6 +29,9 @@ _CONFIG = launch_common.define_config_file(
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output folder of the sweep.')
 _ROWS = flags.DEFINE_list('rows', None, 'Only these rows (default: all).')
 _QUIET = flags.DEFINE_bool('quiet', False, 'Only print one line per row.')
+_OVERWRITE = flags.DEFINE_bool(
+    'overwrite', False, 'Run every selected row afresh, even in a row '
+    'folder that holds another (or a finished) run.')
 
 
 def config_module(path: str):
@@ -47,22 +51,40 @@ def row_args(module, base_arg: str) -> list[str]:
   return rows
 
 
-def cli_overrides() -> dict:
-  """`--config.x=v` flags given on the command line, as a field dict."""
-  out = {}
-  for arg in sys.argv[1:]:
-    if arg.startswith('--config.'):
-      key, _, _ = arg[len('--config.'):].partition('=')
-      out[key] = None
-  return out
+def cli_overrides() -> list[str]:
+  """The config fields overridden on the command line (`--config.x=v`, in
+  any form absl accepts: `-config.x v`, a --flagfile, ...)."""
+  return list(config_flags.get_override_values(flags.FLAGS['config']))
+
+
+def config_path_and_arg() -> tuple[str, str]:
+  """The --config file and its ':arg', as absl parsed them."""
+  path, _, arg = config_flags.get_config_filename(
+      flags.FLAGS['config']).partition(':')
+  return path, arg
+
+
+def check_base_arg(base_arg: str, row_names: list[str],
+                   variants: dict) -> None:
+  """Refuses a row or variant in --config's ':arg' (it would replace every
+  row's own variant); rows are chosen with --rows."""
+  from bass_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  for part in base_arg.split(','):
+    if '=' not in part and (part in row_names or part in variants):
+      raise ConfigError(f"--config ':{base_arg}' names the variant {part!r}; "
+                        'a sweep runs each row with its own variant: choose '
+                        f'rows with --rows={part}')
 
 
 def main(argv):
   del argv
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
-  path, _, base_arg = sys_config_arg().partition(':')
+  path, base_arg = config_path_and_arg()
   module = config_module(path)
   overridden = _CONFIG.value
+  all_args = row_args(module, '')
+  check_base_arg(base_arg, [a.split(',')[0] for a in all_args],
+                 getattr(module, 'VARIANTS', {}))
   # Named for the sweep, not for the config's default row.
   workdir = _WORKDIR.value or launch_common.default_workdir(
       overridden, 'sweep' + (f',{base_arg}' if base_arg else ''))
@@ -75,14 +97,15 @@ def main(argv):
       config[key] = overridden[key]
     row_dir = os.path.join(workdir, name)
     log = (lambda s: None) if _QUIET.value else launch_common.log_line
-    done = finished_summary(row_dir, config)
+    done = None if _OVERWRITE.value else finished_summary(row_dir, config)
     if done:
       print(f'== {name} (row {k + 1}/{len(args)}): already finished in '
             f'{row_dir}', flush=True)
       summaries.append(done)
       continue
     print(f'== {name} (row {k + 1}/{len(args)}) -> {row_dir}', flush=True)
-    summaries.append(experiment.run(config, row_dir, log=log))
+    summaries.append(experiment.run(config, row_dir, log=log,
+                                    overwrite=_OVERWRITE.value))
     print(launch_common.result_table(summaries[-1:]).splitlines()[-1],
           flush=True)
   table = launch_common.result_table(summaries)
@@ -117,14 +140,6 @@ def finished_summary(row_dir: str, config) -> dict | None:
       return json.load(f) if same else None
   except (OSError, ValueError):
     return None
-
-
-def sys_config_arg() -> str:
-  """The raw --config value: the config file path and its ':arg'."""
-  for arg in sys.argv[1:]:
-    if arg.startswith('--config='):
-      return arg[len('--config='):]
-  return os.path.join(REPO, 'configs', 'yinyang.py')
 
 
 if __name__ == '__main__':

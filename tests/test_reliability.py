@@ -446,7 +446,30 @@ CASES = [
     Case('unreadable_config_json', (), ('config.json', 'unreadable'),
          setup=lambda tmp, workdir: (workdir / 'config.json').write_text('{')),
     Case('workdir_is_a_file', (), ('is not a folder',), workdir='file'),
+    Case('checkpoint_of_other_shape_says_data_changed', (),
+         ('the data differ', 'new --workdir'), setup=reshape_newest_leaf),
+    # A finished run resumed without its metrics once summarised nothing.
+    Case('metrics_deleted', (), ('metrics.jsonl', 'holds 0 of the',
+                                 '--overwrite'),
+         setup=lambda tmp, workdir: (workdir / 'metrics.jsonl').unlink()),
+    Case('checkpoints_is_a_file', (), ('checkpoints is not a folder',),
+         setup=lambda tmp, workdir: replace_checkpoints_with_a_file(workdir)),
+    Case('positional_argument', ('configs/mnist_blog.py',),
+         ("unexpected argument 'configs/mnist_blog.py'",
+          'did you mean --config=configs/mnist_blog.py')),
+    Case('two_variants', (), ("names two variants, 'active' and 'semi'",),
+         config='configs/yinyang.py:active,semi'),
+    Case('one_class_npz', ('--config.dataset={tmp}/one.npz',),
+         ('1 class', 'at least 2'), workdir='fresh',
+         setup=lambda tmp, _: write_npz(
+             tmp / 'one.npz', y_train=np.zeros(40, np.int64),
+             y_test=np.zeros(20, np.int64), num_classes=np.int64(1))),
 ]
+
+
+def replace_checkpoints_with_a_file(workdir):
+  shutil.rmtree(workdir / 'checkpoints')
+  (workdir / 'checkpoints').write_text('not a folder')
 
 
 def snapshot(path: pathlib.Path) -> Optional[dict[str, str]]:

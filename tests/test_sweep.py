@@ -51,3 +51,43 @@ def test_sweep_table_resume_and_unknown_row(tmp_path):
       bad.stderr)
   assert 'active_semi' in lines[0]  # It lists the sweep's rows.
   assert not (tmp_path / 'bad').exists()
+
+
+def test_sweep_reads_config_as_absl_parsed_it_and_overwrites(tmp_path):
+  # '--config <path>' (a space) and '-config.x v' (one dash) are absl's too;
+  # the sweep once read sys.argv itself and silently ran Yin-Yang defaults.
+  args = [a for a in TINY if not a.startswith(('--config=',
+                                               '--config.num_seeds'))]
+  run = _sweep_raw(tmp_path, '--config', str(REPO / 'configs' / 'yinyang.py'),
+                   '-config.num_seeds', '1', *args, '--rows=initial')
+  assert run.returncode == 0, run.stderr[-2000:]
+  config = json.loads((tmp_path / 'initial' / 'config.json').read_text())
+  assert config['num_seeds'] == 1 and config['num_iterations'] == 2
+
+  # A changed override is refused in the row folder ...
+  changed = _sweep_raw(tmp_path, *TINY, '--config.num_iterations=1',
+                       '--rows=initial')
+  assert changed.returncode == 2 and 'pass --overwrite' in changed.stderr
+  # ... and --overwrite (a sweep flag too) runs the row afresh.
+  again = _sweep_raw(tmp_path, *TINY, '--config.num_iterations=1',
+                     '--rows=initial', '--overwrite')
+  assert again.returncode == 0, again.stderr[-2000:]
+  rows = (tmp_path / 'initial' / 'metrics.jsonl').read_text().splitlines()
+  assert len(rows) == 2 * 2
+
+
+def test_sweep_refuses_a_variant_in_the_config_arg(tmp_path):
+  # ':initial' would have replaced every row's own variant.
+  bad = _sweep_raw(tmp_path, TINY[0] + ':initial', *TINY[1:], '--rows=semi')
+  assert bad.returncode == 2
+  assert bad.stderr.splitlines() == [
+      "error: --config ':initial' names the variant 'initial'; a sweep runs "
+      'each row with its own variant: choose rows with --rows=initial']
+  assert not tmp_path.joinpath('semi').exists()
+
+
+def _sweep_raw(workdir, *args):
+  env = {k: v for k, v in os.environ.items() if k != 'BASS_DEBUG'}
+  return subprocess.run([sys.executable, SWEEP, f'--workdir={workdir}',
+                         *args], cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=300)
