@@ -898,6 +898,13 @@ def load_dataset(name: str, data_dir: Optional[str] = None,
     return _load_idx_directory(idx_dir, md5s, name, scale)
   manual_dir = idx_dir if idx_dir is not None and idx_dir.is_dir() else None
   cache_dir = _tfds_cache_dir(root)
+  if source == 'auto' and name in IDX_DATASETS and manual_dir is not None:
+    missing = [f for f in IDX_FILES.values() if not (idx_dir / f).is_file()]
+    if len(missing) < len(IDX_FILES) and not _tfds_prepared(name, cache_dir):
+      # Some idx files: the user meant this folder; name what it lacks.
+      raise DataError(f'{idx_dir} lacks {", ".join(missing)} (it holds the '
+                      f'other idx files of {name!r}); put the four official '
+                      'files there')
   if (source == 'auto' and name in IDX_DATASETS and manual_dir is None and
       not _tfds_prepared(name, cache_dir)):
     # 'auto' never starts a download: a mistyped data dir should say so at

@@ -343,6 +343,16 @@ def test_auto_source_never_downloads_idx_datasets(monkeypatch, tmp_path):
   assert 'train-images-idx3-ubyte.gz' in message and 'data_source=tfds' in (
       message)
   assert not calls
+  # A folder with some of the idx files: it names the missing ones (once it
+  # went to tfds with the folder as a manual dir).
+  partial = tmp_path / 'partial' / 'mnist'
+  partial.mkdir(parents=True)
+  for name in list(data.IDX_FILES.values())[:3]:
+    (partial / name).write_bytes(b'')
+  message = raises_one_line('lacks', data.load_dataset, 'mnist',
+                            data_dir=str(tmp_path / 'partial'))
+  assert list(data.IDX_FILES.values())[3] in message
+  assert not calls
   # What tfds prepared before (its cache layout) is used offline.
   prepared = tmp_path / 'cache' / 'mnist' / '3.0.1'
   prepared.mkdir(parents=True)

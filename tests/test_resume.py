@@ -75,6 +75,16 @@ def test_workdir_from_before_a_field_was_added_is_accepted(tmp_path):
     experiment.check_workdir_config(str(tmp_path), config)
 
 
+def test_workdir_resumes_with_moved_data_not_with_other_data(tmp_path):
+  config = small_config()
+  (tmp_path / 'config.json').write_text(json.dumps(config.to_dict()))
+  config.data_dir = str(tmp_path / 'moved')  # Where, not which: accepted.
+  experiment.check_workdir_config(str(tmp_path), config)
+  config.dataset = 'fashion_mnist'
+  with pytest.raises(ConfigError, match='dataset:'):
+    experiment.check_workdir_config(str(tmp_path), config)
+
+
 def test_chunk_sizes_auto_per_platform_and_resumable_under_others(tmp_path):
   """0 is 'auto' (per platform and number of passes); an explicit size is
   kept; a workdir run with explicit sizes resumes under 'auto'."""
