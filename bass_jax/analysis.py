@@ -1,4 +1,4 @@
-"""Looking inside a finished run: its restored state and decision surface."""
+"""Looking inside a run: its restored state and decision surface."""
 
 from __future__ import annotations
 
@@ -16,25 +16,66 @@ from bass_jax.errors import DataError
 from configs import common
 
 
-def restored_run(workdir: str, dataset=None):
-  """(Run, final LoopState [S, ...], step) of a workdir's newest checkpoint.
-
-  `dataset` overrides loading the data named by the workdir's config (for a
-  run that was given its dataset directly).
+def stored_config(workdir: str) -> dict:
+  """The config.json of a workdir as a dict.
 
   Raises:
-    DataError: the workdir has no usable checkpoint.
+    DataError: the file is missing, not JSON (torn or edited) or not an
+      object.
   """
-  with open(os.path.join(workdir, 'config.json')) as f:
-    stored = json.load(f)
+  path = os.path.join(workdir, 'config.json')
+  try:
+    with open(path) as f:
+      stored = json.load(f)
+  except FileNotFoundError:
+    raise DataError(f'{path} not found: {workdir} is not the --workdir of a '
+                    'launch/train.py run') from None
+  except (OSError, ValueError) as e:
+    raise DataError(f'{path} is unreadable ({e}); it must be the config.json '
+                    'that launch/train.py wrote') from None
+  if not isinstance(stored, dict):
+    raise DataError(f'{path} is unreadable (a JSON {type(stored).__name__}, '
+                    'not an object); it must be the config.json that '
+                    'launch/train.py wrote')
+  return stored
+
+
+def restored(workdir: str, dataset=None, warn=None):
+  """(Run, checkpoint.Restored) of a workdir's newest valid checkpoint.
+
+  `dataset` overrides loading the data named by the workdir's config (for a
+  run that was given its dataset directly). Damaged checkpoints are skipped
+  (as a resume does) and reported to `warn`, if given, as one line in all.
+  Restored.step is the number of iterations done (0..step-1); its `extra`
+  holds a paused run's `pending` query.
+
+  Raises:
+    DataError: an unreadable config.json, or no usable checkpoint.
+  """
+  stored = stored_config(workdir)
   # Fields added since the run was made take their defaults.
   config = common.base_config()
   config.update(stored)
   run = experiment.build(config, dataset)
-  restored = checkpoint.latest_valid(workdir, run.state)
-  if restored is None:
-    raise DataError(f'{workdir} has no valid checkpoint to plot from')
-  return run, restored.state, restored.step
+  skipped = []
+  # Collected, not logged: one line in all instead of one per checkpoint.
+  found = checkpoint.latest_valid(workdir, run.state, warn=skipped.append)
+  if found is None:
+    damaged = f' ({len(skipped)} damaged)' if skipped else ''
+    raise DataError(f'{workdir} has no valid checkpoint{damaged}')
+  if skipped and warn is not None:
+    warn(f'{workdir}: skipped {len(skipped)} damaged checkpoint(s), using '
+         f'checkpoints/{found.step}')
+  return run, found
+
+
+def restored_run(workdir: str, dataset=None, warn=None):
+  """(Run, LoopState [S, ...], step) of a workdir's newest checkpoint.
+
+  See `restored`.
+  """
+  run, found = restored(workdir, dataset, warn)
+  return run, found.state, found.step
 
 
 def seed_params(state, seed_index: int):

@@ -1,7 +1,8 @@
 """Exports a run's labels: one CSV row per pool sample.
 
 Human labels where the run has them, elsewhere the MC-dropout prediction of
-one seed's newest checkpoint (a finished or a paused run):
+one seed's newest checkpoint (a finished, paused or interrupted run; the
+latter two are reported as such by `progress_note`):
 
   id,label,confidence,source[,class_name][,file]
 
@@ -18,12 +19,13 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 import jax
 import numpy as np
 
 from bass_jax import analysis
+from bass_jax import checkpoint
 from bass_jax import data as data_lib
 from bass_jax import experiment
 from bass_jax import mc_dropout
@@ -100,58 +102,99 @@ def pool_files(config, pool_size: int) -> Optional[list[str]]:
 def write_csv(path: str, table: dict[str, np.ndarray],
               class_names: tuple[str, ...] = (),
               files: Optional[list[str]] = None) -> str:
-  """Writes the table (atomically) with the optional columns; returns path."""
+  """Writes the table (atomically) with the optional columns; returns path.
+
+  A failed write (e.g. `path` is a folder) removes its temp file, so it
+  leaves nothing behind.
+  """
   header = list(HEADER) + ['class_name'] * bool(class_names) + (
       ['file'] if files is not None else [])
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   tmp = path + '.tmp'
-  with open(tmp, 'w', newline='') as f:
-    writer = csv.writer(f)
-    writer.writerow(header)
-    for i in range(table['id'].shape[0]):
-      label = int(table['label'][i])
-      row = [int(table['id'][i]), label,
-             round(float(table['confidence'][i]), 6), str(table['source'][i])]
-      if class_names:
-        row.append(class_names[label])
-      if files is not None:
-        row.append(files[i])
-      writer.writerow(row)
-  os.replace(tmp, path)
+  try:
+    with open(tmp, 'w', newline='') as f:
+      writer = csv.writer(f)
+      writer.writerow(header)
+      for i in range(table['id'].shape[0]):
+        writer.writerow(_csv_row(table, i, class_names, files))
+    os.replace(tmp, path)
+  except BaseException:
+    # Also on Ctrl-C: a half-written temp file is of no use to anyone.
+    if os.path.isfile(tmp):
+      os.remove(tmp)
+    raise
   return path
+
+
+def _csv_row(table: dict[str, np.ndarray], i: int,
+             class_names: tuple[str, ...],
+             files: Optional[list[str]]) -> list:
+  """Row i of the CSV: id, label, confidence, source[, class_name][, file]."""
+  label = int(table['label'][i])
+  row = [int(table['id'][i]), label,
+         round(float(table['confidence'][i]), 6), str(table['source'][i])]
+  if class_names:
+    row.append(class_names[label])
+  if files is not None:
+    row.append(files[i])
+  return row
+
+
+def progress_note(config, found: checkpoint.Restored) -> str:
+  """'' for a finished run, else which iteration the export is from and why.
+
+  A checkpoint at step s holds the state after iterations 0..s-1; a run
+  does iterations 0..num_iterations, so it is finished at step
+  num_iterations + 1. A paused human-oracle run keeps its unanswered query
+  in the checkpoint's `pending`.
+  """
+  total = config.num_iterations
+  if found.step > total and not found.extra.get('pending'):
+    return ''
+  why = ('paused, waiting for labels' if found.extra.get('pending') else
+         'unfinished run')
+  return f'after iteration {found.step - 1} of {total} ({why})'
 
 
 def export_labels(workdir: str, out: str, seed_index: int = 0,
                   num_passes: Optional[int] = None,
-                  dataset: Optional[data_lib.Dataset] = None
-                  ) -> dict[str, np.ndarray]:
+                  dataset: Optional[data_lib.Dataset] = None,
+                  warn: Optional[Callable[[str], None]] = None
+                  ) -> tuple[dict[str, np.ndarray], str]:
   """Writes the labels CSV of a workdir's newest checkpoint to `out`.
 
   Args:
-    workdir: a finished or paused run.
+    workdir: a finished, paused or interrupted run.
     out: the CSV file to write.
     seed_index: which of the run's seeds, in [0, num_seeds).
     num_passes: MC-dropout passes; None: the config's mc_passes_gt.
     dataset: overrides loading the data named by the run's config.
+    warn: gets one line if damaged checkpoints were skipped.
 
   Returns:
-    The table written (see `labels_table`).
+    The table written (see `labels_table`) and `progress_note` ('' for a
+    finished run, else the iteration exported and why the run stopped).
 
   Raises:
-    ConfigError: seed_index out of range.
-    DataError: the workdir holds no run or no valid checkpoint.
+    ConfigError: seed_index out of range, or `out` is a folder.
+    DataError: the workdir holds no run, an unreadable config.json or no
+      valid checkpoint.
   """
   if not os.path.isfile(os.path.join(workdir, 'config.json')):
     raise DataError(f'{workdir} holds no run (no config.json); pass the '
                     '--workdir of a launch/train.py run')
-  run, state, _ = analysis.restored_run(workdir, dataset)
+  if os.path.isdir(out):
+    # Checked first: the MC-dropout sweep before the write may take long.
+    raise ConfigError(f'--out={out} is a folder; give a file name, e.g. '
+                      f'--out={os.path.join(out, "labels.csv")}')
+  run, found = analysis.restored(workdir, dataset, warn)
   if not 0 <= seed_index < run.config.num_seeds:
     raise ConfigError(f'--seed_index={seed_index} must be in [0, '
                       f'{run.config.num_seeds}) for the '
                       f'{run.config.num_seeds} seeds of {workdir}')
-  table = labels_table(run, state, seed_index, num_passes)
+  table = labels_table(run, found.state, seed_index, num_passes)
   files = None if dataset is not None else pool_files(
       run.config, table['id'].shape[0])
   write_csv(out, table, run.dataset.class_names, files)
-  return table
+  return table, progress_note(run.config, found)

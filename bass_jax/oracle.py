@@ -9,15 +9,18 @@ File oracle: at a query iteration the run writes
 
 checkpoints, and exits with status 3 ("waiting for labels"). The user fills
 the `label` column (a class number 0..C-1, or a class name where the dataset
-has them) and relaunches the same command; the answers are checked here
-(unknown or missing ids, unknown labels -> one-line error, nothing changed)
-and the run continues. `id` is the sample's index in the dataset's
-training split in its original order. Nothing is ever read with pickle.
+has them; where a class name is itself a number, as folders named `1` and
+`2`, labels are read as class names only, see `names_only`) and relaunches
+the same command; the answers are checked here (unknown or missing ids,
+unknown labels, a file not in UTF-8 -> one-line error, nothing changed) and
+the run continues. `id` is the sample's index in the dataset's training
+split in its original order. Nothing is ever read with pickle.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 import sys
 from typing import Callable, Sequence, TextIO
@@ -42,7 +45,8 @@ class WaitingForLabels(Exception):
 
   def __init__(self, manifest: str, num_ids: int,
                class_names: Sequence[str] = ()):
-    classes = f'; classes {class_legend(class_names)}' if class_names else ''
+    classes = (f'; {label_choices(len(class_names), class_names)}'
+               if class_names else '')
     super().__init__(
         f'waiting for labels: fill the label column of {manifest} '
         f'({num_ids} samples; their images and a contact sheet are beside '
@@ -55,28 +59,74 @@ def class_legend(class_names: Sequence[str]) -> str:
   return ', '.join(f'{j}={name}' for j, name in enumerate(class_names))
 
 
+def _as_int(text: str) -> int | None:
+  """The integer `text` spells, or None."""
+  try:
+    return int(text)
+  except ValueError:
+    return None
+
+
+def names_only(class_names: Sequence[str]) -> bool:
+  """Whether answers are read as class names only, never as class numbers.
+
+  True when some class name is itself a number other than its own class
+  number (image folders named `1` and `2` are classes 0 and 1): then `1`
+  would mean class `1` to the user but class number 1, i.e. `2`, to a
+  number parser; a manifest mixing both readings would be mislabelled
+  silently. Names equal to their own numbers (folders `0`..`9`) agree with
+  both readings and keep numbers allowed.
+  """
+  for j, name in enumerate(class_names):
+    number = _as_int(name.strip())
+    if number is not None and number != j:
+      return True
+  return False
+
+
+def label_choices(num_classes: int, class_names: Sequence[str] = ()) -> str:
+  """What an answer may be, for prompts and errors."""
+  if not class_names:
+    return f'0..{num_classes - 1}'
+  if names_only(class_names):
+    return (f"class names {', '.join(class_names)} (they are numbers, so a "
+            'label is read as a class name, never as a class number)')
+  return f'classes {class_legend(class_names)}'
+
+
+def _match_name(text: str, names: Sequence[str]) -> int | None:
+  """The class `text` names: exactly, else ignoring case if unique."""
+  if text in names:
+    return list(names).index(text)
+  lowered = [n.lower() for n in names]
+  if lowered.count(text.lower()) == 1:
+    return lowered.index(text.lower())
+  return None
+
+
 def parse_label(text: str, num_classes: int,
                 class_names: Sequence[str] = ()) -> int:
   """A class number from an answer: '1', or a class name ('square').
 
-  Names match exactly, else ignoring case.
+  A class name always means that class, matched exactly, else ignoring
+  case. A number means that class number, unless some class name is a
+  number (`names_only`): then only names are accepted.
 
   Raises:
     ValueError: one line saying what is accepted.
   """
   text = text.strip()
-  try:
-    label = int(text)
-  except ValueError:
-    names = list(class_names)
-    lowered = [n.lower() for n in names]
-    if text in names:
-      return names.index(text)
-    if lowered.count(text.lower()) == 1:
-      return lowered.index(text.lower())
+  named = _match_name(text, class_names)
+  if named is not None:
+    return named
+  if names_only(class_names):
+    raise ValueError(f'{text!r} is not one of the '
+                     f'{label_choices(num_classes, class_names)}')
+  label = _as_int(text)
+  if label is None:
     accepted = (f'a class number or name ({class_legend(class_names)})'
                 if class_names else f'an integer in 0..{num_classes - 1}')
-    raise ValueError(f'{text!r} is not {accepted}') from None
+    raise ValueError(f'{text!r} is not {accepted}')
   if not 0 <= label < num_classes:
     raise ValueError(f'{label} is outside 0..{num_classes - 1}')
   return label
@@ -145,58 +195,75 @@ def write_queries(workdir: str, iteration: int, ids: Sequence[int],
   return path
 
 
+def manifest_text(path: str) -> str:
+  """A manifest's text; Excel's "CSV UTF-8" byte order mark is dropped.
+
+  Raises:
+    OracleError: the file is missing or not UTF-8 (a spreadsheet saved it
+      in a legacy encoding such as cp1252).
+  """
+  if not os.path.exists(path):
+    raise OracleError(f'{path} is missing; the query folder was removed')
+  try:
+    with open(path, encoding='utf-8-sig', newline='') as f:
+      return f.read()
+  except UnicodeDecodeError as e:
+    raise OracleError(f'{path} is not UTF-8 text (byte {e.object[e.start]:#x} '
+                      f'at offset {e.start}); save it as CSV UTF-8') from None
+
+
 def read_answers(path: str, ids: Sequence[int], num_classes: int,
                  class_names: Sequence[str] = ()) -> dict[int, int]:
   """The user's labels from a filled manifest, fully validated.
+
+  The manifest is UTF-8 (with or without a byte order mark), any line ends.
 
   Returns:
     id -> label for exactly the queried `ids`.
 
   Raises:
-    OracleError: missing file, wrong header, unknown / duplicate / missing
-      ids, or a label that is neither an integer in [0, num_classes) nor
-      one of `class_names`.
+    OracleError: missing or non-UTF-8 file, wrong header, unknown /
+      duplicate / missing ids, or a label that `parse_label` refuses.
   """
-  if not os.path.exists(path):
-    raise OracleError(f'{path} is missing; the query folder was removed')
   wanted = {int(i) for i in ids}
   answers = {}
-  with open(path, newline='') as f:
-    reader = csv.reader(f)
-    header = next(reader, None)
-    if header is None or [h.strip() for h in header] != ['id', 'label']:
-      raise OracleError(f'{path}: the first line must be the header id,label '
-                        f'(got {header!r})')
-    for line_no, row in enumerate(reader, start=2):
-      if not row or all(not c.strip() for c in row):
-        continue
-      if len(row) != 2:
-        raise OracleError(f'{path} line {line_no}: expected id,label, got '
-                          f'{row!r}')
-      sid, text = row[0].strip(), row[1].strip()
-      try:
-        sample = int(sid)
-      except ValueError:
-        raise OracleError(f'{path} line {line_no}: id {sid!r} is not an '
-                          'integer') from None
-      if sample not in wanted:
-        raise OracleError(f'{path} line {line_no}: id {sample} was not '
-                          'queried')
-      if sample in answers:
-        raise OracleError(f'{path} line {line_no}: id {sample} is answered '
-                          'twice')
-      if not text:
-        raise OracleError(f'{path} line {line_no}: id {sample} has no label '
-                          'yet; fill the label column')
-      try:
-        answers[sample] = parse_label(text, num_classes, class_names)
-      except ValueError as e:
-        raise OracleError(f'{path} line {line_no}: label of id {sample}: '
-                          f'{e}') from None
+  reader = csv.reader(io.StringIO(manifest_text(path), newline=''))
+  header = next(reader, None)
+  if header is None or [h.strip() for h in header] != ['id', 'label']:
+    raise OracleError(f'{path}: the first line must be the header id,label '
+                      f'(got {header!r})')
+  for line_no, row in enumerate(reader, start=2):
+    if not row or all(not c.strip() for c in row):
+      continue
+    where = f'{path} line {line_no}'
+    sample, label = _answer(where, row, wanted, num_classes, class_names)
+    if sample in answers:
+      raise OracleError(f'{where}: id {sample} is answered twice')
+    answers[sample] = label
   missing = sorted(wanted - set(answers))
   if missing:
     raise OracleError(f'{path}: no line for id(s) {missing[:10]}')
   return answers
+
+
+def _answer(where: str, row: list[str], wanted: set[int], num_classes: int,
+            class_names: Sequence[str]) -> tuple[int, int]:
+  """(id, label) of one manifest row, or OracleError naming `where`."""
+  if len(row) != 2:
+    raise OracleError(f'{where}: expected id,label, got {row!r}')
+  sid, text = row[0].strip(), row[1].strip()
+  sample = _as_int(sid)
+  if sample is None:
+    raise OracleError(f'{where}: id {sid!r} is not an integer')
+  if sample not in wanted:
+    raise OracleError(f'{where}: id {sample} was not queried')
+  if not text:
+    raise OracleError(f'{where}: id {sample} has no label yet; fill the '
+                      'label column')
+  try:
+    return sample, parse_label(text, num_classes, class_names)
+  except ValueError as e:
+    raise OracleError(f'{where}: label of id {sample}: {e}') from None
 
 
 def ascii_preview(x: np.ndarray, width: int = 28) -> str:
@@ -221,8 +288,7 @@ def ask_terminal(ids: Sequence[int], inputs: np.ndarray, num_classes: int,
     OracleError: stdin closed before every id was answered.
   """
   answers = {}
-  choices = (class_legend(class_names) if class_names else
-             f'0..{num_classes - 1}')
+  choices = label_choices(num_classes, class_names)
   for i in ids:
     out(ascii_preview(inputs[i]))
     png = os.path.join(query_folder, f'{i}.png')

@@ -16,15 +16,25 @@ import numpy as np
 
 from bass_jax.errors import DataError
 
+# What the tables and plots read from every metrics.jsonl row.
+ROW_KEYS = ('iteration', 'seed', 'val_acc', 'num_labels')
+
+
+class NoFinishedIteration(DataError):
+  """A workdir whose run has not finished its first iteration yet."""
+
 
 def read_workdir(workdir: str) -> dict[str, Any]:
   """config, summary and metrics rows of a workdir.
 
   Returns:
-    {'workdir', 'config' (dict), 'summary' (dict or None), 'rows' (list)}.
+    {'workdir', 'config' (dict), 'summary' (dict or None), 'rows' (list,
+    not empty)}.
 
   Raises:
-    DataError: the workdir lacks config.json or metrics.jsonl.
+    DataError: the workdir lacks config.json or metrics.jsonl, or one of
+      its files is corrupt.
+    NoFinishedIteration: metrics.jsonl has no row yet.
   """
   out = {'workdir': workdir}
   for name, key in (('config.json', 'config'), ('summary.json', 'summary')):
@@ -34,14 +44,69 @@ def read_workdir(workdir: str) -> dict[str, Any]:
         raise DataError(f'{path} not found: not a bass_jax workdir')
       out[key] = None
       continue
-    with open(path) as f:
-      out[key] = json.load(f)
+    out[key] = read_json_object(path)
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):
     raise DataError(f'{path} not found: the run has not started')
-  with open(path) as f:
-    out['rows'] = [json.loads(l) for l in f if l.strip()]
+  out['rows'] = read_metrics(path)
+  if not out['rows']:
+    raise NoFinishedIteration(f'{workdir} has no finished iteration yet '
+                              f'(no rows in {path})')
   return out
+
+
+def read_json_object(path: str) -> dict[str, Any]:
+  """A JSON object from a file written by a run.
+
+  Raises:
+    DataError: the file is unreadable, not JSON or not an object.
+  """
+  try:
+    with open(path) as f:
+      value = json.load(f)
+  except (OSError, ValueError) as e:
+    raise DataError(f'{path} is unreadable ({e}); it must be the file that '
+                    'launch/train.py wrote') from None
+  if not isinstance(value, dict):
+    raise DataError(f'{path} is unreadable (a JSON {type(value).__name__}, '
+                    'not an object); it must be the file that '
+                    'launch/train.py wrote')
+  return value
+
+
+def read_metrics(path: str) -> list[dict[str, Any]]:
+  """The rows of metrics.jsonl.
+
+  A torn last line (a run killed, or still running, mid-write) is skipped,
+  as `experiment.kept_metrics` does on resume; a bad line before it is
+  corruption and an error.
+
+  Raises:
+    DataError: a line other than the last is not a metrics row.
+  """
+  with open(path) as f:
+    lines = [(n, l) for n, l in enumerate(f, start=1) if l.strip()]
+  rows = []
+  for k, (line_no, line) in enumerate(lines):
+    row = _metrics_row(line)
+    if row is not None:
+      rows.append(row)
+    elif k < len(lines) - 1:
+      raise DataError(f'{path} line {line_no} is not a metrics row (a JSON '
+                      f'object with {", ".join(ROW_KEYS)}); the file is '
+                      'corrupt')
+  return rows
+
+
+def _metrics_row(line: str) -> dict[str, Any] | None:
+  """A metrics.jsonl line as a row, or None if it is not one."""
+  try:
+    row = json.loads(line)
+  except ValueError:
+    return None
+  if not isinstance(row, dict) or not set(ROW_KEYS) <= set(row):
+    return None
+  return row
 
 
 def label_of(run: dict) -> str:

@@ -3,8 +3,9 @@ r"""Exports a run's labels as CSV: human labels, else the model's prediction.
   python launch/export.py --workdir=workdirs/my_images --out=labels.csv \
       [--seed_index=0] [--mc_passes=0]
 
-Reads the newest checkpoint of a finished or paused run and writes one row
-per pool sample: `id,label,confidence,source` (source 'human', 'pseudo' or
+Reads the newest checkpoint of a finished, paused or interrupted run (the
+result line then says which iteration it is from) and writes one row per
+pool sample: `id,label,confidence,source` (source 'human', 'pseudo' or
 'model'), plus `class_name,file` for image folder datasets. Run it from the
 folder the run was started in, so that a relative dataset path resolves.
 """
@@ -35,13 +36,23 @@ def main(argv):
     raise BassError('give --workdir=DIR and --out=FILE.csv')
   if _MC_PASSES.value < 0:
     raise BassError(f'--mc_passes={_MC_PASSES.value} must be >= 0')
-  table = export.export_labels(_WORKDIR.value, _OUT.value, _SEED_INDEX.value,
-                               _MC_PASSES.value or None)
+  table, note = export.export_labels(
+      _WORKDIR.value, _OUT.value, _SEED_INDEX.value, _MC_PASSES.value or None,
+      warn=lambda line: print(f'warning: {line}', file=sys.stderr))
+  print(result_line(_OUT.value, table, note))
+
+
+def result_line(out: str, table, note: str) -> str:
+  """'wrote labels.csv: 49 rows (9 human, 40 pseudo, 0 model)[ <note>]'.
+
+  `note` says which iteration an unfinished or paused run was exported
+  from, so that its labels are not taken for a finished run's.
+  """
   counts = {s: int(sum(table['source'] == s))
             for s in ('human', 'pseudo', 'model')}
-  print(f'wrote {_OUT.value}: {table["id"].shape[0]} rows ('
-        + ', '.join(f'{n} {s}' for s, n in counts.items()) + ')')
-
+  line = (f'wrote {out}: {table["id"].shape[0]} rows ('
+          + ', '.join(f'{n} {s}' for s, n in counts.items()) + ')')
+  return f'{line} {note}' if note else line
 
 if __name__ == '__main__':
   launch_common.run_main(main)

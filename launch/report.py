@@ -27,27 +27,77 @@ _DECISION = flags.DEFINE_bool('decision', True,
                               'Decision-surface panels for 2-D data.')
 
 
-def expanded(workdirs: list[str]) -> list[str]:
-  """Workdirs, with a sweep folder replaced by its row workdirs."""
+def expanded(workdirs: list[str]) -> list[tuple[str, bool]]:
+  """(workdir, in_sweep) pairs, a sweep folder replaced by its row workdirs."""
   out = []
   for w in workdirs:
     if os.path.exists(os.path.join(w, 'config.json')):
-      out.append(w)
+      out.append((w, False))
     else:
       rows = sorted(os.path.join(w, d) for d in os.listdir(w)
                     if os.path.exists(os.path.join(w, d, 'config.json')))
-      out.extend(rows or [w])
+      out.extend([(r, True) for r in rows] or [(w, False)])
   return out
+
+
+def read_runs(workdirs: list[str]) -> list[dict]:
+  """The runs to report, read from their workdirs.
+
+  A sweep's row without a finished iteration yet is left out with a note on
+  stderr (the other rows are still worth a report); a run given by itself
+  is an error then.
+
+  Raises:
+    BassError: a workdir that cannot be read, or nothing to report.
+  """
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  from bass_jax.errors import BassError  # pylint: disable=g-import-not-at-top
+  runs = []
+  for workdir, in_sweep in expanded(workdirs):
+    try:
+      runs.append(reporting.read_workdir(workdir))
+    except reporting.NoFinishedIteration as e:
+      if not in_sweep:
+        raise
+      print(f'note: leaving out {e}', file=sys.stderr, flush=True)
+  if not runs:
+    raise BassError(f'no run in {", ".join(workdirs)} has finished an '
+                    'iteration yet; report again later')
+  return runs
+
+
+def decision_panel(run: dict, out: str) -> str | None:
+  """decision_<run>.png of a 2-D run's newest checkpoint, or None.
+
+  None, with a note on stderr, where the run has no valid checkpoint yet:
+  the table and curves are still worth writing.
+  """
+  from bass_jax import analysis  # pylint: disable=g-import-not-at-top
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  from bass_jax.errors import DataError  # pylint: disable=g-import-not-at-top
+  warn = lambda line: print(f'warning: {line}', file=sys.stderr, flush=True)
+  try:
+    r, state, step = analysis.restored_run(run['workdir'], warn=warn)
+  except DataError as e:
+    print(f'note: no decision panel: {e}', file=sys.stderr, flush=True)
+    return None
+  s = analysis.decision_surface(r, state)
+  name = reporting.label_of(run).replace(':', '_').replace(',', '_')
+  return reporting.plot_decision_panel(
+      s['grid_x'], s['grid_y'], s['pred'], s['entropy'], s['points'],
+      s['labels'], s['labelled'],
+      f'{reporting.label_of(run)}, seed {run["config"]["seed"]}, '
+      f'after iteration {step - 1}',
+      os.path.join(out, f'decision_{name}.png'))
 
 
 def main(argv):
   del argv
-  from bass_jax import analysis  # pylint: disable=g-import-not-at-top
-  from bass_jax import reporting
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
   from bass_jax.errors import BassError
   if not _WORKDIRS.value or not _OUT.value:
     raise BassError('give at least one --workdir and an --out folder')
-  runs = [reporting.read_workdir(w) for w in expanded(_WORKDIRS.value)]
+  runs = read_runs(_WORKDIRS.value)
   os.makedirs(_OUT.value, exist_ok=True)
   rows = reporting.table_rows(runs)
   table = reporting.markdown_table(rows)
@@ -60,18 +110,11 @@ def main(argv):
                  runs, os.path.join(_OUT.value, 'labels.png'))]
   for run in runs:
     if _DECISION.value and run['config'].get('dataset') == 'yinyang':
-      r, state, step = analysis.restored_run(run['workdir'])
-      s = analysis.decision_surface(r, state)
-      name = reporting.label_of(run).replace(':', '_').replace(',', '_')
-      written.append(reporting.plot_decision_panel(
-          s['grid_x'], s['grid_y'], s['pred'], s['entropy'], s['points'],
-          s['labels'], s['labelled'],
-          f'{reporting.label_of(run)}, seed {run["config"]["seed"]}, '
-          f'after iteration {step - 1}',
-          os.path.join(_OUT.value, f'decision_{name}.png')))
+      written.append(decision_panel(run, _OUT.value))
   print(table)
   for path in written:
-    print(f'wrote {path}')
+    if path:
+      print(f'wrote {path}')
 
 
 if __name__ == '__main__':

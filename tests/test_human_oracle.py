@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import pytest
 from bass_jax import checkpoint
 from bass_jax import data
 from bass_jax import experiment
+from bass_jax import export
 from bass_jax import oracle
 from conftest import REPO
 from configs import yinyang
@@ -56,8 +58,19 @@ def test_file_oracle_equals_simulated(tmp_path):
       experiment.run(toy_config('files'), human, dataset=ds)
       break
     except oracle.WaitingForLabels as e:
+      if not rounds:  # Exporting a paused run says so.
+        assert export_note(human, ds, tmp_path) == (
+            'after iteration 0 of 4 (paused, waiting for labels)')
       rounds.append(answer_from_truth(e.manifest, ds.y_train))
   assert len(rounds) == 2 and all(2 <= len(r) <= 4 for r in rounds)
+  assert export_note(human, ds, tmp_path) == ''  # Finished.
+  # Killed before the last iteration: the newest checkpoint is after
+  # iteration 3 of 0..4; exported, and said to be unfinished.
+  killed = str(tmp_path / 'killed')
+  shutil.copytree(sim, killed)
+  shutil.rmtree(checkpoint.step_path(killed, 5))
+  assert export_note(killed, ds, tmp_path) == (
+      'after iteration 3 of 4 (unfinished run)')
   assert sorted(os.listdir(os.path.join(human, 'queries'))) == ['0', '2']
   assert sorted_rows(sim) == sorted_rows(human)
   template = experiment.build(toy_config('simulated'), ds).state
@@ -67,6 +80,14 @@ def test_file_oracle_equals_simulated(tmp_path):
   np.testing.assert_array_equal(a.labels, b.labels)
   for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
     np.testing.assert_array_equal(x, y)
+
+
+def export_note(workdir, ds, tmp_path):
+  """export_labels' note on which iteration of the run it exported."""
+  out = str(tmp_path / 'labels.csv')
+  table, note = export.export_labels(workdir, out, dataset=ds, num_passes=2)
+  assert len(table['id']) == len(ds.y_train) and os.path.isfile(out)
+  return note
 
 
 def test_cli_exit_status_and_bad_answers(tmp_path):
@@ -90,6 +111,15 @@ def test_cli_exit_status_and_bad_answers(tmp_path):
   lines = res.stderr.strip().splitlines()
   assert len(lines) == 1 and 'outside 0..1' in lines[0], res.stderr
   assert 'Traceback' not in res.stderr
+  assert snapshot(workdir) == before
+  # Exporting the paused run says it is paused (its labels are usable).
+  out = tmp_path / 'labels.csv'
+  res = subprocess.run([sys.executable, str(REPO / 'launch' / 'export.py'),
+                        f'--workdir={workdir}', f'--out={out}'],
+                       capture_output=True, text=True, timeout=300)
+  assert res.returncode == 0, res.stderr[-1500:]
+  assert res.stdout.rstrip().endswith(
+      'after iteration 0 of 2 (paused, waiting for labels)'), res.stdout
   assert snapshot(workdir) == before
 
 

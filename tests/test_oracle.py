@@ -93,3 +93,49 @@ def test_terminal_oracle_reads_stdin_and_retries():
   assert any('outside 0..9' in l for l in lines)
   with pytest.raises(oracle.OracleError, match='input ended'):
     oracle.ask_terminal([2], x, 10, '/q', io.StringIO(''), lines.append)
+
+
+def test_class_names_that_are_numbers_are_read_as_names(tmp_path):
+  # Folders `1` and `2` are classes 0 and 1: `1` must mean the folder `1`,
+  # and a class number, which would read `1` as folder `2`, is refused.
+  names = ('1', '2')
+  p = tmp_path / 'm.csv'
+  filled(p, [[3, '1'], [7, '2'], [11, ' 1 ']])
+  assert oracle.read_answers(str(p), [3, 7, 11], 2, names) == {
+      3: 0, 7: 1, 11: 0}
+  filled(p, [[3, '1'], [7, '0'], [11, '2']])
+  with pytest.raises(oracle.OracleError,
+                     match=r"id 7: '0' is not one of the class names 1, 2 "
+                     r'\(.*never as a class number\)') as e:
+    oracle.read_answers(str(p), [3, 7, 11], 2, names)
+  assert '\n' not in str(e.value)
+  lines = []
+  answers = oracle.ask_terminal([2], np.zeros((3, 4)), 2, '/q',
+                                io.StringIO('0\n1\n'), lines.append, names)
+  assert answers == {2: 0}
+  assert any("'0' is not one of the class names 1, 2" in l for l in lines)
+  assert any('class names 1, 2' in l and l.endswith(': ') for l in lines)
+  message = str(oracle.WaitingForLabels('/w/m.csv', 2, names))
+  assert 'class names 1, 2' in message and 'never as a class number' in message
+  # Names equal to their own numbers agree with both readings.
+  digits = tuple(str(j) for j in range(10))
+  assert not oracle.names_only(digits)
+  assert oracle.parse_label('7', 10, digits) == 7
+
+
+def test_read_answers_refuses_a_legacy_encoding(tmp_path):
+  p = tmp_path / 'm.csv'
+  p.write_bytes('id,label\n3,z\xe9ro\n'.encode('cp1252'))
+  with pytest.raises(oracle.OracleError,
+                     match=r'm\.csv is not UTF-8 text .*save it as CSV '
+                     'UTF-8') as e:
+    oracle.read_answers(str(p), [3], 2, ('un', 'z\xe9ro'))
+  assert '\n' not in str(e.value)
+
+
+def test_read_answers_accepts_excel_csv_utf8(tmp_path):
+  # Excel's "CSV UTF-8": a byte order mark and CRLF line ends.
+  p = tmp_path / 'm.csv'
+  p.write_bytes('\ufeffid,label\r\n3,z\xe9ro\r\n7,un\r\n11,0\r\n'.encode())
+  assert oracle.read_answers(str(p), [3, 7, 11], 2, ('un', 'z\xe9ro')) == {
+      3: 1, 7: 0, 11: 0}

@@ -1,6 +1,7 @@
 """launch/report.py: tables and non-trivial plots from real (tiny) workdirs."""
 
 import csv
+import shutil
 import subprocess
 import sys
 
@@ -10,6 +11,9 @@ import pytest
 
 from bass_jax import data
 from bass_jax import experiment
+from bass_jax import export
+from bass_jax import reporting
+from bass_jax.errors import DataError
 from conftest import REPO
 from configs import yinyang
 
@@ -69,3 +73,98 @@ def assert_nontrivial_png(path):
   flat = img[..., :3].reshape(-1, 3)
   assert len(np.unique(np.round(flat, 2), axis=0)) > 20
   assert flat.std() > 0.05
+
+
+def script(name, *args):
+  """Runs launch/<name>.py; returns (status, stdout, stderr lines)."""
+  res = subprocess.run([sys.executable, str(REPO / 'launch' / f'{name}.py'),
+                        *args], capture_output=True, text=True, timeout=300)
+  assert 'Traceback' not in res.stderr, res.stderr[-2000:]
+  return res.returncode, res.stdout, res.stderr.splitlines()
+
+
+def copied(workdirs, tmp_path, name='run'):
+  """A copy of the finished active_semi workdir, to damage."""
+  return shutil.copytree(workdirs[0][0], tmp_path / name)
+
+
+def test_read_workdir_torn_and_corrupt_files(workdirs, tmp_path):
+  w = copied(workdirs, tmp_path)
+  rows = reporting.read_workdir(str(w))['rows']
+  metrics = w / 'metrics.jsonl'
+  text = metrics.read_text()
+  # A run killed (or still running) mid-write: its torn last line is
+  # skipped, as a resume skips it.
+  metrics.write_text(text + '{"iteration": 3, "seed": 0, "val_a')
+  assert reporting.read_workdir(str(w))['rows'] == rows
+  metrics.write_text(text + '{"iteration": 3, "seed": 0, "val_a\n')
+  assert reporting.read_workdir(str(w))['rows'] == rows
+  # The same line before others is corruption.
+  lines = text.splitlines(keepends=True)
+  metrics.write_text(''.join(lines[:3] + ['{"iteration": 3, "se\n']
+                             + lines[3:]))
+  with pytest.raises(DataError, match=r'metrics\.jsonl line 4 is not a '
+                     'metrics row'):
+    reporting.read_workdir(str(w))
+  metrics.write_text('')
+  with pytest.raises(reporting.NoFinishedIteration,
+                     match='has no finished iteration yet'):
+    reporting.read_workdir(str(w))
+  (w / 'config.json').write_text('{"name": ')
+  with pytest.raises(DataError, match=r'config\.json is unreadable'):
+    reporting.read_workdir(str(w))
+
+
+def test_report_cli_unfinished_and_corrupt_workdirs(workdirs, tmp_path):
+  sweep = tmp_path / 'sweep'
+  copied(workdirs, sweep, 'a')
+  killed = copied(workdirs, sweep, 'b')
+  (killed / 'metrics.jsonl').write_text('')  # Killed in iteration 0.
+  shutil.rmtree(killed / 'checkpoints')
+  status, _, err = script('report', f'--workdir={sweep}',
+                          f'--out={tmp_path / "out"}', '--decision=false')
+  assert status == 0, err
+  assert len(err) == 1 and err[0].startswith('note: leaving out ') and (
+      'b has no finished iteration yet' in err[0]), err
+  with open(tmp_path / 'out' / 'table.csv') as f:
+    assert len(list(csv.DictReader(f))) == 1
+  # Given by itself, the same run is an error; so is a corrupt config.
+  status, _, err = script('report', f'--workdir={killed}',
+                          f'--out={tmp_path / "out2"}', '--decision=false')
+  assert status == 2 and len(err) == 1, err
+  assert err[0] == f'error: {killed} has no finished iteration yet (no rows '\
+      f'in {killed / "metrics.jsonl"})'
+  (killed / 'config.json').write_text('{"name": ')
+  status, _, err = script('report', f'--workdir={killed}',
+                          f'--out={tmp_path / "out2"}', '--decision=false')
+  assert status == 2 and len(err) == 1, err
+  assert f'{killed / "config.json"} is unreadable' in err[0]
+
+
+def test_export_cli_bad_workdirs_are_one_line(workdirs, tmp_path):
+  w = copied(workdirs, tmp_path)
+  out = tmp_path / 'labels.csv'
+  # Every checkpoint damaged: no per-checkpoint log lines, a neutral message.
+  for meta in (w / 'checkpoints').glob('*/meta.json'):
+    meta.write_text('garbage')
+  status, _, err = script('export', f'--workdir={w}', f'--out={out}')
+  assert status == 2 and err == [
+      f'error: {w} has no valid checkpoint (1 damaged)'], err
+  # A folder as --out: refused before the work.
+  status, _, err = script('export', f'--workdir={w}', f'--out={tmp_path}')
+  assert status == 2 and len(err) == 1 and 'is a folder' in err[0], err
+  (w / 'config.json').write_text('{"name": ')
+  status, _, err = script('export', f'--workdir={w}', f'--out={out}')
+  assert status == 2 and len(err) == 1, err
+  assert f'{w / "config.json"} is unreadable' in err[0]
+  assert not out.exists()
+
+
+def test_write_csv_failure_leaves_no_temp_file(tmp_path):
+  folder = tmp_path / 'labels'
+  folder.mkdir()
+  table = {'id': np.arange(2), 'label': np.array([0, 1]),
+           'confidence': np.ones(2), 'source': np.array(['human', 'model'])}
+  with pytest.raises(OSError):
+    export.write_csv(str(folder), table)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['labels']
