@@ -115,6 +115,20 @@ def label_of(run: dict) -> str:
   return f"{c.get('name') or 'run'}:{c.get('variant') or '-'}"
 
 
+def file_stem(run: dict, runs: Sequence[dict]) -> str:
+  """A file-name stem for one run's own plot, unique among `runs`.
+
+  '<name>_<variant>', plus the workdir's folder name where another run has
+  the same label (e.g. two workdirs of one config), so that neither plot
+  overwrites the other.
+  """
+  label = label_of(run)
+  stem = label.replace(':', '_').replace(',', '_')
+  if sum(label_of(r) == label for r in runs) > 1:
+    stem += '_' + os.path.basename(os.path.normpath(run['workdir']))
+  return stem
+
+
 def curves(rows: Sequence[dict], metric: str) -> tuple[np.ndarray, np.ndarray,
                                                       np.ndarray]:
   """Per-iteration mean and std over seeds of one metric.

@@ -66,7 +66,7 @@ def read_runs(workdirs: list[str]) -> list[dict]:
   return runs
 
 
-def decision_panel(run: dict, out: str) -> str | None:
+def decision_panel(run: dict, runs: list[dict], out: str) -> str | None:
   """decision_<run>.png of a 2-D run's newest checkpoint, or None.
 
   None, with a note on stderr, where the run has no valid checkpoint yet:
@@ -82,7 +82,7 @@ def decision_panel(run: dict, out: str) -> str | None:
     print(f'note: no decision panel: {e}', file=sys.stderr, flush=True)
     return None
   s = analysis.decision_surface(r, state)
-  name = reporting.label_of(run).replace(':', '_').replace(',', '_')
+  name = reporting.file_stem(run, runs)
   return reporting.plot_decision_panel(
       s['grid_x'], s['grid_y'], s['pred'], s['entropy'], s['points'],
       s['labels'], s['labelled'],
@@ -110,7 +110,7 @@ def main(argv):
                  runs, os.path.join(_OUT.value, 'labels.png'))]
   for run in runs:
     if _DECISION.value and run['config'].get('dataset') == 'yinyang':
-      written.append(decision_panel(run, _OUT.value))
+      written.append(decision_panel(run, runs, _OUT.value))
   print(table)
   for path in written:
     if path:

@@ -168,3 +168,15 @@ def test_write_csv_failure_leaves_no_temp_file(tmp_path):
   with pytest.raises(OSError):
     export.write_csv(str(folder), table)
   assert sorted(p.name for p in tmp_path.iterdir()) == ['labels']
+
+
+def test_file_stems_of_runs_with_one_label_differ():
+  # Two workdirs of one config once wrote one decision_<run>.png.
+  a = {'workdir': '/w/first/', 'config': {'name': 'yinyang',
+                                          'variant': 'active_semi'}}
+  b = {'workdir': '/w/second', 'config': dict(a['config'])}
+  c = {'workdir': '/w/third', 'config': {'name': 'yinyang', 'variant': 'semi'}}
+  runs = [a, b, c]
+  assert [reporting.file_stem(r, runs) for r in runs] == [
+      'yinyang_active_semi_first', 'yinyang_active_semi_second',
+      'yinyang_semi']
