@@ -610,9 +610,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     # Resuming would summarise the missing iterations as nothing.
     raise ConfigError(
         f'{metrics_path} holds {len(kept)} of the '
-        f'{restored.step * config.num_seeds} rows the checkpoint of '
-        f'iteration {restored.step} needs; restore the file, or pass '
-        '--overwrite to run again')
+        f'{restored.step * config.num_seeds} rows of iterations '
+        f'0..{restored.step - 1}, which the newest checkpoint has done; '
+        'restore the file, or pass --overwrite to run again')
   if writer:
     os.makedirs(workdir, exist_ok=True)
   # Wall time of the launches that made the checkpoint resumed from: the
