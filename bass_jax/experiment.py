@@ -612,7 +612,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         f'{metrics_path} holds {len(kept)} of the '
         f'{restored.step * config.num_seeds} rows of iterations '
         f'0..{restored.step - 1}, which the newest checkpoint has done; '
-        'restore the file, or pass --overwrite to run again')
+        'restore the file, delete the newest checkpoints/<step> folders to '
+        'resume from an older one, or pass --overwrite to run again')
   if writer:
     os.makedirs(workdir, exist_ok=True)
   # Wall time of the launches that made the checkpoint resumed from: the
@@ -660,6 +661,11 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       if writer:
         f.write(''.join(json.dumps(row) + '\n' for row in rows))
         f.flush()
+        if config.oracle != 'simulated' or (
+            (i + 1) % config.checkpoint_every == 0 or i == total - 1):
+          # A checkpoint follows: its rows must outlive a host crash as the
+          # (fsynced) checkpoint does, or the resume would lack them.
+          os.fsync(f.fileno())
       if tb:
         tb.scalars(i, rows)
       if query is not None:
@@ -776,6 +782,8 @@ def write_lines(path: str, lines: list[str]) -> None:
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:
     f.writelines(lines)
+    f.flush()
+    os.fsync(f.fileno())  # The replace must not outlive its content.
   os.replace(tmp, path)
 
 

@@ -118,14 +118,20 @@ def label_of(run: dict) -> str:
 def file_stem(run: dict, runs: Sequence[dict]) -> str:
   """A file-name stem for one run's own plot, unique among `runs`.
 
-  '<name>_<variant>', plus the workdir's folder name where another run has
-  the same label (e.g. two workdirs of one config), so that neither plot
-  overwrites the other.
+  '<name>_<variant>', plus the part of the workdir path that differs where
+  other runs have the same label (two workdirs of one config, or the rows
+  of two sweeps), so that no plot overwrites another.
   """
   label = label_of(run)
   stem = label.replace(':', '_').replace(',', '_')
-  if sum(label_of(r) == label for r in runs) > 1:
-    stem += '_' + os.path.basename(os.path.normpath(run['workdir']))
+  same = [os.path.abspath(r['workdir']) for r in runs
+          if label_of(r) == label]
+  if len(same) > 1:
+    # The workdir below what the namesakes share: 'first' for /w/first,
+    # 't1_active_semi' for the rows of two sweeps /w/t1 and /w/t2.
+    rel = os.path.relpath(os.path.abspath(run['workdir']),
+                          os.path.commonpath(same))
+    stem += '_' + rel.replace(os.sep, '_')
   return stem
 
 

@@ -70,10 +70,13 @@ def check_base_arg(base_arg: str, row_names: list[str],
   row's own variant); rows are chosen with --rows."""
   from bass_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
   for part in base_arg.split(','):
-    if '=' not in part and (part in row_names or part in variants):
-      raise ConfigError(f"--config ':{base_arg}' names the variant {part!r}; "
-                        'a sweep runs each row with its own variant: choose '
-                        f'rows with --rows={part}')
+    if '=' in part or (part not in row_names and part not in variants):
+      continue
+    fix = (f'choose rows with --rows={part}' if part in row_names else
+           f'{part!r} is no row of this sweep (rows: {", ".join(row_names)});'
+           f' run it with launch/train.py --config=<file>:{part}')
+    raise ConfigError(f"--config ':{base_arg}' names the variant {part!r}; a "
+                      f'sweep runs each row with its own variant: {fix}')
 
 
 def main(argv):

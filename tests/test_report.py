@@ -180,3 +180,9 @@ def test_file_stems_of_runs_with_one_label_differ():
   assert [reporting.file_stem(r, runs) for r in runs] == [
       'yinyang_active_semi_first', 'yinyang_active_semi_second',
       'yinyang_semi']
+  # The same row of two sweeps: the folders are namesakes too.
+  rows = [{'workdir': f'/w/{t}/active_semi', 'config': a['config']}
+          for t in ('t1', 't2')]
+  assert [reporting.file_stem(r, rows) for r in rows] == [
+      'yinyang_active_semi_t1_active_semi',
+      'yinyang_active_semi_t2_active_semi']
