@@ -370,6 +370,22 @@ def load_mnist_idx(directory: PathLike, verify_md5: bool = True,
                              'mnist', scale)
 
 
+def fingerprint(ds: Dataset) -> str:
+  """A short hash of a dataset's arrays and class names (hex, 16 chars).
+
+  Kept in every checkpoint, so that a run is never resumed on other data of
+  the same shapes (e.g. a data_dir or image folder pointing elsewhere).
+  About a second for the 60,000 MNIST images.
+  """
+  h = hashlib.blake2b(digest_size=8)
+  for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
+    a = np.ascontiguousarray(a)
+    h.update(f'{a.dtype.str}{a.shape}'.encode())
+    h.update(a.reshape(-1).view(np.uint8))
+  h.update(repr((ds.num_classes, tuple(ds.class_names))).encode())
+  return h.hexdigest()
+
+
 # ----------------------------------------------------------------------------
 # tensorflow-datasets.
 

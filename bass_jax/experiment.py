@@ -604,6 +604,14 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     sharding.sync('cleared')
   else:
     restored = resume_point(workdir, state, log)
+  data_hash = data_lib.fingerprint(r.dataset)
+  if restored and restored.extra.get('data', data_hash) != data_hash:
+    # Same config and shapes, other data (a data_dir or image folder that
+    # points elsewhere, files edited): the run would go on with other data.
+    raise ConfigError(
+        f'the data differ from those the run in {workdir} was made with '
+        f'(fingerprint {data_hash}, the checkpoint has '
+        f'{restored.extra["data"]}); restore them, or use a new --workdir')
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
   kept = kept_metrics(metrics_path, restored.step) if restored else []
   if restored and len(kept) < restored.step * config.num_seeds:
@@ -628,7 +636,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     check_finite_params(host.train.params, step - 1)
     if writer:
       checkpoint.save(workdir, step, host,
-                      extra={**(extra or {}), 'wall_s': wall_s()})
+                      extra={**(extra or {}), 'wall_s': wall_s(),
+                             'data': data_hash})
       checkpoint.keep_last(workdir, config.keep_checkpoints)
 
   if restored is not None:

@@ -120,3 +120,19 @@ def test_workdir_of_other_config_is_refused(tmp_path):
   with pytest.raises(ConfigError, match='mu'):
     experiment.run(config, str(tmp_path), dataset=ds)
   assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_resume_refuses_other_data_of_the_same_shapes(tmp_path):
+  """Every checkpoint keeps the data's fingerprint: a finished run is found
+  finished with its own data and refused with other data."""
+  config = small_config()
+  config.num_iterations, config.num_seeds = 2, 1
+  ds = data.load_yinyang(num_per_class=30, seed=0)
+  experiment.run(config, str(tmp_path), dataset=ds)
+  metrics = (tmp_path / 'metrics.jsonl').read_bytes()
+  experiment.run(config, str(tmp_path), dataset=ds)  # Nothing to do.
+  assert (tmp_path / 'metrics.jsonl').read_bytes() == metrics
+  other = data.load_yinyang(num_per_class=30, seed=1)
+  with pytest.raises(ConfigError, match='the data differ'):
+    experiment.run(config, str(tmp_path), dataset=other)
+  assert (tmp_path / 'metrics.jsonl').read_bytes() == metrics
