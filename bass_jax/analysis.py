@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -12,6 +11,7 @@ import numpy as np
 from bass_jax import checkpoint
 from bass_jax import experiment
 from bass_jax import mc_dropout
+from bass_jax import reporting
 from bass_jax.errors import DataError
 from configs import common
 
@@ -24,20 +24,10 @@ def stored_config(workdir: str) -> dict:
       object.
   """
   path = os.path.join(workdir, 'config.json')
-  try:
-    with open(path) as f:
-      stored = json.load(f)
-  except FileNotFoundError:
+  if not os.path.exists(path):
     raise DataError(f'{path} not found: {workdir} is not the --workdir of a '
-                    'launch/train.py run') from None
-  except (OSError, ValueError) as e:
-    raise DataError(f'{path} is unreadable ({e}); it must be the config.json '
-                    'that launch/train.py wrote') from None
-  if not isinstance(stored, dict):
-    raise DataError(f'{path} is unreadable (a JSON {type(stored).__name__}, '
-                    'not an object); it must be the config.json that '
-                    'launch/train.py wrote')
-  return stored
+                    'launch/train.py run')
+  return reporting.read_json_object(path)
 
 
 def restored(workdir: str, dataset=None, warn=None):
