@@ -109,10 +109,15 @@ def _metrics_row(line: str) -> dict[str, Any] | None:
   return row
 
 
+def experiment_label(name: str, variant: str) -> str:
+  """'<name>:<variant>', e.g. 'yinyang:active_semi'; 'run' / '-' if empty."""
+  return f"{name or 'run'}:{variant or '-'}"
+
+
 def label_of(run: dict) -> str:
-  """'<name>:<variant>' of a run, e.g. 'yinyang:active_semi'."""
+  """experiment_label of a run's stored config."""
   c = run['config']
-  return f"{c.get('name') or 'run'}:{c.get('variant') or '-'}"
+  return experiment_label(c.get('name'), c.get('variant'))
 
 
 def file_stem(run: dict, runs: Sequence[dict]) -> str:

@@ -32,7 +32,7 @@ def log_line(line: str) -> None:
 def result_table(summaries: list[dict]) -> str:
   """The Markdown result table of `reporting.markdown_table`, from summaries."""
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
-  rows = [{'experiment': f"{s['name']}:{s['variant']}",
+  rows = [{'experiment': reporting.experiment_label(s['name'], s['variant']),
            'labels': s['num_labels'], 'paper': s.get('paper_acc'),
            'mean': 100 * s['val_acc']['mean'],
            'std': 100 * s['val_acc']['std'], 'seeds': s['num_seeds'],

@@ -186,3 +186,15 @@ def test_file_stems_of_runs_with_one_label_differ():
   assert [reporting.file_stem(r, rows) for r in rows] == [
       'yinyang_active_semi_t1_active_semi',
       'yinyang_active_semi_t2_active_semi']
+
+
+def test_result_table_labels_runs_without_a_name():
+  # `--config.name=` once printed ':active_semi' in the result table.
+  sys.path.insert(0, str(REPO / 'launch'))
+  import common  # pylint: disable=g-import-not-at-top
+  summary = {'name': '', 'variant': 'active_semi', 'num_labels': 10,
+             'paper_acc': None, 'val_acc': {'mean': 0.5, 'std': 0.0},
+             'num_seeds': 1, 'wall_s': 1.0}
+  table = common.result_table([summary, dict(summary, name='yinyang',
+                                             variant='')])
+  assert '| run:active_semi |' in table and '| yinyang:- |' in table
