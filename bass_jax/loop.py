@@ -175,6 +175,46 @@ def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
   return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
 
 
+def iteration_metrics(i: jax.Array, val_acc: jax.Array, loss: jax.Array,
+                      theta: jax.Array, gt_pred: jax.Array,
+                      gt_labels: jax.Array, gt_valid: jax.Array,
+                      sweep: dict[str, jax.Array], labelled: jax.Array,
+                      member: jax.Array, truth: jax.Array
+                      ) -> dict[str, jax.Array]:
+  """One iteration's metrics row (the original code's CSV, and more).
+
+  Args:
+    i: the iteration.
+    val_acc, loss: validation accuracy and mean training loss.
+    theta: the mean entropy over X.
+    gt_pred, gt_labels, gt_valid: [L] MC predictions on X's slots, their
+      true labels, and which slots are real.
+    sweep: the pool sweep's [N] 'entropy' and 'pseudo_label'.
+    labelled, member: [N] bool X and D's pseudo-labelled part, as this
+      iteration trained on them (before its acquisition and refresh).
+    truth: [N] hidden labels (-1 where unknown).
+
+  Returns:
+    Scalars. As in the original code, 'pseudo_acc' scores this
+    iteration's pseudo-labels (the pool sweep's) on D's pseudo-labelled
+    part, and 'pool_entropy' is the mean entropy over the whole pool.
+  """
+  pseudo = member & ~labelled
+  return {
+      'iteration': i,
+      'val_acc': val_acc,
+      'gt_acc': _masked_mean(gt_pred == gt_labels, gt_valid),
+      'pseudo_acc': _masked_mean(sweep['pseudo_label'] == truth,
+                                 pseudo & (truth >= 0)),
+      'num_pseudo': jnp.sum(pseudo),
+      'num_labels': jnp.sum(labelled),
+      'num_train': jnp.sum(labelled) + jnp.sum(pseudo),
+      'theta': theta,
+      'pool_entropy': jnp.mean(sweep['entropy']),
+      'loss': loss,
+  }
+
+
 def em_step(cfg: LoopConfig, apply_fn: Callable,
             optimizer: optax.GradientTransformation, state: LoopState,
             pool: Pool, mesh: Mesh | None = None
@@ -236,21 +276,9 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
     new_member &= i + 1 >= cfg.semi_start
   new_labels = jnp.where(labelled, state.labels, sweep['pseudo_label'])
 
-  pseudo = member & unlabelled
-  known = pool.y >= 0
-  metrics = {
-      'iteration': i,
-      'val_acc': val_acc,
-      'gt_acc': _masked_mean(gt['pseudo_label'] == state.labels[gt_idx],
-                             gt_valid),
-      'pseudo_acc': _masked_mean(state.labels == pool.y, pseudo & known),
-      'num_pseudo': jnp.sum(pseudo),
-      'num_labels': jnp.sum(labelled),
-      'num_train': jnp.sum(labelled) + jnp.sum(pseudo),
-      'theta': theta,
-      'pool_entropy': _masked_mean(sweep['entropy'], unlabelled),
-      'loss': loss,
-  }
+  metrics = iteration_metrics(
+      i, val_acc, loss, theta, gt['pseudo_label'], state.labels[gt_idx],
+      gt_valid, sweep, labelled, member, pool.y)
   new_state = state.replace(train=train_state, member=new_member,
                             labels=new_labels, iteration=i + 1)
   return new_state, query, query_valid, metrics

@@ -97,3 +97,26 @@ def test_end_to_end_toy_learns(toy, tmp_path, variant):
   # Accuracy rises above the initial model's (measured gain ~2 points).
   assert summary['val_acc']['mean'] > first + 0.01
   assert summary['num_params'] == 5352
+
+
+def test_iteration_metrics_golden_values():
+  """The original code's CSV: fresh pseudo-labels on D, entropy of the pool.
+
+  Pool of 6: slot 0 labelled; 1, 2, 3 in D (3's truth unknown); 4, 5 out.
+  """
+  from bass_jax import loop  # pylint: disable=g-import-not-at-top
+  sweep = {'entropy': jnp.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.9]),
+           'pseudo_label': jnp.array([1, 0, 1, 1, 0, 0])}
+  truth = jnp.array([1, 0, 0, -1, 0, 1])
+  labelled = jnp.array([True, False, False, False, False, False])
+  member = jnp.array([False, True, True, True, False, False])
+  m = loop.iteration_metrics(
+      jnp.int32(3), jnp.float32(0.8), jnp.float32(0.25), jnp.float32(0.15),
+      gt_pred=jnp.array([1, 0]), gt_labels=jnp.array([1, 1]),
+      gt_valid=jnp.array([True, False]), sweep=sweep, labelled=labelled,
+      member=member, truth=truth)
+  # Slots 1 and 2 have a truth; this sweep labels 1 right and 2 wrong.
+  np.testing.assert_allclose(m['pseudo_acc'], 0.5)
+  np.testing.assert_allclose(m['pool_entropy'], 2.4 / 6, rtol=1e-6)
+  np.testing.assert_allclose(m['gt_acc'], 1.0)
+  assert (m['num_pseudo'], m['num_labels'], m['num_train']) == (3, 1, 4)
