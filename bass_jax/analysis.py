@@ -81,7 +81,8 @@ def decision_surface(run, state, seed_index: int = 0, grid_size: int = 150,
     'grid_x', 'grid_y', 'pred', 'entropy' [G, G]; 'points' [N, 2], 'labels'
     [N], 'labelled' [N] bool of the chosen seed.
   """
-  x = np.asarray(run.pool.x)
+  ds = run.seed_dataset(seed_index)
+  x = np.asarray(ds.x_train)
   if x.ndim != 2 or x.shape[1] != 2:
     raise DataError(f'decision surfaces need 2-D inputs, got {x.shape[1:]}')
   lo, hi = x.min(0) - margin, x.max(0) + margin
@@ -95,6 +96,6 @@ def decision_surface(run, state, seed_index: int = 0, grid_size: int = 150,
       'grid_x': gx, 'grid_y': gy,
       'pred': np.asarray(sweep['pseudo_label']).reshape(gx.shape),
       'entropy': np.asarray(sweep['entropy']).reshape(gx.shape),
-      'points': x, 'labels': np.asarray(run.pool.y),
+      'points': x, 'labels': np.asarray(ds.y_train),
       'labelled': np.asarray(state.labelled[seed_index]),
   }

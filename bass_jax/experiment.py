@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -56,6 +57,10 @@ CHOICES = {
     'conv_impl': models.CONV_IMPLS,
     'mc_precision': mc_dropout.MC_PRECISIONS,
 }
+# One dataset shared by every seed, or one per seed; None: the config's.
+DatasetArg = Optional[data_lib.Dataset | list[data_lib.Dataset]]
+# Datasets drawn from a seed, which `data_per_seed` can draw once per seed.
+GENERATED_DATASETS = ('yinyang',)
 POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
             'query_size', 'gt_upsample', 'batch_size', 'mc_passes_gt',
             'mc_passes_pool', 'checkpoint_every', 'keep_checkpoints', 'log_every',
@@ -152,9 +157,19 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if not 0 < config.pixel_scale:
     raise ConfigError(f'config.pixel_scale={config.pixel_scale!r} must be > 0')
   sharding.parse_mesh_shape(config.mesh_shape)  # The format; sizes at build.
-  if not isinstance(config.distributed, bool):
-    raise ConfigError(f'config.distributed={config.distributed!r} must be '
-                      'True or False')
+  for field in ('distributed', 'data_per_seed'):
+    if not isinstance(config[field], bool):
+      raise ConfigError(f'config.{field}={config[field]!r} must be True or '
+                        'False')
+  if config.data_per_seed and config.dataset not in GENERATED_DATASETS:
+    raise ConfigError(
+        f'config.data_per_seed=True needs a dataset drawn from a seed '
+        f'({list(GENERATED_DATASETS)}); {config.dataset!r} is read from '
+        'files: set it False')
+  if config.data_per_seed and config.oracle != 'simulated':
+    raise ConfigError(
+        f"config.oracle={config.oracle!r} labels one pool, but "
+        "config.data_per_seed=True gives every seed its own: set it False")
 
 
 def compilation_cache_dir(setting: str) -> str:
@@ -190,13 +205,72 @@ def data_dir(config: ml_collections.ConfigDict) -> str:
           os.path.join('..', 'shared', 'data'))
 
 
-def load_data(config: ml_collections.ConfigDict) -> data_lib.Dataset:
-  """The dataset of a config, shrunk to pool_size / test_size if set."""
+def data_seed_of(config: ml_collections.ConfigDict, seed: int) -> int:
+  """The draw of `seed`'s data: data_seed, plus 1000 * seed if per seed.
+
+  1000 * seed mirrors the original code, whose run r draws its toy data
+  with seed 1000 * r; seed 0 keeps the shared draw of data_per_seed=False.
+  """
+  return config.data_seed + (1000 * seed if config.data_per_seed else 0)
+
+
+def load_data(config: ml_collections.ConfigDict,
+              seed: Optional[int] = None) -> data_lib.Dataset:
+  """The dataset of a config (of `seed`, default config.seed), shrunk to
+  pool_size / test_size if set."""
+  seed = config.seed if seed is None else seed
   ds = data_lib.load_dataset(config.dataset, data_dir=data_dir(config),
                              source=config.data_source,
-                             scale=config.pixel_scale, seed=config.data_seed)
+                             scale=config.pixel_scale,
+                             seed=data_seed_of(config, seed))
   return data_lib.subset(ds, config.pool_size or None,
                          config.test_size or None)
+
+
+def seed_datasets(config: ml_collections.ConfigDict,
+                  dataset: DatasetArg = None) -> list[data_lib.Dataset]:
+  """The dataset of every seed of a run, in seed order.
+
+  One shared object unless config.data_per_seed. A `dataset` given by the
+  caller is shared by all seeds; a list of num_seeds datasets (of equal
+  shapes) gives each seed its own.
+  """
+  if isinstance(dataset, (list, tuple)):
+    if len(dataset) != config.num_seeds:
+      raise ConfigError(f'{len(dataset)} datasets for '
+                        f'config.num_seeds={config.num_seeds} seeds')
+    return list(dataset)
+  if dataset is not None:
+    return [dataset] * config.num_seeds
+  if not config.data_per_seed:
+    return [load_data(config)] * config.num_seeds
+  return [load_data(config, seed) for seed in seeds_of(config)]
+
+
+def is_per_seed(datasets: list[data_lib.Dataset]) -> bool:
+  """Whether the seeds of a run hold different datasets."""
+  return any(d is not datasets[0] for d in datasets)
+
+
+def stacked_pool(datasets: list[data_lib.Dataset]) -> loop.Pool:
+  """The Pool (host arrays): shared [N, ...], or [S, N, ...] per seed."""
+  def pool(d):
+    return loop.Pool(x=d.x_train, y=d.y_train, test_x=d.x_test,
+                     test_y=d.y_test)
+  if not is_per_seed(datasets):
+    return pool(datasets[0])
+  return jax.tree_util.tree_map(lambda *a: np.stack(a),
+                                *[pool(d) for d in datasets])
+
+
+def data_fingerprint(datasets: list[data_lib.Dataset]) -> str:
+  """data.fingerprint of a run's data: of the shared dataset, or of all."""
+  if not is_per_seed(datasets):
+    return data_lib.fingerprint(datasets[0])
+  digest = hashlib.blake2b(digest_size=8)
+  for d in datasets:
+    digest.update(data_lib.fingerprint(d).encode())
+  return digest.hexdigest()
 
 
 def label_capacity(config: ml_collections.ConfigDict, pool_size: int,
@@ -304,12 +378,15 @@ def seeds_of(config: ml_collections.ConfigDict) -> list[int]:
 
 
 def initial_states(config, model: models.Model, optimizer,
-                   ds: data_lib.Dataset) -> loop.LoopState:
-  """The LoopState of every seed, stacked on a leading seed axis [S, ...]."""
-  n = ds.x_train.shape[0]
+                   datasets: list[data_lib.Dataset]) -> loop.LoopState:
+  """The LoopState of every seed, stacked on a leading seed axis [S, ...].
+
+  `datasets`: the dataset of every seed (`seed_datasets`).
+  """
   states = []
   init = jax.jit(loop.init_state, static_argnums=(0, 1, 3))
-  for seed in seeds_of(config):
+  for seed, ds in zip(seeds_of(config), datasets):
+    n = ds.x_train.shape[0]
     labelled = np.zeros(n, bool)
     if config.initial_per_class == -1:
       labelled[:] = ds.y_train >= 0  # Every sample whose label is known.
@@ -328,7 +405,7 @@ def initial_states(config, model: models.Model, optimizer,
 class Run:
   """A built experiment: what the host loop needs."""
   config: ml_collections.ConfigDict
-  dataset: data_lib.Dataset
+  dataset: data_lib.Dataset  # The first seed's (every seed's if shared).
   model: models.Model
   loop_config: loop.LoopConfig
   pool: loop.Pool
@@ -339,6 +416,16 @@ class Run:
   # For oracles answering on the host (config.oracle != 'simulated'):
   em_step: Optional[Callable] = None   # (state, pool) -> (state, q, valid, m)
   reveal: Optional[Callable] = None    # (state, q, valid, answers) -> state
+  # Every seed's dataset; with data_per_seed the pool is [S, N, ...].
+  datasets: Optional[list[data_lib.Dataset]] = None
+
+  @property
+  def per_seed_data(self) -> bool:
+    return self.datasets is not None and is_per_seed(self.datasets)
+
+  def seed_dataset(self, seed_index: int) -> data_lib.Dataset:
+    """The dataset seed number `seed_index` (0..S-1) of the run works on."""
+    return self.datasets[seed_index] if self.datasets else self.dataset
 
 
 def build_model(config, num_classes: int) -> models.Model:
@@ -370,7 +457,7 @@ def seed_strategy(config: ml_collections.ConfigDict,
 
 
 def build(config: ml_collections.ConfigDict,
-          dataset: Optional[data_lib.Dataset] = None,
+          dataset: DatasetArg = None,
           devices: Optional[list[jax.Device]] = None) -> Run:
   """Validates the config, loads the data and compiles nothing yet.
 
@@ -378,6 +465,10 @@ def build(config: ml_collections.ConfigDict,
   test set split along N over 'data', the state along its seed axis over
   'seed' (replicated over 'data'); the step keeps that layout and returns
   the metrics replicated, so every host can read them.
+
+  `dataset` (default: the config's) is one dataset shared by the seeds, or
+  a list with one per seed; per-seed data (also `config.data_per_seed`)
+  gives the pool a leading seed axis, split over 'seed' like the state.
 
   `devices` (default: all of them) lets one process run several builds side
   by side, e.g. a 1-seed run on the first CPU device next to a seed-parallel
@@ -388,9 +479,22 @@ def build(config: ml_collections.ConfigDict,
   sharding.set_cpu_devices(config.cpu_devices)
   sharding.initialize_distributed(config.distributed)
   use_compilation_cache(config.compilation_cache)
-  ds = dataset if dataset is not None else load_data(config)
-  check_against_data(config, ds)
+  datasets = seed_datasets(config, dataset)
+  per_seed = is_per_seed(datasets)
+  ds = datasets[0]
+  for d in (datasets if per_seed else [ds]):
+    check_against_data(config, d)
+    if (d.x_train.shape, d.x_test.shape) != (ds.x_train.shape,
+                                             ds.x_test.shape):
+      raise ConfigError('the seeds\' datasets differ in shape: '
+                        f'{d.x_train.shape} / {d.x_test.shape} vs '
+                        f'{ds.x_train.shape} / {ds.x_test.shape}')
   mesh = sharding.make_mesh(config.mesh_shape, devices)
+  if per_seed and sharding.mesh_sizes(mesh)[sharding.DATA] > 1:
+    raise ConfigError(
+        f"config.data_per_seed=True gives every seed its own pool, which "
+        f"splits over the mesh's 'seed' axis, not over 'data' (mesh_shape="
+        f"{config.mesh_shape!r}); use seed:<n> or data_per_seed=False")
   sharding.check_divisible(sharding.mesh_sizes(mesh), config.num_seeds,
                            ds.x_train.shape[0], ds.x_test.shape[0])
   check_batch_divisible(config.batch_size,
@@ -404,18 +508,20 @@ def build(config: ml_collections.ConfigDict,
                         ds.x_train.dtype))
   on_data = sharding.data_sharding(mesh)
   on_seeds = sharding.seed_sharding(mesh)
-  pool = sharding.put(loop.Pool(x=ds.x_train, y=ds.y_train, test_x=ds.x_test,
-                                test_y=ds.y_test), on_data)
-  state = sharding.put(initial_states(config, model, optimizer, ds), on_seeds)
+  # A per-seed pool [S, N, ...] splits like the state, over 'seed'.
+  on_pool = on_seeds if per_seed else on_data
+  pool = sharding.put(stacked_pool(datasets), on_pool)
+  state = sharding.put(initial_states(config, model, optimizer, datasets),
+                       on_seeds)
   strategy = seed_strategy(config, mesh)
   step = jax.jit(loop.seeds_iteration(cfg, model.apply, optimizer, mesh,
-                                      strategy),
-                 in_shardings=(on_seeds, on_data),
+                                      strategy, per_seed),
+                 in_shardings=(on_seeds, on_pool),
                  out_shardings=(on_seeds, sharding.replicated(mesh)),
                  donate_argnums=0)
   em_step = jax.jit(loop.seeds_em_step(cfg, model.apply, optimizer, mesh,
-                                       strategy),
-                    in_shardings=(on_seeds, on_data),
+                                       strategy, per_seed),
+                    in_shardings=(on_seeds, on_pool),
                     out_shardings=(on_seeds, sharding.replicated(mesh),
                                    sharding.replicated(mesh),
                                    sharding.replicated(mesh)),
@@ -423,7 +529,7 @@ def build(config: ml_collections.ConfigDict,
   reveal = jax.jit(loop.seeds_reveal, out_shardings=on_seeds)
   params0 = jax.tree_util.tree_map(lambda a: a[0], state.train.params)
   return Run(config, ds, model, cfg, pool, state, step,
-             models.num_params(params0), mesh, em_step, reveal)
+             models.num_params(params0), mesh, em_step, reveal, datasets)
 
 
 def metrics_rows(metrics: dict[str, np.ndarray],
@@ -604,7 +710,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     sharding.sync('cleared')
   else:
     restored = resume_point(workdir, state, log)
-  data_hash = data_lib.fingerprint(r.dataset)
+  data_hash = data_fingerprint(r.datasets)
   if restored and restored.extra.get('data', data_hash) != data_hash:
     # Same config and shapes, other data (a data_dir or image folder that
     # points elsewhere, files edited): the run would go on with other data.

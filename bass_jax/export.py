@@ -57,7 +57,7 @@ def pool_predictions(run: experiment.Run, state, seed_index: int,
   key = jax.random.key(seed, impl=cfg.prng_impl)
   sweep = jax.jit(lambda p, x: mc_dropout.mc_sweep(
       run.model.apply, p, x, key, num_passes or cfg.mc_passes_gt,
-      cfg.chunk_size))(params, run.dataset.x_train)
+      cfg.chunk_size))(params, run.seed_dataset(seed_index).x_train)
   mean_probs = np.asarray(sweep['mean_probs'])
   return {'label': mean_probs.argmax(-1).astype(np.int32),
           'confidence': mean_probs.max(-1).astype(np.float32)}

@@ -338,7 +338,8 @@ def init_state(apply_init: Callable, optimizer: optax.GradientTransformation,
 
 
 def over_seeds(make_fn: Callable[[Mesh | None], Callable],
-               mesh: Mesh | None, strategy: str) -> Callable:
+               mesh: Mesh | None, strategy: str,
+               pool_per_seed: bool = False) -> Callable:
   """`fn(state, pool)` applied to every seed of a seed-batched state.
 
   Three layouts, by the mesh's axis sizes:
@@ -361,6 +362,8 @@ def over_seeds(make_fn: Callable[[Mesh | None], Callable],
       `lax.map`: the seeds one after another inside the same program). Why
       'map': on a CPU a convolution batched over S weight sets is a grouped
       convolution, which XLA:CPU runs ~13x slower than S separate ones.
+    pool_per_seed: the pool has a leading seed axis too (every seed its own
+      data, split over 'seed' like the state); needs 'data' = 1.
   """
   sizes = (sharding.mesh_sizes(mesh) if mesh is not None else
            {sharding.SEED: 1, sharding.DATA: 1})
@@ -369,41 +372,50 @@ def over_seeds(make_fn: Callable[[Mesh | None], Callable],
     if strategy == 'map' and seeds > 1:
       raise ValueError("strategy 'map' cannot shard seeds over a mesh whose "
                        "'data' axis is > 1")
-    return _each_seed(make_fn(mesh), strategy, sharding.SEED)
+    if pool_per_seed:
+      raise ValueError("a per-seed pool cannot be split over 'data'")
+    return _each_seed(make_fn(mesh), strategy, False, sharding.SEED)
   # One device per seed group: nothing to split the data over.
-  local = _each_seed(make_fn(None), strategy)
+  local = _each_seed(make_fn(None), strategy, pool_per_seed)
   if seeds == 1:
     return local
   # check_vma off: the loop carries fresh constants (zeros, counters) next to
   # seed-varying values, which the check would ask to pcast one by one. Every
   # output is per seed, so P('seed') is exact.
-  return jax.shard_map(local, mesh=mesh, in_specs=(P(sharding.SEED), P()),
+  pool_spec = P(sharding.SEED) if pool_per_seed else P()
+  return jax.shard_map(local, mesh=mesh, in_specs=(P(sharding.SEED), pool_spec),
                        out_specs=P(sharding.SEED), check_vma=False)
 
 
-def _each_seed(fn: Callable, strategy: str,
+def _each_seed(fn: Callable, strategy: str, pool_per_seed: bool,
                spmd_axis_name: str | None = None) -> Callable:
-  """fn(state, pool) over the leading seed axis of state, by `strategy`."""
+  """fn(state, pool) over the leading seed axis of state (and of the pool
+  if `pool_per_seed`), by `strategy`."""
   if strategy == 'map':
+    if pool_per_seed:
+      return lambda state, pool: jax.lax.map(lambda a: fn(*a), (state, pool))
     return lambda state, pool: jax.lax.map(lambda st: fn(st, pool), state)
-  return jax.vmap(fn, in_axes=(0, None), spmd_axis_name=spmd_axis_name)
+  return jax.vmap(fn, in_axes=(0, 0 if pool_per_seed else None),
+                  spmd_axis_name=spmd_axis_name)
 
 
 def seeds_iteration(cfg: LoopConfig, apply_fn: Callable,
                     optimizer: optax.GradientTransformation,
-                    mesh: Mesh | None = None, strategy: str = 'vmap'
+                    mesh: Mesh | None = None, strategy: str = 'vmap',
+                    pool_per_seed: bool = False
                     ) -> Callable[[LoopState, Pool], tuple[LoopState, dict]]:
-  """`iteration` over a leading seed axis of the state (pool shared)."""
+  """`iteration` over a leading seed axis of the state (and of the pool if
+  `pool_per_seed`, else the pool is shared)."""
   def make(m):
     return lambda state, pool: iteration(cfg, apply_fn, optimizer, state,
                                          pool, m)
-  return over_seeds(make, mesh, strategy)
+  return over_seeds(make, mesh, strategy, pool_per_seed)
 
 
 def seeds_em_step(cfg: LoopConfig, apply_fn: Callable,
                   optimizer: optax.GradientTransformation,
-                  mesh: Mesh | None = None, strategy: str = 'vmap'
-                  ) -> Callable:
+                  mesh: Mesh | None = None, strategy: str = 'vmap',
+                  pool_per_seed: bool = False) -> Callable:
   """`em_step` over seeds, for oracles that answer on the host.
 
   Returns:
@@ -417,7 +429,7 @@ def seeds_em_step(cfg: LoopConfig, apply_fn: Callable,
       metrics['num_queried'] = jnp.sum(valid)
       return state, query, valid, metrics
     return one
-  return over_seeds(make, mesh, strategy)
+  return over_seeds(make, mesh, strategy, pool_per_seed)
 
 
 seeds_reveal = jax.vmap(reveal)

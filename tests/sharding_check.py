@@ -4,10 +4,12 @@ The sharded half of tests/test_sharding.py: fake CPU devices must be set
 before JAX starts, so the test runs this file in a subprocess:
 
   XLA_FLAGS=--xla_force_host_platform_device_count=4 \
-      python tests/sharding_check.py data:4 data:2,seed:2
+      python tests/sharding_check.py data:4 data:2,seed:2 \
+      refused:data:2,seed:2@per_seed
 
 Each line: {"mesh_shape", "mesh", "metrics": [per iteration {name: [S]}],
-"final": {name: [S, ...]}, "placement": {...}}. The test imports `run_toy`
+"final": {name: [S, ...]}, "placement": {...}}; for 'refused:<mesh>',
+{"mesh_shape", "error"}: the ConfigError building it. The test imports `run_toy`
 too, for the single-device reference in its own process.
 """
 
@@ -30,8 +32,10 @@ NUM_STEPS = 4  # Iterations 0..3: the initial phase, two queries, D grows.
 def toy_config(mesh_shape: str):
   """Yin-Yang active_semi shrunk: 4 seeds, short training, small chunks.
 
-  `mesh_shape` may end in '/map' or '/vmap' to set config.seed_strategy.
+  `mesh_shape` may end in '/map' or '/vmap' to set config.seed_strategy,
+  and then in '@per_seed' for a dataset per seed (see `toy_datasets`).
   """
+  mesh_shape = mesh_shape.partition('@')[0]
   mesh_shape, _, strategy = mesh_shape.partition('/')
   config = yinyang.get_config('active_semi')
   config.seed_strategy = strategy or 'auto'
@@ -48,6 +52,14 @@ def toy_config(mesh_shape: str):
 def toy_dataset():
   """96 pool and 96 test samples: divisible by 1, 2 and 4 devices."""
   return data.load_yinyang(num_per_class=48, seed=0)
+
+
+def toy_datasets(mesh_shape: str):
+  """toy_dataset, or with '@per_seed' four such draws, one per seed."""
+  if not mesh_shape.endswith('@per_seed'):
+    return toy_dataset()
+  return [data.load_yinyang(num_per_class=48, seed=1000 * s)
+          for s in range(4)]
 
 
 def shard_shapes(array) -> list:
@@ -70,7 +82,7 @@ def placement(run, state) -> dict:
 
 def run_toy(mesh_shape: str) -> dict:
   """NUM_STEPS iterations of the toy on `mesh_shape`; JSON-ready results."""
-  r = experiment.build(toy_config(mesh_shape), toy_dataset())
+  r = experiment.build(toy_config(mesh_shape), toy_datasets(mesh_shape))
   hlo = r.step.lower(r.state, r.pool).compile().as_text()
   state, metrics = r.state, []
   for _ in range(NUM_STEPS):
@@ -89,6 +101,18 @@ def run_toy(mesh_shape: str) -> dict:
           'placement': placement(r, state)}
 
 
+def refused(mesh_shape: str) -> dict:
+  """{'mesh_shape', 'error'}: the one-line ConfigError of building it."""
+  try:
+    experiment.build(toy_config(mesh_shape), toy_datasets(mesh_shape))
+  except experiment.ConfigError as e:
+    return {'mesh_shape': mesh_shape, 'error': str(e)}
+  return {'mesh_shape': mesh_shape, 'error': None}
+
+
 if __name__ == '__main__':
   for arg in sys.argv[1:]:
-    print(json.dumps(run_toy(arg)), flush=True)
+    if arg.startswith('refused:'):
+      print(json.dumps(refused(arg.partition(':')[2])), flush=True)
+    else:
+      print(json.dumps(run_toy(arg)), flush=True)

@@ -120,3 +120,33 @@ def test_iteration_metrics_golden_values():
   np.testing.assert_allclose(m['pool_entropy'], 2.4 / 6, rtol=1e-6)
   np.testing.assert_allclose(m['gt_acc'], 1.0)
   assert (m['num_pseudo'], m['num_labels'], m['num_train']) == (3, 1, 4)
+
+
+def test_per_seed_data_vmapped_equals_each_seed_alone():
+  """data_per_seed: every seed its own draw; 2 seeds vmapped = 2 runs of 1.
+
+  Seed s draws with data_seed + 1000 s, so a seed's data does not depend on
+  which other seeds share its run.
+  """
+  def config(seed, num_seeds, per_seed=True):
+    c = tiny_config(num_iterations=2, initial_epochs=5, mc_passes_gt=10,
+                    seed=seed,
+                    num_seeds=num_seeds)
+    assert c.data_per_seed  # The Table 1 default.
+    c.data_per_seed = per_seed
+    return c
+  both, _, rows = run_metrics(config(3, 2), None, 2)
+  assert both.per_seed_data and both.pool.x.shape == (2, 1000, 2)
+  assert not np.array_equal(both.pool.x[0], both.pool.x[1])
+  assert not np.array_equal(both.pool.test_x[0], both.pool.test_x[1])
+  for j, seed in enumerate((3, 4)):
+    alone, _, alone_rows = run_metrics(config(seed, 1), None, 2)
+    assert alone.pool.x.shape == (1000, 2)  # One seed: no seed axis.
+    np.testing.assert_array_equal(alone.pool.x, both.pool.x[j])
+    np.testing.assert_array_equal(alone.pool.test_y, both.pool.test_y[j])
+    for r, a in zip(rows, alone_rows):
+      for name in ('val_acc', 'theta', 'pool_entropy', 'num_train'):
+        np.testing.assert_allclose(r[name][j], a[name][0], rtol=1e-5,
+                                   err_msg=name)
+  shared = experiment.build(config(3, 2, per_seed=False))
+  assert not shared.per_seed_data and shared.pool.x.shape == (1000, 2)

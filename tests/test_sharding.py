@@ -21,11 +21,14 @@ import numpy as np
 import pytest
 
 import sharding_check
+from bass_jax import data
 from bass_jax import experiment
 from bass_jax import sharding
 from bass_jax.errors import ConfigError
 
 MESHES = ('data:4', 'data:2,seed:2', 'seed:4', 'seed:4/map')
+# Every seed its own data: the pool splits over 'seed' with the state.
+PER_SEED_MESHES = ('seed:4@per_seed', 'seed:4/map@per_seed')
 COUNTS = ('iteration', 'num_labels', 'num_train', 'num_pseudo',
           'num_queried')
 
@@ -99,13 +102,16 @@ def runs():
   env = dict(os.environ,
              XLA_FLAGS='--xla_force_host_platform_device_count=4',
              JAX_PLATFORMS='cpu')
-  proc = subprocess.Popen([sys.executable, str(script), *MESHES],
+  proc = subprocess.Popen([sys.executable, str(script), *MESHES,
+                           *PER_SEED_MESHES, 'refused:data:2,seed:2@per_seed'],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, env=env)
   reference = sharding_check.run_toy('data:-1')
+  results = {'data:-1@per_seed': sharding_check.run_toy('data:-1@per_seed')}
   out, err = proc.communicate(timeout=300)
   assert proc.returncode == 0, err[-3000:]
-  results = {r['mesh_shape']: r for r in map(json.loads, out.splitlines())}
+  results.update((r['mesh_shape'], r) for r in map(json.loads,
+                                                   out.splitlines()))
   return reference, results
 
 
@@ -116,9 +122,12 @@ def test_reference_is_one_device(runs):
   assert reference['placement']['pool_x_shards'] == [[96, 2]]
 
 
-@pytest.mark.parametrize('mesh_shape', MESHES)
+@pytest.mark.parametrize('mesh_shape', MESHES + PER_SEED_MESHES)
 def test_sharded_run_equals_single_device(runs, mesh_shape):
   reference, results = runs
+  if mesh_shape.endswith('@per_seed'):
+    reference = results['data:-1@per_seed']
+    assert reference['metrics'] != runs[0]['metrics']  # Other data.
   run = results[mesh_shape]
   assert run['num_compiles'] == 1
   for i, (got, want) in enumerate(zip(run['metrics'],
@@ -155,10 +164,48 @@ def test_state_is_split_over_seeds(runs):
   assert both['kernel_shards'] == [[2, 50, 50]] * 4
   data4 = results['data:4']['placement']
   assert data4['labelled_shards'] == [[4, 96]] * 4
-  for mesh_shape in ('seed:4', 'seed:4/map'):
+  for mesh_shape in ('seed:4', 'seed:4/map') + PER_SEED_MESHES:
     seeds4 = results[mesh_shape]['placement']
     assert seeds4['state_specs'] == [['seed']]
     assert seeds4['labelled_shards'] == [[1, 96]] * 4
+
+
+def test_per_seed_pool_is_split_over_seeds(runs):
+  _, results = runs
+  for mesh_shape in PER_SEED_MESHES:
+    placement = results[mesh_shape]['placement']
+    assert placement['pool_x_spec'] == ['seed']
+    assert placement['pool_x_shards'] == [[1, 96, 2]] * 4
+    assert placement['test_x_shards'] == [[1, 96, 2]] * 4
+  assert results['data:-1@per_seed']['placement']['pool_x_shards'] == [
+      [4, 96, 2]]
+
+
+def test_per_seed_pool_is_not_split_over_data(runs):
+  _, results = runs
+  error = results['data:2,seed:2@per_seed']['error']
+  assert error.startswith('config.data_per_seed=True gives every seed its '
+                          "own pool, which splits over the mesh's 'seed' "
+                          "axis, not over 'data'"), error
+
+
+def test_per_seed_data_refusals():
+  config = sharding_check.toy_config('data:1')
+  datasets = sharding_check.toy_datasets('data:1@per_seed')
+  with pytest.raises(ConfigError, match=r'3 datasets for config.num_seeds=4'):
+    experiment.build(config, datasets[:3])
+  config.dataset, config.data_per_seed = 'mnist', True
+  with pytest.raises(ConfigError, match=r"from a seed \(\['yinyang'\]\); "
+                     r"'mnist' is read from files: set it False"):
+    experiment.validate_config(config)
+  config.dataset, config.oracle = 'yinyang', 'files'
+  with pytest.raises(ConfigError, match="config.oracle='files' labels one "
+                     'pool, but config.data_per_seed=True'):
+    experiment.validate_config(config)
+  config.oracle = 'simulated'
+  bigger = [datasets[0]] + [data.load_yinyang(num_per_class=50)] * 3
+  with pytest.raises(ConfigError, match=r"seeds' datasets differ in shape"):
+    experiment.build(config, bigger)
 
 
 def test_seed_devices_run_without_collectives(runs):
@@ -166,6 +213,6 @@ def test_seed_devices_run_without_collectives(runs):
   all-reduce anywhere, where seeds vmapped over a sharded axis all-reduce
   every training-loop condition."""
   _, results = runs
-  assert results['seed:4']['all_reduces'] == 0
-  assert results['seed:4/map']['all_reduces'] == 0
+  for mesh_shape in ('seed:4', 'seed:4/map') + PER_SEED_MESHES:
+    assert results[mesh_shape]['all_reduces'] == 0, mesh_shape
   assert results['data:2,seed:2']['all_reduces'] > 0
