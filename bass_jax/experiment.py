@@ -166,10 +166,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f'config.data_per_seed=True needs a dataset drawn from a seed '
         f'({list(GENERATED_DATASETS)}); {config.dataset!r} is read from '
         'files: set it False')
-  if config.data_per_seed and config.oracle != 'simulated':
-    raise ConfigError(
-        f"config.oracle={config.oracle!r} labels one pool, but "
-        "config.data_per_seed=True gives every seed its own: set it False")
 
 
 def compilation_cache_dir(setting: str) -> str:
@@ -489,6 +485,11 @@ def build(config: ml_collections.ConfigDict,
       raise ConfigError('the seeds\' datasets differ in shape: '
                         f'{d.x_train.shape} / {d.x_test.shape} vs '
                         f'{ds.x_train.shape} / {ds.x_test.shape}')
+  if per_seed and config.oracle != 'simulated':
+    raise ConfigError(
+        f"config.oracle={config.oracle!r} labels one pool, but the "
+        f'{config.num_seeds} seeds each have their own '
+        '(config.data_per_seed=True): set it False, or run one seed')
   mesh = sharding.make_mesh(config.mesh_shape, devices)
   if per_seed and sharding.mesh_sizes(mesh)[sharding.DATA] > 1:
     raise ConfigError(

@@ -17,7 +17,8 @@ def parse_arg(arg: str | None, variants: dict[str, dict],
   Args:
     arg: the text after ':' in `--config=configs/x.py:<arg>`, or None.
     variants: variant name -> field overrides (the first name in `arg`).
-    modifiers: flag-like names (e.g. 'small') -> field overrides.
+    modifiers: flag-like names (e.g. 'small') -> field overrides, for the
+      fields the variant does not set itself.
     **defaults: default variant etc.: `variant='active_semi'`.
 
   Returns:
@@ -50,9 +51,12 @@ def parse_arg(arg: str | None, variants: dict[str, dict],
                        'field=value)')
   if variant not in variants:
     raise ValueError(f'unknown variant {variant!r}; known: {sorted(variants)}')
-  overrides = dict(variants[variant])
+  # A variant's own fields win over a modifier's: e.g. 'small' shortens the
+  # schedule, but a supervised row's num_iterations=0 stays 0.
+  overrides = {}
   for name in chosen:
     overrides.update(modifiers[name])
+  overrides.update(variants[variant])
   return variant, chosen, overrides, pairs
 
 

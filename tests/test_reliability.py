@@ -586,6 +586,23 @@ def test_config_arg_values_are_not_coerced(arg, message):
   assert yinyang.get_config('active_semi,num_seeds=3.0').num_seeds == 3
 
 
+def test_supervised_rows_are_initial_models_as_in_the_original_code():
+  """Its supervised runs set Niter = 0; the all-labels case makes 100
+  passes (init_epochs = 100 over the 20x up-sampled set) with T = 10.
+  A row's own fields win over the 'small' modifier's."""
+  from configs import mnist  # pylint: disable=g-import-not-at-top
+  def schedule(c):
+    passes = c.initial_epochs * c.gt_upsample
+    return c.num_iterations, passes, c.mc_passes_gt
+  assert schedule(yinyang.get_config('supervised_80')) == (0, 2000, 100)
+  assert schedule(yinyang.get_config('supervised_1000')) == (0, 100, 10)
+  assert schedule(mnist.get_config('supervised_300')) == (0, 2000, 100)
+  assert schedule(mnist.get_config('supervised_60000')) == (0, 100, 10)
+  assert schedule(mnist.get_config('supervised_100,small')) == (0, 600, 100)
+  assert schedule(mnist.get_config('alldata_maxent,small')) == (15, 600, 100)
+  assert schedule(yinyang.get_config('active_semi')) == (72, 2000, 100)
+
+
 def test_overwrite_clears_the_previous_run(tmp_path, reference):
   workdir = tmp_path / 'run'
   shutil.copytree(reference, workdir)

@@ -200,8 +200,9 @@ def test_per_seed_data_refusals():
     experiment.validate_config(config)
   config.dataset, config.oracle = 'yinyang', 'files'
   with pytest.raises(ConfigError, match="config.oracle='files' labels one "
-                     'pool, but config.data_per_seed=True'):
-    experiment.validate_config(config)
+                     'pool, but the 4 seeds each have their own'):
+    experiment.build(config, datasets)
+  experiment.build(config, datasets[0])  # A shared pool: a human can label.
   config.oracle = 'simulated'
   bigger = [datasets[0]] + [data.load_yinyang(num_per_class=50)] * 3
   with pytest.raises(ConfigError, match=r"seeds' datasets differ in shape"):
