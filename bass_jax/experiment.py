@@ -161,11 +161,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if not isinstance(config[field], bool):
       raise ConfigError(f'config.{field}={config[field]!r} must be True or '
                         'False')
-  if config.data_per_seed and config.dataset not in GENERATED_DATASETS:
-    raise ConfigError(
-        f'config.data_per_seed=True needs a dataset drawn from a seed '
-        f'({list(GENERATED_DATASETS)}); {config.dataset!r} is read from '
-        'files: set it False')
 
 
 def compilation_cache_dir(setting: str) -> str:
@@ -202,7 +197,7 @@ def data_dir(config: ml_collections.ConfigDict) -> str:
 
 
 def data_seed_of(config: ml_collections.ConfigDict, seed: int) -> int:
-  """The draw of `seed`'s data: data_seed, plus 1000 * seed if per seed.
+  """The draw of `seed`'s generated data: data_seed, + 1000 * seed if per seed.
 
   1000 * seed mirrors the original code, whose run r draws its toy data
   with seed 1000 * r; seed 0 keeps the shared draw of data_per_seed=False.
@@ -227,9 +222,10 @@ def seed_datasets(config: ml_collections.ConfigDict,
                   dataset: DatasetArg = None) -> list[data_lib.Dataset]:
   """The dataset of every seed of a run, in seed order.
 
-  One shared object unless config.data_per_seed. A `dataset` given by the
-  caller is shared by all seeds; a list of num_seeds datasets (of equal
-  shapes) gives each seed its own.
+  One shared object unless config.data_per_seed and the dataset is drawn
+  from a seed (GENERATED_DATASETS; files hold one dataset). A `dataset`
+  given by the caller is shared by all seeds; a list of num_seeds datasets
+  (of equal shapes) gives each seed its own.
   """
   if isinstance(dataset, (list, tuple)):
     if len(dataset) != config.num_seeds:
@@ -238,7 +234,7 @@ def seed_datasets(config: ml_collections.ConfigDict,
     return list(dataset)
   if dataset is not None:
     return [dataset] * config.num_seeds
-  if not config.data_per_seed:
+  if not (config.data_per_seed and config.dataset in GENERATED_DATASETS):
     return [load_data(config)] * config.num_seeds
   return [load_data(config, seed) for seed in seeds_of(config)]
 
@@ -464,7 +460,8 @@ def build(config: ml_collections.ConfigDict,
 
   `dataset` (default: the config's) is one dataset shared by the seeds, or
   a list with one per seed; per-seed data (also `config.data_per_seed`)
-  gives the pool a leading seed axis, split over 'seed' like the state.
+  gives the pool a leading seed axis, split over 'seed' like the state
+  (and N over 'data').
 
   `devices` (default: all of them) lets one process run several builds side
   by side, e.g. a 1-seed run on the first CPU device next to a seed-parallel
@@ -491,11 +488,6 @@ def build(config: ml_collections.ConfigDict,
         f'{config.num_seeds} seeds each have their own '
         '(config.data_per_seed=True): set it False, or run one seed')
   mesh = sharding.make_mesh(config.mesh_shape, devices)
-  if per_seed and sharding.mesh_sizes(mesh)[sharding.DATA] > 1:
-    raise ConfigError(
-        f"config.data_per_seed=True gives every seed its own pool, which "
-        f"splits over the mesh's 'seed' axis, not over 'data' (mesh_shape="
-        f"{config.mesh_shape!r}); use seed:<n> or data_per_seed=False")
   sharding.check_divisible(sharding.mesh_sizes(mesh), config.num_seeds,
                            ds.x_train.shape[0], ds.x_test.shape[0])
   check_batch_divisible(config.batch_size,
@@ -509,8 +501,8 @@ def build(config: ml_collections.ConfigDict,
                         ds.x_train.dtype))
   on_data = sharding.data_sharding(mesh)
   on_seeds = sharding.seed_sharding(mesh)
-  # A per-seed pool [S, N, ...] splits like the state, over 'seed'.
-  on_pool = on_seeds if per_seed else on_data
+  # A per-seed pool [S, N, ...]: S over 'seed' like the state, N over 'data'.
+  on_pool = (sharding.seed_data_sharding(mesh) if per_seed else on_data)
   pool = sharding.put(stacked_pool(datasets), on_pool)
   state = sharding.put(initial_states(config, model, optimizer, datasets),
                        on_seeds)

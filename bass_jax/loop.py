@@ -363,7 +363,7 @@ def over_seeds(make_fn: Callable[[Mesh | None], Callable],
       'map': on a CPU a convolution batched over S weight sets is a grouped
       convolution, which XLA:CPU runs ~13x slower than S separate ones.
     pool_per_seed: the pool has a leading seed axis too (every seed its own
-      data, split over 'seed' like the state); needs 'data' = 1.
+      data, split over 'seed' like the state, N over 'data').
   """
   sizes = (sharding.mesh_sizes(mesh) if mesh is not None else
            {sharding.SEED: 1, sharding.DATA: 1})
@@ -372,9 +372,7 @@ def over_seeds(make_fn: Callable[[Mesh | None], Callable],
     if strategy == 'map' and seeds > 1:
       raise ValueError("strategy 'map' cannot shard seeds over a mesh whose "
                        "'data' axis is > 1")
-    if pool_per_seed:
-      raise ValueError("a per-seed pool cannot be split over 'data'")
-    return _each_seed(make_fn(mesh), strategy, False, sharding.SEED)
+    return _each_seed(make_fn(mesh), strategy, pool_per_seed, sharding.SEED)
   # One device per seed group: nothing to split the data over.
   local = _each_seed(make_fn(None), strategy, pool_per_seed)
   if seeds == 1:

@@ -158,6 +158,11 @@ def data_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA))
 
 
+def seed_data_sharding(mesh: Mesh) -> NamedSharding:
+  """[S, N, ...] split over 'seed' and 'data' (a pool of every seed's own)."""
+  return NamedSharding(mesh, P(SEED, DATA))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
   """A full copy on every device (metrics: every host can read them)."""
   return NamedSharding(mesh, P())

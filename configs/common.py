@@ -72,9 +72,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data_dir = ''              # '' -> $BASS_DATA_DIR, else ../shared/data.
   c.data_source = 'auto'       # 'auto' | 'idx' | 'tfds' | 'npz' | 'folder'.
   c.data_seed = 0              # Draw of the generated (toy) data.
-  c.data_per_seed = False      # Generated data only: seed s draws its own
-                               # pool and test set (seed data_seed + 1000 s),
-                               # as the original code's runs each do.
+  c.data_per_seed = False      # Generated data (yinyang): seed s draws its
+                               # own pool and test set (seed data_seed +
+                               # 1000 s), as the original code's runs do;
+                               # no effect on data read from files.
   c.pool_size = 0              # 0 = the whole training split.
   c.test_size = 0              # 0 = the whole test split.
   c.pixel_scale = 1 / 256      # The original code's scaling.

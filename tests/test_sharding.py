@@ -28,7 +28,8 @@ from bass_jax.errors import ConfigError
 
 MESHES = ('data:4', 'data:2,seed:2', 'seed:4', 'seed:4/map')
 # Every seed its own data: the pool splits over 'seed' with the state.
-PER_SEED_MESHES = ('seed:4@per_seed', 'seed:4/map@per_seed')
+PER_SEED_MESHES = ('seed:4@per_seed', 'seed:4/map@per_seed',
+                   'data:2,seed:2@per_seed', 'data:4@per_seed')
 COUNTS = ('iteration', 'num_labels', 'num_train', 'num_pseudo',
           'num_queried')
 
@@ -103,7 +104,7 @@ def runs():
              XLA_FLAGS='--xla_force_host_platform_device_count=4',
              JAX_PLATFORMS='cpu')
   proc = subprocess.Popen([sys.executable, str(script), *MESHES,
-                           *PER_SEED_MESHES, 'refused:data:2,seed:2@per_seed'],
+                           *PER_SEED_MESHES],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, env=env)
   reference = sharding_check.run_toy('data:-1')
@@ -164,29 +165,23 @@ def test_state_is_split_over_seeds(runs):
   assert both['kernel_shards'] == [[2, 50, 50]] * 4
   data4 = results['data:4']['placement']
   assert data4['labelled_shards'] == [[4, 96]] * 4
-  for mesh_shape in ('seed:4', 'seed:4/map') + PER_SEED_MESHES:
+  for mesh_shape in ('seed:4', 'seed:4/map') + PER_SEED_MESHES[:2]:
     seeds4 = results[mesh_shape]['placement']
     assert seeds4['state_specs'] == [['seed']]
     assert seeds4['labelled_shards'] == [[1, 96]] * 4
 
 
-def test_per_seed_pool_is_split_over_seeds(runs):
+def test_per_seed_pool_is_split_over_seeds_and_data(runs):
   _, results = runs
-  for mesh_shape in PER_SEED_MESHES:
+  shards = {'seed:4@per_seed': [1, 96, 2], 'seed:4/map@per_seed': [1, 96, 2],
+            'data:2,seed:2@per_seed': [2, 48, 2], 'data:4@per_seed': [4, 24, 2]}
+  for mesh_shape, shard in shards.items():
     placement = results[mesh_shape]['placement']
-    assert placement['pool_x_spec'] == ['seed']
-    assert placement['pool_x_shards'] == [[1, 96, 2]] * 4
-    assert placement['test_x_shards'] == [[1, 96, 2]] * 4
+    assert placement['pool_x_spec'] == ['seed', 'data']
+    assert placement['pool_x_shards'] == [shard] * 4, mesh_shape
+    assert placement['test_x_shards'] == [shard] * 4, mesh_shape
   assert results['data:-1@per_seed']['placement']['pool_x_shards'] == [
       [4, 96, 2]]
-
-
-def test_per_seed_pool_is_not_split_over_data(runs):
-  _, results = runs
-  error = results['data:2,seed:2@per_seed']['error']
-  assert error.startswith('config.data_per_seed=True gives every seed its '
-                          "own pool, which splits over the mesh's 'seed' "
-                          "axis, not over 'data'"), error
 
 
 def test_per_seed_data_refusals():
@@ -194,10 +189,11 @@ def test_per_seed_data_refusals():
   datasets = sharding_check.toy_datasets('data:1@per_seed')
   with pytest.raises(ConfigError, match=r'3 datasets for config.num_seeds=4'):
     experiment.build(config, datasets[:3])
+  # Data read from files is one dataset, whatever data_per_seed says.
   config.dataset, config.data_per_seed = 'mnist', True
-  with pytest.raises(ConfigError, match=r"from a seed \(\['yinyang'\]\); "
-                     r"'mnist' is read from files: set it False"):
-    experiment.validate_config(config)
+  config.pool_size, config.test_size = 100, 100
+  mnist = experiment.seed_datasets(config)
+  assert len(mnist) == 4 and not experiment.is_per_seed(mnist)
   config.dataset, config.oracle = 'yinyang', 'files'
   with pytest.raises(ConfigError, match="config.oracle='files' labels one "
                      'pool, but the 4 seeds each have their own'):
@@ -214,6 +210,6 @@ def test_seed_devices_run_without_collectives(runs):
   all-reduce anywhere, where seeds vmapped over a sharded axis all-reduce
   every training-loop condition."""
   _, results = runs
-  for mesh_shape in ('seed:4', 'seed:4/map') + PER_SEED_MESHES:
+  for mesh_shape in ('seed:4', 'seed:4/map') + PER_SEED_MESHES[:2]:
     assert results[mesh_shape]['all_reduces'] == 0, mesh_shape
   assert results['data:2,seed:2']['all_reduces'] > 0
