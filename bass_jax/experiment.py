@@ -167,8 +167,11 @@ def compilation_cache_dir(setting: str) -> str:
   """The folder `config.compilation_cache` names; '' for none.
 
   'auto' keeps the folder JAX already has (JAX_COMPILATION_CACHE_DIR or
-  jax.config), else ~/.cache/bass_jax/xla.
+  jax.config), else ~/.cache/bass_jax/xla; '', 'off' (or 'none', 'false',
+  '0') switch the cache off.
   """
+  if setting.strip().lower() in ('', 'off', 'none', 'false', '0'):
+    return ''
   if setting == 'auto':
     return (jax.config.jax_compilation_cache_dir or
             os.path.join(os.path.expanduser('~'), '.cache', 'bass_jax',
@@ -535,9 +538,9 @@ def metrics_rows(metrics: dict[str, np.ndarray],
       if name == 'iteration':
         continue
       v = value[j].item()
+      if name == 'pseudo_acc' and not math.isfinite(v):
+        v = None  # No pseudo-label with a known truth to score.
       row[name] = v
-    if row.get('num_pseudo', 1) == 0:
-      row['pseudo_acc'] = None  # No pseudo-labels were trained on.
     rows.append(row)
   return rows
 
@@ -578,7 +581,14 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
       raise ConfigError(f'{path} is not a folder; move it away (the run '
                         'keeps its checkpoints and queries there)')
   path = os.path.join(workdir, 'config.json')
-  if overwrite or not os.path.exists(path):
+  if overwrite:
+    return
+  if not os.path.exists(path):
+    if os.path.isdir(workdir) and checkpoint.steps(workdir):
+      # Resuming would continue the checkpointed run under any config.
+      raise ConfigError(f'workdir {workdir} has checkpoints but no '
+                        'config.json, so its config cannot be checked; put '
+                        'it back, or use a new --workdir or --overwrite')
     return
   try:
     with open(path) as f:
@@ -846,6 +856,12 @@ def answered_state(r: Run, state: loop.LoopState, workdir: str,
   return r.reveal(state, query, np.asarray(pending['valid'], bool), labels)
 
 
+# A resume must keep the config, so a lower learning rate means a new run.
+DIVERGED_ADVICE = ('the last good checkpoint is kept (report and export read '
+                   'it); retrain with a lower config.learning_rate and '
+                   '--overwrite')
+
+
 def check_finite(rows: list[dict], iteration: int) -> None:
   """Stops a diverged run (NaN/Inf loss) with a clear error.
 
@@ -856,8 +872,7 @@ def check_finite(rows: list[dict], iteration: int) -> None:
     if not np.isfinite(row['loss']):
       raise TrainingDivergedError(
           f'training diverged at iteration {iteration} (seed {row["seed"]}, '
-          f'loss {row["loss"]}); lower config.learning_rate; the last good '
-          'checkpoint is kept')
+          f'loss {row["loss"]}); {DIVERGED_ADVICE}')
 
 
 def check_finite_params(params: Any, iteration: int) -> None:
@@ -871,7 +886,7 @@ def check_finite_params(params: Any, iteration: int) -> None:
   if not all(np.isfinite(leaf).all() for leaf in leaves):
     raise TrainingDivergedError(
         f'training diverged at iteration {iteration} (NaN/Inf parameters); '
-        'lower config.learning_rate; the last good checkpoint is kept')
+        f'{DIVERGED_ADVICE}')
 
 
 def last_rows(metrics_path: str) -> dict[int, dict]:

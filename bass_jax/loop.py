@@ -197,15 +197,19 @@ def iteration_metrics(i: jax.Array, val_acc: jax.Array, loss: jax.Array,
   Returns:
     Scalars. As in the original code, 'pseudo_acc' scores this
     iteration's pseudo-labels (the pool sweep's) on D's pseudo-labelled
-    part, and 'pool_entropy' is the mean entropy over the whole pool.
+    part (NaN if none of it has a known truth, e.g. an image folder's
+    unlabelled pool), and 'pool_entropy' is the mean entropy over the whole
+    pool.
   """
   pseudo = member & ~labelled
+  scored = pseudo & (truth >= 0)
   return {
       'iteration': i,
       'val_acc': val_acc,
       'gt_acc': _masked_mean(gt_pred == gt_labels, gt_valid),
-      'pseudo_acc': _masked_mean(sweep['pseudo_label'] == truth,
-                                 pseudo & (truth >= 0)),
+      # NaN (null in metrics.jsonl) where no such sample has a known truth.
+      'pseudo_acc': jnp.where(jnp.any(scored), _masked_mean(
+          sweep['pseudo_label'] == truth, scored), jnp.nan),
       'num_pseudo': jnp.sum(pseudo),
       'num_labels': jnp.sum(labelled),
       'num_train': jnp.sum(labelled) + jnp.sum(pseudo),

@@ -50,7 +50,7 @@ class WaitingForLabels(Exception):
     super().__init__(
         f'waiting for labels: fill the label column of {manifest} '
         f'({num_ids} samples; their images and a contact sheet are beside '
-        f'it{classes}), then relaunch the same command to continue')
+        f'it{classes}), then continue with')
     self.manifest = manifest
 
 

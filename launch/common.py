@@ -58,8 +58,12 @@ def fail(message: str) -> NoReturn:
 
 
 def command_line() -> str:
-  """This process's command, ready to paste: `python launch/train.py ...`."""
-  argv = sys.argv
+  """The command that continues this run, ready to paste.
+
+  This process's `python launch/train.py ...` without --overwrite, which
+  would start the run over and throw away what it has (typed labels too).
+  """
+  argv = [a for a in sys.argv if not re.fullmatch(r'--?overwrite(=.*)?', a)]
   if argv and argv[0].endswith('.py'):
     argv = ['python'] + argv
   return shlex.join(argv)
@@ -214,8 +218,8 @@ def run_main(main) -> None:
       if debug():
         traceback.print_exc()
       # Runs checkpoint every `checkpoint_every` iterations; the same
-      # command resumes from the newest one.
-      print(f'interrupted; to continue, run the same command again: '
+      # command (without --overwrite) resumes from the newest one.
+      print(f'interrupted; to continue, run: '
             f'{command_line()}', file=sys.stderr, flush=True)
       sys.exit(130)
 

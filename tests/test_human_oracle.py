@@ -96,10 +96,15 @@ def test_cli_exit_status_and_bad_answers(tmp_path):
          f'--workdir={workdir}', '--config.num_iterations=2',
          '--config.num_seeds=1', '--config.initial_epochs=5',
          '--config.mc_passes_gt=5', '--config.oracle=files']
-  res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+  res = subprocess.run(cmd + ['--overwrite'], capture_output=True, text=True,
+                       timeout=300)
   assert res.returncode == oracle.WAITING_FOR_LABELS, res.stderr[-1500:]
   manifest = workdir / 'queries' / '0' / 'manifest.csv'
   assert 'waiting for labels' in res.stdout and str(manifest) in res.stdout
+  # The command to continue with drops --overwrite, which would start over
+  # and throw the typed labels away.
+  assert res.stdout.rstrip().endswith('then continue with:\n  python ' +
+                                      ' '.join(cmd[1:])), res.stdout
   assert manifest.read_text().splitlines()[0] == 'id,label'
   assert (workdir / 'queries' / '0' / 'contact_sheet.png').exists() is False
   ids = [int(l.split(',')[0]) for l in manifest.read_text().splitlines()[1:]]

@@ -120,6 +120,18 @@ def test_iteration_metrics_golden_values():
   np.testing.assert_allclose(m['pool_entropy'], 2.4 / 6, rtol=1e-6)
   np.testing.assert_allclose(m['gt_acc'], 1.0)
   assert (m['num_pseudo'], m['num_labels'], m['num_train']) == (3, 1, 4)
+  # No truth known in D's pseudo-labelled part (an image folder's pool):
+  # nothing to score, NaN, which metrics.jsonl writes as null.
+  unknown = loop.iteration_metrics(
+      jnp.int32(3), jnp.float32(0.8), jnp.float32(0.25), jnp.float32(0.15),
+      gt_pred=jnp.array([1, 0]), gt_labels=jnp.array([1, 1]),
+      gt_valid=jnp.array([True, False]), sweep=sweep, labelled=labelled,
+      member=member, truth=jnp.where(labelled, truth, -1))
+  assert np.isnan(unknown['pseudo_acc'])
+  rows = experiment.metrics_rows(
+      jax.tree_util.tree_map(lambda a: np.asarray(a)[None],
+                             {**m, 'pseudo_acc': unknown['pseudo_acc']}), [0])
+  assert rows[0]['pseudo_acc'] is None and rows[0]['val_acc'] > 0.79
 
 
 def test_per_seed_data_vmapped_equals_each_seed_alone():

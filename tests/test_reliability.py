@@ -242,7 +242,7 @@ def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path, env, reference):
     rest.append(line)
   output = ''.join(rest)
   assert 'Traceback' not in output, output
-  assert 'interrupted; to continue, run the same command again: python ' in (
+  assert 'interrupted; to continue, run: python ' in (
       output), output
   result = train(workdir, env=env)
   assert result.returncode == 0, result.stderr
@@ -278,8 +278,9 @@ def test_nan_loss_stops_with_one_line_and_keeps_last_checkpoint(
   result = train(workdir, env=env, patch=NAN_AT_5)
   assert result.returncode == 2
   assert result.stderr.splitlines() == [
-      'error: training diverged at iteration 5 (seed 1, loss nan); lower '
-      'config.learning_rate; the last good checkpoint is kept']
+      'error: training diverged at iteration 5 (seed 1, loss nan); the last '
+      'good checkpoint is kept (report and export read it); retrain with a '
+      'lower config.learning_rate and --overwrite']
   assert checkpoint.steps(workdir) == [2, 4]  # Step 6 would follow it 5.
   result = train(workdir, env=env)
   assert result.returncode == 0, result.stderr
@@ -446,6 +447,10 @@ CASES = [
     Case('unreadable_config_json', (), ('config.json', 'unreadable'),
          setup=lambda tmp, workdir: (workdir / 'config.json').write_text('{')),
     Case('workdir_is_a_file', (), ('is not a folder',), workdir='file'),
+    # Without config.json a resume once continued under any config.
+    Case('config_json_deleted', ('--config.mu=0.5',),
+         ('has checkpoints but no config.json', '--overwrite'),
+         setup=lambda tmp, workdir: (workdir / 'config.json').unlink()),
     Case('checkpoint_of_other_shape_says_data_changed', (),
          ('the data differ', 'new --workdir'), setup=reshape_newest_leaf),
     # A finished run resumed without its metrics once summarised nothing.
