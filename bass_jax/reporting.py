@@ -215,23 +215,41 @@ def _pyplot():
 
 
 def plot_learning_curves(runs: Sequence[dict], path: str) -> str:
-  """Fig. 3 style: validation accuracy vs iteration, mean ± std per run."""
+  """Fig. 3 style: validation accuracy vs iteration, mean ± std per run.
+
+  A run of one iteration (an initial model, e.g. a supervised row) beside
+  longer ones is a dashed level across the plot, its std an error bar.
+  """
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.5))
-  for run in runs:
-    its, mean, std = curves(run['rows'], 'val_acc')
-    line, = ax.plot(its, 100 * mean, label=label_of(run),
-                    marker='o' if len(its) == 1 else None)
-    ax.fill_between(its, 100 * (mean - std), 100 * (mean + std),
-                    color=line.get_color(), alpha=0.2)
-  ax.set_xlabel('iteration')
-  ax.set_ylabel('validation accuracy % (mean ± std over seeds)')
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
+  draw_learning_curves(ax, runs)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path
+
+
+def draw_learning_curves(ax, runs: Sequence[dict]) -> None:
+  """plot_learning_curves' content, drawn into a matplotlib Axes."""
+  palette = _pyplot().rcParams['axes.prop_cycle'].by_key()['color']
+  data = [(run,) + curves(run['rows'], 'val_acc') for run in runs]
+  longest = max((len(its) for _, its, _, _ in data), default=0)
+  for j, (run, its, mean, std) in enumerate(data):
+    color = palette[j % len(palette)]
+    if len(its) == 1 and longest > 1:
+      ax.axhline(100 * mean[0], linestyle='--', linewidth=1, color=color,
+                 label=f'{label_of(run)} (initial model)')
+      ax.errorbar(its, 100 * mean, yerr=100 * std, fmt='o', capsize=3,
+                  color=color)
+      continue
+    ax.plot(its, 100 * mean, label=label_of(run), color=color,
+            marker='o' if len(its) == 1 else None)
+    ax.fill_between(its, 100 * (mean - std), 100 * (mean + std),
+                    color=color, alpha=0.2)
+  ax.set_xlabel('iteration')
+  ax.set_ylabel('validation accuracy % (mean ± std over seeds)')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
 
 
 def plot_label_counts(runs: Sequence[dict], path: str) -> str:

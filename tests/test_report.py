@@ -198,3 +198,19 @@ def test_result_table_labels_runs_without_a_name():
   table = common.result_table([summary, dict(summary, name='yinyang',
                                              variant='')])
   assert '| run:active_semi |' in table and '| yinyang:- |' in table
+
+
+def test_initial_model_rows_are_levels_beside_learning_curves(tmp_path):
+  """A one-iteration run (a supervised row) is a dashed level at its mean."""
+  def run(name, iterations):
+    rows = [{'iteration': i, 'seed': s, 'val_acc': 0.8 + 0.01 * i + 0.02 * s}
+            for i in range(iterations) for s in range(2)]
+    return {'workdir': f'/w/{name}', 'rows': rows,
+            'config': {'name': 'toy', 'variant': name}}
+  fig, ax = reporting._pyplot().subplots()  # pylint: disable=protected-access
+  reporting.draw_learning_curves(ax, [run('em', 5), run('supervised', 1)])
+  level = [l for l in ax.get_lines()
+           if l.get_label() == 'toy:supervised (initial model)']
+  assert len(level) == 1 and level[0].get_linestyle() == '--'
+  np.testing.assert_allclose(level[0].get_ydata(), [81.0, 81.0])
+  reporting._pyplot().close(fig)  # pylint: disable=protected-access
