@@ -67,12 +67,15 @@ POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
             'confident_k')
 # Where a run executes or what it logs, not what it computes (equal up to
 # float reduction order): a workdir may be resumed on another mesh, e.g.
-# more GPUs, or with TensorBoard logging switched. data_dir is where the
+# more GPUs, with TensorBoard logging switched or checkpoints kept more
+# often or longer (log_every, checkpoint_every, keep_checkpoints: when the
+# host logs and saves, not what the device computes). data_dir is where the
 # data files are (moved data: md5-checked idx files, or a checkpoint of
 # other shapes refused), not which data.
 PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'seed_strategy',
                     'tensorboard', 'conv_impl', 'cpu_devices', 'chunk_size',
-                    'eval_chunk_size', 'compilation_cache', 'data_dir')
+                    'eval_chunk_size', 'compilation_cache', 'data_dir',
+                    'log_every', 'checkpoint_every', 'keep_checkpoints')
 NON_NEGATIVE = ('chunk_size', 'eval_chunk_size',
                 'num_iterations', 'epochs_per_iteration', 'pool_size',
                 'cpu_devices', 'label_budget', 'semi_start',

@@ -120,6 +120,11 @@ def test_workdir_of_other_config_is_refused(tmp_path):
   with pytest.raises(ConfigError, match='mu'):
     experiment.run(config, str(tmp_path), dataset=ds)
   assert sorted(os.listdir(tmp_path)) == before
+  # When the host logs and saves is not what the run computes.
+  config.mu = small_config().mu
+  config.log_every, config.checkpoint_every = 3, 7
+  config.keep_checkpoints = 9
+  experiment.run(config, str(tmp_path), dataset=ds)
 
 
 def test_resume_refuses_other_data_of_the_same_shapes(tmp_path):
