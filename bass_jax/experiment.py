@@ -747,10 +747,11 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     host = sharding.host_tree(state)  # A collective: every process calls.
     check_finite_params(host.train.params, step - 1)
     if writer:
-      checkpoint.save(workdir, step, host,
-                      extra={**(extra or {}), 'wall_s': wall_s(),
-                             'data': data_hash})
-      checkpoint.keep_last(workdir, config.keep_checkpoints)
+      with checkpoint.interrupts_deferred():  # Ctrl-C stops after the write.
+        checkpoint.save(workdir, step, host,
+                        extra={**(extra or {}), 'wall_s': wall_s(),
+                               'data': data_hash})
+        checkpoint.keep_last(workdir, config.keep_checkpoints)
 
   if restored is not None:
     state, first = restored.state, restored.step

@@ -270,3 +270,17 @@ def test_leaf_checksum_is_checked_after_reading(tmp_path, state, template):
   with pytest.raises(checkpoint.CheckpointError,
                      match=r'checksum mismatch in leaf \.key$'):
     checkpoint.restore(path, template)
+
+
+def test_ctrl_c_during_a_save_lands_after_it(tmp_path, state, template):
+  """SIGINT inside the deferred block: the write completes, then it stops."""
+  import signal  # pylint: disable=g-import-not-at-top
+  with pytest.raises(KeyboardInterrupt):
+    with checkpoint.interrupts_deferred():
+      os.kill(os.getpid(), signal.SIGINT)
+      checkpoint.save(tmp_path, 3, state)  # Not interrupted.
+  restored = checkpoint.latest_valid(tmp_path, template)
+  assert restored is not None and restored.step == 3
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  with checkpoint.interrupts_deferred():  # No Ctrl-C: nothing raised.
+    pass
