@@ -739,6 +739,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   # Wall time of the launches that made the checkpoint resumed from: the
   # summary's wall_s is the run's, not only this launch's.
   earlier_s = float(restored.extra.get('wall_s', 0.0)) if restored else 0.0
+  total = config.num_iterations + 1
+  finished = (restored is not None and restored.step >= total and
+              not restored.extra.get('pending'))
+  # The summary's wall_s is the newest checkpoint's: relaunching a finished
+  # run (which saves nothing) rewrites the same summary.
+  saved_wall_s = [earlier_s]
 
   def wall_s() -> float:
     return earlier_s + time.time() - start
@@ -746,16 +752,22 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   def save(step: int, state: loop.LoopState, extra=None) -> None:
     host = sharding.host_tree(state)  # A collective: every process calls.
     check_finite_params(host.train.params, step - 1)
+    saved_wall_s[0] = wall_s()
     if writer:
       with checkpoint.interrupts_deferred():  # Ctrl-C stops after the write.
         checkpoint.save(workdir, step, host,
-                        extra={**(extra or {}), 'wall_s': wall_s(),
+                        extra={**(extra or {}), 'wall_s': saved_wall_s[0],
                                'data': data_hash})
         checkpoint.keep_last(workdir, config.keep_checkpoints)
 
   if restored is not None:
     state, first = restored.state, restored.step
-    log(f'resuming from iteration {first} ({checkpoint.step_path(workdir, first)})')
+    if finished:
+      log(f'already finished ({total} iterations, '
+          f'{checkpoint.step_path(workdir, first)}); nothing to compute')
+    else:
+      log(f'resuming from iteration {first} '
+          f'({checkpoint.step_path(workdir, first)})')
     pending = restored.extra.get('pending')
     if pending:
       # Validated before anything is written: bad answers change nothing.
@@ -770,7 +782,6 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     if tb and first == 0:
       tb.hparams(config.to_dict())
   seeds = seeds_of(config)
-  total = config.num_iterations + 1
   with (open(metrics_path, 'a') if writer else contextlib.nullcontext()) as f:
     for i in range(first, total):
       query = None
@@ -814,7 +825,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     tb.close()
   sharding.sync('metrics')  # Every process reads process 0's final rows.
   summary = summarize(config, last_rows(metrics_path), r.num_params,
-                      wall_s())
+                      saved_wall_s[0])
   if writer:
     write_json(os.path.join(workdir, 'summary.json'), summary)
   return summary
