@@ -140,25 +140,29 @@ def test_per_seed_data_vmapped_equals_each_seed_alone():
   Seed s draws with data_seed + 1000 s, so a seed's data does not depend on
   which other seeds share its run.
   """
-  def config(seed, num_seeds, per_seed=True):
-    c = tiny_config(num_iterations=2, initial_epochs=5, mc_passes_gt=10,
-                    seed=seed,
-                    num_seeds=num_seeds)
-    assert c.data_per_seed  # The Table 1 default.
-    c.data_per_seed = per_seed
-    return c
-  both, _, rows = run_metrics(config(3, 2), None, 2)
-  assert both.per_seed_data and both.pool.x.shape == (2, 1000, 2)
-  assert not np.array_equal(both.pool.x[0], both.pool.x[1])
-  assert not np.array_equal(both.pool.test_x[0], both.pool.test_x[1])
+  def config(seed, num_seeds):
+    return tiny_config(num_iterations=2, initial_epochs=5, mc_passes_gt=10,
+                       seed=seed, num_seeds=num_seeds)
+  assert config(0, 2).data_per_seed  # The Table 1 default.
+  drawn = experiment.seed_datasets(config(3, 2))
+  assert experiment.is_per_seed(drawn)
   for j, seed in enumerate((3, 4)):
-    alone, _, alone_rows = run_metrics(config(seed, 1), None, 2)
-    assert alone.pool.x.shape == (1000, 2)  # One seed: no seed axis.
-    np.testing.assert_array_equal(alone.pool.x, both.pool.x[j])
-    np.testing.assert_array_equal(alone.pool.test_y, both.pool.test_y[j])
+    alone = experiment.seed_datasets(config(seed, 1))
+    assert not experiment.is_per_seed(alone)
+    np.testing.assert_array_equal(alone[0].x_train, drawn[j].x_train)
+    np.testing.assert_array_equal(alone[0].y_test, drawn[j].y_test)
+  assert not np.array_equal(drawn[0].x_train, drawn[1].x_train)
+  shared = config(3, 2)
+  shared.data_per_seed = False
+  assert not experiment.is_per_seed(experiment.seed_datasets(shared))
+  # The same runs on smaller draws: the pool gains a seed axis.
+  small = [data.load_yinyang(num_per_class=60, seed=1000 * s) for s in (3, 4)]
+  both, _, rows = run_metrics(config(3, 2), small, 2)
+  assert both.per_seed_data and both.pool.x.shape == (2, 120, 2)
+  for j, seed in enumerate((3, 4)):
+    alone, _, alone_rows = run_metrics(config(seed, 1), small[j], 2)
+    assert alone.pool.x.shape == (120, 2)  # One seed: no seed axis.
     for r, a in zip(rows, alone_rows):
       for name in ('val_acc', 'theta', 'pool_entropy', 'num_train'):
         np.testing.assert_allclose(r[name][j], a[name][0], rtol=1e-5,
                                    err_msg=name)
-  shared = experiment.build(config(3, 2, per_seed=False))
-  assert not shared.per_seed_data and shared.pool.x.shape == (1000, 2)
