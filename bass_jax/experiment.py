@@ -642,11 +642,17 @@ def resume_point(workdir: str, template: loop.LoopState,
 
 def clear_run(workdir: str) -> None:
   """Deletes an earlier run's checkpoints and summary (for --overwrite), so
-  that a later resume cannot pick up a checkpoint of the other config."""
+  that a later resume cannot pick up a checkpoint of the other config, and
+  its queries and TensorBoard events, which would sit beside the new run's
+  (old query images next to a new manifest, two curves per tag)."""
   checkpoint.discard_all(workdir)
   summary = os.path.join(workdir, 'summary.json')
   if os.path.exists(summary):
     os.remove(summary)
+  for folder in ('queries', 'tensorboard'):
+    path = os.path.join(workdir, folder)
+    if os.path.isdir(path):
+      shutil.rmtree(path)
 
 
 def kept_metrics(path: str, before_iteration: int) -> list[str]:

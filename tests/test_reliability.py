@@ -612,10 +612,15 @@ def test_overwrite_clears_the_previous_run(tmp_path, reference):
   workdir = tmp_path / 'run'
   shutil.copytree(reference, workdir)
   (pathlib.Path(checkpoint.checkpoints_dir(workdir)) / '.tmp-9-x').mkdir()
+  for stale in ('queries/0/34.png', 'tensorboard/events.out'):
+    (workdir / stale).parent.mkdir(parents=True, exist_ok=True)
+    (workdir / stale).write_bytes(b'old run')
   experiment.clear_run(str(workdir))
   assert checkpoint.steps(workdir) == []
   assert os.listdir(checkpoint.checkpoints_dir(workdir)) == []
   assert not (workdir / 'summary.json').exists()
+  assert not (workdir / 'queries').exists()
+  assert not (workdir / 'tensorboard').exists()
 
 
 def test_nothing_is_read_with_pickle():
