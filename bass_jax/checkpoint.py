@@ -297,10 +297,13 @@ def interrupts_deferred():
 
   A checkpoint write interrupted inside orbax's worker threads once printed
   their traceback over the one-line "interrupted" message; deferred, the
-  write completes and the run stops just after it. Only the main thread
-  can install signal handlers; elsewhere this does nothing.
+  write completes and the run stops just after it. Only Python's default
+  handler is deferred: an ignored SIGINT (a background job) or a caller's
+  own handler is left alone, as is any thread but the main one (only it
+  can install handlers).
   """
-  if threading.current_thread() is not threading.main_thread():
+  if (threading.current_thread() is not threading.main_thread() or
+      signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
     yield
     return
   caught = []

@@ -483,11 +483,17 @@ def build(config: ml_collections.ConfigDict,
   ds = datasets[0]
   for d in (datasets if per_seed else [ds]):
     check_against_data(config, d)
-    if (d.x_train.shape, d.x_test.shape) != (ds.x_train.shape,
-                                             ds.x_test.shape):
+    if (d.x_train.shape, d.x_test.shape, d.x_train.dtype) != (
+        ds.x_train.shape, ds.x_test.shape, ds.x_train.dtype):
       raise ConfigError('the seeds\' datasets differ in shape: '
-                        f'{d.x_train.shape} / {d.x_test.shape} vs '
-                        f'{ds.x_train.shape} / {ds.x_test.shape}')
+                        f'{d.x_train.shape} / {d.x_test.shape} '
+                        f'{d.x_train.dtype} vs {ds.x_train.shape} / '
+                        f'{ds.x_test.shape} {ds.x_train.dtype}')
+    if (d.num_classes, list(d.class_names)) != (ds.num_classes,
+                                                list(ds.class_names)):
+      raise ConfigError('the seeds\' datasets differ in classes: '
+                        f'{d.num_classes} {list(d.class_names)} vs '
+                        f'{ds.num_classes} {list(ds.class_names)}')
   if per_seed and config.oracle != 'simulated':
     raise ConfigError(
         f"config.oracle={config.oracle!r} labels one pool, but the "
@@ -601,14 +607,19 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
   # Fields added since the run was made take their defaults (as
   # analysis.restored_run does): the run computed with those.
   new = json.loads(json.dumps(config.to_dict()))
+  stored = set(old)
   old = {**json.loads(json.dumps(common.base_config().to_dict())), **old}
   diff = sorted(k for k in set(old) | set(new)
                 if old.get(k) != new.get(k) and k not in PLACEMENT_FIELDS)
   if diff:
     k = diff[0]
+    # A field added since the run was made: the run computed with its
+    # default, and setting that continues it as it was made.
+    since = (f'; the run predates config.{k}: --config.{k}='
+             f'{old.get(k)!r} continues it' if k not in stored else '')
     raise ConfigError(
         f'workdir {workdir} holds a run with a different config '
-        f'({k}: {old.get(k)!r} there, {new.get(k)!r} now); use a new '
+        f'({k}: {old.get(k)!r} there, {new.get(k)!r} now){since}; use a new '
         '--workdir or pass --overwrite')
 
 
@@ -763,7 +774,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       with checkpoint.interrupts_deferred():  # Ctrl-C stops after the write.
         checkpoint.save(workdir, step, host,
                         extra={**(extra or {}), 'wall_s': saved_wall_s[0],
-                               'data': data_hash})
+                               'data': data_hash,
+                               'metrics_version': METRICS_VERSION})
         checkpoint.keep_last(workdir, config.keep_checkpoints)
 
   if restored is not None:
@@ -774,6 +786,11 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     else:
       log(f'resuming from iteration {first} '
           f'({checkpoint.step_path(workdir, first)})')
+      if restored.extra.get('metrics_version', 1) != METRICS_VERSION:
+        log(f'note: metrics.jsonl rows of iterations 0..{first - 1} were '
+            'written by an earlier bass_jax: their pseudo_acc and '
+            'pool_entropy follow its definitions (labels trained on, '
+            'unlabelled part); val_acc and the rest are unchanged')
     pending = restored.extra.get('pending')
     if pending:
       # Validated before anything is written: bad answers change nothing.
@@ -876,6 +893,12 @@ def answered_state(r: Run, state: loop.LoopState, workdir: str,
   log(f'iteration {i}: {len(answers)} labels from the oracle')
   return r.reveal(state, query, np.asarray(pending['valid'], bool), labels)
 
+
+# What metrics.jsonl's columns mean; kept in every checkpoint. 2: pseudo_acc
+# scores the iteration's new pseudo-labels, pool_entropy the whole pool (the
+# original code's CSV); 1 (checkpoints without it): the labels trained on,
+# and the unlabelled part.
+METRICS_VERSION = 2
 
 # A resume must keep the config, so a lower learning rate means a new run.
 DIVERGED_ADVICE = ('the last good checkpoint is kept (report and export read '

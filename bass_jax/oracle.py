@@ -11,7 +11,7 @@ checkpoints, and exits with status 3 ("waiting for labels"). The user fills
 the `label` column (a class number 0..C-1, or a class name where the dataset
 has them; where a class name is itself a number, as folders named `1` and
 `2`, labels are read as class names only, see `names_only`) and relaunches
-the same command; the answers are checked here (unknown or missing ids,
+the command (without --overwrite); the answers are checked here (unknown or missing ids,
 unknown labels, a file not in UTF-8 -> one-line error, nothing changed) and
 the run continues. `id` is the sample's index in the dataset's training
 split in its original order. Nothing is ever read with pickle.
@@ -50,7 +50,7 @@ class WaitingForLabels(Exception):
     super().__init__(
         f'waiting for labels: fill the label column of {manifest} '
         f'({num_ids} samples; their images and a contact sheet are beside '
-        f'it{classes}), then continue with')
+        f'it{classes}), then relaunch without --overwrite to continue')
     self.manifest = manifest
 
 

@@ -7,7 +7,7 @@ r"""Your own images, labelled by you through the file oracle.
 `unlabelled/*.png` (the pool) and optionally `test/<class>/*.png`. Every
 known label starts in the ground-truth set; every 5th iteration the run asks
 for 10 labels, writes `<workdir>/queries/<iteration>/manifest.csv` and exits
-with status 3; fill the label column and relaunch the same command.
+with status 3; fill the label column and relaunch the printed command.
 Variant `terminal` asks on the terminal instead.
 """
 

@@ -103,8 +103,9 @@ def test_cli_exit_status_and_bad_answers(tmp_path):
   assert 'waiting for labels' in res.stdout and str(manifest) in res.stdout
   # The command to continue with drops --overwrite, which would start over
   # and throw the typed labels away.
-  assert res.stdout.rstrip().endswith('then continue with:\n  python ' +
-                                      ' '.join(cmd[1:])), res.stdout
+  assert res.stdout.rstrip().endswith(
+      'then relaunch without --overwrite to continue:\n  python ' +
+      ' '.join(cmd[1:])), res.stdout
   assert manifest.read_text().splitlines()[0] == 'id,label'
   assert (workdir / 'queries' / '0' / 'contact_sheet.png').exists() is False
   ids = [int(l.split(',')[0]) for l in manifest.read_text().splitlines()[1:]]

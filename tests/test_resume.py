@@ -51,6 +51,8 @@ def test_resume_after_crash_is_identical(tmp_path):
                                experiment.build(small_config(), ds).state)
   summary = experiment.run(small_config(), cut, log=lines.append, dataset=ds)
   assert any('resuming from iteration 4' in l for l in lines)
+  assert not any(l.startswith('note: ') for l in lines)
+  assert earlier.extra['metrics_version'] == experiment.METRICS_VERSION
   # wall_s counts the launch that made checkpoint 4, not only the last one.
   assert summary['wall_s'] > earlier.extra['wall_s'] > 0
   full_set, rows = metric_set(full)
@@ -120,11 +122,46 @@ def test_workdir_of_other_config_is_refused(tmp_path):
   with pytest.raises(ConfigError, match='mu'):
     experiment.run(config, str(tmp_path), dataset=ds)
   assert sorted(os.listdir(tmp_path)) == before
-  # When the host logs and saves is not what the run computes.
+  # A run made before a field existed computed with its default: the
+  # refusal says which value continues it.
+  stored = json.loads((tmp_path / 'config.json').read_text())
+  del stored['data_per_seed']
+  (tmp_path / 'config.json').write_text(json.dumps(stored))
   config.mu = small_config().mu
+  with pytest.raises(ConfigError, match=r'\(data_per_seed: False there, True '
+                     r'now\); the run predates config.data_per_seed: '
+                     r'--config.data_per_seed=False continues it'):
+    experiment.run(config, str(tmp_path), dataset=ds)
+  config.data_per_seed = False
+  experiment.run(config, str(tmp_path), dataset=ds)  # As it was made.
+  config.data_per_seed = True
+  stored['data_per_seed'] = True
+  (tmp_path / 'config.json').write_text(json.dumps(stored))
+  # When the host logs and saves is not what the run computes.
   config.log_every, config.checkpoint_every = 3, 7
   config.keep_checkpoints = 9
   experiment.run(config, str(tmp_path), dataset=ds)
+
+
+def test_resume_of_older_metrics_definitions_says_so(tmp_path):
+  """Checkpoints without metrics_version predate pseudo_acc and
+  pool_entropy as the original code defines them: the resume notes it."""
+  ds = data.load_yinyang(num_per_class=60, seed=0)
+  config = small_config()
+  config.num_iterations, config.num_seeds = 3, 1
+  experiment.run(config, str(tmp_path), dataset=ds)
+  shutil.rmtree(checkpoint.step_path(tmp_path, 4))
+  meta_path = os.path.join(checkpoint.step_path(tmp_path, 2), 'meta.json')
+  with open(meta_path) as f:
+    meta = json.load(f)
+  del meta['extra']['metrics_version']
+  with open(meta_path, 'w') as f:
+    json.dump(meta, f)
+  lines = []
+  experiment.run(config, str(tmp_path), dataset=ds, log=lines.append)
+  assert lines[0].startswith('resuming from iteration 2')
+  assert lines[1].startswith('note: metrics.jsonl rows of iterations 0..1 '
+                             'were written by an earlier bass_jax')
 
 
 def test_resume_refuses_other_data_of_the_same_shapes(tmp_path):

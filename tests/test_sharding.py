@@ -184,16 +184,18 @@ def test_per_seed_pool_is_split_over_seeds_and_data(runs):
       [4, 96, 2]]
 
 
-def test_per_seed_data_refusals():
+def test_per_seed_data_refusals(tmp_path):
   config = sharding_check.toy_config('data:1')
   datasets = sharding_check.toy_datasets('data:1@per_seed')
   with pytest.raises(ConfigError, match=r'3 datasets for config.num_seeds=4'):
     experiment.build(config, datasets[:3])
   # Data read from files is one dataset, whatever data_per_seed says.
-  config.dataset, config.data_per_seed = 'mnist', True
-  config.pool_size, config.test_size = 100, 100
-  mnist = experiment.seed_datasets(config)
-  assert len(mnist) == 4 and not experiment.is_per_seed(mnist)
+  ds = datasets[0]
+  np.savez(tmp_path / 'toy.npz', x_train=ds.x_train, y_train=ds.y_train,
+           x_test=ds.x_test, y_test=ds.y_test, num_classes=np.int64(2))
+  config.dataset, config.data_per_seed = str(tmp_path / 'toy.npz'), True
+  read = experiment.seed_datasets(config)
+  assert len(read) == 4 and not experiment.is_per_seed(read)
   config.dataset, config.oracle = 'yinyang', 'files'
   with pytest.raises(ConfigError, match="config.oracle='files' labels one "
                      'pool, but the 4 seeds each have their own'):
@@ -203,6 +205,10 @@ def test_per_seed_data_refusals():
   bigger = [datasets[0]] + [data.load_yinyang(num_per_class=50)] * 3
   with pytest.raises(ConfigError, match=r"seeds' datasets differ in shape"):
     experiment.build(config, bigger)
+  named = data.Dataset(ds.x_train, ds.y_train, ds.x_test, ds.y_test,
+                       num_classes=2, name='named', class_names=('a', 'b'))
+  with pytest.raises(ConfigError, match=r"seeds' datasets differ in classes"):
+    experiment.build(config, [named] + datasets[1:])
 
 
 def test_seed_devices_run_without_collectives(runs):
