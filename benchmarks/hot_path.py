@@ -858,12 +858,18 @@ def seed_layouts(num_seeds: int) -> list[tuple[str, list, str]]:
           ('seeds_vmap_one_device', devices[:1], 'data:-1')]
 
 
-def bench_seeds(args, em: Emitter, name: str, config, ds: data_lib.Dataset,
-                iterations: int, repeats: int, warmup: int,
-                data_note: str) -> None:
+def seeds_data(ds, lo: int, hi: int):
+  """The data of seeds lo..hi-1: `ds` if shared, else its slice (per seed)."""
+  return ds[lo:hi] if isinstance(ds, list) else ds
+
+
+def bench_seeds(args, em: Emitter, name: str, config, ds, iterations: int,
+                repeats: int, warmup: int, data_note: str) -> None:
   """Wall time of S seeds in one run vs S single-seed runs, one after another.
 
-  The single-seed runs use one device, as a user's separate runs would.
+  `ds`: one Dataset shared by the seeds, or a list of S, one per seed (as
+  the Yin-Yang default draws them). The single-seed runs use one device,
+  as a user's separate runs would.
   """
   s = args.num_seeds
   config.compilation_cache = ''  # See main().
@@ -874,15 +880,15 @@ def bench_seeds(args, em: Emitter, name: str, config, ds: data_lib.Dataset,
     c = config.copy_and_resolve_references()
     c.num_seeds = 1
     c.seed = config.seed + j
-    singles.append(experiment.build(c, ds, devices=first))
+    singles.append(experiment.build(c, seeds_data(ds, j, j + 1),
+                                    devices=first))
   one_step, one_compile = compile_aot(singles[0].step, singles[0].state,
                                       singles[0].pool)
   one_hosts = [jax.device_get(r.state) for r in singles]
-  pool = singles[0].pool
 
   def sequential():
-    for host in one_hosts:
-      run_steps(one_step, host, pool, iterations, first[0])
+    for host, single in zip(one_hosts, singles):
+      run_steps(one_step, host, single.pool, iterations, first[0])
 
   seq_seconds = time_runs(sequential, repeats, warmup)
   seq_s = statistics.median(seq_seconds)
@@ -906,8 +912,10 @@ def bench_seeds(args, em: Emitter, name: str, config, ds: data_lib.Dataset,
             dataset=name, data=data_note, model=config.model, num_seeds=s,
             devices=len(devices), mesh_shape=mesh_shape,
             seed_strategy=experiment.seed_strategy(c, vm.mesh),
-            iterations=iterations, pool_size=int(ds.x_train.shape[0]),
-            test_size=int(ds.x_test.shape[0]), wall_vmapped_s=_round(vm_s),
+            iterations=iterations,
+            pool_size=int(singles[0].dataset.x_train.shape[0]),
+            test_size=int(singles[0].dataset.x_test.shape[0]),
+            per_seed_data=vm.per_seed_data, wall_vmapped_s=_round(vm_s),
             wall_sequential_s=_round(seq_s),
             samples_vmapped_s=[_round(x) for x in vm_seconds],
             samples_sequential_s=[_round(x) for x in seq_seconds],
@@ -927,9 +935,8 @@ def pinned_cores(groups: int) -> list[int]:
   return cores[:groups] if len(cores) >= groups else []
 
 
-def _seed_group_worker(core: int, config, ds: data_lib.Dataset,
-                       iterations: int, repeats: int, barrier,
-                       results) -> None:
+def _seed_group_worker(core: int, config, ds, iterations: int, repeats: int,
+                       barrier, results) -> None:
   """One seed group's run in its own process, pinned to `core`.
 
   Runs in a fresh (spawned) interpreter: the affinity is set before JAX
@@ -950,9 +957,9 @@ def _seed_group_worker(core: int, config, ds: data_lib.Dataset,
   results.put((core, compile_s, seconds))
 
 
-def bench_seed_processes(args, em: Emitter, name: str, config,
-                         ds: data_lib.Dataset, iterations: int, repeats: int,
-                         seq_s: float, data_note: str) -> None:
+def bench_seed_processes(args, em: Emitter, name: str, config, ds,
+                         iterations: int, repeats: int, seq_s: float,
+                         data_note: str) -> None:
   """`seeds_processes`: the S seeds as D processes, one pinned core each.
 
   Each process runs S/D seeds vmapped (as `seeds_vmap` does per device) but
@@ -975,7 +982,8 @@ def bench_seed_processes(args, em: Emitter, name: str, config,
     c.num_seeds, c.seed, c.mesh_shape = per, config.seed + g * per, 'data:-1'
     c.cpu_devices = 0
     procs.append(ctx.Process(target=_seed_group_worker, args=(
-        core, c, ds, iterations, repeats, barrier, results)))
+        core, c, seeds_data(ds, g * per, (g + 1) * per), iterations,
+        repeats, barrier, results)))
   for p in procs:
     p.start()
   got = []
@@ -1021,8 +1029,11 @@ def bench_all_seeds(args, em: Emitter) -> None:
   if args.quick:
     config.initial_epochs = 5
     config.mc_passes_gt = 10
-  bench_seeds(args, em, 'yinyang', config, yinyang_dataset(config.data_seed),
-              args.yinyang_iterations, args.repeats, 0, 'load_yinyang')
+  # Every seed its own draw, as the Yin-Yang config's default does.
+  draws = [yinyang_dataset(experiment.data_seed_of(config, config.seed + j))
+           for j in range(args.num_seeds)]
+  bench_seeds(args, em, 'yinyang', config, draws, args.yinyang_iterations,
+              args.repeats, 0, 'load_yinyang, one draw per seed')
 
   if args.quick:
     # Two more CNN-loop compilations would not fit a < 60 s smoke run.
