@@ -67,6 +67,8 @@ def test_quick_run_prints_valid_json_lines(tmp_path):
     assert toy['seeds_vmap']['mesh_shape'] == 'seed:2'
     assert toy['seeds_vmap']['devices'] == 2
     assert toy['seeds_vmap_one_device']['devices'] == 1
+    # Each seed its own draw, as the Yin-Yang default.
+    assert toy['seeds_vmap']['per_seed_data'] is True
     # The same seeds as 2 pinned processes of 1 seed each, timed together.
     procs = toy['seeds_processes']
     assert (procs['processes'], procs['seeds_per_process']) == (2, 1)
