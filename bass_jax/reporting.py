@@ -114,6 +114,24 @@ def experiment_label(name: str, variant: str) -> str:
   return f"{name or 'run'}:{variant or '-'}"
 
 
+def sweep_order(sweep_dir: str, rows: list[str]) -> list[str]:
+  """Row workdirs in the order the sweep ran them (its summaries.json);
+  rows it does not list (an unfinished sweep) follow, alphabetically."""
+  try:
+    with open(os.path.join(sweep_dir, 'summaries.json')) as f:
+      variants = [s['variant'] for s in json.load(f)]
+  except (OSError, ValueError, TypeError, KeyError):
+    return rows
+  def rank(row):
+    try:
+      with open(os.path.join(row, 'config.json')) as f:
+        variant = json.load(f).get('variant')
+    except (OSError, ValueError, AttributeError):
+      return len(variants)
+    return variants.index(variant) if variant in variants else len(variants)
+  return sorted(rows, key=rank)  # Stable: ties stay alphabetical.
+
+
 def label_of(run: dict) -> str:
   """experiment_label of a run's stored config."""
   c = run['config']

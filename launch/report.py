@@ -29,13 +29,15 @@ _DECISION = flags.DEFINE_bool('decision', True,
 
 def expanded(workdirs: list[str]) -> list[tuple[str, bool]]:
   """(workdir, in_sweep) pairs, a sweep folder replaced by its row workdirs."""
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
   out = []
   for w in workdirs:
     if os.path.exists(os.path.join(w, 'config.json')):
       out.append((w, False))
     else:
-      rows = sorted(os.path.join(w, d) for d in os.listdir(w)
-                    if os.path.exists(os.path.join(w, d, 'config.json')))
+      rows = reporting.sweep_order(w, sorted(
+          os.path.join(w, d) for d in os.listdir(w)
+          if os.path.exists(os.path.join(w, d, 'config.json'))))
       out.extend([(r, True) for r in rows] or [(w, False)])
   return out
 

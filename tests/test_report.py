@@ -214,3 +214,19 @@ def test_initial_model_rows_are_levels_beside_learning_curves(tmp_path):
   assert len(level) == 1 and level[0].get_linestyle() == '--'
   np.testing.assert_allclose(level[0].get_ydata(), [81.0, 81.0])
   reporting._pyplot().close(fig)  # pylint: disable=protected-access
+
+
+def test_sweep_rows_are_reported_in_sweep_order(tmp_path):
+  rows = []
+  for folder, variant in (('a', 'zeta'), ('b', 'alpha'), ('c', 'extra')):
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / 'config.json').write_text(
+        f'{{"variant": "{variant}"}}')
+    rows.append(str(tmp_path / folder))
+  # An unfinished sweep (no summaries.json): alphabetical.
+  assert reporting.sweep_order(str(tmp_path), rows) == rows
+  (tmp_path / 'summaries.json').write_text(
+      '[{"variant": "alpha"}, {"variant": "zeta"}]')
+  # Its rows in the sweep's order; one it does not list, last.
+  assert reporting.sweep_order(str(tmp_path), rows) == [rows[1], rows[0],
+                                                       rows[2]]
