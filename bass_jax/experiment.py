@@ -824,6 +824,14 @@ def run(config: ml_collections.ConfigDict, workdir: str,
           os.fsync(f.fileno())
       if tb:
         tb.scalars(i, rows)
+      # Logged before a query, so an iteration that pauses for labels
+      # shows its line too.
+      now = time.time()
+      if i == first:
+        first_done = now
+      if i % config.log_every == 0 or i == total - 1:
+        log(progress_line(rows, i - first, total - first, first_done - start,
+                          now - first_done, i, total))
       if query is not None:
         pending = pending_query(i, query, valid)
         if pending['ids']:
@@ -838,12 +846,6 @@ def run(config: ml_collections.ConfigDict, workdir: str,
           state = answered_state(r, state, workdir, pending, log)
       if (i + 1) % config.checkpoint_every == 0 or i == total - 1:
         save(i + 1, state)
-      now = time.time()
-      if i == first:
-        first_done = now
-      if i % config.log_every == 0 or i == total - 1:
-        log(progress_line(rows, i - first, total - first, first_done - start,
-                          now - first_done, i, total))
   if tb:
     tb.close()
   sharding.sync('metrics')  # Every process reads process 0's final rows.

@@ -101,6 +101,8 @@ def test_cli_exit_status_and_bad_answers(tmp_path):
   assert res.returncode == oracle.WAITING_FOR_LABELS, res.stderr[-1500:]
   manifest = workdir / 'queries' / '0' / 'manifest.csv'
   assert 'waiting for labels' in res.stdout and str(manifest) in res.stdout
+  # The iteration that pauses shows its progress line first.
+  assert '\niter 0/2 val_acc ' in res.stdout, res.stdout
   # The command to continue with drops --overwrite, which would start over
   # and throw the typed labels away.
   assert res.stdout.rstrip().endswith(
