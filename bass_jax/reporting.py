@@ -32,9 +32,9 @@ def read_workdir(workdir: str) -> dict[str, Any]:
     not empty)}.
 
   Raises:
-    DataError: the workdir lacks config.json or metrics.jsonl, or one of
-      its files is corrupt.
-    NoFinishedIteration: metrics.jsonl has no row yet.
+    DataError: the workdir lacks config.json, or one of its files is
+      corrupt.
+    NoFinishedIteration: metrics.jsonl is missing or has no row yet.
   """
   out = {'workdir': workdir}
   for name, key in (('config.json', 'config'), ('summary.json', 'summary')):
@@ -47,7 +47,7 @@ def read_workdir(workdir: str) -> dict[str, Any]:
     out[key] = read_json_object(path)
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):
-    raise DataError(f'{path} not found: the run has not started')
+    raise NoFinishedIteration(f'{path} not found: the run has not started')
   out['rows'] = read_metrics(path)
   if not out['rows']:
     raise NoFinishedIteration(f'{workdir} has no finished iteration yet '

@@ -121,11 +121,15 @@ def test_report_cli_unfinished_and_corrupt_workdirs(workdirs, tmp_path):
   killed = copied(workdirs, sweep, 'b')
   (killed / 'metrics.jsonl').write_text('')  # Killed in iteration 0.
   shutil.rmtree(killed / 'checkpoints')
+  unstarted = copied(workdirs, sweep, 'c')  # Killed before its first row.
+  (unstarted / 'metrics.jsonl').unlink()
   status, _, err = script('report', f'--workdir={sweep}',
                           f'--out={tmp_path / "out"}', '--decision=false')
   assert status == 0, err
-  assert len(err) == 1 and err[0].startswith('note: leaving out ') and (
+  assert len(err) == 2 and err[0].startswith('note: leaving out ') and (
       'b has no finished iteration yet' in err[0]), err
+  assert err[1] == (f'note: leaving out {unstarted / "metrics.jsonl"} not '
+                    'found: the run has not started'), err
   with open(tmp_path / 'out' / 'table.csv') as f:
     assert len(list(csv.DictReader(f))) == 1
   # Given by itself, the same run is an error; so is a corrupt config.
