@@ -34,7 +34,11 @@ RANDOM_ACQUISITIONS = ('random', 'above_average', 'above_theta')
 
 @flax.struct.dataclass
 class Pool:
-  """The data an iteration reads; shared by all seeds.
+  """The data an iteration reads (one seed's view).
+
+  Shared by all seeds, or, with per-seed data (`config.data_per_seed`),
+  every field carries a leading seed axis [S, ...] outside the seed map
+  (see `over_seeds`); one seed's iteration sees the shapes below.
 
   Attributes:
     x: [N, ...] pool inputs (ground truth X and unlabelled X' together).
