@@ -370,13 +370,20 @@ def load_mnist_idx(directory: PathLike, verify_md5: bool = True,
                              'mnist', scale)
 
 
-def fingerprint(ds: Dataset) -> str:
-  """A short hash of a dataset's arrays and class names (hex, 16 chars).
+def fingerprint(*datasets: Dataset) -> str:
+  """A short hash of datasets' arrays and class names (hex, 16 chars).
 
   Kept in every checkpoint, so that a run is never resumed on other data of
   the same shapes (e.g. a data_dir or image folder pointing elsewhere).
-  About a second for the 60,000 MNIST images.
+  About a second for the 60,000 MNIST images. Several datasets (one per
+  seed) hash their fingerprints in order.
   """
+  if len(datasets) > 1:
+    h = hashlib.blake2b(digest_size=8)
+    for ds in datasets:
+      h.update(fingerprint(ds).encode())
+    return h.hexdigest()
+  ds, = datasets
   h = hashlib.blake2b(digest_size=8)
   for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
     a = np.ascontiguousarray(a)

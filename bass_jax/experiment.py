@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -259,16 +258,6 @@ def stacked_pool(datasets: list[data_lib.Dataset]) -> loop.Pool:
     return pool(datasets[0])
   return jax.tree_util.tree_map(lambda *a: np.stack(a),
                                 *[pool(d) for d in datasets])
-
-
-def data_fingerprint(datasets: list[data_lib.Dataset]) -> str:
-  """data.fingerprint of a run's data: of the shared dataset, or of all."""
-  if not is_per_seed(datasets):
-    return data_lib.fingerprint(datasets[0])
-  digest = hashlib.blake2b(digest_size=8)
-  for d in datasets:
-    digest.update(data_lib.fingerprint(d).encode())
-  return digest.hexdigest()
 
 
 def label_capacity(config: ml_collections.ConfigDict, pool_size: int,
@@ -651,6 +640,18 @@ def resume_point(workdir: str, template: loop.LoopState,
   return restored
 
 
+def is_finished(config: ml_collections.ConfigDict,
+                found: checkpoint.Restored) -> bool:
+  """Whether a checkpoint is a finished run's last one.
+
+  A checkpoint at step s holds the state after iterations 0..s-1, and a run
+  does iterations 0..num_iterations; a paused human-oracle run keeps its
+  unanswered query in the checkpoint's `pending`.
+  """
+  return (found.step > config.num_iterations and
+          not found.extra.get('pending'))
+
+
 def clear_run(workdir: str) -> None:
   """Deletes an earlier run's checkpoints and summary (for --overwrite), so
   that a later resume cannot pick up a checkpoint of the other config, and
@@ -733,7 +734,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     sharding.sync('cleared')
   else:
     restored = resume_point(workdir, state, log)
-  data_hash = data_fingerprint(r.datasets)
+  data_hash = data_lib.fingerprint(
+      *(r.datasets if r.per_seed_data else r.datasets[:1]))
   if restored and restored.extra.get('data', data_hash) != data_hash:
     # Same config and shapes, other data (a data_dir or image folder that
     # points elsewhere, files edited): the run would go on with other data.
@@ -757,30 +759,26 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   # summary's wall_s is the run's, not only this launch's.
   earlier_s = float(restored.extra.get('wall_s', 0.0)) if restored else 0.0
   total = config.num_iterations + 1
-  finished = (restored is not None and restored.step >= total and
-              not restored.extra.get('pending'))
   # The summary's wall_s is the newest checkpoint's: relaunching a finished
   # run (which saves nothing) rewrites the same summary.
-  saved_wall_s = [earlier_s]
-
-  def wall_s() -> float:
-    return earlier_s + time.time() - start
+  saved_wall_s = earlier_s
 
   def save(step: int, state: loop.LoopState, extra=None) -> None:
+    nonlocal saved_wall_s
     host = sharding.host_tree(state)  # A collective: every process calls.
     check_finite_params(host.train.params, step - 1)
-    saved_wall_s[0] = wall_s()
+    saved_wall_s = earlier_s + time.time() - start
     if writer:
       with checkpoint.interrupts_deferred():  # Ctrl-C stops after the write.
         checkpoint.save(workdir, step, host,
-                        extra={**(extra or {}), 'wall_s': saved_wall_s[0],
+                        extra={**(extra or {}), 'wall_s': saved_wall_s,
                                'data': data_hash,
                                'metrics_version': METRICS_VERSION})
         checkpoint.keep_last(workdir, config.keep_checkpoints)
 
   if restored is not None:
     state, first = restored.state, restored.step
-    if finished:
+    if is_finished(config, restored):
       log(f'already finished ({total} iterations, '
           f'{checkpoint.step_path(workdir, first)}); nothing to compute')
     else:
@@ -814,11 +812,11 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         state, query, valid, metrics = r.em_step(state, r.pool)
       rows = metrics_rows(jax.device_get(metrics), seeds)
       check_finite(rows, i)
+      checkpoint_due = (i + 1) % config.checkpoint_every == 0 or i == total - 1
       if writer:
         f.write(''.join(json.dumps(row) + '\n' for row in rows))
         f.flush()
-        if config.oracle != 'simulated' or (
-            (i + 1) % config.checkpoint_every == 0 or i == total - 1):
+        if config.oracle != 'simulated' or checkpoint_due:
           # A checkpoint follows: its rows must outlive a host crash as the
           # (fsynced) checkpoint does, or the resume would lack them.
           os.fsync(f.fileno())
@@ -844,13 +842,13 @@ def run(config: ml_collections.ConfigDict, workdir: str,
             raise oracle.WaitingForLabels(manifest, len(pending['ids']),
                                           r.dataset.class_names)
           state = answered_state(r, state, workdir, pending, log)
-      if (i + 1) % config.checkpoint_every == 0 or i == total - 1:
+      if checkpoint_due:
         save(i + 1, state)
   if tb:
     tb.close()
   sharding.sync('metrics')  # Every process reads process 0's final rows.
   summary = summarize(config, last_rows(metrics_path), r.num_params,
-                      saved_wall_s[0])
+                      saved_wall_s)
   if writer:
     write_json(os.path.join(workdir, 'summary.json'), summary)
   return summary

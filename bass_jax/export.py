@@ -144,17 +144,14 @@ def _csv_row(table: dict[str, np.ndarray], i: int,
 def progress_note(config, found: checkpoint.Restored) -> str:
   """'' for a finished run, else which iteration the export is from and why.
 
-  A checkpoint at step s holds the state after iterations 0..s-1; a run
-  does iterations 0..num_iterations, so it is finished at step
-  num_iterations + 1. A paused human-oracle run keeps its unanswered query
-  in the checkpoint's `pending`.
+  See `experiment.is_finished`.
   """
-  total = config.num_iterations
-  if found.step > total and not found.extra.get('pending'):
+  if experiment.is_finished(config, found):
     return ''
   why = ('paused, waiting for labels' if found.extra.get('pending') else
          'unfinished run')
-  return f'after iteration {found.step - 1} of {total} ({why})'
+  return (f'after iteration {found.step - 1} of {config.num_iterations} '
+          f'({why})')
 
 
 def export_labels(workdir: str, out: str, seed_index: int = 0,

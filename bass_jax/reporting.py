@@ -124,9 +124,9 @@ def sweep_order(sweep_dir: str, rows: list[str]) -> list[str]:
     return rows
   def rank(row):
     try:
-      with open(os.path.join(row, 'config.json')) as f:
-        variant = json.load(f).get('variant')
-    except (OSError, ValueError, AttributeError):
+      variant = read_json_object(os.path.join(row, 'config.json')).get(
+          'variant')
+    except DataError:
       return len(variants)
     return variants.index(variant) if variant in variants else len(variants)
   return sorted(rows, key=rank)  # Stable: ties stay alphabetical.
@@ -232,6 +232,11 @@ def _pyplot():
   return plt
 
 
+def _palette() -> list[str]:
+  """Matplotlib's colour cycle: one colour per run, the same in every plot."""
+  return _pyplot().rcParams['axes.prop_cycle'].by_key()['color']
+
+
 def plot_learning_curves(runs: Sequence[dict], path: str) -> str:
   """Fig. 3 style: validation accuracy vs iteration, mean ± std per run.
 
@@ -249,7 +254,7 @@ def plot_learning_curves(runs: Sequence[dict], path: str) -> str:
 
 def draw_learning_curves(ax, runs: Sequence[dict]) -> None:
   """plot_learning_curves' content, drawn into a matplotlib Axes."""
-  palette = _pyplot().rcParams['axes.prop_cycle'].by_key()['color']
+  palette = _palette()
   data = [(run,) + curves(run['rows'], 'val_acc') for run in runs]
   longest = max((len(its) for _, its, _, _ in data), default=0)
   for j, (run, its, mean, std) in enumerate(data):
@@ -279,7 +284,7 @@ def plot_label_counts(runs: Sequence[dict], path: str) -> str:
             ('pseudo_acc', 'pseudo-label accuracy %', 100))
   # One colour per run in every panel, though runs without pseudo-labels
   # have no pseudo_acc curve.
-  palette = plt.rcParams['axes.prop_cycle'].by_key()['color']
+  palette = _palette()
   for ax, (metric, title, scale) in zip(axes, panels):
     for j, run in enumerate(runs):
       its, mean, std = curves(run['rows'], metric)

@@ -30,7 +30,7 @@ def parse_arg(arg: str | None, variants: dict[str, dict],
   modifiers = modifiers or {}
   parts = [p for p in (arg or '').split(',') if p]
   variant = defaults.get('variant')
-  chosen, pairs, named = [], {}, []
+  chosen, pairs, named = [], {}, None
   for part in parts:
     if '=' in part:
       key, value = part.split('=', 1)
@@ -38,9 +38,8 @@ def parse_arg(arg: str | None, variants: dict[str, dict],
     elif part in variants:
       if named:
         raise ValueError(f'config arg {arg!r} names two variants, '
-                         f'{named[0]!r} and {part!r}; give one')
-      variant = part
-      named.append(part)
+                         f'{named!r} and {part!r}; give one')
+      variant = named = part
     elif part in modifiers:
       chosen.append(part)
     else:

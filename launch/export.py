@@ -54,5 +54,6 @@ def result_line(out: str, table, note: str) -> str:
           + ', '.join(f'{n} {s}' for s, n in counts.items()) + ')')
   return f'{line} {note}' if note else line
 
+
 if __name__ == '__main__':
   launch_common.run_main(main)
