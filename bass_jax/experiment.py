@@ -28,6 +28,7 @@ from bass_jax import loop
 from bass_jax import mc_dropout
 from bass_jax import models
 from bass_jax import oracle
+from bass_jax import selection
 from bass_jax import sharding
 from bass_jax import tb_writer
 from bass_jax import training
@@ -45,8 +46,9 @@ CHOICES = {
     'model': tuple(models.MODELS),
     'semi': loop.SEMI_MODES,
     'confident_score': uncertainty.SCORE_NAMES,
-    'acquisition': ('none',) + uncertainty.SCORE_NAMES +
-                   loop.RANDOM_ACQUISITIONS,
+    'acquisition': ('none',) + uncertainty.SCORE_NAMES + tuple(
+        f'{sampling}_{score}' for sampling in selection.SAMPLINGS
+        for score in uncertainty.SCORE_NAMES) + loop.RANDOM_ACQUISITIONS,
     'oracle': ('simulated', 'files', 'terminal'),
     'seed_strategy': ('auto', 'vmap', 'map'),
     'data_source': data_lib.SOURCES,
@@ -78,14 +80,15 @@ PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'seed_strategy',
 NON_NEGATIVE = ('chunk_size', 'eval_chunk_size',
                 'num_iterations', 'epochs_per_iteration', 'pool_size',
                 'cpu_devices', 'label_budget', 'semi_start',
-                'test_size', 'seed', 'data_seed', 'mu', 'l2')
+                'test_size', 'seed', 'data_seed', 'mu', 'l2',
+                'acquisition_beta')
 INT_FIELDS = POSITIVE + ('chunk_size', 'eval_chunk_size',
                          'num_iterations', 'epochs_per_iteration',
                          'cpu_devices', 'pool_size', 'label_budget',
                          'semi_start', 'test_size', 'seed', 'data_seed',
                          'initial_per_class', 'dropout_bits')
 REAL_FIELDS = ('mu', 'l2', 'dropout_rate', 'learning_rate', 'pixel_scale',
-               'negative_slope', 'paper_acc')
+               'negative_slope', 'paper_acc', 'acquisition_beta')
 STR_FIELDS = ('name', 'variant', 'dataset', 'data_dir', 'data_source',
               'model', 'semi', 'acquisition', 'oracle', 'prng_impl',
               'seed_strategy', 'mask_impl', 'conv_impl', 'mc_precision',
@@ -127,6 +130,21 @@ def check_batch_divisible(batch_size: int, data_size: int) -> None:
         f'{data_size} or change config.mesh_shape')
 
 
+def choices_text(field: str, allowed: tuple) -> str:
+  """The allowed values of a field, for an error message.
+
+  The sampled acquisitions (every sampling x every score) are summarized
+  as their pattern instead of being listed one by one.
+  """
+  if field != 'acquisition':
+    return str(list(allowed))
+  plain = [a for a in allowed
+           if selection.split_acquisition(a)[0] == 'top_k']
+  return (f'{plain} or <sampling>_<score> with a sampling of '
+          f'{list(selection.SAMPLINGS)} and a score of '
+          f'{list(uncertainty.SCORE_NAMES)}')
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Checks every field's value and the cross-field rules, in one place.
 
@@ -137,7 +155,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field, allowed in CHOICES.items():
     if config[field] not in allowed:
       raise ConfigError(f'config.{field}={config[field]!r} is not one of '
-                        f'{list(allowed)}')
+                        f'{choices_text(field, allowed)}')
   for field in POSITIVE:
     if not config[field] > 0:
       raise ConfigError(f'config.{field}={config[field]!r} must be > 0')
@@ -305,6 +323,7 @@ def loop_config(config: ml_collections.ConfigDict, pool_size: int,
   labels = label_capacity(config, pool_size, num_classes)
   return loop.LoopConfig(
       semi=config.semi, acquisition=config.acquisition,
+      acquisition_beta=float(config.acquisition_beta),
       query_every=config.query_every, query_size=config.query_size,
       label_budget=config.label_budget, semi_start=config.semi_start,
       num_iterations=config.num_iterations,

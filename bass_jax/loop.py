@@ -28,7 +28,9 @@ from bass_jax import sharding
 from bass_jax import training
 
 SEMI_MODES = ('none', 'stepwise', 'all', 'confident')
-# Acquisition functions: any score of `uncertainty.SCORE_NAMES` (top-k), or:
+# Acquisition functions: any score of `uncertainty.SCORE_NAMES` (its top k),
+# the same drawn in proportion to a weight of the score ('power_bald', see
+# `selection.SAMPLINGS`), or:
 RANDOM_ACQUISITIONS = ('random', 'above_average', 'above_theta')
 
 
@@ -88,6 +90,7 @@ class LoopConfig:
                                  # (-1: no last iteration).
   semi_start: int = 0            # First iteration whose training uses D's
                                  # pseudo-labels (the blog: after the queries).
+  acquisition_beta: float = 1.0  # Coldness of a sampled acquisition.
   confident_k: int = 10
   confident_score: str = 'entropy'  # What 'confident' ranks by (lowest).
   initial_epochs: int = 100
@@ -111,7 +114,7 @@ class LoopConfig:
     """The scores the pool sweep needs (entropy is always computed)."""
     names = []
     if self.acquisition not in ('none',) + RANDOM_ACQUISITIONS:
-      names.append(self.acquisition)
+      names.append(selection.split_acquisition(self.acquisition)[1])
     if self.semi == 'confident':
       names.append(self.confident_score)
     return tuple(dict.fromkeys(names))  # Each once, in order.
@@ -153,7 +156,11 @@ def acquisition_picks(cfg: LoopConfig, key: jax.Array,
   if cfg.acquisition == 'above_theta':
     return selection.above_average_indices(key, sweep['entropy'], theta,
                                            available, k)
-  return selection.top_k_indices(sweep[cfg.acquisition], available, k)
+  sampling, score = selection.split_acquisition(cfg.acquisition)
+  if sampling == 'top_k':
+    return selection.top_k_indices(sweep[score], available, k)
+  return selection.sampled_indices(key, sweep[score], available, k, sampling,
+                                   cfg.acquisition_beta)
 
 
 def refreshed_membership(cfg: LoopConfig, member: jax.Array,

@@ -91,6 +91,83 @@ def top_k_indices(scores: jax.Array, available: jax.Array,
   return idx.astype(jnp.int32), values > NEG_INF
 
 
+# Stochastic batch acquisition (Kirsch et al., "Stochastic Batch
+# Acquisition: A Simple Baseline for Deep Active Learning", TMLR 2023): the
+# k picks are drawn without replacement with probability proportional to a
+# weight of the score instead of being its top k, so that a batch does not
+# spend all its labels on near-duplicates of one uncertain region.
+SAMPLINGS = ('power', 'softmax', 'softrank')
+# The smallest normal float32: a score of 0 (or a float error below it, e.g.
+# a BALD of -1e-8) gets a tiny weight instead of log 0 = -inf, so it can
+# still be picked once nothing else is left, as a top-k pick would be.
+_TINY = float(jnp.finfo(jnp.float32).tiny)
+
+
+def sampling_log_weights(scores: jax.Array, available: jax.Array,
+                         sampling: str, beta: float) -> jax.Array:
+  """Log of the unnormalized pick probability of every pool sample.
+
+  Args:
+    scores: [N] uncertainty scores, higher = more uncertain.
+    available: [N] bool; the ranks of 'softrank' count available samples
+      only.
+    sampling: 'power' (p ~ score^beta), 'softmax' (p ~ exp(beta * score))
+      or 'softrank' (p ~ rank^-beta, rank 1 = the highest available score).
+    beta: coldness; beta -> inf is top-k, beta = 0 is uniform.
+
+  Returns:
+    [N] float32 log-weights (finite; unavailable samples are masked later).
+  """
+  scores = scores.astype(jnp.float32)
+  if sampling == 'power':
+    return beta * jnp.log(jnp.maximum(scores, _TINY))
+  if sampling == 'softmax':
+    return beta * scores
+  if sampling == 'softrank':
+    order = jnp.argsort(-jnp.where(available, scores, NEG_INF))
+    rank = jnp.zeros(scores.shape, jnp.float32).at[order].set(
+        jnp.arange(1, scores.shape[0] + 1, dtype=jnp.float32))
+    return -beta * jnp.log(rank)
+  raise ValueError(f'unknown sampling {sampling!r}; one of {SAMPLINGS}')
+
+
+def sampled_indices(key: jax.Array, scores: jax.Array, available: jax.Array,
+                    k: int, sampling: str, beta: float
+                    ) -> tuple[jax.Array, jax.Array]:
+  """k distinct available samples drawn in proportion to a score's weight.
+
+  Gumbel-top-k: the top k of log-weight + Gumbel noise are a draw of k
+  without replacement, each next pick with probability proportional to
+  its weight among the samples not yet picked (Plackett-Luce).
+
+  Args:
+    key: PRNG key.
+    scores: [N] uncertainty scores, higher = more uncertain.
+    available: [N] bool.
+    k: static number of picks.
+    sampling, beta: see `sampling_log_weights`.
+
+  Returns:
+    (indices [k] int32, valid [k] bool) as in `top_k_indices`.
+  """
+  log_w = sampling_log_weights(scores, available, sampling, beta)
+  return top_k_indices(log_w + jax.random.gumbel(key, scores.shape),
+                       available, k)
+
+
+def split_acquisition(name: str) -> tuple[str, str]:
+  """('top_k' or a sampling of `SAMPLINGS`, the score) of an acquisition.
+
+  'bald' -> ('top_k', 'bald'); 'power_bald' -> ('power', 'bald'). Names
+  without a sampling prefix ('random', 'above_average', ...) come back
+  as ('top_k', name).
+  """
+  prefix, _, rest = name.partition('_')
+  if prefix in SAMPLINGS and rest:
+    return prefix, rest
+  return 'top_k', name
+
+
 def random_indices(key: jax.Array, available: jax.Array, k: int,
                    preferred: jax.Array | None = None
                    ) -> tuple[jax.Array, jax.Array]:

@@ -100,8 +100,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.semi = 'all'               # 'none' | 'stepwise' | 'all' | 'confident'.
   c.confident_k = 10           # Samples added per iteration by 'confident'.
   c.confident_score = 'entropy'  # 'confident' adds the lowest of this score.
-  c.acquisition = 'entropy'    # 'none', a score name, 'random',
+  c.acquisition = 'entropy'    # 'none', a score name (its top k), a
+                               # score drawn in proportion to a weight
+                               # (power_<score>: score^beta, softmax_:
+                               # exp(beta score), softrank_: rank^-beta;
+                               # Kirsch et al. 2023), 'random',
                                # 'above_average' (eq. 14), 'above_theta'.
+  c.acquisition_beta = 1.0     # beta of power_/softmax_/softrank_ picks.
   c.query_every = 10
   c.query_size = 10
   c.label_budget = 0           # Stop querying at this many labels (0: never).
