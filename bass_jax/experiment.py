@@ -482,9 +482,7 @@ def build(config: ml_collections.ConfigDict,
   run over all of them (benchmarks/hot_path.py).
   """
   validate_config(config)
-  # Before anything touches a device: both fix the set of devices.
-  sharding.set_cpu_devices(config.cpu_devices)
-  sharding.initialize_distributed(config.distributed)
+  start_backends(config)
   use_compilation_cache(config.compilation_cache)
   datasets = seed_datasets(config, dataset)
   per_seed = is_per_seed(datasets)
@@ -671,15 +669,29 @@ def is_finished(config: ml_collections.ConfigDict,
           not found.extra.get('pending'))
 
 
+def start_backends(config: ml_collections.ConfigDict) -> None:
+  """The CPU device count and the multi-host cluster of `config`.
+
+  Both fix the set of devices, so this comes before anything touches a
+  device (asking which process writes the workdir included).
+  """
+  sharding.set_cpu_devices(config.cpu_devices)
+  sharding.initialize_distributed(config.distributed)
+
+
 def clear_run(workdir: str) -> None:
-  """Deletes an earlier run's checkpoints and summary (for --overwrite), so
-  that a later resume cannot pick up a checkpoint of the other config, and
-  its queries and TensorBoard events, which would sit beside the new run's
-  (old query images next to a new manifest, two curves per tag)."""
+  """Deletes an earlier run (for --overwrite): its checkpoints, so that a
+  later resume cannot pick up one of the other config; its config.json,
+  metrics and summary, so that a launch stopped before the new run writes
+  its own (e.g. while compiling) is continued by the plain command instead
+  of being refused as another config's workdir; and its queries and
+  TensorBoard events, which would sit beside the new run's (old query
+  images next to a new manifest, two curves per tag)."""
   checkpoint.discard_all(workdir)
-  summary = os.path.join(workdir, 'summary.json')
-  if os.path.exists(summary):
-    os.remove(summary)
+  for name in ('summary.json', 'config.json', 'metrics.jsonl'):
+    path = os.path.join(workdir, name)
+    if os.path.exists(path):
+      os.remove(path)
   for folder in ('queries', 'tensorboard'):
     path = os.path.join(workdir, folder)
     if os.path.isdir(path):

@@ -31,7 +31,9 @@ _ROWS = flags.DEFINE_list('rows', None, 'Only these rows (default: all).')
 _QUIET = flags.DEFINE_bool('quiet', False, 'Only print one line per row.')
 _OVERWRITE = flags.DEFINE_bool(
     'overwrite', False, 'Run every selected row afresh, even in a row '
-    'folder that holds another (or a finished) run.')
+    'folder that holds another (or a finished) run: their earlier runs are '
+    'deleted before the first row starts, so an interrupted sweep is '
+    'continued by the same command without --overwrite.')
 
 
 def config_module(path: str):
@@ -92,23 +94,25 @@ def main(argv):
   workdir = _WORKDIR.value or launch_common.default_workdir(
       overridden, 'sweep' + (f',{base_arg}' if base_arg else ''))
   summaries = []
-  args = selected_rows(row_args(module, base_arg), _ROWS.value)
-  for k, arg in enumerate(args):
+  rows = []
+  for arg in selected_rows(row_args(module, base_arg), _ROWS.value):
     name = arg.split(',')[0]
     config = module.get_config(arg)
     for key in cli_overrides():
       config[key] = overridden[key]
-    row_dir = os.path.join(workdir, name)
+    rows.append((name, config, os.path.join(workdir, name)))
+  if _OVERWRITE.value and rows:
+    discard_earlier_runs(rows)
+  for k, (name, config, row_dir) in enumerate(rows):
     log = (lambda s: None) if _QUIET.value else launch_common.log_line
-    done = None if _OVERWRITE.value else finished_summary(row_dir, config)
+    done = finished_summary(row_dir, config)
     if done:
-      print(f'== {name} (row {k + 1}/{len(args)}): already finished in '
+      print(f'== {name} (row {k + 1}/{len(rows)}): already finished in '
             f'{row_dir}', flush=True)
       summaries.append(done)
       continue
-    print(f'== {name} (row {k + 1}/{len(args)}) -> {row_dir}', flush=True)
-    summaries.append(experiment.run(config, row_dir, log=log,
-                                    overwrite=_OVERWRITE.value))
+    print(f'== {name} (row {k + 1}/{len(rows)}) -> {row_dir}', flush=True)
+    summaries.append(experiment.run(config, row_dir, log=log))
     print(launch_common.result_table(summaries[-1:]).splitlines()[-1],
           flush=True)
   table = launch_common.result_table(summaries)
@@ -117,6 +121,29 @@ def main(argv):
   with open(os.path.join(workdir, 'summaries.json'), 'w') as f:
     json.dump(summaries, f, indent=2)
   print(table)
+
+
+def discard_earlier_runs(rows: list[tuple[str, object, str]]) -> None:
+  """--overwrite: deletes every selected row's earlier run up front.
+
+  Every row's config is checked first, so a bad value deletes nothing.
+  Rows then start afresh, and a sweep stopped part-way (Ctrl-C, a crash)
+  is continued by its command without --overwrite: the rows it finished
+  are kept, the one it was running resumes, the others start afresh
+  (deleting each row only when its turn came left the later rows holding
+  runs of the old config, which the plain command refused).
+  """
+  from bass_jax import experiment  # pylint: disable=g-import-not-at-top
+  from bass_jax import sharding  # pylint: disable=g-import-not-at-top
+  for _, config, row_dir in rows:
+    experiment.validate_config(config)
+    experiment.check_workdir_config(row_dir, config, overwrite=True)
+  experiment.start_backends(rows[0][1])
+  if sharding.is_writer():
+    for _, _, row_dir in rows:
+      if os.path.isdir(row_dir):
+        experiment.clear_run(row_dir)
+  sharding.sync('sweep rows cleared')
 
 
 def selected_rows(args: list[str], rows: list[str] | None) -> list[str]:

@@ -618,7 +618,10 @@ def test_overwrite_clears_the_previous_run(tmp_path, reference):
   experiment.clear_run(str(workdir))
   assert checkpoint.steps(workdir) == []
   assert os.listdir(checkpoint.checkpoints_dir(workdir)) == []
-  assert not (workdir / 'summary.json').exists()
+  for name in ('summary.json', 'config.json', 'metrics.jsonl'):
+    assert not (workdir / name).exists(), name
+  # Nothing of the old run is left for the next launch to check against.
+  experiment.check_workdir_config(str(workdir), yinyang.get_config('semi'))
   assert not (workdir / 'queries').exists()
   assert not (workdir / 'tensorboard').exists()
 

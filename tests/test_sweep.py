@@ -4,6 +4,8 @@ an unknown --rows name is a one-line error."""
 import json
 import os
 import pathlib
+import shlex
+import signal
 import subprocess
 import sys
 
@@ -74,6 +76,42 @@ def test_sweep_reads_config_as_absl_parsed_it_and_overwrites(tmp_path):
   assert again.returncode == 0, again.stderr[-2000:]
   rows = (tmp_path / 'initial' / 'metrics.jsonl').read_text().splitlines()
   assert len(rows) == 2 * 2
+
+
+def test_interrupted_overwrite_sweep_continues_without_overwrite(tmp_path):
+  first = _sweep(tmp_path, '--rows=initial,semi')
+  assert first.returncode == 0, first.stderr[-2000:]
+  env = {k: v for k, v in os.environ.items() if k != 'BASS_DEBUG'}
+  proc = subprocess.Popen(
+      [sys.executable, SWEEP, f'--workdir={tmp_path}', *TINY,
+       '--config.num_iterations=1', '--rows=initial,semi', '--overwrite'],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True)
+  try:
+    # Ctrl-C once the second row has started: the first holds the new run.
+    while (line := proc.stdout.readline()):
+      if line.startswith('== semi (row 2/2)'):
+        proc.send_signal(signal.SIGINT)
+        break
+    _, err = proc.communicate(timeout=300)
+  finally:
+    proc.kill()
+  assert proc.returncode == 130, err[-2000:]
+  hint = err.strip().splitlines()[-1]
+  assert hint.startswith('interrupted; to continue, run: python '), err
+  command = shlex.split(hint.split('run: ', 1)[1])
+  assert '--overwrite' not in command
+  # The printed command (no --overwrite) finishes the sweep: the earlier
+  # run of 'semi' (another num_iterations) was deleted with the first's.
+  again = subprocess.run([sys.executable] + command[1:], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert '== initial (row 1/2): already finished' in again.stdout
+  for row in ('initial', 'semi'):
+    config = json.loads((tmp_path / row / 'config.json').read_text())
+    assert config['num_iterations'] == 1, row
+    rows = (tmp_path / row / 'metrics.jsonl').read_text().splitlines()
+    assert len(rows) == 2 * 2, (row, len(rows))
 
 
 def test_sweep_refuses_a_variant_in_the_config_arg(tmp_path):
