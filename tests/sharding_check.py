@@ -31,11 +31,14 @@ def toy_config(mesh_shape: str):
   """Yin-Yang active_semi shrunk: 4 seeds, short training, small chunks.
 
   `mesh_shape` may end in '/map' or '/vmap' to set config.seed_strategy,
-  and then in '@per_seed' for a dataset per seed (see `toy_datasets`).
+  then in '@per_seed' for a dataset per seed (see `toy_datasets`), then in
+  '+<acquisition>' for another acquisition than max entropy.
   """
+  mesh_shape, _, acquisition = mesh_shape.partition('+')
   mesh_shape = mesh_shape.partition('@')[0]
   mesh_shape, _, strategy = mesh_shape.partition('/')
   config = yinyang.get_config('active_semi')
+  config.acquisition = acquisition or 'entropy'
   config.seed_strategy = strategy or 'auto'
   config.num_iterations = NUM_STEPS
   config.initial_epochs = 10
@@ -54,7 +57,7 @@ def toy_dataset():
 
 def toy_datasets(mesh_shape: str):
   """toy_dataset, or with '@per_seed' four such draws, one per seed."""
-  if not mesh_shape.endswith('@per_seed'):
+  if not mesh_shape.partition('+')[0].endswith('@per_seed'):
     return toy_dataset()
   return [data.load_yinyang(num_per_class=48, seed=1000 * s)
           for s in range(4)]

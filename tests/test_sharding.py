@@ -30,6 +30,8 @@ MESHES = ('data:4', 'data:2,seed:2', 'seed:4', 'seed:4/map')
 # Every seed its own data: the pool splits over 'seed' with the state.
 PER_SEED_MESHES = ('seed:4@per_seed', 'seed:4/map@per_seed',
                    'data:2,seed:2@per_seed', 'data:4@per_seed')
+# A sampled acquisition: its Gumbel noise over the pool, split over 'data'.
+SAMPLED_MESHES = ('data:2,seed:2+power_entropy',)
 COUNTS = ('iteration', 'num_labels', 'num_train', 'num_pseudo',
           'num_queried')
 
@@ -104,11 +106,12 @@ def runs():
              XLA_FLAGS='--xla_force_host_platform_device_count=4',
              JAX_PLATFORMS='cpu')
   proc = subprocess.Popen([sys.executable, str(script), *MESHES,
-                           *PER_SEED_MESHES],
+                           *PER_SEED_MESHES, *SAMPLED_MESHES],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, env=env)
   reference = sharding_check.run_toy('data:-1')
-  results = {'data:-1@per_seed': sharding_check.run_toy('data:-1@per_seed')}
+  results = {name: sharding_check.run_toy(name)
+             for name in ('data:-1@per_seed', 'data:-1+power_entropy')}
   out, err = proc.communicate(timeout=300)
   assert proc.returncode == 0, err[-3000:]
   results.update((r['mesh_shape'], r) for r in map(json.loads,
@@ -123,12 +126,17 @@ def test_reference_is_one_device(runs):
   assert reference['placement']['pool_x_shards'] == [[96, 2]]
 
 
-@pytest.mark.parametrize('mesh_shape', MESHES + PER_SEED_MESHES)
+@pytest.mark.parametrize('mesh_shape',
+                         MESHES + PER_SEED_MESHES + SAMPLED_MESHES)
 def test_sharded_run_equals_single_device(runs, mesh_shape):
   reference, results = runs
   if mesh_shape.endswith('@per_seed'):
     reference = results['data:-1@per_seed']
     assert reference['metrics'] != runs[0]['metrics']  # Other data.
+  if mesh_shape.endswith('+power_entropy'):
+    reference = results['data:-1+power_entropy']
+    # Other picks than the top k of entropy.
+    assert reference['final']['labelled'] != runs[0]['final']['labelled']
   run = results[mesh_shape]
   assert run['num_compiles'] == 1
   for i, (got, want) in enumerate(zip(run['metrics'],
