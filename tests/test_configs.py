@@ -1,0 +1,43 @@
+"""Every row of every config file, with every modifier, is a valid config."""
+
+import importlib
+import pathlib
+
+import pytest
+
+from bass_jax import experiment
+
+CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1]
+                                  / 'configs').glob('*.py')
+                 if p.stem not in ('__init__', 'common'))
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_every_sweep_row_and_modifier_validates(name):
+  module = importlib.import_module(f'configs.{name}')
+  rows = []
+  if hasattr(module, 'sweep'):
+    module.sweep(rows.append)
+  rows = rows or [None]  # A config without a sweep: its default row.
+  for modifier in [None, *getattr(module, 'MODIFIERS', {})]:
+    for row in rows:
+      arg = ','.join(p for p in (row, modifier) if p) or None
+      config = module.get_config(arg)
+      if not config.dataset:  # configs/folder.py: the user names it.
+        config.dataset = 'my_images'
+      experiment.validate_config(config)
+      if row:
+        assert config.variant.split(',')[0] == row, (name, arg)
+
+
+def test_acquisition_rows_are_table1_deepbass_but_for_the_acquisition():
+  from configs import yinyang, yinyang_acquisition  # pylint: disable=g-import-not-at-top
+  table1 = yinyang.get_config('active_semi').to_dict()
+  for acquisition in yinyang_acquisition.ACQUISITIONS:
+    row = yinyang_acquisition.get_config(acquisition).to_dict()
+    differ = {k for k in table1 if table1[k] != row[k]}
+    assert differ <= {'name', 'variant', 'paper_acc', 'acquisition'}, differ
+    assert row['acquisition'] == acquisition
+  batch = yinyang_acquisition.get_config('power_bald,batch18')
+  assert (batch.query_every, batch.query_size) == (18, 18)
+  assert batch.acquisition == 'power_bald' and batch.semi == 'stepwise'
