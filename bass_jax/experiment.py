@@ -48,7 +48,8 @@ CHOICES = {
     'confident_score': uncertainty.SCORE_NAMES,
     'acquisition': ('none',) + uncertainty.SCORE_NAMES + tuple(
         f'{sampling}_{score}' for sampling in selection.SAMPLINGS
-        for score in uncertainty.SCORE_NAMES) + loop.RANDOM_ACQUISITIONS,
+        for score in uncertainty.SCORE_NAMES) + loop.RANDOM_ACQUISITIONS +
+                   loop.JOINT_ACQUISITIONS,
     'oracle': ('simulated', 'files', 'terminal'),
     'seed_strategy': ('auto', 'vmap', 'map'),
     'data_source': data_lib.SOURCES,
@@ -65,7 +66,8 @@ GENERATED_DATASETS = ('yinyang',)
 POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
             'query_size', 'gt_upsample', 'batch_size', 'mc_passes_gt',
             'mc_passes_pool', 'checkpoint_every', 'keep_checkpoints', 'log_every',
-            'confident_k')
+            'confident_k', 'batchbald_candidates', 'batchbald_passes',
+            'batchbald_configs')
 # Where a run executes or what it logs, not what it computes (equal up to
 # float reduction order): a workdir may be resumed on another mesh, e.g.
 # more GPUs, with TensorBoard logging switched or checkpoints kept more
@@ -176,6 +178,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                       'be > 0')
   if not 0 < config.pixel_scale:
     raise ConfigError(f'config.pixel_scale={config.pixel_scale!r} must be > 0')
+  if (config.acquisition in loop.JOINT_ACQUISITIONS and
+      config.batchbald_candidates < config.query_size):
+    raise ConfigError(
+        f'config.batchbald_candidates={config.batchbald_candidates} is '
+        f'fewer than config.query_size={config.query_size}: BatchBALD picks '
+        'the batch among the candidates')
   sharding.parse_mesh_shape(config.mesh_shape)  # The format; sizes at build.
   for field in ('distributed', 'data_per_seed'):
     if not isinstance(config[field], bool):
@@ -308,6 +316,8 @@ def chunk_sizes(config: ml_collections.ConfigDict, platform: str,
     return value or mc_dropout.auto_chunk_size(platform, passes, sample_bytes)
   return {'chunk_size': size(config.chunk_size, config.mc_passes_pool),
           'gt_chunk_size': size(config.chunk_size, config.mc_passes_gt),
+          'batchbald_chunk_size': size(config.chunk_size,
+                                       config.batchbald_passes),
           'eval_chunk_size': size(config.eval_chunk_size, 1)}
 
 
@@ -324,6 +334,9 @@ def loop_config(config: ml_collections.ConfigDict, pool_size: int,
   return loop.LoopConfig(
       semi=config.semi, acquisition=config.acquisition,
       acquisition_beta=float(config.acquisition_beta),
+      batchbald_candidates=config.batchbald_candidates,
+      batchbald_passes=config.batchbald_passes,
+      batchbald_configs=config.batchbald_configs,
       query_every=config.query_every, query_size=config.query_size,
       label_budget=config.label_budget, semi_start=config.semi_start,
       num_iterations=config.num_iterations,

@@ -13,6 +13,7 @@ This module never imports a model: the forward pass comes in as `apply_fn`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax.struct
@@ -32,6 +33,8 @@ SEMI_MODES = ('none', 'stepwise', 'all', 'confident')
 # the same drawn in proportion to a weight of the score ('power_bald', see
 # `selection.SAMPLINGS`), or:
 RANDOM_ACQUISITIONS = ('random', 'above_average', 'above_theta')
+# Batch-aware acquisitions that model the picks' labels jointly.
+JOINT_ACQUISITIONS = ('batchbald',)
 
 
 @flax.struct.dataclass
@@ -91,6 +94,10 @@ class LoopConfig:
   semi_start: int = 0            # First iteration whose training uses D's
                                  # pseudo-labels (the blog: after the queries).
   acquisition_beta: float = 1.0  # Coldness of a sampled acquisition.
+  batchbald_candidates: int = 1000  # BatchBALD picks among the top BALD.
+  batchbald_passes: int = 100    # Consistent-dropout passes over them.
+  batchbald_configs: int = 1000  # Sampled label configurations.
+  batchbald_chunk_size: int = 100  # Candidates per chunk of that sweep.
   confident_k: int = 10
   confident_score: str = 'entropy'  # What 'confident' ranks by (lowest).
   initial_epochs: int = 100
@@ -113,7 +120,9 @@ class LoopConfig:
   def score_names(self) -> tuple[str, ...]:
     """The scores the pool sweep needs (entropy is always computed)."""
     names = []
-    if self.acquisition not in ('none',) + RANDOM_ACQUISITIONS:
+    if self.acquisition == 'batchbald':
+      names.append('bald')  # Its candidates: the pool's top BALD.
+    elif self.acquisition not in ('none',) + RANDOM_ACQUISITIONS:
       names.append(selection.split_acquisition(self.acquisition)[1])
     if self.semi == 'confident':
       names.append(self.confident_score)
@@ -147,7 +156,7 @@ def acquisition_picks(cfg: LoopConfig, key: jax.Array,
   """The `query_size` pool samples to send to the oracle: ([k] int32, [k] bool)."""
   k = cfg.query_size
   if cfg.acquisition == 'none':
-    return jnp.zeros(k, jnp.int32), jnp.zeros(k, bool)
+    return no_picks(k)
   if cfg.acquisition == 'random':
     return selection.random_indices(key, available, k)
   if cfg.acquisition == 'above_average':
@@ -161,6 +170,38 @@ def acquisition_picks(cfg: LoopConfig, key: jax.Array,
     return selection.top_k_indices(sweep[score], available, k)
   return selection.sampled_indices(key, sweep[score], available, k, sampling,
                                    cfg.acquisition_beta)
+
+
+def batchbald_picks(cfg: LoopConfig, key: jax.Array, bald: jax.Array,
+                    available: jax.Array,
+                    candidate_probs: Callable[[jax.Array, jax.Array],
+                                              jax.Array]
+                    ) -> tuple[jax.Array, jax.Array]:
+  """BatchBALD's `query_size` picks among the pool's top BALD candidates.
+
+  Args:
+    cfg: loop config (`batchbald_*` fields).
+    key: this iteration's acquisition key.
+    bald: [N] the pool sweep's BALD.
+    available: [N] bool, the unlabelled pool.
+    candidate_probs: (indices [M] int32, key) -> [M, T, C] consistent
+      dropout samples of those pool samples (`mc_dropout.consistent_probs`).
+
+  Returns:
+    (pool indices [k] int32, valid [k] bool).
+  """
+  m = min(cfg.batchbald_candidates, bald.shape[0])
+  candidates, valid = selection.top_k_indices(bald, available, m)
+  key_probs, key_picks = jax.random.split(key)
+  picks, ok = selection.batchbald_indices(
+      key_picks, candidate_probs(candidates, key_probs), valid,
+      cfg.query_size, cfg.batchbald_configs)
+  return candidates[picks], ok
+
+
+def no_picks(k: int) -> tuple[jax.Array, jax.Array]:
+  """([k] int32, [k] bool): an acquisition that picks nothing."""
+  return jnp.zeros(k, jnp.int32), jnp.zeros(k, bool)
 
 
 def refreshed_membership(cfg: LoopConfig, member: jax.Array,
@@ -232,7 +273,8 @@ def iteration_metrics(i: jax.Array, val_acc: jax.Array, loss: jax.Array,
 
 def em_step(cfg: LoopConfig, apply_fn: Callable,
             optimizer: optax.GradientTransformation, state: LoopState,
-            pool: Pool, mesh: Mesh | None = None
+            pool: Pool, mesh: Mesh | None = None,
+            may_query: jax.Array | None = None
             ) -> tuple[LoopState, jax.Array, jax.Array, dict]:
   """One iteration up to, not including, the oracle's answer.
 
@@ -240,6 +282,12 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   axis) the pool sweep, the validation and the training batches run
   data-parallel; the results are those of `mesh=None` up to float
   reduction order.
+
+  `may_query`: an unbatched scalar bool, False when no seed of the program
+  queries this iteration (`any_seed_may_query`), so a costly acquisition
+  (BatchBALD) is skipped by a real `lax.cond` even under the seed vmap,
+  where this seed's own condition would be batched and the cond a select
+  that computes both branches. None: this seed's own condition.
 
   Returns:
     (state, query [k] int32, query_valid [k] bool, metrics): the state has
@@ -281,9 +329,22 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   mean_entropy_all = entropy_sum_all / labelled.shape[0]
 
   # 4. Acquisition (only on query iterations).
-  query, query_valid = acquisition_picks(cfg, keys['acquire'], sweep,
-                                         unlabelled, theta, mean_entropy_all)
-  query_valid &= _is_query_iteration(cfg, i, jnp.sum(labelled))
+  is_query = _is_query_iteration(cfg, i, jnp.sum(labelled))
+  if cfg.acquisition == 'batchbald':
+    def candidate_probs(idx, key):
+      return mc_dropout.consistent_probs(
+          sweep_fn, params, sharding.gather_rows(mesh, pool.x, idx), key,
+          cfg.batchbald_passes, cfg.batchbald_chunk_size)
+    query, query_valid = jax.lax.cond(
+        is_query if may_query is None else may_query,
+        lambda: batchbald_picks(cfg, keys['acquire'], sweep['bald'],
+                                unlabelled, candidate_probs),
+        lambda: no_picks(cfg.query_size))
+  else:
+    query, query_valid = acquisition_picks(cfg, keys['acquire'], sweep,
+                                           unlabelled, theta,
+                                           mean_entropy_all)
+  query_valid &= is_query
 
   # 5. Pseudo-labels refresh every iteration; D only grows.
   new_member = refreshed_membership(cfg, member, sweep, theta, labelled)
@@ -318,11 +379,12 @@ def reveal(state: LoopState, query: jax.Array, query_valid: jax.Array,
 
 def iteration(cfg: LoopConfig, apply_fn: Callable,
               optimizer: optax.GradientTransformation, state: LoopState,
-              pool: Pool, mesh: Mesh | None = None
+              pool: Pool, mesh: Mesh | None = None,
+              may_query: jax.Array | None = None
               ) -> tuple[LoopState, dict]:
   """One full iteration with the simulated oracle (hidden labels in pool.y)."""
   state, query, query_valid, metrics = em_step(cfg, apply_fn, optimizer,
-                                               state, pool, mesh)
+                                               state, pool, mesh, may_query)
   metrics['num_queried'] = jnp.sum(query_valid)
   return reveal(state, query, query_valid, pool.y[query]), metrics
 
@@ -352,9 +414,22 @@ def init_state(apply_init: Callable, optimizer: optax.GradientTransformation,
       key=jax.random.key_data(rng_loop), iteration=jnp.int32(0))
 
 
+def any_seed_may_query(cfg: LoopConfig, state: LoopState) -> jax.Array:
+  """Whether any seed of a seed-batched state queries this iteration.
+
+  An unbatched scalar bool, computed before the seed vmap: see `em_step`'s
+  `may_query`.
+  """
+  return jnp.any(jax.vmap(
+      lambda i, labelled: _is_query_iteration(cfg, i, jnp.sum(labelled)))(
+          state.iteration, state.labelled))
+
+
 def over_seeds(make_fn: Callable[[Mesh | None], Callable],
                mesh: Mesh | None, strategy: str,
-               pool_per_seed: bool = False) -> Callable:
+               pool_per_seed: bool = False,
+               gate_fn: Callable[[LoopState], jax.Array] | None = None
+               ) -> Callable:
   """`fn(state, pool)` applied to every seed of a seed-batched state.
 
   Three layouts, by the mesh's axis sizes:
@@ -370,8 +445,10 @@ def over_seeds(make_fn: Callable[[Mesh | None], Callable],
       runs seeds in parallel over cores (`config.cpu_devices`).
 
   Args:
-    make_fn: mesh -> one seed's function of (state, pool); it gets the mesh
-      its data-parallel parts should use (None inside the shard_map).
+    make_fn: mesh -> one seed's function of (state, pool, may_query); it
+      gets the mesh its data-parallel parts should use (None inside the
+      shard_map), and `may_query` (see `em_step`): `gate_fn` of the seeds
+      it runs with, where they are vmapped, else None.
     mesh: the run's mesh or None.
     strategy: 'vmap' (the seeds as one batched program) or 'map' (a
       `lax.map`: the seeds one after another inside the same program). Why
@@ -379,6 +456,9 @@ def over_seeds(make_fn: Callable[[Mesh | None], Callable],
       convolution, which XLA:CPU runs ~13x slower than S separate ones.
     pool_per_seed: the pool has a leading seed axis too (every seed its own
       data, split over 'seed' like the state, N over 'data').
+    gate_fn: seed-batched state -> unbatched scalar bool, or None (then
+      `may_query` is always None). Inside a shard_map it sees the device's
+      own seeds, so it adds no communication.
   """
   sizes = (sharding.mesh_sizes(mesh) if mesh is not None else
            {sharding.SEED: 1, sharding.DATA: 1})
@@ -387,9 +467,10 @@ def over_seeds(make_fn: Callable[[Mesh | None], Callable],
     if strategy == 'map' and seeds > 1:
       raise ValueError("strategy 'map' cannot shard seeds over a mesh whose "
                        "'data' axis is > 1")
-    return _each_seed(make_fn(mesh), strategy, pool_per_seed, sharding.SEED)
+    return _each_seed(make_fn(mesh), strategy, pool_per_seed, gate_fn,
+                      sharding.SEED)
   # One device per seed group: nothing to split the data over.
-  local = _each_seed(make_fn(None), strategy, pool_per_seed)
+  local = _each_seed(make_fn(None), strategy, pool_per_seed, gate_fn)
   if seeds == 1:
     return local
   # check_vma off: the loop carries fresh constants (zeros, counters) next to
@@ -401,15 +482,21 @@ def over_seeds(make_fn: Callable[[Mesh | None], Callable],
 
 
 def _each_seed(fn: Callable, strategy: str, pool_per_seed: bool,
+               gate_fn: Callable[[LoopState], jax.Array] | None = None,
                spmd_axis_name: str | None = None) -> Callable:
-  """fn(state, pool) over the leading seed axis of state (and of the pool
-  if `pool_per_seed`), by `strategy`."""
+  """fn(state, pool, may_query) over the leading seed axis of state (and of
+  the pool if `pool_per_seed`), by `strategy`; may_query is `gate_fn` of
+  the vmapped seeds (a mapped seed's own condition is a scalar already)."""
   if strategy == 'map':
     if pool_per_seed:
-      return lambda state, pool: jax.lax.map(lambda a: fn(*a), (state, pool))
-    return lambda state, pool: jax.lax.map(lambda st: fn(st, pool), state)
-  return jax.vmap(fn, in_axes=(0, 0 if pool_per_seed else None),
-                  spmd_axis_name=spmd_axis_name)
+      return lambda state, pool: jax.lax.map(lambda a: fn(*a, None),
+                                             (state, pool))
+    return lambda state, pool: jax.lax.map(lambda st: fn(st, pool, None),
+                                           state)
+  batched = jax.vmap(fn, in_axes=(0, 0 if pool_per_seed else None, None),
+                     spmd_axis_name=spmd_axis_name)
+  return lambda state, pool: batched(
+      state, pool, None if gate_fn is None else gate_fn(state))
 
 
 def seeds_iteration(cfg: LoopConfig, apply_fn: Callable,
@@ -420,9 +507,9 @@ def seeds_iteration(cfg: LoopConfig, apply_fn: Callable,
   """`iteration` over a leading seed axis of the state (and of the pool if
   `pool_per_seed`, else the pool is shared)."""
   def make(m):
-    return lambda state, pool: iteration(cfg, apply_fn, optimizer, state,
-                                         pool, m)
-  return over_seeds(make, mesh, strategy, pool_per_seed)
+    return lambda state, pool, may_query: iteration(
+        cfg, apply_fn, optimizer, state, pool, m, may_query)
+  return over_seeds(make, mesh, strategy, pool_per_seed, seeds_gate(cfg))
 
 
 def seeds_em_step(cfg: LoopConfig, apply_fn: Callable,
@@ -436,13 +523,22 @@ def seeds_em_step(cfg: LoopConfig, apply_fn: Callable,
     metrics [S]); feed the answers back with `seeds_reveal`.
   """
   def make(m):
-    def one(state, pool):
+    def one(state, pool, may_query):
       state, query, valid, metrics = em_step(cfg, apply_fn, optimizer, state,
-                                             pool, m)
+                                             pool, m, may_query)
       metrics['num_queried'] = jnp.sum(valid)
       return state, query, valid, metrics
     return one
-  return over_seeds(make, mesh, strategy, pool_per_seed)
+  return over_seeds(make, mesh, strategy, pool_per_seed, seeds_gate(cfg))
+
+
+def seeds_gate(cfg: LoopConfig) -> Callable[[LoopState], jax.Array] | None:
+  """The `gate_fn` of `over_seeds`: only an acquisition that is worth
+  skipping on other iterations (BatchBALD) gets one, so every other
+  program stays as it was."""
+  if cfg.acquisition not in JOINT_ACQUISITIONS:
+    return None
+  return functools.partial(any_seed_may_query, cfg)
 
 
 seeds_reveal = jax.vmap(reveal)

@@ -282,6 +282,42 @@ def mc_sweep(apply_fn: ApplyFn, params, x: jax.Array, key: jax.Array,
   return map_chunks(one_chunk, n, min(chunk_size, n), x, indices)
 
 
+def consistent_probs(apply_fn: ApplyFn, params, x: jax.Array,
+                     key: jax.Array, num_passes: int,
+                     chunk_size: int) -> jax.Array:
+  """Softmax samples [B, T, C] where pass t is one network for every sample.
+
+  "Consistent MC dropout" (Kirsch et al. 2019): pass t draws every
+  sample's masks from the same key, so the T passes are T sampled networks
+  and the samples' labels can be modelled jointly (BatchBALD). The sweeps
+  above give every sample its own masks instead. Chunked like `mc_sweep`;
+  a sample's row does not depend on its chunk.
+
+  Args:
+    apply_fn: the model's forward pass.
+    params: model parameters.
+    x: [B, ...] inputs.
+    key: PRNG key of this sweep.
+    num_passes: T.
+    chunk_size: samples per chunk (static).
+
+  Returns:
+    [B, T, C] float32 probabilities.
+  """
+  pass_keys = jax.random.split(key, num_passes)
+
+  def one(xi, k):
+    return apply_fn(params, xi[None], k)[0]
+
+  def one_chunk(xc):
+    logits = jax.vmap(jax.vmap(one, in_axes=(0, None)), in_axes=(None, 0),
+                      out_axes=1)(xc, pass_keys)
+    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+  n = x.shape[0]
+  return map_chunks(one_chunk, n, min(chunk_size, n), x)
+
+
 def predict_logits(apply_fn: ApplyFn, params, x: jax.Array,
                    chunk_size: int) -> jax.Array:
   """Deterministic (dropout off) logits [N, C], computed chunk by chunk."""

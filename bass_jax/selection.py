@@ -220,3 +220,90 @@ def labelled_slots(labelled: jax.Array,
       jnp.int32)
   valid = jnp.arange(capacity) < jnp.sum(labelled)
   return idx, valid
+
+
+def joint_entropies(log_q: jax.Array, log_scale: jax.Array,
+                    probs: jax.Array) -> jax.Array:
+  """H(y_1..y_{n-1}, y_m) of every candidate m, from sampled configurations.
+
+  The configurations s of the labels already picked were drawn from their
+  MC mixture p(y_1..y_{n-1}) = mean_t prod_i p_t(y_i); `q[s, t]` = prod_i
+  p_t(y_i^s) up to the factor exp(log_scale[s]). With p(s, c) = mean_t
+  q[s, t] p_t(c | x_m), the estimate is
+  H = -mean_s sum_c p(s, c) / p(s) log p(s, c) (exact for n = 1, where
+  every s is the empty configuration: the entropy of the MC mean).
+
+  Args:
+    log_q: [S, T] log of q / exp(log_scale) (rows peak at 0, so q's
+      products of many probabilities do not underflow).
+    log_scale: [S] log of each row's scale.
+    probs: [M, T, C] softmax samples of the candidates, pass t one network
+      for all of them (consistent dropout).
+
+  Returns:
+    [M] joint entropies in nats.
+  """
+  q = jnp.exp(log_q)
+  t = probs.shape[1]
+  joint = jnp.einsum('st,mtc->msc', q, probs) / t       # p(s, c) / scale
+  marginal = jnp.mean(q, axis=1)                          # p(s) / scale
+  log_joint = jnp.log(jnp.where(joint > 0, joint, 1.0)) + log_scale[:, None]
+  terms = jnp.where(joint > 0, joint / marginal[:, None] * log_joint, 0.0)
+  return -jnp.mean(jnp.sum(terms, axis=-1), axis=-1)
+
+
+def batchbald_indices(key: jax.Array, probs: jax.Array, valid: jax.Array,
+                      k: int, num_configs: int
+                      ) -> tuple[jax.Array, jax.Array]:
+  """Greedy BatchBALD (Kirsch, van Amersfoort, Gal, NeurIPS 2019).
+
+  Pick n maximizes I(y_1..y_n; w) - I(y_1..y_{n-1}; w), i.e. the joint
+  entropy H(y_1..y_{n-1}, y) minus the candidate's expected entropy
+  mean_t H(p_t(y)): a point whose label the batch already tells adds
+  little, so a batch of near-duplicates scores low where top-k BALD takes
+  them all. The joint entropy is estimated from `num_configs` label
+  configurations of the picks so far, each drawn from one pass t (the
+  greedy step n draws y_n^s ~ p_{t_s}(. | x_pick) for every s).
+
+  Args:
+    key: PRNG key.
+    probs: [M, T, C] softmax samples of M candidates with consistent
+      dropout (pass t is one network for every candidate; see
+      `mc_dropout.consistent_probs`).
+    valid: [M] bool, which candidates may be picked.
+    k: static number of picks.
+    num_configs: static number of sampled label configurations.
+
+  Returns:
+    (indices [k] int32 into M, valid [k] bool) as in `top_k_indices`.
+  """
+  probs = probs.astype(jnp.float32)
+  m, t, _ = probs.shape
+  expected = -jnp.mean(jnp.sum(jnp.where(probs > 0, probs * jnp.log(
+      jnp.where(probs > 0, probs, 1.0)), 0.0), axis=-1), axis=-1)   # [M]
+  key_t, key_y = jax.random.split(key)
+  passes = jax.random.randint(key_t, (num_configs,), 0, t)           # t_s
+  step_keys = jax.random.split(key_y, k)
+
+  def step(carry, step_key):
+    log_q, log_scale, taken = carry
+    score = joint_entropies(log_q, log_scale, probs) - expected
+    score = jnp.where(valid & ~taken, score, NEG_INF)
+    pick = jnp.argmax(score).astype(jnp.int32)
+    ok = score[pick] > NEG_INF
+    # Every configuration s gets a label of the pick from its own pass.
+    p_pick = probs[pick]                                             # [T, C]
+    labels = jax.random.categorical(
+        step_key, jnp.log(p_pick[passes]), axis=-1)                  # [S]
+    factor = p_pick[:, labels].T                                     # [S, T]
+    log_q = log_q + jnp.log(factor)  # -inf where a pass rules s out.
+    # Rows rescaled to peak at 1 (their scale moves to log_scale), so
+    # products of many probabilities do not underflow.
+    peak = jnp.max(log_q, axis=1)
+    log_q, log_scale = log_q - peak[:, None], log_scale + peak
+    return (log_q, log_scale, taken.at[pick].set(True)), (pick, ok)
+
+  init = (jnp.zeros((num_configs, t)), jnp.zeros(num_configs),
+          jnp.zeros(m, bool))
+  _, (picks, ok) = jax.lax.scan(step, init, step_keys)
+  return picks, ok & valid[picks]

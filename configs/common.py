@@ -104,9 +104,17 @@ def base_config() -> ml_collections.ConfigDict:
                                # score drawn in proportion to a weight
                                # (power_<score>: score^beta, softmax_:
                                # exp(beta score), softrank_: rank^-beta;
-                               # Kirsch et al. 2023), 'random',
+                               # Kirsch et al. 2023), 'batchbald'
+                               # (Kirsch et al. 2019), 'random',
                                # 'above_average' (eq. 14), 'above_theta'.
   c.acquisition_beta = 1.0     # beta of power_/softmax_/softrank_ picks.
+  # BatchBALD: it picks among the pool's `batchbald_candidates` highest
+  # BALD, from `batchbald_passes` consistent-dropout passes over them (one
+  # network per pass), estimating joint entropies from `batchbald_configs`
+  # sampled label configurations; computed on query iterations only.
+  c.batchbald_candidates = 1000
+  c.batchbald_passes = 100
+  c.batchbald_configs = 1000
   c.query_every = 10
   c.query_size = 10
   c.label_budget = 0           # Stop querying at this many labels (0: never).

@@ -39,6 +39,8 @@ def toy_config(mesh_shape: str):
   mesh_shape, _, strategy = mesh_shape.partition('/')
   config = yinyang.get_config('active_semi')
   config.acquisition = acquisition or 'entropy'
+  config.batchbald_passes = 20   # BatchBALD's sweep kept small.
+  config.batchbald_configs = 200
   config.seed_strategy = strategy or 'auto'
   config.num_iterations = NUM_STEPS
   config.initial_epochs = 10
