@@ -593,6 +593,22 @@ def summarize(config, rows_by_seed: dict[int, dict], num_params: int,
   }
 
 
+def with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+  """A stored config.json's fields, with the defaults of fields added since
+  the run was made (as analysis.restored_run does): it computed with them."""
+  return {**json.loads(json.dumps(common.base_config().to_dict())), **stored}
+
+
+def config_differences(stored: dict[str, Any],
+                       config: ml_collections.ConfigDict) -> list[str]:
+  """The fields (sorted) in which `config` computes differently from a run
+  whose config.json holds `stored`; placement fields do not count."""
+  old = with_defaults(stored)
+  new = json.loads(json.dumps(config.to_dict()))
+  return sorted(k for k in set(old) | set(new)
+                if old.get(k) != new.get(k) and k not in PLACEMENT_FIELDS)
+
+
 def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
                          overwrite: bool = False) -> None:
   """Refuses a workdir that holds a run of a different config.
@@ -620,18 +636,14 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
     return
   try:
     with open(path) as f:
-      old = json.load(f)
+      stored = json.load(f)
   except (OSError, ValueError) as e:
     raise ConfigError(f'{path} is unreadable ({e}); use a new --workdir')
-  # Fields added since the run was made take their defaults (as
-  # analysis.restored_run does): the run computed with those.
-  new = json.loads(json.dumps(config.to_dict()))
-  stored = set(old)
-  old = {**json.loads(json.dumps(common.base_config().to_dict())), **old}
-  diff = sorted(k for k in set(old) | set(new)
-                if old.get(k) != new.get(k) and k not in PLACEMENT_FIELDS)
+  diff = config_differences(stored, config)
   if diff:
     k = diff[0]
+    old = with_defaults(stored)
+    new = json.loads(json.dumps(config.to_dict()))
     # A field added since the run was made: the run computed with its
     # default, and setting that continues it as it was made.
     since = (f'; the run predates config.{k}: --config.{k}='

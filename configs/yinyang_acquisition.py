@@ -11,6 +11,9 @@ on, every seed its own draw) with another `acquisition`:
                                  k picks drawn without replacement with
                                  probability ~ score^beta, exp(beta score),
                                  rank^-beta (beta = 1; Kirsch et al. 2023).
+  batchbald                      greedy BatchBALD (Kirsch et al. 2019): the
+                                 batch whose labels jointly tell most about
+                                 the network.
 
 Modifiers:
   batch18  18 labels every 18th iteration (iterations 0, 18, 36, 54) instead
@@ -28,8 +31,8 @@ from configs import common
 from configs import yinyang
 
 ACQUISITIONS = ('random', 'entropy', 'power_entropy', 'softmax_entropy',
-                'softrank_entropy', 'bald', 'power_bald', 'variation_ratio',
-                'mean_std', 'least_confidence', 'margin')
+                'softrank_entropy', 'bald', 'power_bald', 'batchbald',
+                'variation_ratio', 'mean_std', 'least_confidence', 'margin')
 
 VARIANTS = {name: dict(acquisition=name) for name in ACQUISITIONS}
 

@@ -162,10 +162,13 @@ def selected_rows(args: list[str], rows: list[str] | None) -> list[str]:
 
 
 def finished_summary(row_dir: str, config) -> dict | None:
-  """The row's summary if it already ran to the end with this config."""
+  """The row's summary if it already ran to the end with this config (as
+  experiment.run compares them: fields added since the run take their
+  defaults, and where it ran does not count)."""
+  from bass_jax import experiment  # pylint: disable=g-import-not-at-top
   try:
     with open(os.path.join(row_dir, 'config.json')) as f:
-      same = json.load(f) == json.loads(json.dumps(config.to_dict()))
+      same = not experiment.config_differences(json.load(f), config)
     with open(os.path.join(row_dir, 'summary.json')) as f:
       return json.load(f) if same else None
   except (OSError, ValueError):

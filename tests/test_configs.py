@@ -41,3 +41,18 @@ def test_acquisition_rows_are_table1_deepbass_but_for_the_acquisition():
   batch = yinyang_acquisition.get_config('power_bald,batch18')
   assert (batch.query_every, batch.query_size) == (18, 18)
   assert batch.acquisition == 'power_bald' and batch.semi == 'stepwise'
+
+
+def test_config_differences_as_a_resume_sees_them():
+  import json  # pylint: disable=g-import-not-at-top
+  from configs import yinyang  # pylint: disable=g-import-not-at-top
+  config = yinyang.get_config('active_semi')
+  stored = json.loads(json.dumps(config.to_dict()))
+  # A run made before a field existed computed with its default ...
+  del stored['acquisition_beta'], stored['batchbald_passes']
+  # ... and where it ran does not change what it computed.
+  stored['cpu_devices'], stored['mesh_shape'] = 2, 'seed:2'
+  assert experiment.config_differences(stored, config) == []
+  config.acquisition_beta, config.mu = 2.0, 0.5
+  assert experiment.config_differences(stored, config) == [
+      'acquisition_beta', 'mu']
