@@ -11,7 +11,8 @@
 #   mkdir -p .data/mnist && cp ../shared/data/mnist/*.gz .data/mnist/
 # Then, with the device tool: command "bash benchmarks/gpu_session.sh STAGE",
 # carry [".whl", ".data"], one STAGE per call (each fits a 10-minute call):
-#   bench       benchmarks/hot_path.py (GPU defaults, rooflines) + nvidia-smi
+#   bench       benchmarks/hot_path.py (GPU defaults, rooflines) + nvidia-smi,
+#               then benchmarks/acquisition_cost.py on a 60,000-image pool
 #   protocol1   the full protocol, 1 seed
 #   protocol10  the full protocol, 10 seeds vmapped
 #   precision   benchmarks/mc_precision.py: MNIST `small`, 10 seeds, the MC
@@ -48,6 +49,8 @@ case "$stage" in
     nvidia-smi > "$out/nvidia_smi.txt" || true
     python3 benchmarks/hot_path.py --skip_torch --out="$out/hot_path.jsonl" \
         2>&1 | tee "$out/hot_path.log"
+    python3 benchmarks/acquisition_cost.py --pool_size=60000 \
+        --out="$out/acquisition_cost.jsonl" 2>&1 | tee "$out/acquisition_cost.log"
     ;;
   protocol1) protocol 1 ;;
   protocol10) protocol 10 ;;

@@ -118,3 +118,25 @@ def test_cpu_batching_epoch_shuffle_lines():
   for r in rows:
     assert r['benchmark'] == 'epoch_shuffle' and r['value'] > 0
     assert abs(r['vs_pairs'] - r['value'] / pairs[r['capacity']]) < 1e-2
+
+
+def test_acquisition_cost_lines():
+  """benchmarks/acquisition_cost.py: every program timed, ratios to the
+  pool sweep consistent with the values."""
+  proc = subprocess.run(
+      [sys.executable, str(REPO / 'benchmarks' / 'acquisition_cost.py'),
+       '--pool_size=300', '--candidates=40', '--batchbald_passes=8',
+       '--configs=50', '--repeats=1'],
+      capture_output=True, text=True, cwd=str(REPO), timeout=600,
+      check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = {r['benchmark']: r for r in map(json.loads, proc.stdout.splitlines())}
+  assert set(rows) == {'pool_sweep', 'acquire_top_k', 'acquire_power',
+                       'acquire_batchbald', 'batchbald_candidate_sweep',
+                       'batchbald_greedy'}
+  pool_s = rows['pool_sweep']['value']
+  for r in rows.values():
+    assert r['unit'] == 's' and r['value'] > 0 and r['compile_s'] > 0
+    assert abs(r['ratio_to_pool_sweep'] - r['value'] / pool_s) < 1e-2 * max(
+        1.0, r['ratio_to_pool_sweep'])
+    assert r['candidates'] == 40 and r['pool_size'] == 300
