@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.scipy.special import xlogy
 
 NEG_INF = -jnp.inf
 
@@ -247,9 +248,11 @@ def joint_entropies(log_q: jax.Array, log_scale: jax.Array,
   t = probs.shape[1]
   joint = jnp.einsum('st,mtc->msc', q, probs) / t       # p(s, c) / scale
   marginal = jnp.mean(q, axis=1)                          # p(s) / scale
-  log_joint = jnp.log(jnp.where(joint > 0, joint, 1.0)) + log_scale[:, None]
-  terms = jnp.where(joint > 0, joint / marginal[:, None] * log_joint, 0.0)
-  return -jnp.mean(jnp.sum(terms, axis=-1), axis=-1)
+  # sum_c p(s, c) log p(s, c) / p(s), with sum_c p(s, c) = p(s) carrying
+  # the scale's log out of the sum.
+  per_config = (jnp.sum(xlogy(joint, joint), axis=-1) / marginal +
+                log_scale)
+  return -jnp.mean(per_config, axis=-1)
 
 
 def batchbald_indices(key: jax.Array, probs: jax.Array, valid: jax.Array,
@@ -257,8 +260,9 @@ def batchbald_indices(key: jax.Array, probs: jax.Array, valid: jax.Array,
                       ) -> tuple[jax.Array, jax.Array]:
   """Greedy BatchBALD (Kirsch, van Amersfoort, Gal, NeurIPS 2019).
 
-  Pick n maximizes I(y_1..y_n; w) - I(y_1..y_{n-1}; w), i.e. the joint
-  entropy H(y_1..y_{n-1}, y) minus the candidate's expected entropy
+  Pick n maximizes I(y_1..y_n; w) - I(y_1..y_{n-1}; w), i.e. (up to terms
+  that do not depend on the candidate) the joint entropy
+  H(y_1..y_{n-1}, y) minus the candidate's expected entropy
   mean_t H(p_t(y)): a point whose label the batch already tells adds
   little, so a batch of near-duplicates scores low where top-k BALD takes
   them all. The joint entropy is estimated from `num_configs` label
@@ -279,8 +283,7 @@ def batchbald_indices(key: jax.Array, probs: jax.Array, valid: jax.Array,
   """
   probs = probs.astype(jnp.float32)
   m, t, _ = probs.shape
-  expected = -jnp.mean(jnp.sum(jnp.where(probs > 0, probs * jnp.log(
-      jnp.where(probs > 0, probs, 1.0)), 0.0), axis=-1), axis=-1)   # [M]
+  expected = -jnp.mean(jnp.sum(xlogy(probs, probs), axis=-1), axis=-1)  # [M]
   key_t, key_y = jax.random.split(key)
   passes = jax.random.randint(key_t, (num_configs,), 0, t)           # t_s
   step_keys = jax.random.split(key_y, k)
