@@ -140,3 +140,21 @@ def test_acquisition_cost_lines():
     assert abs(r['ratio_to_pool_sweep'] - r['value'] / pool_s) < 1e-2 * max(
         1.0, r['ratio_to_pool_sweep'])
     assert r['candidates'] == 40 and r['pool_size'] == 300
+
+
+def test_batchbald_check_line():
+  """benchmarks/batchbald_check.py: exact, sampled and top-k picks."""
+  proc = subprocess.run(
+      [sys.executable, str(REPO / 'benchmarks' / 'batchbald_check.py'),
+       '--iterations=1', '--initial_epochs=5', '--passes=10', '--picks=4',
+       '--configs=500'],
+      capture_output=True, text=True, cwd=str(REPO), timeout=600,
+      check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  line = json.loads(proc.stdout.strip().splitlines()[-1])
+  for name in ('exact', 'sampled', 'bald_top_k'):
+    assert len(set(line[name])) == 4, line
+  # The first pick of both BatchBALDs is the top BALD.
+  assert line['exact'][0] == line['sampled'][0] == line['bald_top_k'][0]
+  assert line['sampled_in_exact'] == len(set(line['sampled']) &
+                                         set(line['exact']))
