@@ -146,33 +146,43 @@ def toy():
 
 
 def _run(config, ds, steps):
+  """(run, [state after each step], last metrics) of `steps` iterations."""
   r = experiment.build(config, ds)
-  state = r.state
+  states, state = [], r.state
   for _ in range(steps):
     state, metrics = r.step(state, r.pool)
-  return r, state, jax.device_get(metrics)
+    states.append(jax.device_get(state))  # The next step donates it.
+  return r, states, jax.device_get(metrics)
 
 
-def test_loop_vmapped_equals_mapped_and_skips_non_query_iterations(toy):
-  r, vm_state, vm = _run(_tiny('vmap'), toy, 4)
-  _, map_state, mapped = _run(_tiny('map'), toy, 4)
+@pytest.fixture(scope='module')
+def runs(toy):
+  """Four iterations of BatchBALD vmapped and mapped, one of BALD's top k."""
+  return {'vmap': _run(_tiny('vmap'), toy, 4),
+          'map': _run(_tiny('map'), toy, 4),
+          'bald': _run(_tiny('vmap', acquisition='bald'), toy, 1)}
+
+
+def test_loop_vmapped_equals_mapped_and_skips_non_query_iterations(runs):
+  r, vm_states, vm = runs['vmap']
+  _, map_states, mapped = runs['map']
   assert r.step._cache_size() == 1  # pylint: disable=protected-access
   # Queries at iterations 0 and 2: 8 + 2 * 4 labels, none of them repeated.
   assert list(vm['num_labels']) == [16, 16]
-  np.testing.assert_array_equal(vm_state.labelled, map_state.labelled)
+  np.testing.assert_array_equal(vm_states[-1].labelled,
+                                map_states[-1].labelled)
   np.testing.assert_allclose(vm['val_acc'], mapped['val_acc'], atol=1e-6)
   # Under the seed vmap the acquisition stays a real conditional (skipped
   # on the other iterations), not a select that computes it every time.
   hlo = r.step.lower(r.state, r.pool).compile().as_text()
   assert 'conditional(' in hlo
-  plain = experiment.build(_tiny('vmap', acquisition='bald'), toy)
+  plain = runs['bald'][0]
   assert 'conditional(' not in plain.step.lower(
       plain.state, plain.pool).compile().as_text()
 
 
-def test_loop_picks_differ_from_top_k_bald(toy):
-  _, bb_state, _ = _run(_tiny('vmap'), toy, 1)
-  _, top_state, _ = _run(_tiny('vmap', acquisition='bald'), toy, 1)
+def test_loop_picks_differ_from_top_k_bald(runs):
+  bb_state, top_state = runs['vmap'][1][0], runs['bald'][1][0]
   assert int(bb_state.labelled.sum()) == int(top_state.labelled.sum()) == 24
   assert (np.asarray(bb_state.labelled) != np.asarray(top_state.labelled)
           ).any()

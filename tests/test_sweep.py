@@ -5,9 +5,12 @@ import json
 import os
 import pathlib
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+
+import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SWEEP = str(REPO / 'launch' / 'sweep.py')
@@ -23,8 +26,15 @@ def _sweep(workdir, *args):
                         capture_output=True, text=True, timeout=300)
 
 
-def test_sweep_table_resume_and_unknown_row(tmp_path):
-  first = _sweep(tmp_path, '--rows=semi,initial')
+@pytest.fixture(scope='module')
+def finished(tmp_path_factory):
+  """(workdir, result) of a finished sweep of rows initial and semi."""
+  workdir = tmp_path_factory.mktemp('sweep')
+  return workdir, _sweep(workdir, '--rows=semi,initial')
+
+
+def test_sweep_table_resume_and_unknown_row(finished):
+  tmp_path, first = finished
   assert first.returncode == 0, first.stderr[-2000:]
   # Rows in the sweep's order (initial before semi), each counted.
   assert '== initial (row 1/2) ->' in first.stdout, first.stdout
@@ -78,9 +88,10 @@ def test_sweep_reads_config_as_absl_parsed_it_and_overwrites(tmp_path):
   assert len(rows) == 2 * 2
 
 
-def test_interrupted_overwrite_sweep_continues_without_overwrite(tmp_path):
-  first = _sweep(tmp_path, '--rows=initial,semi')
-  assert first.returncode == 0, first.stderr[-2000:]
+def test_interrupted_overwrite_sweep_continues_without_overwrite(finished,
+                                                                 tmp_path):
+  assert finished[1].returncode == 0, finished[1].stderr[-2000:]
+  shutil.copytree(finished[0], tmp_path, dirs_exist_ok=True)
   env = {k: v for k, v in os.environ.items() if k != 'BASS_DEBUG'}
   proc = subprocess.Popen(
       [sys.executable, SWEEP, f'--workdir={tmp_path}', *TINY,
