@@ -60,6 +60,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   return p.parse_args(argv)
 
 
+_round = hot_path._round  # pylint: disable=protected-access
+
+
 def timed(jitted, *args, repeats: int) -> tuple[list[float], float]:
   """(seconds of each timed run, compile seconds) of jitted(*args)."""
   compiled, compile_s = hot_path.compile_aot(jitted, *args)
@@ -95,8 +98,9 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
 
   sweep = jax.jit(lambda p, x, key: mc_dropout.mc_sweep(
       model.apply, p, x, key, args.passes, chunk, ('bald',)))
-  seconds, compile_s = timed(sweep, params, x, key, repeats=args.repeats)
-  pool_s = statistics.median(seconds)
+  pool_seconds, pool_compile_s = timed(sweep, params, x, key,
+                                       repeats=args.repeats)
+  pool_s = statistics.median(pool_seconds)
   bald = jax.block_until_ready(sweep(params, x, key)['bald'])
 
   def candidate_probs(idx, key):
@@ -121,18 +125,17 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
       'batchbald_greedy': (jax.jit(lambda key, p, v: selection.batchbald_indices(
           key, p, v, k, args.configs)), (key, probs, cand_valid)),
   }
-  em.emit('pool_sweep', hot_path._round(pool_s), 's',  # pylint: disable=protected-access
-          compile_s=hot_path._round(compile_s),  # pylint: disable=protected-access
-          seconds=[hot_path._round(s) for s in seconds],  # pylint: disable=protected-access
-          stat=f'median of {args.repeats}', ratio_to_pool_sweep=1.0)
-  for name, (program, program_args) in programs.items():
-    seconds, compile_s = timed(program, *program_args, repeats=args.repeats)
+
+  def emit(name: str, seconds: list[float], compile_s: float) -> None:
     value = statistics.median(seconds)
-    em.emit(name, hot_path._round(value), 's',  # pylint: disable=protected-access
-            compile_s=hot_path._round(compile_s),  # pylint: disable=protected-access
-            seconds=[hot_path._round(s) for s in seconds],  # pylint: disable=protected-access
+    em.emit(name, _round(value), 's', compile_s=_round(compile_s),
+            seconds=[_round(s) for s in seconds],
             stat=f'median of {args.repeats}',
-            ratio_to_pool_sweep=hot_path._round(value / pool_s))  # pylint: disable=protected-access
+            ratio_to_pool_sweep=_round(value / pool_s))
+
+  emit('pool_sweep', pool_seconds, pool_compile_s)
+  for name, (program, program_args) in programs.items():
+    emit(name, *timed(program, *program_args, repeats=args.repeats))
   return em.lines
 
 
