@@ -26,7 +26,8 @@ setup(
         # tensorflow-datasets and its TF backend only for tfds-named datasets.
         'tfds': ['tensorflow-datasets>=4.9.6', 'tensorflow-cpu>=2.16',
                  'importlib_resources>=6.0'],
-        'test': ['pytest>=8.0', 'tensorflow-datasets>=4.9.6',
+        'test': ['pytest>=8.0', 'pytest-xdist>=3.5',
+                 'tensorflow-datasets>=4.9.6',
                  'tensorflow-cpu>=2.16', 'importlib_resources>=6.0',
                  'tensorboard>=2.16', 'pillow>=10.0'],
         'tensorboard': ['tensorboard>=2.16'],
