@@ -185,8 +185,44 @@ def final_accuracies(run: dict) -> np.ndarray:
   return np.array([last[s]['val_acc'] for s in sorted(last)])
 
 
-def table_rows(runs: Sequence[dict]) -> list[dict[str, Any]]:
-  """One row per run: experiment, labels, paper %, mean %, std %, seeds, wall."""
+def labels_to_reach(rows: Sequence[dict], target: float) -> dict[int, Any]:
+  """Per seed, the labels its model had when it first reached `target`.
+
+  Gal et al. 2017's measure of label efficiency: the first iteration whose
+  val_acc >= target (a fraction), and that iteration's num_labels (the
+  labels it trained on; acquisitions come after its evaluation).
+
+  Returns:
+    {seed: labels (int), or None where the seed never reached it}.
+  """
+  first = {}
+  for r in sorted(rows, key=lambda r: r['iteration']):
+    first.setdefault(r['seed'], None)
+    if first[r['seed']] is None and r['val_acc'] >= target:
+      first[r['seed']] = int(r['num_labels'])
+  return first
+
+
+def median_labels_to_reach(per_seed: dict[int, Any]) -> float | None:
+  """The median over seeds of labels_to_reach; a seed that never reached
+  the target counts as more than any; None if half or more never did."""
+  ordered = sorted(per_seed.values(),
+                   key=lambda n: float('inf') if n is None else n)
+  k = len(ordered)
+  middle = ordered[(k - 1) // 2: k // 2 + 1]  # One value, or the two middle.
+  if not middle or None in middle:
+    return None
+  return float(np.mean(middle))
+
+
+def table_rows(runs: Sequence[dict],
+               target: float | None = None) -> list[dict[str, Any]]:
+  """One row per run: experiment, labels, paper %, mean %, std %, seeds, wall.
+
+  With a `target` accuracy (a fraction) also 'labels_to_target' (the median
+  over seeds of labels_to_reach, None if half or more never reached it) and
+  'reached' (how many seeds did).
+  """
   out = []
   for run in runs:
     acc = 100 * final_accuracies(run)
@@ -203,18 +239,36 @@ def table_rows(runs: Sequence[dict]) -> list[dict[str, Any]]:
         'iterations': max(r['iteration'] for r in run['rows']),
         'wall_s': (run['summary'] or {}).get('wall_s'),
     })
+    if target is not None:
+      per_seed = labels_to_reach(run['rows'], target)
+      out[-1]['labels_to_target'] = median_labels_to_reach(per_seed)
+      out[-1]['reached'] = sum(n is not None for n in per_seed.values())
   return out
 
 
-def markdown_table(rows: Sequence[dict]) -> str:
-  """The table in the layout of the paper's tables, paper beside ours."""
-  lines = ['| experiment | labels | paper % | ours % (mean ± std) | seeds | '
-           'wall s |', '| --- | --- | --- | --- | --- | --- |']
+def markdown_table(rows: Sequence[dict], target: float | None = None) -> str:
+  """The table in the layout of the paper's tables, paper beside ours.
+
+  With `target` (the fraction given to table_rows) a column of the median
+  labels to reach it, e.g. '130 (3/3 seeds)', or '> 220 (1/3 seeds)' where
+  half or more never did (220: the most labels any of them had).
+  """
+  head = '| experiment | labels | paper % | ours % (mean ± std) | seeds |'
+  rule = '| --- | --- | --- | --- | --- |'
+  if target is not None:
+    head += f' labels to {100 * target:g} % (median) |'
+    rule += ' --- |'
+  lines = [head + ' wall s |', rule + ' --- |']
   for r in rows:
     paper = '–' if r['paper'] is None else f"{r['paper']:.2f}"
     wall = '–' if r['wall_s'] is None else f"{r['wall_s']:.0f}"
-    lines.append(f"| {r['experiment']} | {r['labels']} | {paper} | "
-                 f"{r['mean']:.2f} ± {r['std']:.2f} | {r['seeds']} | {wall} |")
+    line = (f"| {r['experiment']} | {r['labels']} | {paper} | "
+            f"{r['mean']:.2f} ± {r['std']:.2f} | {r['seeds']} |")
+    if target is not None:
+      n = r['labels_to_target']
+      median = f'> {r["labels"]}' if n is None else f'{n:g}'
+      line += f" {median} ({r['reached']}/{r['seeds']} seeds) |"
+    lines.append(f'{line} {wall} |')
   return '\n'.join(lines) + '\n'
 
 
@@ -273,6 +327,41 @@ def draw_learning_curves(ax, runs: Sequence[dict]) -> None:
   ax.set_ylabel('validation accuracy % (mean ± std over seeds)')
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
+
+
+def plot_accuracy_vs_labels(runs: Sequence[dict], path: str,
+                            target: float | None = None) -> str:
+  """Active learning's curve: validation accuracy vs ground-truth labels.
+
+  Per run, the mean ± std over seeds at each iteration against the mean
+  labels then; a run whose labels never change (no acquisition) is one
+  point, its final accuracy. `target` (a fraction) draws a dotted level.
+  """
+  plt = _pyplot()
+  palette = _palette()
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for j, run in enumerate(runs):
+    color = palette[j % len(palette)]
+    _, labels, _ = curves(run['rows'], 'num_labels')
+    _, mean, std = curves(run['rows'], 'val_acc')
+    if len(set(labels)) == 1:
+      acc = 100 * final_accuracies(run)
+      ax.errorbar(labels[-1:], [acc.mean()], yerr=[acc.std()], fmt='o',
+                  capsize=3, color=color, label=label_of(run))
+      continue
+    ax.plot(labels, 100 * mean, label=label_of(run), color=color)
+    ax.fill_between(labels, 100 * (mean - std), 100 * (mean + std),
+                    color=color, alpha=0.2)
+  if target is not None:
+    ax.axhline(100 * target, linestyle=':', color='black', linewidth=1)
+  ax.set_xlabel('ground-truth labels (mean over seeds)')
+  ax.set_ylabel('validation accuracy % (mean ± std over seeds)')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
 
 
 def plot_label_counts(runs: Sequence[dict], path: str) -> str:

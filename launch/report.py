@@ -6,7 +6,10 @@ r"""Tables and plots from one or more workdirs.
 Writes into --out: table.md and table.csv (mean ± std over seeds, the paper's
 number beside ours), learning_curves.png (validation accuracy vs iteration,
 Fig. 3 style), labels.png (labels, |D| and pseudo-label accuracy over
-iterations) and, for 2-D data, decision_<run>.png (Figs. 1-2 style: class and
+iterations), accuracy_vs_labels.png (validation accuracy against the labels
+used, active learning's curve; --target_acc=95 also draws that level and adds
+the median labels each run needed to reach it to the table) and, for 2-D
+data, decision_<run>.png (Figs. 1-2 style: class and
 uncertainty over the plane, labelled points starred). A folder given as
 --workdir that holds a sweep (sub-workdirs with config.json) is expanded.
 """
@@ -25,6 +28,10 @@ _WORKDIRS = flags.DEFINE_multi_string('workdir', [], 'Workdir(s) to report.')
 _OUT = flags.DEFINE_string('out', None, 'Output folder.')
 _DECISION = flags.DEFINE_bool('decision', True,
                               'Decision-surface panels for 2-D data.')
+_TARGET = flags.DEFINE_float(
+    'target_acc', None, 'A validation accuracy in %: the table adds the '
+    'median labels each run needed to reach it (Gal et al. 2017).',
+    lower_bound=0, upper_bound=100)
 
 
 def expanded(workdirs: list[str]) -> list[tuple[str, bool]]:
@@ -101,15 +108,19 @@ def main(argv):
     raise BassError('give at least one --workdir and an --out folder')
   runs = read_runs(_WORKDIRS.value)
   os.makedirs(_OUT.value, exist_ok=True)
-  rows = reporting.table_rows(runs)
-  table = reporting.markdown_table(rows)
+  target = None if _TARGET.value is None else _TARGET.value / 100
+  rows = reporting.table_rows(runs, target)
+  table = reporting.markdown_table(rows, target)
   with open(os.path.join(_OUT.value, 'table.md'), 'w') as f:
     f.write(table)
   reporting.write_csv(os.path.join(_OUT.value, 'table.csv'), rows)
   written = [reporting.plot_learning_curves(
       runs, os.path.join(_OUT.value, 'learning_curves.png')),
              reporting.plot_label_counts(
-                 runs, os.path.join(_OUT.value, 'labels.png'))]
+                 runs, os.path.join(_OUT.value, 'labels.png')),
+             reporting.plot_accuracy_vs_labels(
+                 runs, os.path.join(_OUT.value, 'accuracy_vs_labels.png'),
+                 target)]
   for run in runs:
     if _DECISION.value and run['config'].get('dataset') == 'yinyang':
       written.append(decision_panel(run, runs, _OUT.value))

@@ -34,20 +34,60 @@ def workdirs(tmp_path_factory):
 
 
 def test_report_writes_tables_and_plots(workdirs, tmp_path):
+  # A target the active run's seeds reach at different label counts.
+  active = reporting.read_workdir(str(workdirs[0][0]))['rows']
+  target = float(np.median([r['val_acc'] for r in active]))
   cmd = [sys.executable, str(REPO / 'launch' / 'report.py'),
-         f'--out={tmp_path}', '--decision=false'] + [
+         f'--out={tmp_path}', '--decision=false',
+         f'--target_acc={100 * target!r}'] + [
              f'--workdir={w}' for w in workdirs[0]]
   res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
   assert res.returncode == 0, res.stderr[-2000:]
   table = (tmp_path / 'table.md').read_text()
   assert 'yinyang:active_semi' in table and '90.33' in table
+  assert f'labels to {100 * target:g} % (median)' in table
   with open(tmp_path / 'table.csv') as f:
     rows = list(csv.DictReader(f))
   assert [r['experiment'] for r in rows] == ['yinyang:active_semi',
                                              'yinyang:supervised_80']
   assert rows[0]['seeds'] == '2' and rows[0]['iterations'] == '4'
-  for name in ('learning_curves.png', 'labels.png'):
+  per_seed = reporting.labels_to_reach(active, target)
+  assert rows[0]['reached'] == str(sum(n is not None
+                                       for n in per_seed.values()))
+  for name in ('learning_curves.png', 'labels.png', 'accuracy_vs_labels.png'):
     assert_nontrivial_png(tmp_path / name)
+
+
+def _rows(seed, accs, labels):
+  return [{'iteration': i, 'seed': seed, 'val_acc': a, 'num_labels': n}
+          for i, (a, n) in enumerate(zip(accs, labels))]
+
+
+def test_labels_to_reach_golden():
+  labels = [20, 30, 40, 50]
+  rows = (_rows(0, [0.5, 0.9, 0.8, 0.95], labels) +  # First reached at 30.
+          _rows(1, [0.5, 0.6, 0.7, 0.9], labels) +   # At its last, 50.
+          _rows(2, [0.91, 0.5, 0.5, 0.5], labels) +  # Already at 20.
+          _rows(3, [0.1, 0.2, 0.3, 0.4], labels))    # Never.
+  rows = rows[::-1]  # Order in the file does not matter.
+  per_seed = reporting.labels_to_reach(rows, 0.9)
+  assert per_seed == {0: 30, 1: 50, 2: 20, 3: None}
+  # Sorted 20, 30, 50, never: the two middle values' mean.
+  assert reporting.median_labels_to_reach(per_seed) == 40
+  assert reporting.median_labels_to_reach({0: 30, 1: None, 2: 20}) == 30
+  # Half or more never reached it: no median.
+  assert reporting.median_labels_to_reach({0: 30, 1: None}) is None
+  assert reporting.median_labels_to_reach({0: None}) is None
+  run = {'rows': rows, 'summary': None, 'workdir': 'w',
+         'config': {'name': 'mnist_active', 'variant': 'bald'}}
+  row, = reporting.table_rows([run], 0.9)
+  assert (row['labels_to_target'], row['reached']) == (40, 3)
+  assert '| 40 (3/4 seeds) |' in reporting.markdown_table([row], 0.9)
+  row, = reporting.table_rows([run], 0.99)
+  assert (row['labels_to_target'], row['reached']) == (None, 0)
+  assert '| > 50 (0/4 seeds) |' in reporting.markdown_table([row], 0.99)
+  assert 'labels to' not in reporting.markdown_table(
+      reporting.table_rows([run]))
 
 
 def test_decision_panel_from_checkpoint(workdirs, tmp_path):
