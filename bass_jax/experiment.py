@@ -218,7 +218,11 @@ def use_compilation_cache(setting: str) -> None:
   if path == (jax.config.jax_compilation_cache_dir or ''):
     return
   jax.config.update('jax_compilation_cache_dir', path or None)
-  compilation_cache.reset_cache()  # The next compilation opens `path`.
+  # The next compilation opens `path`. reset_cache is internal API: a jax
+  # without it still gets the folder, from the next process on.
+  reset = getattr(compilation_cache, 'reset_cache', None)
+  if reset is not None:
+    reset()
 
 
 def data_dir(config: ml_collections.ConfigDict) -> str:

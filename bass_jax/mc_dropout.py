@@ -101,9 +101,30 @@ def _widest_output_bytes(jaxpr) -> int:
       if hasattr(aval, 'shape') and hasattr(aval, 'dtype'):
         itemsize = getattr(aval.dtype, 'itemsize', 8)
         widest = max(widest, math.prod(aval.shape) * itemsize)
-  for sub in jax.extend.core.subjaxprs(jaxpr):
+  for sub in _nested_jaxprs(jaxpr):
     widest = max(widest, _widest_output_bytes(sub))
   return widest
+
+
+def _nested_jaxprs(jaxpr):
+  """The jaxprs one level down in `jaxpr`'s equations (loop bodies, jitted
+  calls, custom-gradient functions).
+
+  `jax.extend.core.subjaxprs` where this jax has it; otherwise the Jaxpr
+  and ClosedJaxpr values of the equations' parameters, which is what it
+  returns, so the estimate does not depend on the jax version.
+  """
+  subjaxprs = getattr(jax.extend.core, 'subjaxprs', None)
+  if subjaxprs is not None:
+    yield from subjaxprs(jaxpr)
+    return
+  for eqn in jaxpr.eqns:
+    for value in eqn.params.values():
+      for item in value if isinstance(value, (tuple, list)) else (value,):
+        if isinstance(item, jax.extend.core.ClosedJaxpr):
+          yield item.jaxpr
+        elif isinstance(item, jax.extend.core.Jaxpr):
+          yield item
 
 
 def sample_activation_bytes(init_fn: Callable, apply_fn: ApplyFn,

@@ -9,29 +9,36 @@
 #       --implementation cp --platform manylinux2014_x86_64 -d .whl \
 #       ml-collections==1.1.0
 #   mkdir -p .data/mnist && cp ../shared/data/mnist/*.gz .data/mnist/
-# Then, with the device tool: command "bash benchmarks/gpu_session.sh STAGE",
-# carry [".whl", ".data"], one STAGE per call (each fits a 10-minute call):
-#   bench       benchmarks/hot_path.py (GPU defaults, rooflines) + nvidia-smi,
-#               then benchmarks/acquisition_cost.py on a 60,000-image pool
+# Then, with the device tool: command "bash benchmarks/gpu_session.sh
+# STAGE[:SECONDS] ...", carry [".whl", ".data"]. Stages run in the order
+# given, each under its own time limit (SECONDS; default none), and a stage
+# that fails or runs out of time does not stop the next one:
+#   bench       benchmarks/hot_path.py (GPU defaults, rooflines, the PyTorch
+#               baseline where torch is installed) + nvidia-smi
+#   acquisition benchmarks/acquisition_cost.py on a 60,000-image pool
 #   protocol1   the full protocol, 1 seed
 #   protocol10  the full protocol, 10 seeds vmapped
 #   precision   benchmarks/mc_precision.py: MNIST `small`, 10 seeds, the MC
 #               sweeps at float32 / TF32 / bfloat16 (accuracy effect)
 # Everything lands in $OUT; copy it to benchmarks/results/ with the command.
-# EXTRA="--config.x=y ..." adds flags to the protocol runs (smoke tests).
-set -euo pipefail
-stage="${1:?usage: gpu_session.sh bench|protocol1|protocol10|precision}"
+# EXTRA="--config.x=y ..." adds flags to the protocol runs (smoke tests);
+# BENCH="..." adds flags to hot_path.py.
+set -uo pipefail
+[ $# -gt 0 ] || { echo "usage: gpu_session.sh STAGE[:SECONDS] ..." >&2; exit 2; }
 out="${OUT:-/tmp/gpu_session_out}"
 mkdir -p "$out"
 if compgen -G ".whl/*.whl" > /dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-      --upgrade --target /tmp/site .whl/*.whl
+      --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 if [ -d .data/mnist ]; then export BASS_DATA_DIR="$PWD/.data"; fi
-python3 -c 'import jax; print("devices:", jax.devices(), "jax", jax.__version__)' \
+python3 -c 'import jax, flax, optax; print("devices:", jax.devices(), "jax",
+jax.__version__, "flax", flax.__version__, "optax", optax.__version__)' \
     | tee "$out/devices.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm \
+    --format=csv >> "$out/devices.txt" 2>&1 || true
 
 protocol() {  # $1 = number of seeds
   local wd="/tmp/protocol_$1"
@@ -40,25 +47,44 @@ protocol() {  # $1 = number of seeds
       --config=configs/mnist.py:alldata_maxent --config.num_seeds="$1" \
       --config.log_every=20 --workdir="$wd" ${EXTRA:-} \
       2>&1 | tee "$out/protocol_$1.log"
-  cp "$wd/summary.json" "$out/protocol_$1_summary.json"
-  cp "$wd/metrics.jsonl" "$out/protocol_$1_metrics.jsonl"
+  local rc=$?
+  cp "$wd/summary.json" "$out/protocol_$1_summary.json" 2>/dev/null
+  cp "$wd/metrics.jsonl" "$out/protocol_$1_metrics.jsonl" 2>/dev/null
+  return $rc
 }
 
-case "$stage" in
-  bench)
-    nvidia-smi > "$out/nvidia_smi.txt" || true
-    python3 benchmarks/hot_path.py --skip_torch --out="$out/hot_path.jsonl" \
-        2>&1 | tee "$out/hot_path.log"
-    python3 benchmarks/acquisition_cost.py --pool_size=60000 \
-        --out="$out/acquisition_cost.jsonl" 2>&1 | tee "$out/acquisition_cost.log"
-    ;;
-  protocol1) protocol 1 ;;
-  protocol10) protocol 10 ;;
-  precision)
-    python3 benchmarks/mc_precision.py \
-        --config=configs/mnist.py:alldata_maxent,small --num_seeds=10 \
-        --precisions=float32,tensorfloat32,bfloat16 \
-        --out="$out/mc_precision.jsonl" 2>&1 | tee "$out/mc_precision.log"
-    ;;
-  *) echo "unknown stage $stage" >&2; exit 2 ;;
-esac
+run_stage() {  # $1 = stage name
+  case "$1" in
+    bench)
+      python3 benchmarks/hot_path.py --out="$out/hot_path.jsonl" ${BENCH:-} \
+          2>&1 | tee "$out/hot_path.log" ;;
+    acquisition)
+      python3 benchmarks/acquisition_cost.py --pool_size=60000 \
+          --out="$out/acquisition_cost.jsonl" 2>&1 \
+          | tee "$out/acquisition_cost.log" ;;
+    protocol1) protocol 1 ;;
+    protocol10) protocol 10 ;;
+    precision)
+      python3 benchmarks/mc_precision.py \
+          --config=configs/mnist.py:alldata_maxent,small --num_seeds=10 \
+          --precisions=float32,tensorfloat32,bfloat16 \
+          --out="$out/mc_precision.jsonl" 2>&1 | tee "$out/mc_precision.log" ;;
+    *) echo "unknown stage $1" >&2; return 2 ;;
+  esac
+}
+
+export -f run_stage protocol
+export out
+status=0
+for spec in "$@"; do
+  stage="${spec%%:*}"; limit="${spec#*:}"; [ "$limit" = "$spec" ] && limit=0
+  t0=$(date +%s)
+  # timeout 0 = no limit; SIGTERM first so the logs are flushed.
+  timeout --signal=TERM --kill-after=10 "$limit" bash -c "run_stage $stage"
+  rc=$?
+  t1=$(date +%s)
+  line="stage $stage rc=$rc wall_s=$((t1 - t0)) limit_s=$limit"
+  echo "$line" | tee -a "$out/stages.txt"
+  [ $rc -eq 0 ] || status=$rc
+done
+exit $status
