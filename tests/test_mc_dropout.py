@@ -189,6 +189,20 @@ def test_sample_activation_bytes_is_the_widest_array_of_a_forward(
                                     shape) == expected
 
 
+@pytest.mark.parametrize('with_subjaxprs', [True, False])
+def test_widest_output_bytes_looks_inside_nested_jaxprs(
+    with_subjaxprs, monkeypatch):
+  """The widest array lives only in a loop body (5,000 floats; outside it
+  10): found through jax.extend.core.subjaxprs and, on a jax without it,
+  through the equations' parameters."""
+  if not with_subjaxprs:
+    monkeypatch.delattr(jax.extend.core, 'subjaxprs', raising=False)
+  body = lambda i, c: c * jnp.ones((5000,)).sum()
+  jaxpr = jax.make_jaxpr(lambda x: jax.lax.fori_loop(0, 3, body, x))(
+      jnp.ones(10)).jaxpr
+  assert mc._widest_output_bytes(jaxpr) == 5000 * 4
+
+
 def test_auto_chunk_sizes_give_every_model_the_cnn_batch_bytes():
   """The CNN keeps its measured batch; the toy MLP (250x narrower) gets
   250x the samples, so its T = 100 sweep over ~80 labels is one chunk."""
