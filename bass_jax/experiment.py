@@ -67,7 +67,7 @@ POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
             'query_size', 'gt_upsample', 'batch_size', 'mc_passes_gt',
             'mc_passes_pool', 'checkpoint_every', 'keep_checkpoints', 'log_every',
             'confident_k', 'batchbald_candidates', 'batchbald_passes',
-            'batchbald_configs')
+            'batchbald_configs', 'steps_per_trip')
 # Where a run executes or what it logs, not what it computes (equal up to
 # float reduction order): a workdir may be resumed on another mesh, e.g.
 # more GPUs, with TensorBoard logging switched or checkpoints kept more
@@ -78,7 +78,8 @@ POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
 PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'seed_strategy',
                     'tensorboard', 'conv_impl', 'cpu_devices', 'chunk_size',
                     'eval_chunk_size', 'compilation_cache', 'data_dir',
-                    'log_every', 'checkpoint_every', 'keep_checkpoints')
+                    'log_every', 'checkpoint_every', 'keep_checkpoints',
+                    'steps_per_trip')
 NON_NEGATIVE = ('chunk_size', 'eval_chunk_size',
                 'num_iterations', 'epochs_per_iteration', 'pool_size',
                 'cpu_devices', 'label_budget', 'semi_start',
@@ -349,8 +350,8 @@ def loop_config(config: ml_collections.ConfigDict, pool_size: int,
       initial_epochs=config.initial_epochs,
       epochs_per_iteration=config.epochs_per_iteration,
       gt_upsample=config.gt_upsample, mu=config.mu,
-      batch_size=config.batch_size, l2=config.l2,
-      mc_passes_gt=config.mc_passes_gt, mc_passes_pool=config.mc_passes_pool,
+      batch_size=config.batch_size, steps_per_trip=config.steps_per_trip,
+      l2=config.l2, mc_passes_gt=config.mc_passes_gt, mc_passes_pool=config.mc_passes_pool,
       **chunk_sizes(config, platform, sample_bytes),
       label_capacity=labels,
       train_capacity=training.multiset_capacity(

@@ -105,6 +105,7 @@ class LoopConfig:
   gt_upsample: int = 20
   mu: float = 1.0
   batch_size: int = 256
+  steps_per_trip: int = 1        # See `training.train_epochs`.
   l2: float = 1e-3
   mc_passes_gt: int = 100
   mc_passes_pool: int = 10
@@ -305,7 +306,7 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
       state.train, optimizer, apply_fn, keys['train'], pool.x, state.labels,
       labelled, member, num_epochs, gt_upsample=cfg.gt_upsample, mu=cfg.mu,
       batch_size=cfg.batch_size, capacity=cfg.train_capacity, l2=cfg.l2,
-      mesh=mesh)
+      mesh=mesh, steps_per_trip=cfg.steps_per_trip)
   params = train_state.params
 
   # 2. Validation with dropout off.

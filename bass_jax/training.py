@@ -154,7 +154,8 @@ def train_epochs(state: TrainState, optimizer: optax.GradientTransformation,
                  labels: jax.Array, labelled: jax.Array, member: jax.Array,
                  num_epochs: jax.Array, *, gt_upsample: int, mu: float,
                  batch_size: int, capacity: int, l2: float,
-                 mesh: jax.sharding.Mesh | None = None
+                 mesh: jax.sharding.Mesh | None = None,
+                 steps_per_trip: int = 1
                  ) -> tuple[TrainState, jax.Array]:
   """`num_epochs` shuffled epochs over D, as one compiled loop.
 
@@ -178,6 +179,11 @@ def train_epochs(state: TrainState, optimizer: optax.GradientTransformation,
       batch [B, ...] is then gathered from the devices holding its rows and
       split over 'data': every device runs forward and backward on its B/D
       rows and XLA all-reduces the gradients.
+    steps_per_trip: optimizer steps per trip of the epoch's while_loop.
+      The loop's trip count depends on |D|, so a GPU reads its condition
+      back to the host every trip; k steps a trip read it 1/k as often. Steps
+      past the epoch's end (at most k - 1) are computed and discarded, so
+      the result is the same for every k: speed only.
 
   Returns:
     (new state, mean loss of the last epoch).
@@ -191,22 +197,34 @@ def train_epochs(state: TrainState, optimizer: optax.GradientTransformation,
     samples, total = shuffled_slots(epoch_key, counts, capacity)
     num_batches = (total + batch_size - 1) // batch_size
 
-    def step(c):
-      b, state, loss_sum = c
+    def step(b, state):
       pos = b * batch_size + jnp.arange(batch_size)
+      # Past the end (a discarded step of a trip) the slice start clamps.
       idx = jax.lax.dynamic_slice(samples, (b * batch_size,), (batch_size,))
       weight = jnp.where(pos < total, weight_of[idx], 0.0)
       xb = sharding.gather_rows(mesh, x, idx)
       if mesh is not None:
         xb = jax.lax.with_sharding_constraint(xb,
                                               sharding.data_sharding(mesh))
-      state, loss = train_step(state, optimizer, apply_fn, xb,
-                               labels[idx], weight,
-                               jax.random.fold_in(epoch_key, b), l2)
-      return b + 1, state, loss_sum + loss
+      return train_step(state, optimizer, apply_fn, xb, labels[idx], weight,
+                        jax.random.fold_in(epoch_key, b), l2)
+
+    def trip(c):
+      b, state, loss_sum = c
+      if steps_per_trip == 1:  # The trip's condition covers its one step.
+        state, loss = step(b, state)
+        return b + 1, state, loss_sum + loss
+      for j in range(steps_per_trip):  # Unrolled: one trip, no inner loop.
+        new_state, loss = step(b + j, state)
+        valid = b + j < num_batches
+        state = jax.tree_util.tree_map(
+            lambda new, old, valid=valid: jnp.where(valid, new, old),
+            new_state, state)
+        loss_sum = loss_sum + jnp.where(valid, loss, 0.0)
+      return b + steps_per_trip, state, loss_sum
 
     _, state, loss_sum = jax.lax.while_loop(
-        lambda c: c[0] < num_batches, step,
+        lambda c: c[0] < num_batches, trip,
         (jnp.int32(0), state, jnp.float32(0.0)))
     return state, loss_sum / jnp.maximum(num_batches, 1)
 

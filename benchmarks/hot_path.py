@@ -139,8 +139,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
   p.add_argument('--batch_size', type=int, default=256)
   p.add_argument('--train_steps', type=int, default=None,
                  help='train steps per timed block (default 8)')
-  p.add_argument('--train_epoch_batches', type=int, default=2,
-                 help='batches of the timed train_epochs epoch')
+  p.add_argument('--train_epoch_batches', type=int, default=None,
+                 help='batches of the timed train_epochs call (default 2 on '
+                 'a CPU, 256 on a GPU, ~ one epoch of the paper protocol)')
+  p.add_argument('--steps_per_trip', default=None,
+                 help='comma-separated steps_per_trip values of train_epoch '
+                 '(default 1 on a CPU, 1,4,16 on a GPU)')
   # Iteration.
   p.add_argument('--iteration_pool_size', type=int, default=None,
                  help='pool of the small iteration (default 6,000)')
@@ -208,6 +212,8 @@ def fill_defaults(args: argparse.Namespace, on_gpu: bool) -> None:
       'mnist_small_pool': 2000 if on_gpu else 256,
       'mnist_small_per_class': 10 if on_gpu else 2,
       'mnist_small_iterations': 3 if on_gpu else 2,
+      'train_epoch_batches': 2 if quick or not on_gpu else 256,
+      'steps_per_trip': '1,4,16' if on_gpu and not quick else '1',
   }
   for name, value in defaults.items():
     if getattr(args, name) is None:
@@ -614,6 +620,8 @@ def bench_train_epoch(args, em: Emitter, defaults: dict[str, Any],
   This is how the EM iteration really trains (a while_loop over batches), so
   any gap to `train_step` is a cost of the loop, not of the network (XLA:CPU
   once ran native conv gradients ~15x slower inside a loop than outside).
+  Once per `--steps_per_trip` value (steps per trip of that loop: the same
+  result, a different number of loop-condition reads).
   """
   b = args.batch_size
   n = args.train_epoch_batches * b
@@ -632,26 +640,38 @@ def bench_train_epoch(args, em: Emitter, defaults: dict[str, Any],
   params = model.init(k_init, x[:1])
   state = training.TrainState(params, optimizer.init(params))
 
-  def epoch(state, key):
-    return training.train_epochs(
-        state, optimizer, model.apply, key, x, labels, labelled,
-        member, jnp.int32(1), gt_upsample=1, mu=1.0, batch_size=b,
-        capacity=n, l2=defaults['l2'])
+  base = None
+  for k in [int(v) for v in str(args.steps_per_trip).split(',')]:
 
-  compiled, compile_s = compile_aot(jax.jit(epoch, donate_argnums=0), state,
-                                    k_epoch)
-  seconds = time_runs(donating_runner(compiled, state, k_epoch), args.repeats)
-  fields = rate_fields(n, seconds)
-  value = fields.pop('value')
-  extra = {}
-  if step_rate:
-    extra['train_step_over_epoch'] = _round(step_rate / value)
-  em.emit('train_epoch', value, 'samples/s', compile_s=_round(compile_s),
-          batch_size=b, batches=args.train_epoch_batches,
-          dropout_bits=defaults['dropout_bits'],
-          mask_impl=defaults['mask_impl'], prng_impl=defaults['prng_impl'],
-          conv_impl=models.resolved_conv_impl('auto'), **extra, **fields)
-  log(f'train_epoch: {value:.0f} samples/s')
+    def epoch(state, key, k=k):
+      return training.train_epochs(
+          state, optimizer, model.apply, key, x, labels, labelled,
+          member, jnp.int32(1), gt_upsample=1, mu=1.0, batch_size=b,
+          capacity=n, l2=defaults['l2'], steps_per_trip=k)
+
+    compiled, compile_s = compile_aot(jax.jit(epoch, donate_argnums=0),
+                                      state, k_epoch)
+    # Each value starts from the same state; the runs donate their copy.
+    fresh = jax.tree_util.tree_map(jnp.copy, state)
+    seconds = time_runs(donating_runner(compiled, fresh, k_epoch),
+                        args.repeats)
+    fields = rate_fields(n, seconds)
+    value = fields.pop('value')
+    extra = {}
+    if base is None:
+      base = value
+      name = 'train_epoch'
+      if step_rate:
+        extra['train_step_over_epoch'] = _round(step_rate / value)
+    else:
+      name = 'train_epoch_steps_per_trip'
+      extra['vs_first'] = _round(value / base)
+    em.emit(name, value, 'samples/s', compile_s=_round(compile_s),
+            batch_size=b, batches=args.train_epoch_batches,
+            steps_per_trip=k, dropout_bits=defaults['dropout_bits'],
+            mask_impl=defaults['mask_impl'], prng_impl=defaults['prng_impl'],
+            conv_impl=models.resolved_conv_impl('auto'), **extra, **fields)
+    log(f'{name} steps_per_trip={k}: {value:.0f} samples/s')
 
 
 # ----------------------------------------------------------------------------

@@ -106,3 +106,38 @@ def test_epoch_traced_once_while_training_set_grows():
   assert all(np.isfinite(losses))
   preds = jnp.argmax(model.apply(state.params, x, None), -1)
   assert float(jnp.mean(preds == y)) > 0.9
+
+
+@pytest.mark.parametrize('steps_per_trip', [2, 3, 8])
+def test_steps_per_trip_changes_nothing_but_speed(steps_per_trip):
+  """k steps a loop trip, the steps past the epoch's end discarded: the same
+  parameters, optimizer state and loss as one step a trip, for an epoch of
+  5 batches (the last one partial) whether k divides it, does not, or
+  exceeds it, over two epochs and under a vmap over seeds."""
+  model = models.build_model('mlp', 2)
+  opt = training.make_optimizer()
+  rng = np.random.default_rng(1)
+  n = 300
+  x = jnp.asarray(rng.normal(size=(n, 2)), jnp.float32)
+  y = jnp.asarray((np.asarray(x)[:, 0] > 0).astype(np.int32))
+  labelled = jnp.zeros(n, bool).at[:8].set(True)
+  # 8 x 20 + 130 = 290 slots: batches of 64, 64, 64, 64, 34.
+  member = jnp.zeros(n, bool).at[8:138].set(True)
+
+  def run(k, seed):
+    params = model.init(jax.random.key(seed), x[:1])
+    state = training.TrainState(params, opt.init(params))
+    return training.train_epochs(
+        state, opt, model.apply, jax.random.key(seed + 10), x, y, labelled,
+        member, jnp.int32(2), gt_upsample=20, mu=0.5, batch_size=64,
+        capacity=training.multiset_capacity(n, 8, 20, True, 64), l2=1e-3,
+        steps_per_trip=k)
+
+  seeds = jnp.arange(2)
+  one = jax.jit(jax.vmap(lambda s: run(1, s)))(seeds)
+  many = jax.jit(jax.vmap(lambda s: run(steps_per_trip, s)))(seeds)
+  chex.assert_trees_all_close(many, one, rtol=1e-6, atol=1e-7)
+  # A discarded step would have moved Adam's step count.
+  counts = [leaf for leaf in jax.tree_util.tree_leaves(one[0].opt_state)
+            if leaf.dtype == jnp.int32]
+  assert counts and all(int(c[0]) == 10 for c in counts)
