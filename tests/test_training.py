@@ -78,13 +78,17 @@ def test_weighted_loss_ignores_padding_and_weights_pseudo():
   np.testing.assert_allclose(l2, 1e-3 * kernels, rtol=1e-4)
 
 
-def test_epoch_traced_once_while_training_set_grows():
-  model = models.build_model('mlp', 2)
-  opt = training.make_optimizer()
-  rng = np.random.default_rng(0)
-  n = 300
+def _separable_points(seed: int, n: int = 300):
+  """The toy MLP, Adam, [n, 2] normal points and their label x_0 > 0."""
+  rng = np.random.default_rng(seed)
   x = jnp.asarray(rng.normal(size=(n, 2)), jnp.float32)
   y = jnp.asarray((np.asarray(x)[:, 0] > 0).astype(np.int32))
+  return models.build_model('mlp', 2), training.make_optimizer(), x, y
+
+
+def test_epoch_traced_once_while_training_set_grows():
+  n = 300
+  model, opt, x, y = _separable_points(0, n)
   params = model.init(jax.random.key(0), x[:1])
   state = training.TrainState(params, opt.init(params))
   labelled = jnp.zeros(n, bool).at[:8].set(True)
@@ -114,12 +118,8 @@ def test_steps_per_trip_changes_nothing_but_speed(steps_per_trip):
   parameters, optimizer state and loss as one step a trip, for an epoch of
   5 batches (the last one partial) whether k divides it, does not, or
   exceeds it, over two epochs and under a vmap over seeds."""
-  model = models.build_model('mlp', 2)
-  opt = training.make_optimizer()
-  rng = np.random.default_rng(1)
   n = 300
-  x = jnp.asarray(rng.normal(size=(n, 2)), jnp.float32)
-  y = jnp.asarray((np.asarray(x)[:, 0] > 0).astype(np.int32))
+  model, opt, x, y = _separable_points(1, n)
   labelled = jnp.zeros(n, bool).at[:8].set(True)
   # 8 x 20 + 130 = 290 slots: batches of 64, 64, 64, 64, 34.
   member = jnp.zeros(n, bool).at[8:138].set(True)
