@@ -43,6 +43,24 @@ def test_acquisition_rows_are_table1_deepbass_but_for_the_acquisition():
   assert batch.acquisition == 'power_bald' and batch.semi == 'stepwise'
 
 
+def test_mnist_active_rows_differ_in_the_query_rule_only():
+  from configs import mnist_active  # pylint: disable=g-import-not-at-top
+  base = mnist_active.get_config('random').to_dict()
+  for name in mnist_active.ACQUISITIONS:
+    row = mnist_active.get_config(name).to_dict()
+    assert {k for k in base if base[k] != row[k]} <= {'variant',
+                                                      'acquisition'}
+  deepbass = mnist_active.get_config('deepbass').to_dict()
+  assert {k for k in base if base[k] != deepbass[k]} == {
+      'variant', 'acquisition', 'semi', 'mc_passes_gt'}
+  # Gal et al.'s schedule: 20 labels, then 10 per iteration to 1,020.
+  full = mnist_active.get_config('bald')
+  assert (full.initial_per_class * 10 + full.num_iterations // full.query_every
+          * full.query_size) == 1020
+  small = mnist_active.get_config('batchbald,small')
+  assert (small.pool_size, small.num_iterations) == (2000, 25)
+
+
 def test_config_differences_as_a_resume_sees_them():
   import json  # pylint: disable=g-import-not-at-top
   from configs import yinyang  # pylint: disable=g-import-not-at-top
