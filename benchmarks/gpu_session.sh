@@ -12,7 +12,8 @@
 # Then, with the device tool: command "bash benchmarks/gpu_session.sh
 # STAGE[:SECONDS] ...", carry [".whl", ".data"]. Stages run in the order
 # given, each under its own time limit (SECONDS; default none), and a stage
-# that fails or runs out of time does not stop the next one:
+# that fails or runs out of time does not stop the next one (a stopped
+# protocol run still hands back its metrics so far):
 #   bench       benchmarks/hot_path.py (GPU defaults, rooflines, the PyTorch
 #               baseline where torch is installed) + nvidia-smi
 #   acquisition benchmarks/acquisition_cost.py on a 60,000-image pool
@@ -40,14 +41,18 @@ jax.__version__, "flax", flax.__version__, "optax", optax.__version__)' \
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm \
     --format=csv >> "$out/devices.txt" 2>&1 || true
 
+# The stage's program under its time limit ($limit; 0 = none). SIGTERM first
+# so the logs are flushed; what a stopped run wrote is still copied.
+limited() { timeout --signal=TERM --kill-after=10 "$limit" "$@"; }
+
 protocol() {  # $1 = number of seeds
   local wd="/tmp/protocol_$1"
   rm -rf "$wd"
-  python3 launch/train.py \
+  limited python3 launch/train.py \
       --config=configs/mnist.py:alldata_maxent --config.num_seeds="$1" \
       --config.log_every=20 --workdir="$wd" ${EXTRA:-} \
       2>&1 | tee "$out/protocol_$1.log"
-  local rc=$?
+  local rc=${PIPESTATUS[0]}
   cp "$wd/summary.json" "$out/protocol_$1_summary.json" 2>/dev/null
   cp "$wd/metrics.jsonl" "$out/protocol_$1_metrics.jsonl" 2>/dev/null
   return $rc
@@ -56,16 +61,16 @@ protocol() {  # $1 = number of seeds
 run_stage() {  # $1 = stage name
   case "$1" in
     bench)
-      python3 benchmarks/hot_path.py --out="$out/hot_path.jsonl" ${BENCH:-} \
+      limited python3 benchmarks/hot_path.py --out="$out/hot_path.jsonl" ${BENCH:-} \
           2>&1 | tee "$out/hot_path.log" ;;
     acquisition)
-      python3 benchmarks/acquisition_cost.py --pool_size=60000 \
+      limited python3 benchmarks/acquisition_cost.py --pool_size=60000 \
           --out="$out/acquisition_cost.jsonl" 2>&1 \
           | tee "$out/acquisition_cost.log" ;;
     protocol1) protocol 1 ;;
     protocol10) protocol 10 ;;
     precision)
-      python3 benchmarks/mc_precision.py \
+      limited python3 benchmarks/mc_precision.py \
           --config=configs/mnist.py:alldata_maxent,small --num_seeds=10 \
           --precisions=float32,tensorfloat32,bfloat16 \
           --out="$out/mc_precision.jsonl" 2>&1 | tee "$out/mc_precision.log" ;;
@@ -73,14 +78,11 @@ run_stage() {  # $1 = stage name
   esac
 }
 
-export -f run_stage protocol
-export out
 status=0
 for spec in "$@"; do
   stage="${spec%%:*}"; limit="${spec#*:}"; [ "$limit" = "$spec" ] && limit=0
   t0=$(date +%s)
-  # timeout 0 = no limit; SIGTERM first so the logs are flushed.
-  timeout --signal=TERM --kill-after=10 "$limit" bash -c "run_stage $stage"
+  run_stage "$stage"
   rc=$?
   t1=$(date +%s)
   line="stage $stage rc=$rc wall_s=$((t1 - t0)) limit_s=$limit"
