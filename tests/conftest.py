@@ -12,6 +12,17 @@ sys.path.insert(0, str(REPO))
 SHARED_DATA = pathlib.Path(
     os.environ.get('BASS_DATA_DIR', REPO.parent / 'shared' / 'data'))
 
+def pytest_addoption(parser):
+  """Accepts pytest.ini's `--dist loadfile` where pytest-xdist is absent or
+  disabled (`pip install -e .` without the test extra, `-p no:xdist`):
+  the tests then run in one process instead of stopping at the option."""
+  try:
+    parser.addoption('--dist', default='no',
+                     help='ignored: pytest-xdist is not active')
+  except ValueError:  # pytest-xdist is active and owns --dist.
+    pass
+
+
 # One fresh JAX compilation cache for the whole session (subprocesses
 # inherit it): runs of the same tiny configs compile once, and no test
 # reads or fills the user's ~/.cache/bass_jax (config.compilation_cache
