@@ -286,6 +286,14 @@ def _pyplot():
   return plt
 
 
+def _saved(fig, path: str, dpi: int = 100) -> str:
+  """Lays `fig` out, writes it to `path` (PNG) and frees it; returns path."""
+  fig.tight_layout()
+  fig.savefig(path, dpi=dpi)
+  _pyplot().close(fig)
+  return path
+
+
 def _palette() -> list[str]:
   """Matplotlib's colour cycle: one colour per run, the same in every plot."""
   return _pyplot().rcParams['axes.prop_cycle'].by_key()['color']
@@ -300,10 +308,7 @@ def plot_learning_curves(runs: Sequence[dict], path: str) -> str:
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.5))
   draw_learning_curves(ax, runs)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return _saved(fig, path)
 
 
 def draw_learning_curves(ax, runs: Sequence[dict]) -> None:
@@ -358,10 +363,7 @@ def plot_accuracy_vs_labels(runs: Sequence[dict], path: str,
   ax.set_ylabel('validation accuracy % (mean ± std over seeds)')
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return _saved(fig, path)
 
 
 def plot_label_counts(runs: Sequence[dict], path: str) -> str:
@@ -387,10 +389,7 @@ def plot_label_counts(runs: Sequence[dict], path: str) -> str:
     ax.set_xlabel('iteration')
     ax.grid(alpha=0.3)
   axes[0].legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return _saved(fig, path)
 
 
 def plot_decision_panel(grid_x: np.ndarray, grid_y: np.ndarray,
@@ -424,7 +423,4 @@ def plot_decision_panel(grid_x: np.ndarray, grid_y: np.ndarray,
                linewidths=0.8)
     ax.set_aspect('equal')
   fig.suptitle(title)
-  fig.tight_layout()
-  fig.savefig(path, dpi=90)
-  plt.close(fig)
-  return path
+  return _saved(fig, path, dpi=90)

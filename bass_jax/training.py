@@ -211,10 +211,11 @@ def train_epochs(state: TrainState, optimizer: optax.GradientTransformation,
 
     def trip(c):
       b, state, loss_sum = c
-      if steps_per_trip == 1:  # The trip's condition covers its one step.
-        state, loss = step(b, state)
-        return b + 1, state, loss_sum + loss
-      for j in range(steps_per_trip):  # Unrolled: one trip, no inner loop.
+      # The trip's condition covers its first step; the rest (unrolled: no
+      # inner loop) may fall past the epoch's end and are then discarded.
+      state, loss = step(b, state)
+      loss_sum = loss_sum + loss
+      for j in range(1, steps_per_trip):
         new_state, loss = step(b + j, state)
         valid = b + j < num_batches
         state = jax.tree_util.tree_map(

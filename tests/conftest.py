@@ -12,6 +12,7 @@ sys.path.insert(0, str(REPO))
 SHARED_DATA = pathlib.Path(
     os.environ.get('BASS_DATA_DIR', REPO.parent / 'shared' / 'data'))
 
+
 def pytest_addoption(parser):
   """Accepts pytest.ini's `--dist loadfile` where pytest-xdist is absent or
   disabled (`pip install -e .` without the test extra, `-p no:xdist`):
