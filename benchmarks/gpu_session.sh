@@ -21,6 +21,11 @@
 #   protocol10  the full protocol, 10 seeds vmapped
 #   precision   benchmarks/mc_precision.py: MNIST `small`, 10 seeds, the MC
 #               sweeps at float32 / TF32 / bfloat16 (accuracy effect)
+#   cudagraph   hot_path.py --only train,iteration with XLA's command buffers
+#               (CUDA graphs) extended to while loops and conditionals, so an
+#               epoch's loop test stays on the device: compare its
+#               train_epoch_batches lines with a bench stage's
+#   protocol1cg the full protocol, 1 seed, with those command buffers
 # Everything lands in $OUT; copy it to benchmarks/results/ with the command.
 # EXTRA="--config.x=y ..." adds flags to the protocol runs (smoke tests);
 # BENCH="..." adds flags to hot_path.py.
@@ -45,16 +50,20 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm \
 # so the logs are flushed; what a stopped run wrote is still copied.
 limited() { timeout --signal=TERM --kill-after=10 "$limit" "$@"; }
 
-protocol() {  # $1 = number of seeds
-  local wd="/tmp/protocol_$1"
+# XLA:GPU command buffers (CUDA graphs) for while loops and conditionals too.
+CMDBUF="--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL"
+
+protocol() {  # $1 = number of seeds, $2 = an optional name suffix
+  local name="$1${2:+_$2}"
+  local wd="/tmp/protocol_$name"
   rm -rf "$wd"
   limited python3 launch/train.py \
       --config=configs/mnist.py:alldata_maxent --config.num_seeds="$1" \
       --config.log_every=20 --workdir="$wd" ${EXTRA:-} \
-      2>&1 | tee "$out/protocol_$1.log"
+      2>&1 | tee "$out/protocol_$name.log"
   local rc=${PIPESTATUS[0]}
-  cp "$wd/summary.json" "$out/protocol_$1_summary.json" 2>/dev/null
-  cp "$wd/metrics.jsonl" "$out/protocol_$1_metrics.jsonl" 2>/dev/null
+  cp "$wd/summary.json" "$out/protocol_${name}_summary.json" 2>/dev/null
+  cp "$wd/metrics.jsonl" "$out/protocol_${name}_metrics.jsonl" 2>/dev/null
   return $rc
 }
 
@@ -68,6 +77,12 @@ run_stage() {  # $1 = stage name
           --out="$out/acquisition_cost.jsonl" 2>&1 \
           | tee "$out/acquisition_cost.log" ;;
     protocol1) protocol 1 ;;
+    protocol1cg)
+      XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }$CMDBUF" protocol 1 cg ;;
+    cudagraph)
+      XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }$CMDBUF" limited python3 benchmarks/hot_path.py \
+          --only train,iteration --skip_torch --out="$out/hot_path_cudagraph.jsonl" \
+          ${BENCH:-} 2>&1 | tee "$out/hot_path_cudagraph.log" ;;
     protocol10) protocol 10 ;;
     precision)
       limited python3 benchmarks/mc_precision.py \

@@ -1194,6 +1194,8 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
   context = {'device': dev.device_kind, 'platform': dev.platform,
              'num_devices': jax.device_count(), 'jax_version': jax.__version__,
              'cpu_count': os.cpu_count(), 'quick': args.quick}
+  if os.environ.get('XLA_FLAGS'):  # Compiler options change what is timed.
+    context['xla_flags'] = os.environ['XLA_FLAGS']
   if args.note:
     context['note'] = args.note
   em = Emitter(context, args.out)
