@@ -260,6 +260,22 @@ def test_initial_model_rows_are_levels_beside_learning_curves(tmp_path):
   reporting._pyplot().close(fig)  # pylint: disable=protected-access
 
 
+def test_twelve_runs_get_twelve_colours_and_the_legend_hides_nothing():
+  """An ablation of 12 rows: no two curves share a colour, and the legend
+  lies outside the plot, not over an error bar at iteration 0."""
+  runs = [{'workdir': f'/w/r{j}', 'config': {'name': 'toy', 'variant': f'r{j}'},
+           'rows': [{'iteration': i, 'seed': 0, 'val_acc': 0.5 + 0.01 * j}
+                    for i in range(3)]} for j in range(12)]
+  fig, ax = reporting._pyplot().subplots()  # pylint: disable=protected-access
+  reporting.draw_learning_curves(ax, runs)
+  from matplotlib import colors  # pylint: disable=g-import-not-at-top
+  assert len({colors.to_hex(l.get_color()) for l in ax.get_lines()}) == 12
+  fig.canvas.draw()
+  legend = ax.get_legend().get_window_extent()
+  assert legend.x0 >= ax.get_window_extent().x1
+  reporting._pyplot().close(fig)  # pylint: disable=protected-access
+
+
 def test_sweep_rows_are_reported_in_sweep_order(tmp_path):
   rows = []
   for folder, variant in (('a', 'zeta'), ('b', 'alpha'), ('c', 'extra')):
