@@ -372,8 +372,13 @@ def reveal(state: LoopState, query: jax.Array, query_valid: jax.Array,
     answers: [k] int32 true labels of the picks.
   """
   labelled = selection.mark(state.labelled, query, query_valid)
-  labels = state.labels.at[query].set(
-      jnp.where(query_valid, answers, state.labels[query]))
+  # Invalid picks may repeat a valid one's index (BatchBALD's leftover
+  # steps when fewer candidates than k remain), so they are sent out of
+  # bounds and dropped rather than written back: a duplicate index must not
+  # overwrite the answer with the old label.
+  n = state.labels.shape[0]
+  labels = state.labels.at[jnp.where(query_valid, query, n)].set(
+      answers, mode='drop')
   return state.replace(labelled=labelled, labels=labels,
                        member=state.member & ~labelled)
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bass_jax import experiment
+from bass_jax import loop
 from bass_jax import mc_dropout
 from bass_jax import models
 from bass_jax import selection as sel
@@ -102,6 +103,27 @@ def test_invalid_candidates_are_never_picked():
   idx, ok = sel.batchbald_indices(jax.random.key(2), probs, valid, 3, 500)
   picked = np.asarray(idx)[np.asarray(ok)]
   assert sorted(picked) == [1, 3] and int(ok.sum()) == 2
+
+
+def test_answers_survive_picks_that_repeat_an_index():
+  """Fewer valid candidates than k: BatchBALD's leftover steps repeat a
+  valid pick's index; revealing must still store the oracle's answers."""
+  probs = jnp.asarray(_random_probs(m=5))
+  valid = jnp.array([True, True, False, False, False])
+  idx, ok = sel.batchbald_indices(jax.random.key(3), probs, valid, 4, 500)
+  assert int(ok.sum()) == 2 and len(set(np.asarray(idx).tolist())) < 4
+  query = jnp.array([3, 4, 0, 0])[idx]  # Pool indices of the candidates.
+  state = loop.LoopState(train=None, labelled=jnp.zeros(6, bool),
+                         member=jnp.ones(6, bool),
+                         labels=jnp.full(6, 7, jnp.int32),
+                         key=jnp.zeros(2, jnp.uint32),
+                         iteration=jnp.int32(0))
+  answers = jnp.where(ok, jnp.array([1, 2, 0, 0])[idx], 9)
+  for reveal in (loop.reveal, jax.jit(loop.reveal)):
+    out = reveal(state, query, ok, answers)
+    np.testing.assert_array_equal(out.labelled, [0, 0, 0, 1, 1, 0])
+    np.testing.assert_array_equal(out.labels, [7, 7, 7, 1, 2, 7])
+    np.testing.assert_array_equal(out.member, [1, 1, 1, 0, 0, 1])
 
 
 def test_consistent_probs_share_each_pass_network():
