@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.experimental.compilation_cache import compilation_cache
+from jax.sharding import Mesh
 
 from bass_jax import checkpoint
 from bass_jax import data as data_lib
@@ -500,35 +501,8 @@ def build(config: ml_collections.ConfigDict,
   by side, e.g. a 1-seed run on the first CPU device next to a seed-parallel
   run over all of them (benchmarks/hot_path.py).
   """
-  validate_config(config)
-  start_backends(config)
-  use_compilation_cache(config.compilation_cache)
-  datasets = seed_datasets(config, dataset)
-  per_seed = is_per_seed(datasets)
+  datasets, per_seed, mesh = checked_setup(config, dataset, devices)
   ds = datasets[0]
-  for d in (datasets if per_seed else [ds]):
-    check_against_data(config, d)
-    if (d.x_train.shape, d.x_test.shape, d.x_train.dtype) != (
-        ds.x_train.shape, ds.x_test.shape, ds.x_train.dtype):
-      raise ConfigError('the seeds\' datasets differ in shape: '
-                        f'{d.x_train.shape} / {d.x_test.shape} '
-                        f'{d.x_train.dtype} vs {ds.x_train.shape} / '
-                        f'{ds.x_test.shape} {ds.x_train.dtype}')
-    if (d.num_classes, list(d.class_names)) != (ds.num_classes,
-                                                list(ds.class_names)):
-      raise ConfigError('the seeds\' datasets differ in classes: '
-                        f'{d.num_classes} {list(d.class_names)} vs '
-                        f'{ds.num_classes} {list(ds.class_names)}')
-  if per_seed and config.oracle != 'simulated':
-    raise ConfigError(
-        f"config.oracle={config.oracle!r} labels one pool, but the "
-        f'{config.num_seeds} seeds each have their own '
-        '(config.data_per_seed=True): set it False, or run one seed')
-  mesh = sharding.make_mesh(config.mesh_shape, devices)
-  sharding.check_divisible(sharding.mesh_sizes(mesh), config.num_seeds,
-                           ds.x_train.shape[0], ds.x_test.shape[0])
-  check_batch_divisible(config.batch_size,
-                        sharding.mesh_sizes(mesh)[sharding.DATA])
   model = build_model(config, ds.num_classes)
   optimizer = training.make_optimizer(config.learning_rate)
   cfg = loop_config(config, ds.x_train.shape[0], ds.num_classes,
@@ -560,6 +534,54 @@ def build(config: ml_collections.ConfigDict,
   params0 = jax.tree_util.tree_map(lambda a: a[0], state.train.params)
   return Run(config, ds, model, cfg, pool, state, step,
              models.num_params(params0), mesh, em_step, reveal, datasets)
+
+
+def checked_setup(config: ml_collections.ConfigDict,
+                  dataset: DatasetArg = None,
+                  devices: Optional[list[jax.Device]] = None
+                  ) -> tuple[list[data_lib.Dataset], bool, Mesh]:
+  """Every check of a config against its data and devices, nothing placed.
+
+  `build`'s first half, also run by a sweep's --overwrite on every row
+  before it deletes anything, so a bad value (a missing data file, a query
+  larger than the pool, seeds that do not divide the mesh) leaves every
+  workdir as it was.
+
+  Returns:
+    (the datasets: one, or one per seed; whether they are per seed; the
+    mesh of `config.mesh_shape`).
+  """
+  validate_config(config)
+  start_backends(config)
+  use_compilation_cache(config.compilation_cache)
+  datasets = seed_datasets(config, dataset)
+  per_seed = is_per_seed(datasets)
+  ds = datasets[0]
+  for d in (datasets if per_seed else [ds]):
+    check_against_data(config, d)
+    if (d.x_train.shape, d.x_test.shape, d.x_train.dtype) != (
+        ds.x_train.shape, ds.x_test.shape, ds.x_train.dtype):
+      raise ConfigError('the seeds\' datasets differ in shape: '
+                        f'{d.x_train.shape} / {d.x_test.shape} '
+                        f'{d.x_train.dtype} vs {ds.x_train.shape} / '
+                        f'{ds.x_test.shape} {ds.x_train.dtype}')
+    if (d.num_classes, list(d.class_names)) != (ds.num_classes,
+                                                list(ds.class_names)):
+      raise ConfigError('the seeds\' datasets differ in classes: '
+                        f'{d.num_classes} {list(d.class_names)} vs '
+                        f'{ds.num_classes} {list(ds.class_names)}')
+  if per_seed and config.oracle != 'simulated':
+    raise ConfigError(
+        f"config.oracle={config.oracle!r} labels one pool, but the "
+        f'{config.num_seeds} seeds each have their own '
+        '(config.data_per_seed=True): set it False, or run one seed')
+  mesh = sharding.make_mesh(config.mesh_shape, devices)
+  sharding.check_divisible(sharding.mesh_sizes(mesh), config.num_seeds,
+                           ds.x_train.shape[0], ds.x_test.shape[0])
+  check_batch_divisible(config.batch_size,
+                        sharding.mesh_sizes(mesh)[sharding.DATA])
+  seed_strategy(config, mesh)  # Its check; build asks again for the value.
+  return datasets, per_seed, mesh
 
 
 def metrics_rows(metrics: dict[str, np.ndarray],

@@ -84,8 +84,13 @@ def check_base_arg(base_arg: str, row_names: list[str],
 def main(argv):
   del argv
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
+  from bass_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
   path, base_arg = config_path_and_arg()
   module = config_module(path)
+  if not callable(getattr(module, 'sweep', None)):
+    raise ConfigError(f'{path} defines no sweep(add) listing its rows; run '
+                      'it with launch/train.py, or add one (see '
+                      'configs/yinyang.py)')
   overridden = _CONFIG.value
   all_args = row_args(module, '')
   check_base_arg(base_arg, [a.split(',')[0] for a in all_args],
@@ -126,7 +131,9 @@ def main(argv):
 def discard_earlier_runs(rows: list[tuple[str, object, str]]) -> None:
   """--overwrite: deletes every selected row's earlier run up front.
 
-  Every row's config is checked first, so a bad value deletes nothing.
+  Every row's config is checked first, against its data and devices too
+  (`experiment.checked_setup`, what a run checks before it starts), so a
+  bad value or a missing data file deletes nothing.
   Rows then start afresh, and a sweep stopped part-way (Ctrl-C, a crash)
   is continued by its command without --overwrite: the rows it finished
   are kept, the one it was running resumes, the others start afresh
@@ -136,9 +143,8 @@ def discard_earlier_runs(rows: list[tuple[str, object, str]]) -> None:
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
   from bass_jax import sharding  # pylint: disable=g-import-not-at-top
   for _, config, row_dir in rows:
-    experiment.validate_config(config)
+    experiment.checked_setup(config)
     experiment.check_workdir_config(row_dir, config, overwrite=True)
-  experiment.start_backends(rows[0][1])
   if sharding.is_writer():
     for _, _, row_dir in rows:
       if os.path.isdir(row_dir):
@@ -154,6 +160,10 @@ def selected_rows(args: list[str], rows: list[str] | None) -> list[str]:
   """
   from bass_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
   names = [a.split(',')[0] for a in args]
+  if rows is not None and not rows:
+    # An empty shell variable (--rows=$ROWS) must not run the whole sweep.
+    raise ConfigError(f'--rows is empty; name rows ({", ".join(names)}) or '
+                      'leave the flag out to run them all')
   unknown = [r for r in rows or [] if r not in names]
   if unknown:
     raise ConfigError(f'--rows: no row {", ".join(unknown)} in this sweep; '

@@ -125,6 +125,39 @@ def test_interrupted_overwrite_sweep_continues_without_overwrite(finished,
     assert len(rows) == 2 * 2, (row, len(rows))
 
 
+def test_overwrite_with_bad_data_values_deletes_nothing(finished, tmp_path):
+  """--overwrite checks every row against its data before deleting any."""
+  assert finished[1].returncode == 0, finished[1].stderr[-2000:]
+  shutil.copytree(finished[0], tmp_path, dirs_exist_ok=True)
+  before = {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()}
+  for bad_value in ('--config.initial_per_class=501',
+                    f'--config.dataset={tmp_path / "nope.npz"}'):
+    bad = _sweep(tmp_path, '--rows=initial,semi', '--overwrite', bad_value)
+    assert bad.returncode == 2, bad.stderr[-2000:]
+    assert len(bad.stderr.splitlines()) == 1, bad.stderr
+    assert bad.stderr.startswith('error: '), bad.stderr
+    after = {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()}
+    assert after == before, bad_value
+
+
+def test_empty_rows_and_a_config_without_sweep_are_errors(tmp_path):
+  empty = _sweep(tmp_path / 'a', '--rows=')
+  assert empty.returncode == 2
+  assert empty.stderr.splitlines() == [
+      'error: --rows is empty; name rows (initial, semi, active, '
+      'active_semi, supervised_80, supervised_1000) or leave the flag out to '
+      'run them all']
+  plain = tmp_path / 'plain.py'
+  plain.write_text('from configs import yinyang\n'
+                   'get_config = yinyang.get_config\n')
+  no_sweep = _sweep_raw(tmp_path / 'b', f'--config={plain}', *TINY[1:])
+  assert no_sweep.returncode == 2
+  assert no_sweep.stderr.splitlines() == [
+      f'error: {plain} defines no sweep(add) listing its rows; run it with '
+      'launch/train.py, or add one (see configs/yinyang.py)']
+  assert not (tmp_path / 'a').exists() and not (tmp_path / 'b').exists()
+
+
 def test_sweep_refuses_a_variant_in_the_config_arg(tmp_path):
   # ':initial' would have replaced every row's own variant.
   bad = _sweep_raw(tmp_path, TINY[0] + ':initial', *TINY[1:], '--rows=semi')
