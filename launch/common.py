@@ -199,7 +199,10 @@ def run_main(main) -> None:
   unwritable workdir). Set BASS_DEBUG=1 to see the traceback too. Ctrl-C
   is one line as well (exit status 130): what was checkpointed is kept.
   """
+  from bass_jax import interrupts  # pylint: disable=g-import-not-at-top
   from bass_jax.errors import BassError  # pylint: disable=g-import-not-at-top
+  # Before JAX starts: a Ctrl-C in its start-up's gc callbacks was dropped.
+  interrupts.install()
 
   def guarded(argv):
     if len(argv) > 1:

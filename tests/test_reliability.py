@@ -14,6 +14,7 @@ cores), the later ones take ~5 s.
 """
 
 import dataclasses
+import gc
 import gzip
 import hashlib
 import json
@@ -37,6 +38,7 @@ import pytest
 
 from bass_jax import checkpoint
 from bass_jax import experiment
+from bass_jax import interrupts
 from configs import yinyang
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -634,3 +636,33 @@ def test_nothing_is_read_with_pickle():
     assert not forbidden.search(text), path
     for call in re.findall(r'np\.load\([^)]*\)', text):
       assert 'allow_pickle=False' in call, (path, call)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason='signal handlers live in the main thread')
+def test_ctrl_c_inside_a_gc_callback_is_raised_after_it():
+  """Python's default handler raises inside a gc callback (JAX has one),
+  where the KeyboardInterrupt is printed and dropped: the run went on."""
+  calls = []
+
+  def callback(phase, info):
+    del info
+    if not calls:
+      calls.append(phase)
+      interrupts.handler(signal.SIGINT, sys._getframe())  # pylint: disable=protected-access
+      calls.append('returned')  # The handler did not raise in here.
+
+  previous = signal.signal(signal.SIGINT, interrupts.handler)
+  gc.callbacks.append(callback)
+  try:
+    with pytest.raises(KeyboardInterrupt):
+      gc.collect()
+      time.sleep(5)  # The retried Ctrl-C lands here, outside the callback.
+  finally:
+    gc.callbacks.remove(callback)
+    signal.signal(signal.SIGINT, previous)
+  assert calls[1] == 'returned'
+  # Outside a callback it raises at once, as Python's default does.
+  with pytest.raises(KeyboardInterrupt):
+    interrupts.handler(signal.SIGINT, sys._getframe())  # pylint: disable=protected-access
+
