@@ -846,11 +846,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   # The summary's wall_s is the newest checkpoint's: relaunching a finished
   # run (which saves nothing) rewrites the same summary.
   saved_wall_s = earlier_s
+  checkpointed = restored is not None
 
   def save(step: int, state: loop.LoopState, extra=None) -> None:
-    nonlocal saved_wall_s
+    nonlocal saved_wall_s, checkpointed
     host = sharding.host_tree(state)  # A collective: every process calls.
-    check_finite_params(host.train.params, step - 1)
+    check_finite_params(host.train.params, step - 1, checkpointed)
     saved_wall_s = earlier_s + time.time() - start
     if writer:
       with checkpoint.interrupts_deferred():  # Ctrl-C stops after the write.
@@ -859,11 +860,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
                                'data': data_hash,
                                'metrics_version': METRICS_VERSION})
         checkpoint.keep_last(workdir, config.keep_checkpoints)
+    checkpointed = True
 
   if restored is not None:
     state, first = restored.state, restored.step
     if is_finished(config, restored):
-      log(f'already finished ({total} iterations, '
+      log(f'already finished (iterations 0..{total - 1}, '
           f'{checkpoint.step_path(workdir, first)}); nothing to compute')
     else:
       log(f'resuming from iteration {first} '
@@ -895,7 +897,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       else:
         state, query, valid, metrics = r.em_step(state, r.pool)
       rows = metrics_rows(jax.device_get(metrics), seeds)
-      check_finite(rows, i)
+      check_finite(rows, i, checkpointed)
       checkpoint_due = (i + 1) % config.checkpoint_every == 0 or i == total - 1
       if writer:
         f.write(''.join(json.dumps(row) + '\n' for row in rows))
@@ -984,14 +986,20 @@ def answered_state(r: Run, state: loop.LoopState, workdir: str,
 # and the unlabelled part.
 METRICS_VERSION = 2
 
-# A resume must keep the config, so a lower learning rate means a new run.
-DIVERGED_ADVICE = ('the last good checkpoint is kept (report and export read '
-                   'it); retrain with a lower config.learning_rate and '
-                   '--overwrite')
+def diverged_advice(checkpointed: bool) -> str:
+  """What a diverged run leaves and what to do (a resume must keep the
+  config, so a lower learning rate means a new run)."""
+  retrain = 'retrain with a lower config.learning_rate and --overwrite'
+  if checkpointed:
+    return f'the last good checkpoint is kept (report and export read it); {retrain}'
+  return f'no checkpoint was written before it, so there is nothing to report; {retrain}'
 
 
-def check_finite(rows: list[dict], iteration: int) -> None:
+def check_finite(rows: list[dict], iteration: int,
+                 checkpointed: bool = True) -> None:
   """Stops a diverged run (NaN/Inf loss) with a clear error.
+
+  `checkpointed`: whether the workdir holds a checkpoint of this run.
 
   Raises:
     TrainingDivergedError: the checkpoints written so far stay intact.
@@ -1000,10 +1008,11 @@ def check_finite(rows: list[dict], iteration: int) -> None:
     if not np.isfinite(row['loss']):
       raise TrainingDivergedError(
           f'training diverged at iteration {iteration} (seed {row["seed"]}, '
-          f'loss {row["loss"]}); {DIVERGED_ADVICE}')
+          f'loss {row["loss"]}); {diverged_advice(checkpointed)}')
 
 
-def check_finite_params(params: Any, iteration: int) -> None:
+def check_finite_params(params: Any, iteration: int,
+                        checkpointed: bool = True) -> None:
   """Refuses to checkpoint NaN/Inf parameters (a finite loss can precede
   them), so the newest checkpoint is always a good one.
 
@@ -1014,7 +1023,7 @@ def check_finite_params(params: Any, iteration: int) -> None:
   if not all(np.isfinite(leaf).all() for leaf in leaves):
     raise TrainingDivergedError(
         f'training diverged at iteration {iteration} (NaN/Inf parameters); '
-        f'{DIVERGED_ADVICE}')
+        f'{diverged_advice(checkpointed)}')
 
 
 def last_rows(metrics_path: str) -> dict[int, dict]:

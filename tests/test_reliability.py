@@ -290,6 +290,17 @@ def test_nan_loss_stops_with_one_line_and_keeps_last_checkpoint(
   assert_same_run(workdir, reference)
 
 
+def test_nan_loss_before_any_checkpoint_says_there_is_none(tmp_path, env):
+  workdir = tmp_path / 'run'
+  result = train(workdir, env=env, patch=NAN_AT_5.replace('== 5', '== 0'))
+  assert result.returncode == 2
+  assert result.stderr.splitlines() == [
+      'error: training diverged at iteration 0 (seed 1, loss nan); no '
+      'checkpoint was written before it, so there is nothing to report; '
+      'retrain with a lower config.learning_rate and --overwrite']
+  assert checkpoint.steps(workdir) == []
+
+
 # ----------------------------------------------------------- bad inputs
 
 

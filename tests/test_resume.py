@@ -178,7 +178,7 @@ def test_resume_refuses_other_data_of_the_same_shapes(tmp_path):
   # Nothing to do: nothing recomputed, no wall time added.
   assert (tmp_path / 'metrics.jsonl').read_bytes() == metrics
   assert (tmp_path / 'summary.json').read_bytes() == summary
-  assert lines[0].startswith('already finished (3 iterations, ')
+  assert lines[0].startswith('already finished (iterations 0..2, ')
   other = data.load_yinyang(num_per_class=30, seed=1)
   with pytest.raises(ConfigError, match='the data differ'):
     experiment.run(config, str(tmp_path), dataset=other)
