@@ -889,6 +889,14 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     if tb and first == 0:
       tb.hparams(config.to_dict())
   seeds = seeds_of(config)
+  if first < total:
+    # The first iteration compiles (and at 0 trains the initial model), a
+    # silent minute or more on a large pool: say what is going on.
+    work = (f'training the initial model ({config.initial_epochs} epochs) '
+            'and ' if first == 0 and config.initial_epochs else '')
+    seeds_text = f'{config.num_seeds} seed' + ('s' * (config.num_seeds > 1))
+    log(f'iteration {first}: compiling, {work}sweeping the pool '
+        f'({seeds_text}); progress lines follow')
   with (open(metrics_path, 'a') if writer else contextlib.nullcontext()) as f:
     for i in range(first, total):
       query = None
