@@ -26,6 +26,7 @@ from launch import common as launch_common
 _CONFIG = launch_common.define_config_file(
     os.path.join(REPO, 'configs', 'yinyang.py'),
     'Config file[:modifiers] whose `sweep(add)` lists the rows.')
+flags.declare_key_flag('config')  # Listed by --help, not only --helpfull.
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output folder of the sweep.')
 _ROWS = flags.DEFINE_list('rows', None, 'Only these rows (default: all).')
 _QUIET = flags.DEFINE_bool('quiet', False, 'Only print one line per row.')

@@ -21,7 +21,9 @@ from launch import common as launch_common
 
 _CONFIG = launch_common.define_config_file(
     os.path.join(REPO, 'configs', 'yinyang.py'),
-    'Experiment config file[:arg].')
+    'Experiment config file[:arg]; any field of it can be overridden with '
+    '--config.<field>=<value> (see configs/common.py).')
+flags.declare_key_flag('config')  # Listed by --help, not only --helpfull.
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Output folder (default: workdirs/<name>_<variant>_<time>).'
     ' Relaunching on the same workdir resumes from its newest checkpoint.')
