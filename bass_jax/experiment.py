@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import math
 import os
@@ -732,6 +733,37 @@ def start_backends(config: ml_collections.ConfigDict) -> None:
   sharding.initialize_distributed(config.distributed)
 
 
+# Held (flock) by the process writing a workdir, for as long as it runs.
+LOCK_FILE = 'run.lock'
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str):
+  """Holds the workdir for one run at a time.
+
+  Two runs writing one workdir delete each other's checkpoints in progress;
+  the second is refused. The lock (flock on an empty file, which a refused
+  or failed run leaves as it was) goes with the process, so a crash or
+  SIGKILL leaves nothing to clean up; on a filesystem without locks the
+  run goes on unlocked.
+
+  Raises:
+    ConfigError: another process holds the lock.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, LOCK_FILE)
+  with open(path, 'a') as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise ConfigError(
+          f'{workdir} is in use by another run (its process holds {path});'
+          ' wait for it to end, or use another --workdir') from None
+    except OSError:
+      pass  # No locks on this filesystem.
+    yield
+
+
 def clear_run(workdir: str) -> None:
   """Deletes an earlier run (for --overwrite): its checkpoints, so that a
   later resume cannot pick up one of the other config; its config.json,
@@ -801,6 +833,15 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   # (not the workdir) and leaves the workdir untouched.
   r = build(config, dataset)
   check_workdir_config(workdir, config, overwrite)
+  writer = sharding.is_writer()
+  with (workdir_lock(workdir) if writer else contextlib.nullcontext()):
+    return _checked_run(r, workdir, log, overwrite, start)
+
+
+def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
+                 overwrite: bool, start: float) -> dict[str, Any]:
+  """`run` after its checks, with the workdir locked: the run itself."""
+  config = r.config
   # Several processes (config.distributed) run this same loop in lockstep;
   # process 0 alone writes the workdir, which must be on a filesystem all
   # of them read (they all resume from its checkpoints).

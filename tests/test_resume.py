@@ -112,6 +112,24 @@ def test_chunk_sizes_auto_per_platform_and_resumable_under_others(tmp_path):
     experiment.validate_config(config)
 
 
+def test_a_workdir_in_use_by_another_run_is_refused(tmp_path):
+  """Two runs on one workdir deleted each other's checkpoints in progress."""
+  ds = data.load_yinyang(num_per_class=60, seed=0)
+  config = small_config()
+  config.num_iterations = 1
+  workdir = str(tmp_path / 'run')
+  with experiment.workdir_lock(workdir):  # Another run, still going.
+    with pytest.raises(ConfigError, match=(
+        r'run is in use by another run \(its process holds .*run.lock\); '
+        'wait for it to end, or use another --workdir')):
+      experiment.run(config, workdir, dataset=ds)
+    assert os.listdir(workdir) == [experiment.LOCK_FILE]
+  # Released when that run ends; one run after another is fine.
+  experiment.run(config, workdir, dataset=ds)
+  summary = experiment.run(config, workdir, dataset=ds)
+  assert summary['iterations'] == 1
+
+
 def test_workdir_of_other_config_is_refused(tmp_path):
   ds = data.load_yinyang(num_per_class=60, seed=0)
   config = small_config()
