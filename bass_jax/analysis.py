@@ -30,14 +30,15 @@ def stored_config(workdir: str) -> dict:
   return reporting.read_json_object(path)
 
 
-def restored(workdir: str, dataset=None, warn=None):
+def restored(workdir: str, dataset=None, warn=None, data_dir: str = ''):
   """(Run, checkpoint.Restored) of a workdir's newest valid checkpoint.
 
   `dataset` overrides loading the data named by the workdir's config (for a
   run that was given its dataset directly). Damaged checkpoints are skipped
   (as a resume does) and reported to `warn`, if given, as one line in all.
   Restored.step is the number of iterations done (0..step-1); its `extra`
-  holds a paused run's `pending` query.
+  holds a paused run's `pending` query. `data_dir`, if given, replaces the
+  run's config.data_dir (the data moved, or a relative path).
 
   Raises:
     DataError: an unreadable config.json, or no usable checkpoint.
@@ -46,6 +47,8 @@ def restored(workdir: str, dataset=None, warn=None):
   # Fields added since the run was made take their defaults.
   config = common.base_config()
   config.update(stored)
+  if data_dir:
+    config.data_dir = data_dir  # Where the data are: not what is computed.
   run = experiment.build(config, dataset)
   skipped = []
   # Collected, not logged: one line in all instead of one per checkpoint.
@@ -59,12 +62,12 @@ def restored(workdir: str, dataset=None, warn=None):
   return run, found
 
 
-def restored_run(workdir: str, dataset=None, warn=None):
+def restored_run(workdir: str, dataset=None, warn=None, data_dir: str = ''):
   """(Run, LoopState [S, ...], step) of a workdir's newest checkpoint.
 
   See `restored`.
   """
-  run, found = restored(workdir, dataset, warn)
+  run, found = restored(workdir, dataset, warn, data_dir)
   return run, found.state, found.step
 
 

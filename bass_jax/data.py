@@ -827,16 +827,25 @@ def image_folder_root(name: str, data_dir: Optional[PathLike] = None
 # Dispatch by name.
 
 
+# The data folder beside a source checkout (<repo>/../shared/data).
+CHECKOUT_DATA_DIR = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data'
+
+
 def default_data_dir() -> Optional[pathlib.Path]:
   """The data root: $BASS_DATA_DIR, else ../shared/data if that exists.
 
+  ../shared/data is tried relative to the working directory, then beside
+  the checkout bass_jax runs from, so the tools find it from any folder.
+
   Returns:
-    The directory, or None if neither is set / present (relative to the cwd).
+    The directory, or None if neither is set / present.
   """
   if os.environ.get('BASS_DATA_DIR'):
     return pathlib.Path(os.environ['BASS_DATA_DIR'])
-  shared = pathlib.Path('..', 'shared', 'data')
-  return shared.resolve() if shared.is_dir() else None
+  for shared in (pathlib.Path('..', 'shared', 'data'), CHECKOUT_DATA_DIR):
+    if shared.is_dir():
+      return shared.resolve()
+  return None
 
 
 def _tfds_cache_dir(root: Optional[pathlib.Path]) -> Optional[pathlib.Path]:
@@ -935,7 +944,8 @@ def load_dataset(name: str, data_dir: Optional[str] = None,
     raise DataError(
         f'{idx_dir or "<no data dir>"}: the idx files of {name!r} are not '
         f'there ({", ".join(IDX_FILES.values())}); put them there, set '
-        'BASS_DATA_DIR / --config.data_dir, or pass '
+        'BASS_DATA_DIR or --config.data_dir (--data_dir of report.py and '
+        'export.py), or pass '
         '--config.data_source=tfds to let tensorflow-datasets download them')
   return load_tfds(name, data_dir=cache_dir, manual_dir=manual_dir,
                    scale=scale)

@@ -229,8 +229,11 @@ def use_compilation_cache(setting: str) -> None:
 
 
 def data_dir(config: ml_collections.ConfigDict) -> str:
-  """The data root: config.data_dir, else $BASS_DATA_DIR, else ../shared/data."""
-  return (config.data_dir or os.environ.get('BASS_DATA_DIR') or
+  """The data root: config.data_dir, else `data.default_data_dir` ($BASS_DATA_DIR,
+  else ../shared/data from here or beside the checkout), else ../shared/data
+  (which then names what is missing in the error)."""
+  found = data_lib.default_data_dir()
+  return (config.data_dir or (str(found) if found else '') or
           os.path.join('..', 'shared', 'data'))
 
 

@@ -157,7 +157,8 @@ def progress_note(config, found: checkpoint.Restored) -> str:
 def export_labels(workdir: str, out: str, seed_index: int = 0,
                   num_passes: Optional[int] = None,
                   dataset: Optional[data_lib.Dataset] = None,
-                  warn: Optional[Callable[[str], None]] = None
+                  warn: Optional[Callable[[str], None]] = None,
+                  data_dir: str = ''
                   ) -> tuple[dict[str, np.ndarray], str]:
   """Writes the labels CSV of a workdir's newest checkpoint to `out`.
 
@@ -168,6 +169,7 @@ def export_labels(workdir: str, out: str, seed_index: int = 0,
     num_passes: MC-dropout passes; None: the config's mc_passes_gt.
     dataset: overrides loading the data named by the run's config.
     warn: gets one line if damaged checkpoints were skipped.
+    data_dir: replaces the run's config.data_dir (see `analysis.restored`).
 
   Returns:
     The table written (see `labels_table`) and `progress_note` ('' for a
@@ -185,7 +187,7 @@ def export_labels(workdir: str, out: str, seed_index: int = 0,
     # Checked first: the MC-dropout sweep before the write may take long.
     raise ConfigError(f'--out={out} is a folder; give a file name, e.g. '
                       f'--out={os.path.join(out, "labels.csv")}')
-  run, found = analysis.restored(workdir, dataset, warn)
+  run, found = analysis.restored(workdir, dataset, warn, data_dir)
   if not 0 <= seed_index < run.config.num_seeds:
     raise ConfigError(f'--seed_index={seed_index} must be in [0, '
                       f'{run.config.num_seeds}) for the '

@@ -7,7 +7,8 @@ Reads the newest checkpoint of a finished, paused or interrupted run (the
 result line then says which iteration it is from) and writes one row per
 pool sample: `id,label,confidence,source` (source 'human', 'pseudo' or
 'model'), plus `class_name,file` for image folder datasets. Run it from the
-folder the run was started in, so that a relative dataset path resolves.
+folder the run was started in, so that a relative dataset path resolves,
+or give --data_dir.
 """
 
 import os
@@ -26,6 +27,9 @@ _SEED_INDEX = flags.DEFINE_integer(
     'seed_index', 0, 'Which seed of the run (0 = config.seed).')
 _MC_PASSES = flags.DEFINE_integer(
     'mc_passes', 0, 'MC-dropout passes per sample (0: config.mc_passes_gt).')
+_DATA_DIR = flags.DEFINE_string(
+    'data_dir', '', "The data root, if not the run's config.data_dir "
+    '(default: BASS_DATA_DIR, else ../shared/data).')
 
 
 def main(argv):
@@ -38,7 +42,8 @@ def main(argv):
     raise BassError(f'--mc_passes={_MC_PASSES.value} must be >= 0')
   table, note = export.export_labels(
       _WORKDIR.value, _OUT.value, _SEED_INDEX.value, _MC_PASSES.value or None,
-      warn=lambda line: print(f'warning: {line}', file=sys.stderr))
+      warn=lambda line: print(f'warning: {line}', file=sys.stderr),
+      data_dir=_DATA_DIR.value)
   print(result_line(_OUT.value, table, note))
 
 

@@ -28,6 +28,9 @@ _WORKDIRS = flags.DEFINE_multi_string('workdir', [], 'Workdir(s) to report.')
 _OUT = flags.DEFINE_string('out', None, 'Output folder.')
 _DECISION = flags.DEFINE_bool('decision', True,
                               'Decision-surface panels for 2-D data.')
+_DATA_DIR = flags.DEFINE_string(
+    'data_dir', '', "The data root for the decision panels, if not each "
+    "run's config.data_dir (default: BASS_DATA_DIR, else ../shared/data).")
 _TARGET = flags.DEFINE_float(
     'target_acc', None, 'A validation accuracy in %: the table adds the '
     'median labels each run needed to reach it (Gal et al. 2017).',
@@ -86,7 +89,8 @@ def decision_panel(run: dict, runs: list[dict], out: str) -> str | None:
   from bass_jax.errors import DataError  # pylint: disable=g-import-not-at-top
   warn = lambda line: print(f'warning: {line}', file=sys.stderr, flush=True)
   try:
-    r, state, step = analysis.restored_run(run['workdir'], warn=warn)
+    r, state, step = analysis.restored_run(run['workdir'], warn=warn,
+                                           data_dir=_DATA_DIR.value)
   except DataError as e:
     print(f'note: no decision panel: {e}', file=sys.stderr, flush=True)
     return None

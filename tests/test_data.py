@@ -256,8 +256,12 @@ def test_default_data_dir(monkeypatch, tmp_path):
   (tmp_path / 'repo').mkdir()
   monkeypatch.chdir(tmp_path / 'repo')
   assert data.default_data_dir() == (tmp_path / 'shared' / 'data').resolve()
+  # From any other folder: the data beside the checkout, else none.
   monkeypatch.chdir(tmp_path)
+  monkeypatch.setattr(data, 'CHECKOUT_DATA_DIR', tmp_path / 'repo' / 'x')
   assert data.default_data_dir() is None
+  monkeypatch.setattr(data, 'CHECKOUT_DATA_DIR', tmp_path / 'shared' / 'data')
+  assert data.default_data_dir() == (tmp_path / 'shared' / 'data').resolve()
 
 
 @needs_mnist
