@@ -82,6 +82,8 @@ PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'seed_strategy',
                     'eval_chunk_size', 'compilation_cache', 'data_dir',
                     'log_every', 'checkpoint_every', 'keep_checkpoints',
                     'steps_per_trip')
+# Far above any CPU's core count; more CPU devices only cost start-up time.
+MAX_CPU_DEVICES = 512
 NON_NEGATIVE = ('chunk_size', 'eval_chunk_size',
                 'num_iterations', 'epochs_per_iteration', 'pool_size',
                 'cpu_devices', 'label_budget', 'semi_start',
@@ -167,6 +169,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field in NON_NEGATIVE:
     if not config[field] >= 0:
       raise ConfigError(f'config.{field}={config[field]!r} must be >= 0')
+  if config.cpu_devices > MAX_CPU_DEVICES:
+    # XLA starts that many devices before any other check: 100,000 hung.
+    raise ConfigError(f'config.cpu_devices={config.cpu_devices} must be at '
+                      f'most {MAX_CPU_DEVICES} (one per core is the useful '
+                      f'size; this machine has {os.cpu_count()})')
   if not config.dataset:
     raise ConfigError('config.dataset is empty: name a dataset, a .npz file '
                       'or an image folder')
