@@ -24,6 +24,13 @@ Benchmarks (all on the paper's CNN with random 28x28x1 inputs unless noted):
 * `deterministic_forward`: forwards/s with dropout off (`predict_logits`) on
   the same images at the same batch size (T * chunk).
 * `mc_to_deterministic_ratio`: default mc_sweep / deterministic_forward.
+  It can exceed 1: the sweep runs the first convolution once per image
+  (it precedes the first dropout, so vmap over the passes leaves it
+  unbatched), the deterministic baseline, like the PyTorch one, T times.
+* `mc_sweep_replicated_input`: the default sweep with every image copied T
+  times first, so the first convolution runs T times too: the same work as
+  deterministic_forward plus the masks. `mask_cost_ratio` is it over
+  deterministic_forward: what the dropout masks alone cost.
 * `train_step`: samples/s of `training.train_step` run as the library runs
   it, steps inside one compiled loop; `train_step_dispatched`: the same
   jitted step called once per step from Python (state donated).
@@ -43,8 +50,10 @@ Benchmarks (all on the paper's CNN with random 28x28x1 inputs unless noted):
   processes, each pinned to one core with S/D seeds vmapped and nothing
   shared between them: what the cores give without in-process
   interference, a reference for `seeds_vmap`.
-* `roofline_fp32`, `roofline_tf32` (GPU only): achieved FLOP/s of mc_sweep
-  and iteration over the peak, with SPEC §5's 5.66 MFLOP per forward and 3x
+* `roofline_fp32`, `roofline_tf32`, `roofline_bf16` (GPU only): achieved
+  FLOP/s of mc_sweep and iteration over the peaks of the precision they
+  compute at, with SPEC §5's 5.66 MFLOP per forward (an MC forward executes
+  the first convolution's 0.23 MFLOP once per image, not per pass) and 3x
   that per training sample.
 * `torch_mc_sweep`, `torch_train_step`: benchmarks/torch_baseline.py in a
   subprocess (torch lives in its own venv), and the ratios `mc_vs_torch`,
@@ -99,6 +108,11 @@ from configs import yinyang
 
 # SPEC §5: multiply-adds of one CNN forward, x2 for FLOPs.
 FLOP_PER_FORWARD = 2 * 2_830_240
+# Of those, the first convolution's (28 x 28 x 16 outputs x 9 taps): it
+# precedes the first dropout, so an MC sweep runs it once per image, not
+# once per pass (`vmap` over the passes leaves what does not depend on the
+# pass key unbatched).
+FLOP_CONV1 = 2 * 28 * 28 * 16 * 9
 # SPEC §5: forward + backward of a training sample, relative to a forward.
 TRAIN_FLOP_FACTOR = 3
 NUM_CLASSES = 10
@@ -184,6 +198,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                  help='fp32 peak (H200 SXM: 67)')
   p.add_argument('--peak_tf32_tflops', type=float, default=495.0,
                  help='dense TF32 tensor-core peak (H200 SXM: 495)')
+  p.add_argument('--peak_bf16_tflops', type=float, default=989.0,
+                 help='dense bf16 tensor-core peak (H200 SXM: 989)')
   p.add_argument('--seed', type=int, default=0)
   args = p.parse_args(argv)
   args.only = [g.strip() for g in args.only.split(',') if g.strip()]
@@ -305,10 +321,12 @@ def donating_runner(compiled: Callable, state, key: jax.Array
   """A timed call of `compiled(state, key) -> (state, loss)` that donates its
   state: each call feeds the previous call's state and a fresh key."""
   holder = [state, 0]
+  # Keys made before the clock starts (fold_in is a dispatch of its own).
+  keys = [jax.random.fold_in(key, i) for i in range(1, 65)]
 
   def run():
     holder[1] += 1
-    holder[0], loss = compiled(holder[0], jax.random.fold_in(key, holder[1]))
+    holder[0], loss = compiled(holder[0], keys[holder[1] % len(keys)])
     jax.block_until_ready((holder[0], loss))
 
   return run
@@ -356,7 +374,9 @@ def bench_mc(args, em: Emitter, defaults: dict[str, Any]) -> dict[str, float]:
               dropout_bits=bits, mask_impl=mask_impl, prng_impl=impl,
               default=is_default,
               pool_size=n, T=t, chunk=chunk, batch=t * chunk,
-              gflops=_round(value * FLOP_PER_FORWARD / 1e9), **fields)
+              gflops=_round(value * mc_flop_per_forward(t) / 1e9),
+              first_conv='once per image (before the first dropout)',
+              **fields)
       log(f'mc_sweep {mask_impl} bits={bits} impl={impl}: {value:.0f} '
           'forwards/s')
       if is_default:
@@ -382,6 +402,7 @@ def bench_mc(args, em: Emitter, defaults: dict[str, Any]) -> dict[str, float]:
           **fields)
   log(f'deterministic_forward: {value:.0f} forwards/s')
   results['deterministic_forward'] = value
+  bench_replicated_sweep(args, em, defaults, x, value)
   if 'mc_sweep' in results:
     em.emit('mc_to_deterministic_ratio',
             _round(results['mc_sweep'] / value), 'ratio',
@@ -391,6 +412,51 @@ def bench_mc(args, em: Emitter, defaults: dict[str, Any]) -> dict[str, float]:
             mask_impl=defaults['mask_impl'], prng_impl=defaults['prng_impl'])
   bench_sweep_memory(args, em, defaults)
   return results
+
+
+def replicated_input_sweep(apply_fn, params, x: jax.Array, key: jax.Array,
+                           num_passes: int, chunk_size: int,
+                           score_names=()) -> dict[str, jax.Array]:
+  """`mc_dropout.mc_sweep` with each image copied T times before the
+  network, so that nothing is shared between its passes (the PyTorch
+  libraries' way). Same keys, masks and statistics."""
+  def one_chunk(xc, ic):
+    keys = mc_dropout.sample_keys(key, ic, num_passes)
+    copies = jnp.broadcast_to(xc, (num_passes,) + xc.shape)  # Batched in T.
+    logits = jax.vmap(jax.vmap(lambda xi, k: apply_fn(params, xi[None],
+                                                      k)[0]))(copies, keys)
+    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    return mc_dropout.mc_statistics(probs, score_names)
+
+  n = x.shape[0]
+  return mc_dropout.map_chunks(one_chunk, n, min(chunk_size, n), x,
+                               jnp.arange(n, dtype=jnp.int32))
+
+
+def bench_replicated_sweep(args, em: Emitter, defaults: dict[str, Any],
+                           x: jax.Array, deterministic_rate: float) -> None:
+  """`mc_sweep_replicated_input` and `mask_cost_ratio` (see the top)."""
+  n, t = x.shape[0], args.T
+  chunk = min(args.chunk, n)
+  _, model, params, key = default_sweep_inputs(args, defaults, n)
+  sweep = jax.jit(functools.partial(
+      replicated_input_sweep, model.apply, num_passes=t, chunk_size=chunk,
+      score_names=(defaults['acquisition'],)))
+  compiled, compile_s = compile_aot(sweep, params, x, key)
+  seconds = time_runs(lambda: jax.block_until_ready(compiled(params, x, key)),
+                      args.repeats)
+  fields = rate_fields(n * t, seconds)
+  value = fields.pop('value')
+  em.emit('mc_sweep_replicated_input', value, 'forwards/s',
+          compile_s=_round(compile_s), pool_size=n, T=t, chunk=chunk,
+          batch=t * chunk, gflops=_round(value * FLOP_PER_FORWARD / 1e9),
+          **fields)
+  em.emit('mask_cost_ratio', _round(value / deterministic_rate), 'ratio',
+          numerator='mc_sweep_replicated_input',
+          denominator='deterministic_forward',
+          dropout_bits=defaults['dropout_bits'],
+          mask_impl=defaults['mask_impl'], prng_impl=defaults['prng_impl'])
+  log(f'mc_sweep_replicated_input: {value:.0f} forwards/s')
 
 
 def default_sweep_inputs(args, defaults: dict[str, Any], n: int):
@@ -437,7 +503,7 @@ def bench_mc_precision(args, em: Emitter, defaults: dict[str, Any],
     em.emit('mc_sweep_precision', value, 'forwards/s', precision=precision,
             vs_default=_round(value / default_rate) if default_rate else None,
             compile_s=_round(compile_s), pool_size=n, T=t, chunk=chunk,
-            gflops=_round(value * FLOP_PER_FORWARD / 1e9), **fields)
+            gflops=_round(value * mc_flop_per_forward(t) / 1e9), **fields)
     log(f'mc_sweep precision={precision}: {value:.0f} forwards/s')
   return rates
 
@@ -496,7 +562,8 @@ def bench_sweep_memory(args, em: Emitter, defaults: dict[str, Any]) -> None:
                              dropout_bits=defaults['dropout_bits'],
                              mask_impl=defaults['mask_impl'])
   params = model.init(jax.random.key(args.seed), jnp.zeros((1,) + IMAGE_SHAPE))
-  chunk = 1000  # The configs' chunk_size.
+  # The chunk a run uses here (config.chunk_size 0, 'auto').
+  chunk = mc_dropout.auto_chunk_size(jax.devices()[0].platform, args.T)
   sweep = jax.jit(functools.partial(
       mc_dropout.mc_sweep, model.apply, num_passes=args.T, chunk_size=chunk,
       score_names=(defaults['acquisition'],)))
@@ -589,12 +656,16 @@ def bench_train(args, em: Emitter, defaults: dict[str, Any]) -> float:
       jax.jit(train_step, donate_argnums=0), state, xs[0], ys[0],
       step_keys[0])
   dispatched = [state]
+  # Sliced before the clock starts: indexing a device array is a dispatch
+  # of its own, which would be timed as the step's.
+  step_args = [(xs[i % num_batches], ys[i % num_batches], step_keys[i])
+               for i in range(steps)]
+  jax.block_until_ready(step_args)
 
   def run_dispatched():
     s = dispatched[0]
-    for i in range(steps):
-      s, loss = single(s, xs[i % num_batches], ys[i % num_batches],
-                       step_keys[i])
+    for x_i, y_i, key_i in step_args:
+      s, loss = single(s, x_i, y_i, key_i)
     jax.block_until_ready((s, loss))
     dispatched[0] = s
 
@@ -701,6 +772,12 @@ def iteration_config(args) -> Any:
   return config
 
 
+def mc_flop_per_forward(num_passes: int) -> float:
+  """Executed FLOPs of one MC-dropout forward at T passes per image: the
+  first convolution is shared by the T passes (see FLOP_CONV1)."""
+  return FLOP_PER_FORWARD - FLOP_CONV1 * (1 - 1 / num_passes)
+
+
 def balanced_labels(n: int, seed: int) -> np.ndarray:
   """[n] int32 labels with every class as equal as possible, shuffled."""
   y = np.arange(n, dtype=np.int32) % NUM_CLASSES
@@ -723,7 +800,10 @@ def iteration_flops(cfg: loop.LoopConfig, state: loop.LoopState, n: int,
   trained = batches * cfg.batch_size * cfg.epochs_per_iteration
   forwards = (n * cfg.mc_passes_pool + cfg.label_capacity * cfg.mc_passes_gt
               + test_size)
-  flops = (forwards + TRAIN_FLOP_FACTOR * trained) * FLOP_PER_FORWARD
+  flops = (n * cfg.mc_passes_pool * mc_flop_per_forward(cfg.mc_passes_pool)
+           + cfg.label_capacity * cfg.mc_passes_gt
+           * mc_flop_per_forward(cfg.mc_passes_gt)
+           + (test_size + TRAIN_FLOP_FACTOR * trained) * FLOP_PER_FORWARD)
   return {'mc_and_eval_forwards': forwards, 'train_samples': trained,
           'flop': float(flops)}
 
@@ -1087,14 +1167,19 @@ def bench_all_seeds(args, em: Emitter) -> None:
 
 
 def emit_rooflines(args, em: Emitter, of: str, flops_per_s: float,
-                   **fields) -> None:
-  """Achieved FLOP/s over the fp32 and TF32 peaks (flags), as two lines."""
-  for name, peak in (('roofline_fp32', args.peak_fp32_tflops),
-                     ('roofline_tf32', args.peak_tf32_tflops)):
-    em.emit(name, _round(flops_per_s / (peak * 1e12)), 'fraction of peak',
-            of=of, peak_tflops=peak,
-            achieved_tflops=_round(flops_per_s / 1e12),
-            flop_per_forward=FLOP_PER_FORWARD,
+                   precision: str = 'default', **fields) -> None:
+  """Achieved FLOP/s over the peaks (flags) of the precision the program
+  computes at, one line each: fp32 for 'float32'; fp32 and TF32 for
+  'default' (float32 arrays, convolutions and matmuls in TF32 on recent
+  NVIDIA GPUs) and 'tensorfloat32'; bf16 for 'bfloat16'."""
+  peaks = {'float32': ('fp32',), 'default': ('fp32', 'tf32'),
+           'tensorfloat32': ('fp32', 'tf32'), 'bfloat16': ('bf16',)}
+  for kind in peaks[precision]:
+    peak = getattr(args, f'peak_{kind}_tflops')
+    em.emit(f'roofline_{kind}', _round(flops_per_s / (peak * 1e12)),
+            'fraction of peak', of=of, program_precision=precision,
+            peak_tflops=peak, achieved_tflops=_round(flops_per_s / 1e12),
+            flop_per_forward=FLOP_PER_FORWARD, flop_conv1=FLOP_CONV1,
             train_flop_factor=TRAIN_FLOP_FACTOR, **fields)
 
 
@@ -1207,14 +1292,16 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
   if 'mc' in args.only:
     mc = bench_mc(args, em, defaults)
     if on_gpu and 'mc_sweep' in mc:
-      emit_rooflines(args, em, 'mc_sweep', mc['mc_sweep'] * FLOP_PER_FORWARD,
+      emit_rooflines(args, em, 'mc_sweep',
+                     mc['mc_sweep'] * mc_flop_per_forward(args.T),
                      dropout_bits=defaults['dropout_bits'],
                      prng_impl=defaults['prng_impl'], pool_size=args.pool_size)
     rates = bench_mc_precision(args, em, defaults, mc.get('mc_sweep'),
                                on_gpu)
     for precision, rate in rates.items() if on_gpu else ():
       emit_rooflines(args, em, f'mc_sweep_precision {precision}',
-                     rate * FLOP_PER_FORWARD, pool_size=args.pool_size)
+                     rate * mc_flop_per_forward(args.T), precision,
+                     pool_size=args.pool_size)
     bench_mc_chunks(args, em, defaults, on_gpu)
   if 'train' in args.only:
     train_rate = bench_train(args, em, defaults)

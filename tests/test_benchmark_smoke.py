@@ -12,7 +12,8 @@ SCRIPT = REPO / 'benchmarks' / 'hot_path.py'
 EXPECTED = ('mc_sweep', 'deterministic_forward', 'mc_to_deterministic_ratio',
             'train_step', 'iteration', 'seeds_vmap', 'torch_mc_sweep',
             'torch_train_step', 'mc_sweep_memory', 'train_step_dispatched',
-            'mc_sweep_precision', 'mc_sweep_chunk')
+            'mc_sweep_precision', 'mc_sweep_chunk',
+            'mc_sweep_replicated_input', 'mask_cost_ratio')
 
 
 def test_quick_run_prints_valid_json_lines(tmp_path):
@@ -99,6 +100,32 @@ def test_mc_precision_compares_paired_runs(tmp_path):
   assert 0 < effect['theta_max_abs_diff'] < 0.5
   assert json.loads((tmp_path / 'bfloat16' / 'config.json').read_text())[
       'mc_precision'] == 'bfloat16'
+
+
+def test_replicated_input_control_is_the_same_sweep():
+  """The mask-cost control computes exactly what mc_sweep computes, with
+  the first convolution run per pass instead of once per image."""
+  sys.path.insert(0, str(REPO / 'benchmarks'))
+  try:
+    import hot_path  # pylint: disable=g-import-not-at-top
+  finally:
+    sys.path.remove(str(REPO / 'benchmarks'))
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from bass_jax import mc_dropout, models  # pylint: disable=g-import-not-at-top
+  model = models.build_model('cnn', 10)
+  x = hot_path.random_images(jax.random.key(0), 12)
+  params = model.init(jax.random.key(1), x[:1])
+  key = jax.random.key(2)
+  ours = mc_dropout.mc_sweep(model.apply, params, x, key, 5, 4, ('bald',))
+  control = hot_path.replicated_input_sweep(model.apply, params, x, key, 5,
+                                            4, ('bald',))
+  for name in ('mean_probs', 'entropy', 'bald'):
+    np.testing.assert_allclose(control[name], ours[name], atol=1e-5)
+  conv1 = 2 * 28 * 28 * 16 * 9
+  assert hot_path.mc_flop_per_forward(1) == hot_path.FLOP_PER_FORWARD
+  assert hot_path.mc_flop_per_forward(10) == (
+      hot_path.FLOP_PER_FORWARD - 0.9 * conv1)
 
 
 def test_cpu_batching_epoch_shuffle_lines():
