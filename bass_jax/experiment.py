@@ -487,9 +487,13 @@ def seed_strategy(config: ml_collections.ConfigDict,
   sizes = sharding.mesh_sizes(mesh)
   if strategy == 'map' and sizes[sharding.SEED] > 1 and sizes[
       sharding.DATA] > 1:
-    raise ConfigError("config.seed_strategy='map' cannot split seeds over a "
-                      "mesh with both 'seed' and 'data' axes > 1 (use "
-                      "'vmap', or a mesh of one of the two axes)")
+    chosen = ("config.seed_strategy='map'" if config.seed_strategy == 'map'
+              else "config.seed_strategy='auto' (which maps the CNN's seeds "
+              'on a CPU)')
+    raise ConfigError(f"{chosen} cannot split seeds over a mesh with both "
+                      "'seed' and 'data' axes > 1; pass "
+                      "--config.seed_strategy=vmap, or use a mesh of one of "
+                      'the two axes')
   return strategy
 
 
@@ -592,6 +596,14 @@ def checked_setup(config: ml_collections.ConfigDict,
   check_batch_divisible(config.batch_size,
                         sharding.mesh_sizes(mesh)[sharding.DATA])
   seed_strategy(config, mesh)  # Its check; build asks again for the value.
+  if (config.prng_impl != 'threefry2x32' and
+      sharding.mesh_sizes(mesh)[sharding.DATA] > 1):
+    # XLA's RngBitGenerator draws a batch of keys' bits together, not key by
+    # key: a sample's masks would depend on the samples sharing its shard.
+    raise ConfigError(
+        f'config.prng_impl={config.prng_impl!r} draws masks that depend on '
+        "how the pool is split, so it runs with a 'data' axis of 1 only; use "
+        "the default 'threefry2x32' to split the data over devices")
   return datasets, per_seed, mesh
 
 

@@ -19,7 +19,16 @@ def default_workdir(config, variant: Optional[str] = None) -> str:
   """workdirs/<name>_<variant>_<YYYYmmdd-HHMMSS> under the current folder.
 
   `variant` defaults to the config's (a sweep passes 'sweep[_modifiers]').
+
+  Raises:
+    ConfigError: for a multi-process run (config.distributed), whose
+      processes would each stamp their own clock: they must share a folder.
   """
+  if config.get('distributed'):
+    from bass_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+    raise ConfigError('config.distributed=True needs --workdir: every process '
+                      'must write and read the same folder (a default name '
+                      "carries each host's clock)")
   variant = (variant or config.variant or 'run').replace(',', '_')
   stamp = time.strftime('%Y%m%d-%H%M%S')
   return os.path.join('workdirs', f'{config.name or "run"}_{variant}_{stamp}')

@@ -301,6 +301,20 @@ def test_nan_loss_before_any_checkpoint_says_there_is_none(tmp_path, env):
   assert checkpoint.steps(workdir) == []
 
 
+def test_multi_process_run_without_workdir_is_refused(tmp_path, env):
+  """Each process would name its own workdir after its clock."""
+  result = subprocess.run([sys.executable, TRAIN, *TOY,
+                           '--config.distributed=True'], cwd=tmp_path,
+                          env=env, capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 2
+  assert result.stderr.splitlines() == [
+      'error: config.distributed=True needs --workdir: every process must '
+      'write and read the same folder (a default name carries each host\'s '
+      'clock)']
+  assert not (tmp_path / 'workdirs').exists()
+
+
 # ----------------------------------------------------------- bad inputs
 
 
@@ -410,6 +424,10 @@ CASES = [
          ('config.cpu_devices=-2',)),
     Case('huge_cpu_devices', ('--config.cpu_devices=100000',),
          ('config.cpu_devices=100000 must be at most 512',)),
+    Case('rbg_masks_over_a_data_axis',
+         ('--config.cpu_devices=2', '--config.mesh_shape=data:2',
+          '--config.prng_impl=rbg'),
+         ("config.prng_impl='rbg'", "a 'data' axis of 1 only")),
     Case('dropout_rate_one', ('--config.dropout_rate=1.0',),
          ('config.dropout_rate=1.0',)),
     Case('unknown_acquisition', ('--config.acquisition=entropyy',),
