@@ -239,9 +239,10 @@ def data_dir(config: ml_collections.ConfigDict) -> str:
   """The data root: config.data_dir, else `data.default_data_dir` ($BASS_DATA_DIR,
   else ../shared/data from here or beside the checkout), else ../shared/data
   (which then names what is missing in the error)."""
+  if config.data_dir:
+    return config.data_dir
   found = data_lib.default_data_dir()
-  return (config.data_dir or (str(found) if found else '') or
-          os.path.join('..', 'shared', 'data'))
+  return str(found) if found else os.path.join('..', 'shared', 'data')
 
 
 def data_seed_of(config: ml_collections.ConfigDict, seed: int) -> int:
@@ -591,13 +592,12 @@ def checked_setup(config: ml_collections.ConfigDict,
         f'{config.num_seeds} seeds each have their own '
         '(config.data_per_seed=True): set it False, or run one seed')
   mesh = sharding.make_mesh(config.mesh_shape, devices)
-  sharding.check_divisible(sharding.mesh_sizes(mesh), config.num_seeds,
-                           ds.x_train.shape[0], ds.x_test.shape[0])
-  check_batch_divisible(config.batch_size,
-                        sharding.mesh_sizes(mesh)[sharding.DATA])
+  sizes = sharding.mesh_sizes(mesh)
+  sharding.check_divisible(sizes, config.num_seeds, ds.x_train.shape[0],
+                           ds.x_test.shape[0])
+  check_batch_divisible(config.batch_size, sizes[sharding.DATA])
   seed_strategy(config, mesh)  # Its check; build asks again for the value.
-  if (config.prng_impl != 'threefry2x32' and
-      sharding.mesh_sizes(mesh)[sharding.DATA] > 1):
+  if config.prng_impl != 'threefry2x32' and sizes[sharding.DATA] > 1:
     # XLA's RngBitGenerator draws a batch of keys' bits together, not key by
     # key: a sample's masks would depend on the samples sharing its shard.
     raise ConfigError(
@@ -909,12 +909,11 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
   # The summary's wall_s is the newest checkpoint's: relaunching a finished
   # run (which saves nothing) rewrites the same summary.
   saved_wall_s = earlier_s
-  checkpointed = restored is not None
 
   def save(step: int, state: loop.LoopState, extra=None) -> None:
-    nonlocal saved_wall_s, checkpointed
+    nonlocal saved_wall_s
     host = sharding.host_tree(state)  # A collective: every process calls.
-    check_finite_params(host.train.params, step - 1, checkpointed)
+    check_finite_params(host.train.params, step - 1, workdir)
     saved_wall_s = earlier_s + time.time() - start
     if writer:
       with checkpoint.interrupts_deferred():  # Ctrl-C stops after the write.
@@ -923,7 +922,6 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
                                'data': data_hash,
                                'metrics_version': METRICS_VERSION})
         checkpoint.keep_last(workdir, config.keep_checkpoints)
-    checkpointed = True
 
   if restored is not None:
     state, first = restored.state, restored.step
@@ -968,7 +966,7 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
       else:
         state, query, valid, metrics = r.em_step(state, r.pool)
       rows = metrics_rows(jax.device_get(metrics), seeds)
-      check_finite(rows, i, checkpointed)
+      check_finite(rows, i, workdir)
       checkpoint_due = (i + 1) % config.checkpoint_every == 0 or i == total - 1
       if writer:
         f.write(''.join(json.dumps(row) + '\n' for row in rows))
@@ -1057,20 +1055,19 @@ def answered_state(r: Run, state: loop.LoopState, workdir: str,
 # and the unlabelled part.
 METRICS_VERSION = 2
 
-def diverged_advice(checkpointed: bool) -> str:
-  """What a diverged run leaves and what to do (a resume must keep the
-  config, so a lower learning rate means a new run)."""
+def diverged_advice(workdir: str) -> str:
+  """What a diverged run in `workdir` leaves and what to do (a resume must
+  keep the config, so a lower learning rate means a new run)."""
   retrain = 'retrain with a lower config.learning_rate and --overwrite'
-  if checkpointed:
-    return f'the last good checkpoint is kept (report and export read it); {retrain}'
-  return f'no checkpoint was written before it, so there is nothing to report; {retrain}'
+  if checkpoint.steps(workdir):
+    return ('the last good checkpoint is kept (report and export read it); '
+            + retrain)
+  return ('no checkpoint was written before it, so there is nothing to '
+          'report; ' + retrain)
 
 
-def check_finite(rows: list[dict], iteration: int,
-                 checkpointed: bool = True) -> None:
-  """Stops a diverged run (NaN/Inf loss) with a clear error.
-
-  `checkpointed`: whether the workdir holds a checkpoint of this run.
+def check_finite(rows: list[dict], iteration: int, workdir: str) -> None:
+  """Stops a diverged run (NaN/Inf loss) in `workdir` with a clear error.
 
   Raises:
     TrainingDivergedError: the checkpoints written so far stay intact.
@@ -1079,11 +1076,10 @@ def check_finite(rows: list[dict], iteration: int,
     if not np.isfinite(row['loss']):
       raise TrainingDivergedError(
           f'training diverged at iteration {iteration} (seed {row["seed"]}, '
-          f'loss {row["loss"]}); {diverged_advice(checkpointed)}')
+          f'loss {row["loss"]}); {diverged_advice(workdir)}')
 
 
-def check_finite_params(params: Any, iteration: int,
-                        checkpointed: bool = True) -> None:
+def check_finite_params(params: Any, iteration: int, workdir: str) -> None:
   """Refuses to checkpoint NaN/Inf parameters (a finite loss can precede
   them), so the newest checkpoint is always a good one.
 
@@ -1094,7 +1090,7 @@ def check_finite_params(params: Any, iteration: int,
   if not all(np.isfinite(leaf).all() for leaf in leaves):
     raise TrainingDivergedError(
         f'training diverged at iteration {iteration} (NaN/Inf parameters); '
-        f'{diverged_advice(checkpointed)}')
+        f'{diverged_advice(workdir)}')
 
 
 def last_rows(metrics_path: str) -> dict[int, dict]:
