@@ -77,7 +77,8 @@ POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
 # host logs and saves, not what the device computes). data_dir is where the
 # data files are (moved data: md5-checked idx files, or a checkpoint of
 # other shapes refused), not which data.
-PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'seed_strategy',
+PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'deterministic_ops',
+                    'seed_strategy',
                     'tensorboard', 'conv_impl', 'cpu_devices', 'chunk_size',
                     'eval_chunk_size', 'compilation_cache', 'data_dir',
                     'log_every', 'checkpoint_every', 'keep_checkpoints',
@@ -195,7 +196,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f'fewer than config.query_size={config.query_size}: BatchBALD picks '
         'the batch among the candidates')
   sharding.parse_mesh_shape(config.mesh_shape)  # The format; sizes at build.
-  for field in ('distributed', 'data_per_seed'):
+  for field in ('distributed', 'data_per_seed', 'deterministic_ops'):
     if not isinstance(config[field], bool):
       raise ConfigError(f'config.{field}={config[field]!r} must be True or '
                         'False')
@@ -746,12 +747,15 @@ def is_finished(config: ml_collections.ConfigDict,
 
 
 def start_backends(config: ml_collections.ConfigDict) -> None:
-  """The CPU device count and the multi-host cluster of `config`.
+  """The CPU device count, the compiler's determinism and the multi-host
+  cluster of `config`.
 
-  Both fix the set of devices, so this comes before anything touches a
-  device (asking which process writes the workdir included).
+  All three must be set before JAX starts its backends, so this comes
+  before anything touches a device (asking which process writes the
+  workdir included).
   """
   sharding.set_cpu_devices(config.cpu_devices)
+  sharding.set_deterministic_ops(config.deterministic_ops)
   sharding.initialize_distributed(config.distributed)
 
 

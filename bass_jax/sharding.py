@@ -271,6 +271,45 @@ def set_cpu_devices(count: int) -> None:
           '(launch/train.py does)') from None
 
 
+# XLA:GPU's deterministic kernels, autotuning off (a superset of
+# --xla_gpu_exclude_nondeterministic_ops); other backends ignore it.
+DETERMINISTIC_OPS_FLAG = '--xla_gpu_deterministic_ops=true'
+
+
+def _backends_started() -> bool:
+  """Whether JAX has started its backends (internal API; True if unknown)."""
+  try:
+    from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+    return xla_bridge.backends_are_initialized()
+  except (ImportError, AttributeError):
+    return True
+
+
+def set_deterministic_ops(on: bool) -> None:
+  """Makes XLA:GPU compile deterministic kernels, without autotuning.
+
+  Why: XLA picks convolution and matmul algorithms by timing them when it
+  compiles, and some GPU kernels (scatter, atomic reductions) add in a
+  varying order, so two runs of one seed differ in the last bits, and
+  training amplifies that into different trajectories. The flag goes into
+  XLA_FLAGS, which XLA reads once, when the first backend starts: this
+  must run before any computation. CPU runs are bit-reproducible anyway
+  (the flag changes nothing there).
+
+  Raises:
+    ConfigError: JAX already started its backends without the flag.
+  """
+  flags = os.environ.get('XLA_FLAGS', '')
+  if not on or DETERMINISTIC_OPS_FLAG in flags.split():
+    return
+  if _backends_started():
+    raise ConfigError(
+        'config.deterministic_ops=True, but JAX already started; set it '
+        'before any JAX computation in this process (launch/train.py does) '
+        f'or start Python with XLA_FLAGS={DETERMINISTIC_OPS_FLAG}')
+  os.environ['XLA_FLAGS'] = f'{flags} {DETERMINISTIC_OPS_FLAG}'.strip()
+
+
 def initialize_distributed(distributed: bool) -> None:
   """`jax.distributed.initialize()` when asked, once, before any computation.
 

@@ -26,6 +26,12 @@
 #               epoch's loop test stays on the device: compare its
 #               train_epoch_batches lines with a bench stage's
 #   protocol1cg the full protocol, 1 seed, with those command buffers
+#   anatomy     benchmarks/step_anatomy.py: a training step's forward /
+#               gradient / optimizer parts and its HLO operation count, and
+#               the 10-seed MC sweep vmapped vs mapped, per conv_impl
+#   determinism the 1-seed protocol shortened to 20 iterations, twice with
+#               config.deterministic_ops and once without: are the twins
+#               bit-identical, and what does it cost
 # Everything lands in $OUT; copy it to benchmarks/results/ with the command.
 # EXTRA="--config.x=y ..." adds flags to the protocol runs (smoke tests);
 # BENCH="..." adds flags to hot_path.py.
@@ -67,6 +73,44 @@ protocol() {  # $1 = number of seeds, $2 = an optional name suffix
   return $rc
 }
 
+determinism() {  # Twin 20-iteration 1-seed runs, default and deterministic_ops.
+  local limit=$(( limit > 0 ? limit / 4 : 0 ))  # Each of the four runs.
+  local run
+  for run in default_a default_b det_a det_b; do
+    local flag=""
+    [ "${run%_*}" = det ] && flag="--config.deterministic_ops=true"
+    rm -rf "/tmp/determinism_$run"
+    echo "== $run $flag" >> "$out/determinism.log"
+    # No compilation cache: a twin must compile (and autotune) afresh.
+    limited python3 launch/train.py \
+        --config=configs/mnist.py:alldata_maxent --config.num_seeds=1 \
+        --config.num_iterations=20 --config.log_every=5 \
+        --config.compilation_cache=off --workdir="/tmp/determinism_$run" \
+        $flag ${EXTRA:-} >> "$out/determinism.log" 2>&1
+  done
+  python3 - <<'PY' 2>&1 | tee -a "$out/determinism.log"
+import json
+def run(name):
+  d = f'/tmp/determinism_{name}'
+  try:
+    rows = [json.loads(l) for l in open(f'{d}/metrics.jsonl')]
+    wall = json.load(open(f'{d}/summary.json'))['wall_s']
+  except (OSError, ValueError, KeyError) as e:
+    return None, f'missing ({e})'
+  return rows, wall
+for kind in ('default', 'det'):
+  (a, wall_a), (b, wall_b) = run(f'{kind}_a'), run(f'{kind}_b')
+  if a is None or b is None:
+    print(f'{kind}: {wall_a} / {wall_b}'); continue
+  differ = [(r['iteration'], k) for r, q in zip(a, b) for k in r
+            if r[k] != q.get(k)]
+  first = differ[0] if differ else None
+  print(f'{kind}: twins identical={not differ and len(a) == len(b)} '
+        f'rows={len(a)}/{len(b)} first_difference={first} '
+        f'val_acc={a[-1]["val_acc"]}/{b[-1]["val_acc"]} wall_s={wall_a}/{wall_b}')
+PY
+}
+
 run_stage() {  # $1 = stage name
   case "$1" in
     bench)
@@ -84,6 +128,10 @@ run_stage() {  # $1 = stage name
           --only train,iteration --skip_torch --out="$out/hot_path_cudagraph.jsonl" \
           ${BENCH:-} 2>&1 | tee "$out/hot_path_cudagraph.log" ;;
     protocol10) protocol 10 ;;
+    anatomy)
+      limited python3 benchmarks/step_anatomy.py --out="$out/step_anatomy.jsonl" \
+          2>&1 | tee "$out/step_anatomy.log" ;;
+    determinism) determinism ;;
     precision)
       limited python3 benchmarks/mc_precision.py \
           --config=configs/mnist.py:alldata_maxent,small --num_seeds=10 \

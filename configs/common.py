@@ -148,6 +148,13 @@ def base_config() -> ml_collections.ConfigDict:
   # 'axis:size' pairs over axes 'seed' and 'data', one size may be -1.
   c.mesh_shape = 'data:-1'     # e.g. 'seed:4', 'data:2,seed:2'.
   c.distributed = False        # jax.distributed.initialize() (multi-host).
+  # GPU: XLA's deterministic kernels and no autotuning
+  # (--xla_gpu_deterministic_ops), so a seed gives the same bits in every
+  # run on the same GPU and software. Off, XLA picks convolution and matmul
+  # algorithms by timing them at each compilation, and two runs of a seed
+  # differ in the last bits from the first epoch on. CPU runs are
+  # bit-reproducible either way.
+  c.deterministic_ops = False
   # CPU only: split the host's cores into this many JAX devices (0: JAX's
   # default, one). With mesh_shape='seed:-1' each device (core) then runs
   # its own seeds: small models (the toy MLP) use the cores far better

@@ -184,3 +184,124 @@ def test_batchbald_check_line():
   assert line['exact'][0] == line['sampled'][0] == line['bald_top_k'][0]
   assert line['sampled_in_exact'] == len(set(line['sampled']) &
                                          set(line['exact']))
+
+
+def _import_benchmark(name: str):
+  sys.path.insert(0, str(REPO / 'benchmarks'))
+  try:
+    return __import__(name)
+  finally:
+    sys.path.remove(str(REPO / 'benchmarks'))
+
+
+# A hand-written optimized module: a fusion's body, a reduce's combiner and
+# a sort's comparator are no kernels; a call's, a while's body and
+# condition hold kernels; bookkeeping operations are no kernels.
+_HLO = """HloModule m, entry_computation_layout={(f32[5]{0})->f32[]}
+
+%add_region (a: f32[], b: f32[]) -> f32[] {
+  %a = f32[] parameter(0)
+  %b = f32[] parameter(1)
+  ROOT %s = f32[] add(%a, %b)
+}
+
+%less (c: f32[], d: f32[]) -> pred[] {
+  %c = f32[] parameter(0)
+  %d = f32[] parameter(1)
+  ROOT %lt = pred[] compare(%c, %d), direction=LT
+}
+
+%fused_computation (p: f32[5]) -> f32[] {
+  %p = f32[5]{0} parameter(0)
+  %e = f32[5]{0} exponential(%p)
+  %z = f32[] constant(0)
+  ROOT %r = f32[] reduce(%e, %z), dimensions={0}, to_apply=%add_region
+}
+
+%body (t: (s32[], f32[5])) -> (s32[], f32[5]) {
+  %t = (s32[], f32[5]{0}) parameter(0)
+  %g = f32[5]{0} get-tuple-element(%t), index=1
+  %i = s32[] get-tuple-element(%t), index=0
+  %m = f32[5]{0} multiply(%g, %g)
+  %sorted = f32[5]{0} sort(%m), dimensions={0}, to_apply=%less
+  ROOT %o = (s32[], f32[5]{0}) tuple(%i, %sorted)
+}
+
+%cond (u: (s32[], f32[5])) -> pred[] {
+  %u = (s32[], f32[5]{0}) parameter(0)
+  %j = s32[] get-tuple-element(%u), index=0
+  %n = s32[] constant(3)
+  ROOT %k = pred[] compare(%j, %n), direction=LT
+}
+
+%wrapper (w: (s32[], f32[5])) -> (s32[], f32[5]) {
+  %w = (s32[], f32[5]{0}) parameter(0)
+  %gw = f32[5]{0} get-tuple-element(%w), index=1
+  %ng = f32[5]{0} negate(%gw)
+  ROOT %loop = (s32[], f32[5]{0}) while(%w), condition=%cond, body=%body
+}
+
+ENTRY %main (x: f32[5]) -> f32[] {
+  %x = f32[5]{0} parameter(0)
+  %cp = f32[5]{0} copy(%x)
+  %zero = s32[] constant(0)
+  %tu = (s32[], f32[5]{0}) tuple(%zero, %cp)
+  %cl = (s32[], f32[5]{0}) call(%tu), to_apply=%wrapper
+  %out = f32[5]{0} get-tuple-element(%cl), index=1
+  %conv = (f32[5]{0}, s8[0]{0}) custom-call(%out), custom_call_target="x"
+  %y = f32[5]{0} get-tuple-element(%conv), index=0
+  ROOT %f = f32[] fusion(%y), kind=kLoop, calls=%fused_computation
+}
+"""
+
+
+def test_kernel_ops_counts_kernels_of_an_optimized_module():
+  step_anatomy = _import_benchmark('step_anatomy')
+  # copy, custom-call and fusion in ENTRY; negate in the called wrapper;
+  # multiply and sort in the body; compare in the condition.
+  assert step_anatomy.kernel_ops(_HLO) == 7
+
+
+def test_seed_sweep_programs_compute_the_same_sweeps():
+  """sweep_seeds times two programs of one computation."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from bass_jax import models  # pylint: disable=g-import-not-at-top
+  hot_path = _import_benchmark('hot_path')
+  step_anatomy = _import_benchmark('step_anatomy')
+  model = models.build_model('cnn', 10)
+  x = hot_path.random_images(jax.random.key(0), 6)
+  params = jax.vmap(lambda k: model.init(k, x[:1]))(
+      jax.random.split(jax.random.key(1), 3))
+  keys = jax.random.split(jax.random.key(2), 3)
+  programs = step_anatomy.seed_sweep_programs(model.apply, 4, 4, ('bald',))
+  out = {name: jax.jit(f)(params, keys, x) for name, f in programs.items()}
+  assert out['map']['bald'].shape == (3, 6)
+  for name in ('mean_probs', 'entropy', 'bald'):
+    np.testing.assert_allclose(out['vmap'][name], out['map'][name],
+                               atol=1e-5)
+  # Different seeds' parameters give different sweeps.
+  assert not np.allclose(out['map']['bald'][0], out['map']['bald'][1])
+
+
+def test_step_anatomy_lines():
+  """benchmarks/step_anatomy.py: three step parts, two seed strategies."""
+  proc = subprocess.run(
+      [sys.executable, str(REPO / 'benchmarks' / 'step_anatomy.py'),
+       '--quick', '--conv_impls=fast_grad'],
+      capture_output=True, text=True, cwd=str(REPO), timeout=600,
+      check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = [json.loads(l) for l in proc.stdout.splitlines() if l.strip()]
+  parts = [r for r in rows if r['benchmark'] == 'step_part']
+  assert [r['part'] for r in parts] == ['forward', 'grad', 'step']
+  for r in parts:
+    assert r['value'] > 0 and r['unit'] == 'ms/step'
+    assert r['conv_impl'] == 'fast_grad' and r['hlo_ops'] > 0
+  # The backward pass adds kernels, the optimizer more.
+  assert parts[0]['hlo_ops'] < parts[1]['hlo_ops'] < parts[2]['hlo_ops']
+  sweeps = {r['seed_strategy']: r for r in rows
+            if r['benchmark'] == 'sweep_seeds'}
+  assert set(sweeps) == {'map', 'vmap'}
+  assert abs(sweeps['vmap']['vs_map'] - sweeps['vmap']['value'] /
+             sweeps['map']['value']) < 1e-2 * sweeps['vmap']['vs_map']

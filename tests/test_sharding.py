@@ -99,6 +99,30 @@ def test_cpu_devices_are_fixed_once_jax_has_started():
     sharding.set_cpu_devices(n + 1)
 
 
+def test_deterministic_ops_is_set_before_jax_starts(monkeypatch):
+  jax.devices()  # This process's backends are up.
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_use_thunk_runtime=true')
+  sharding.set_deterministic_ops(False)  # Off: nothing to do.
+  with pytest.raises(ConfigError, match=r'config.deterministic_ops=True, '
+                     'but JAX already started'):
+    sharding.set_deterministic_ops(True)
+  assert os.environ['XLA_FLAGS'] == '--xla_cpu_use_thunk_runtime=true'
+  # Already in the flags JAX started with: nothing to do.
+  monkeypatch.setenv('XLA_FLAGS', sharding.DETERMINISTIC_OPS_FLAG)
+  sharding.set_deterministic_ops(True)
+  # A fresh process: the flag joins the others and XLA accepts it.
+  code = ('import os, jax.numpy as jnp; from bass_jax import sharding; '
+          'sharding.set_deterministic_ops(True); '
+          'print(float(jnp.arange(4.0).sum()), os.environ["XLA_FLAGS"])')
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                        text=True, env=env, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.split() == [
+      '6.0', '--xla_force_host_platform_device_count=1',
+      sharding.DETERMINISTIC_OPS_FLAG]
+
+
 @pytest.fixture(scope='module')
 def runs():
   """{mesh_shape: result} of the sharded runs, and the reference."""
