@@ -195,7 +195,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f'config.batchbald_candidates={config.batchbald_candidates} is '
         f'fewer than config.query_size={config.query_size}: BatchBALD picks '
         'the batch among the candidates')
-  sharding.parse_mesh_shape(config.mesh_shape)  # The format; sizes at build.
+  if config.mesh_shape != sharding.AUTO:
+    sharding.parse_mesh_shape(config.mesh_shape)  # The format; sizes at build.
   for field in ('distributed', 'data_per_seed', 'deterministic_ops'):
     if not isinstance(config[field], bool):
       raise ConfigError(f'config.{field}={config[field]!r} must be True or '
@@ -473,19 +474,41 @@ def build_model(config, num_classes: int) -> models.Model:
                             config.mask_impl, config.conv_impl)
 
 
-def seed_strategy(config: ml_collections.ConfigDict,
-                  mesh: jax.sharding.Mesh) -> str:
-  """'vmap' or 'map' for the seed axis (see `loop.over_seeds`).
+def preferred_seed_strategy(config: ml_collections.ConfigDict) -> str:
+  """config.seed_strategy with 'auto' resolved, before any mesh check.
 
   'auto' maps the CNN's seeds on a CPU (a convolution batched over seeds'
   weights is a grouped convolution, which XLA:CPU ran the MC sweep with
   ~13x slower than 4 seeds one after another) and vmaps everything else.
-  'map' cannot shard the seed axis of a mesh that also splits the data.
   """
-  strategy = config.seed_strategy
-  if strategy == 'auto':
-    cpu = jax.devices()[0].platform == 'cpu'
-    strategy = 'map' if cpu and config.model == 'cnn' else 'vmap'
+  if config.seed_strategy != 'auto':
+    return config.seed_strategy
+  cpu = jax.devices()[0].platform == 'cpu'
+  return 'map' if cpu and config.model == 'cnn' else 'vmap'
+
+
+def mesh_axis_sizes(config: ml_collections.ConfigDict, ds: data_lib.Dataset,
+                    devices: Optional[list[jax.Device]] = None
+                    ) -> dict[str, int]:
+  """{'seed': s, 'data': d} of config.mesh_shape on `devices` (default all);
+  'auto' as `sharding.auto_axis_sizes` chooses for this data and batch."""
+  num_devices = len(jax.devices() if devices is None else devices)
+  if config.mesh_shape != sharding.AUTO:
+    return sharding.axis_sizes(config.mesh_shape, num_devices)
+  return sharding.auto_axis_sizes(
+      num_devices, config.num_seeds,
+      (ds.x_train.shape[0], ds.x_test.shape[0], config.batch_size),
+      one_axis=preferred_seed_strategy(config) == 'map')
+
+
+def seed_strategy(config: ml_collections.ConfigDict,
+                  mesh: jax.sharding.Mesh) -> str:
+  """'vmap' or 'map' for the seed axis (see `loop.over_seeds`).
+
+  'auto': see `preferred_seed_strategy`. 'map' cannot shard the seed axis
+  of a mesh that also splits the data.
+  """
+  strategy = preferred_seed_strategy(config)
   sizes = sharding.mesh_sizes(mesh)
   if strategy == 'map' and sizes[sharding.SEED] > 1 and sizes[
       sharding.DATA] > 1:
@@ -592,7 +615,7 @@ def checked_setup(config: ml_collections.ConfigDict,
         f"config.oracle={config.oracle!r} labels one pool, but the "
         f'{config.num_seeds} seeds each have their own '
         '(config.data_per_seed=True): set it False, or run one seed')
-  mesh = sharding.make_mesh(config.mesh_shape, devices)
+  mesh = sharding.make_mesh(mesh_axis_sizes(config, ds, devices), devices)
   sizes = sharding.mesh_sizes(mesh)
   sharding.check_divisible(sizes, config.num_seeds, ds.x_train.shape[0],
                            ds.x_test.shape[0])
@@ -960,6 +983,10 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
     work = (f'training the initial model ({config.initial_epochs} epochs) '
             'and ' if first == 0 and config.initial_epochs else '')
     seeds_text = f'{config.num_seeds} seed' + ('s' * (config.num_seeds > 1))
+    if r.mesh is not None and r.mesh.size > 1:  # What mesh_shape gave.
+      sizes = sharding.mesh_sizes(r.mesh)
+      seeds_text += (f' on {r.mesh.size} devices, mesh seed:'
+                     f'{sizes[sharding.SEED]},data:{sizes[sharding.DATA]}')
     log(f'iteration {first}: compiling, {work}sweeping the pool '
         f'({seeds_text}); progress lines follow')
   with (open(metrics_path, 'a') if writer else contextlib.nullcontext()) as f:

@@ -146,7 +146,9 @@ def base_config() -> ml_collections.ConfigDict:
                                # 'float32', 'tensorfloat32' or 'bfloat16'.
   # Devices (see bass_jax/sharding.py): the mesh axis sizes, comma-separated
   # 'axis:size' pairs over axes 'seed' and 'data', one size may be -1.
-  c.mesh_shape = 'data:-1'     # e.g. 'seed:4', 'data:2,seed:2'.
+  # 'auto': as many devices on 'seed' as divide num_seeds, the rest on
+  # 'data' (1 seed on 8 GPUs: data:8; 10 seeds: seed:2,data:4).
+  c.mesh_shape = 'auto'        # or e.g. 'data:-1', 'seed:4', 'data:2,seed:2'.
   c.distributed = False        # jax.distributed.initialize() (multi-host).
   # GPU: XLA's deterministic kernels and no autotuning
   # (--xla_gpu_deterministic_ops), so a seed gives the same bits in every

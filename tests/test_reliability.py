@@ -433,7 +433,8 @@ CASES = [
     Case('unknown_acquisition', ('--config.acquisition=entropyy',),
          ("config.acquisition='entropyy'",)),
     Case('infinite_mu', ('--config.mu=inf',), ('config.mu=inf', 'finite')),
-    Case('batch_not_divisible_by_devices', ('--config.batch_size=255',),
+    Case('batch_not_divisible_by_devices',
+         ('--config.batch_size=255', '--config.mesh_shape=data:-1'),
          ('config.batch_size=255', '2 devices'), workdir='fresh',
          extra_env={'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}),
     # Data files.

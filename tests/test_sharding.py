@@ -26,7 +26,7 @@ from bass_jax import experiment
 from bass_jax import sharding
 from bass_jax.errors import ConfigError
 
-MESHES = ('data:4', 'data:2,seed:2', 'seed:4', 'seed:4/map')
+MESHES = ('data:4', 'data:2,seed:2', 'seed:4', 'seed:4/map', 'auto')
 # Every seed its own data: the pool splits over 'seed' with the state.
 PER_SEED_MESHES = ('seed:4@per_seed', 'seed:4/map@per_seed',
                    'data:2,seed:2@per_seed', 'data:4@per_seed')
@@ -88,6 +88,45 @@ def test_build_refuses_a_mesh_that_does_not_fit():
   config.mesh_shape = 'data:1,gpu:1'
   with pytest.raises(ConfigError, match="'gpu:1' is not axis:size"):
     experiment.validate_config(config)
+
+
+PAPER_SPLITS = (60_000, 10_000, 256)  # Pool, test set, batch.
+
+
+@pytest.mark.parametrize('devices, seeds, splits, one_axis, sizes', [
+    (1, 10, PAPER_SPLITS, False, (1, 1)),
+    (8, 1, PAPER_SPLITS, False, (1, 8)),
+    (8, 10, PAPER_SPLITS, False, (2, 4)),
+    (8, 16, PAPER_SPLITS, False, (8, 1)),
+    (8, 4, PAPER_SPLITS, False, (4, 2)),
+    (4, 3, PAPER_SPLITS, False, (1, 4)),
+    # Mapped seeds: one axis only.
+    (4, 10, PAPER_SPLITS, True, (1, 4)),
+    (4, 8, PAPER_SPLITS, True, (4, 1)),
+    # The data must split too: 6 seeds on 4 devices would leave data:2,
+    # which 999 pool samples refuse, so seed:1,data:4 is tried, fails too,
+    # and the fallback lets check_divisible name the pool.
+    (4, 6, (999, 100, 32), False, (1, 4)),
+    (4, 2, (998, 100, 32), False, (2, 2)),
+])
+def test_auto_mesh_puts_seeds_on_devices_first(devices, seeds, splits,
+                                               one_axis, sizes):
+  assert sharding.auto_axis_sizes(devices, seeds, splits, one_axis) == {
+      'seed': sizes[0], 'data': sizes[1]}
+
+
+def test_auto_mesh_of_a_config():
+  config = sharding_check.toy_config('auto')
+  ds = sharding_check.toy_dataset()
+  devices = [jax.devices()[0]] * 4  # Only counted.
+  assert experiment.mesh_axis_sizes(config, ds, devices) == {
+      'seed': 4, 'data': 1}
+  config.num_seeds = 2
+  assert experiment.mesh_axis_sizes(config, ds, devices) == {
+      'seed': 2, 'data': 2}
+  config.mesh_shape = 'data:-1'
+  assert experiment.mesh_axis_sizes(config, ds, devices) == {
+      'seed': 1, 'data': 4}
 
 
 def test_cpu_devices_are_fixed_once_jax_has_started():
@@ -191,6 +230,8 @@ def test_pool_is_split_over_data(runs):
 
 def test_state_is_split_over_seeds(runs):
   _, results = runs
+  assert results['auto']['mesh'] == {'seed': 4, 'data': 1}
+  assert results['auto']['placement']['labelled_shards'] == [[1, 96]] * 4
   both = results['data:2,seed:2']['placement']
   assert both['state_specs'] == [['seed']]
   # 4 seeds over 'seed':2, each half replicated over 'data':2.
