@@ -29,9 +29,10 @@
 #   anatomy     benchmarks/step_anatomy.py: a training step's forward /
 #               gradient / optimizer parts and its HLO operation count, and
 #               the 10-seed MC sweep vmapped vs mapped, per conv_impl
-#   determinism the 1-seed protocol shortened to 20 iterations, twice with
-#               config.deterministic_ops and once without: are the twins
-#               bit-identical, and what does it cost
+#   determinism the 1-seed protocol shortened to 20 iterations, four runs
+#               (each under a quarter of the stage's limit): twice plain,
+#               twice with config.deterministic_ops, compilation cache off;
+#               are the twins bit-identical, and what does it cost
 # Everything lands in $OUT; copy it to benchmarks/results/ with the command.
 # EXTRA="--config.x=y ..." adds flags to the protocol runs (smoke tests);
 # BENCH="..." adds flags to hot_path.py.

@@ -7,7 +7,31 @@ import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SCRIPT = REPO / 'benchmarks' / 'hot_path.py'
+
+
+def _benchmark_rows(script: str, *args: str) -> list[dict]:
+  """The JSON lines a benchmarks/ script prints (it must exit 0).
+
+  A generous timeout: each run takes well under a minute on an idle 2-core
+  CPU, but shared CI machines can be several times slower.
+  """
+  proc = subprocess.run(
+      [sys.executable, str(REPO / 'benchmarks' / script), *args],
+      capture_output=True, text=True, cwd=str(REPO), timeout=600,
+      check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = [l for l in proc.stdout.splitlines() if l.strip()]
+  assert lines, proc.stderr[-3000:]
+  return [json.loads(l) for l in lines]  # Every line one JSON object.
+
+
+def _import_benchmark(name: str):
+  """A benchmarks/ script as a module."""
+  sys.path.insert(0, str(REPO / 'benchmarks'))
+  try:
+    return __import__(name)
+  finally:
+    sys.path.remove(str(REPO / 'benchmarks'))
 
 EXPECTED = ('mc_sweep', 'deterministic_forward', 'mc_to_deterministic_ratio',
             'train_step', 'iteration', 'seeds_vmap', 'torch_mc_sweep',
@@ -18,25 +42,13 @@ EXPECTED = ('mc_sweep', 'deterministic_forward', 'mc_to_deterministic_ratio',
 
 def test_quick_run_prints_valid_json_lines(tmp_path):
   out = tmp_path / 'lines.jsonl'
-  # A generous timeout: --quick takes well under a minute on an idle 2-core
-  # CPU, but shared CI machines can be several times slower.
-  proc = subprocess.run(
-      [sys.executable, str(SCRIPT), '--quick', '--skip_torch',
-       '--seed_processes', f'--out={out}'],
-      capture_output=True, text=True, cwd=str(REPO), timeout=600,
-      check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-
-  lines = [l for l in proc.stdout.splitlines() if l.strip()]
-  assert lines, proc.stderr[-3000:]
-  rows = []
-  for line in lines:
-    row = json.loads(line)  # Every stdout line is one JSON object.
+  rows = _benchmark_rows('hot_path.py', '--quick', '--skip_torch',
+                         '--seed_processes', f'--out={out}')
+  for row in rows:
     assert isinstance(row, dict)
     for key in ('benchmark', 'value', 'unit', 'device', 'jax_version',
                 'cpu_count', 'compile_s'):
       assert key in row, (key, row)
-    rows.append(row)
 
   names = {r['benchmark'] for r in rows}
   missing = set(EXPECTED) - names
@@ -77,20 +89,15 @@ def test_quick_run_prints_valid_json_lines(tmp_path):
     assert procs['wall_sequential_s'] == toy['seeds_vmap']['wall_sequential_s']
 
   # --out appends exactly the printed lines.
-  assert out.read_text().splitlines() == lines
+  assert [json.loads(l) for l in out.read_text().splitlines()] == rows
 
 
 def test_mc_precision_compares_paired_runs(tmp_path):
   """benchmarks/mc_precision.py on a tiny toy run: two precisions, paired."""
   tiny = ('--config.num_iterations=2 --config.initial_epochs=5 '
           '--config.mc_passes_gt=10')
-  proc = subprocess.run(
-      [sys.executable, str(REPO / 'benchmarks' / 'mc_precision.py'),
-       '--num_seeds=2', f'--workdir={tmp_path}', f'--extra={tiny}'],
-      capture_output=True, text=True, cwd=str(REPO), timeout=600,
-      check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  rows = [json.loads(l) for l in proc.stdout.splitlines() if l.strip()]
+  rows = _benchmark_rows('mc_precision.py', '--num_seeds=2',
+                         f'--workdir={tmp_path}', f'--extra={tiny}')
   assert [(r['benchmark'], r['precision']) for r in rows] == [
       ('mc_precision_run', 'default'), ('mc_precision_run', 'bfloat16'),
       ('mc_precision_effect', 'bfloat16')]
@@ -105,11 +112,7 @@ def test_mc_precision_compares_paired_runs(tmp_path):
 def test_replicated_input_control_is_the_same_sweep():
   """The mask-cost control computes exactly what mc_sweep computes, with
   the first convolution run per pass instead of once per image."""
-  sys.path.insert(0, str(REPO / 'benchmarks'))
-  try:
-    import hot_path  # pylint: disable=g-import-not-at-top
-  finally:
-    sys.path.remove(str(REPO / 'benchmarks'))
+  hot_path = _import_benchmark('hot_path')
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from bass_jax import mc_dropout, models  # pylint: disable=g-import-not-at-top
@@ -130,13 +133,8 @@ def test_replicated_input_control_is_the_same_sweep():
 
 def test_cpu_batching_epoch_shuffle_lines():
   """benchmarks/cpu_batching.py: the shuffle timed both ways per capacity."""
-  proc = subprocess.run(
-      [sys.executable, str(REPO / 'benchmarks' / 'cpu_batching.py'),
-       '--only=epoch_shuffle', '--rounds=1'],
-      capture_output=True, text=True, cwd=str(REPO), timeout=600,
-      check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  rows = [json.loads(l) for l in proc.stdout.splitlines() if l.strip()]
+  rows = _benchmark_rows('cpu_batching.py', '--only=epoch_shuffle',
+                         '--rounds=1')
   assert {(r['capacity'], r['sort']) for r in rows} == {
       (c, s) for c in (2816, 20224, 66560)
       for s in ('uint32_digits', 'key_index_pairs')}
@@ -150,14 +148,9 @@ def test_cpu_batching_epoch_shuffle_lines():
 def test_acquisition_cost_lines():
   """benchmarks/acquisition_cost.py: every program timed, ratios to the
   pool sweep consistent with the values."""
-  proc = subprocess.run(
-      [sys.executable, str(REPO / 'benchmarks' / 'acquisition_cost.py'),
-       '--pool_size=300', '--candidates=40', '--batchbald_passes=8',
-       '--configs=50', '--repeats=1'],
-      capture_output=True, text=True, cwd=str(REPO), timeout=600,
-      check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  rows = {r['benchmark']: r for r in map(json.loads, proc.stdout.splitlines())}
+  rows = {r['benchmark']: r for r in _benchmark_rows(
+      'acquisition_cost.py', '--pool_size=300', '--candidates=40',
+      '--batchbald_passes=8', '--configs=50', '--repeats=1')}
   assert set(rows) == {'pool_sweep', 'acquire_top_k', 'acquire_power',
                        'acquire_batchbald', 'batchbald_candidate_sweep',
                        'batchbald_greedy'}
@@ -171,27 +164,14 @@ def test_acquisition_cost_lines():
 
 def test_batchbald_check_line():
   """benchmarks/batchbald_check.py: exact, sampled and top-k picks."""
-  proc = subprocess.run(
-      [sys.executable, str(REPO / 'benchmarks' / 'batchbald_check.py'),
-       '--iterations=0', '--passes=10', '--picks=4', '--configs=500'],
-      capture_output=True, text=True, cwd=str(REPO), timeout=600,
-      check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  line = json.loads(proc.stdout.strip().splitlines()[-1])
+  line = _benchmark_rows('batchbald_check.py', '--iterations=0',
+                         '--passes=10', '--picks=4', '--configs=500')[-1]
   for name in ('exact', 'sampled', 'bald_top_k'):
     assert len(set(line[name])) == 4, line
   # The first pick of both BatchBALDs is the top BALD.
   assert line['exact'][0] == line['sampled'][0] == line['bald_top_k'][0]
   assert line['sampled_in_exact'] == len(set(line['sampled']) &
                                          set(line['exact']))
-
-
-def _import_benchmark(name: str):
-  sys.path.insert(0, str(REPO / 'benchmarks'))
-  try:
-    return __import__(name)
-  finally:
-    sys.path.remove(str(REPO / 'benchmarks'))
 
 
 # A hand-written optimized module: a fusion's body, a reduce's combiner and
@@ -286,13 +266,8 @@ def test_seed_sweep_programs_compute_the_same_sweeps():
 
 def test_step_anatomy_lines():
   """benchmarks/step_anatomy.py: three step parts, two seed strategies."""
-  proc = subprocess.run(
-      [sys.executable, str(REPO / 'benchmarks' / 'step_anatomy.py'),
-       '--quick', '--conv_impls=fast_grad'],
-      capture_output=True, text=True, cwd=str(REPO), timeout=600,
-      check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  rows = [json.loads(l) for l in proc.stdout.splitlines() if l.strip()]
+  rows = _benchmark_rows('step_anatomy.py', '--quick',
+                         '--conv_impls=fast_grad')
   parts = [r for r in rows if r['benchmark'] == 'step_part']
   assert [r['part'] for r in parts] == ['forward', 'grad', 'step']
   for r in parts:
