@@ -49,6 +49,9 @@ def restored(workdir: str, dataset=None, warn=None, data_dir: str = ''):
   config.update(stored)
   if data_dir:
     config.data_dir = data_dir  # Where the data are: not what is computed.
+  # Reading a run needs no bit-exact kernels, and a process that already
+  # started JAX (a notebook, a report over several runs) could not set them.
+  config.deterministic_ops = False
   run = experiment.build(config, dataset)
   skipped = []
   # Collected, not logged: one line in all instead of one per checkpoint.

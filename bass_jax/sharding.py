@@ -61,7 +61,7 @@ def parse_mesh_shape(text: str) -> dict[str, int]:
   """
   def bad(why: str) -> ConfigError:
     return ConfigError(f'config.mesh_shape={text!r}: {why}; expected '
-                       "'axis:size[,axis:size]' with axis in "
+                       f"'{AUTO}' or 'axis:size[,axis:size]' with axis in "
                        f"{list(AXES)} and size > 0 or -1, e.g. 'data:-1' "
                        "or 'data:2,seed:2'")
 
@@ -94,7 +94,8 @@ def auto_axis_sizes(num_devices: int, num_seeds: int,
   Seeds on separate devices need no communication at all, and a CNN whose
   seeds are vmapped over a 'data' split has XLA gather its activations
   across the devices (its convolutions become grouped convolutions), so
-  'seed' gets the largest device count that divides `num_seeds` evenly and
+  'seed' gets the largest count that divides both `num_seeds` and
+  `num_devices` (and leaves a 'data' size that divides `data_splits`), and
   'data' the rest: 1 seed on 8 devices is data:8, 10 seeds seed:2,data:4,
   16 seeds seed:8.
 
@@ -333,15 +334,17 @@ def set_deterministic_ops(on: bool) -> None:
   training amplifies that into different trajectories. The flag goes into
   XLA_FLAGS, which XLA reads once, when the first backend starts: this
   must run before any computation. CPU runs are bit-reproducible anyway
-  (the flag changes nothing there).
+  (the flag changes nothing there, so a started CPU backend is fine).
 
   Raises:
-    ConfigError: JAX already started its backends without the flag.
+    ConfigError: JAX already started a GPU backend without the flag.
   """
   flags = os.environ.get('XLA_FLAGS', '')
   if not on or DETERMINISTIC_OPS_FLAG in flags.split():
     return
   if _backends_started():
+    if jax.default_backend() != 'gpu':
+      return
     raise ConfigError(
         'config.deterministic_ops=True, but JAX already started; set it '
         'before any JAX computation in this process (launch/train.py does) '

@@ -38,6 +38,10 @@
 # BENCH="..." adds flags to hot_path.py.
 set -uo pipefail
 [ $# -gt 0 ] || { echo "usage: gpu_session.sh STAGE[:SECONDS] ..." >&2; exit 2; }
+for spec in "$@"; do  # Before anything runs: a limit is whole seconds.
+  [[ "$spec" != *:* || "${spec#*:}" =~ ^[0-9]+$ ]] || {
+    echo "gpu_session.sh: $spec: the limit must be whole seconds" >&2; exit 2; }
+done
 out="${OUT:-/tmp/gpu_session_out}"
 mkdir -p "$out"
 if compgen -G ".whl/*.whl" > /dev/null; then
@@ -75,8 +79,9 @@ protocol() {  # $1 = number of seeds, $2 = an optional name suffix
 }
 
 determinism() {  # Twin 20-iteration 1-seed runs, default and deterministic_ops.
-  local limit=$(( limit > 0 ? limit / 4 : 0 ))  # Each of the four runs.
-  local run
+  # Each of the four runs gets a quarter of the stage's limit (at least 1 s).
+  local limit=$(( limit > 0 ? (limit / 4 > 0 ? limit / 4 : 1) : 0 ))
+  local run rc=0
   for run in default_a default_b det_a det_b; do
     local flag=""
     [ "${run%_*}" = det ] && flag="--config.deterministic_ops=true"
@@ -87,17 +92,21 @@ determinism() {  # Twin 20-iteration 1-seed runs, default and deterministic_ops.
         --config=configs/mnist.py:alldata_maxent --config.num_seeds=1 \
         --config.num_iterations=20 --config.log_every=5 \
         --config.compilation_cache=off --workdir="/tmp/determinism_$run" \
-        $flag ${EXTRA:-} >> "$out/determinism.log" 2>&1
+        $flag ${EXTRA:-} >> "$out/determinism.log" 2>&1 || rc=$?
   done
+  # A run stopped early is compared on the rows it wrote.
   python3 - <<'PY' 2>&1 | tee -a "$out/determinism.log"
 import json
 def run(name):
   d = f'/tmp/determinism_{name}'
   try:
     rows = [json.loads(l) for l in open(f'{d}/metrics.jsonl')]
+  except (OSError, ValueError) as e:
+    return None, f'no metrics ({e})'
+  try:
     wall = json.load(open(f'{d}/summary.json'))['wall_s']
-  except (OSError, ValueError, KeyError) as e:
-    return None, f'missing ({e})'
+  except (OSError, ValueError, KeyError):
+    wall = 'unfinished'
   return rows, wall
 for kind in ('default', 'det'):
   (a, wall_a), (b, wall_b) = run(f'{kind}_a'), run(f'{kind}_b')
@@ -110,6 +119,7 @@ for kind in ('default', 'det'):
         f'rows={len(a)}/{len(b)} first_difference={first} '
         f'val_acc={a[-1]["val_acc"]}/{b[-1]["val_acc"]} wall_s={wall_a}/{wall_b}')
 PY
+  return $rc
 }
 
 run_stage() {  # $1 = stage name

@@ -151,16 +151,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.mesh_shape = 'auto'        # or e.g. 'data:-1', 'seed:4', 'data:2,seed:2'.
   c.distributed = False        # jax.distributed.initialize() (multi-host).
   # GPU: XLA's deterministic kernels and no autotuning
-  # (--xla_gpu_deterministic_ops), so a seed gives the same bits in every
-  # run on the same GPU and software. Off, XLA picks convolution and matmul
-  # algorithms by timing them at each compilation, and two runs of a seed
-  # differ in the last bits from the first epoch on. CPU runs are
-  # bit-reproducible either way.
+  # (--xla_gpu_deterministic_ops), for runs that must repeat to the bit on
+  # the same GPU and software. Off, XLA picks convolution and matmul
+  # algorithms by timing them at each compilation, so two compilations of
+  # a run may round differently. CPU runs are bit-reproducible either way.
   c.deterministic_ops = False
   # CPU only: split the host's cores into this many JAX devices (0: JAX's
-  # default, one). With mesh_shape='seed:-1' each device (core) then runs
-  # its own seeds: small models (the toy MLP) use the cores far better
-  # than one program's intra-op threads do.
+  # default, one). With num_seeds a multiple of it, the default mesh then
+  # runs each device's (core's) own seeds: small models (the toy MLP) use
+  # the cores far better than one program's intra-op threads do.
   c.cpu_devices = 0
   # Host side.
   # Compiled programs are kept here (JAX's persistent compilation cache), so

@@ -3,8 +3,10 @@
 Each process is a `launch/train.py` with one CPU device, joined by
 `config.distributed` through JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
 JAX_PROCESS_ID and gloo collectives; the pool is split over the two
-processes ('data:2'). The reference is one process with two devices on the
-same mesh. Only process 0 may write the shared workdir.
+processes ('data:2'), or the two seeds are, one per process ('auto', which
+gives 2 seeds on 2 devices the mesh seed:2). The reference is one process
+with two devices on the same mesh. Only process 0 may write the shared
+workdir.
 """
 
 import json
@@ -14,12 +16,14 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FLAGS = ['--config=' + str(REPO / 'configs' / 'yinyang.py') + ':active_semi',
          '--config.num_seeds=2', '--config.num_iterations=4',
          '--config.initial_epochs=5', '--config.mc_passes_gt=10',
-         '--config.mesh_shape=data:2', '--config.checkpoint_every=2']
+         '--config.checkpoint_every=2']
 
 
 def _env(**extra):
@@ -40,10 +44,13 @@ def _rows(workdir: pathlib.Path) -> list[dict]:
   return [json.loads(l) for l in lines]
 
 
-def test_two_processes_equal_one_and_only_process_0_writes(tmp_path):
+@pytest.mark.parametrize('mesh_shape', ['data:2', 'auto'])
+def test_two_processes_equal_one_and_only_process_0_writes(tmp_path,
+                                                           mesh_shape):
+  flags = FLAGS + [f'--config.mesh_shape={mesh_shape}']
   single = tmp_path / 'single'
   ref = subprocess.run(
-      [sys.executable, str(REPO / 'launch' / 'train.py'), *FLAGS,
+      [sys.executable, str(REPO / 'launch' / 'train.py'), *flags,
        f'--workdir={single}'],
       env=_env(XLA_FLAGS='--xla_force_host_platform_device_count=2'),
       capture_output=True, text=True, timeout=300, check=False)
@@ -52,7 +59,7 @@ def test_two_processes_equal_one_and_only_process_0_writes(tmp_path):
   shared = tmp_path / 'cluster'
   port = _free_port()
   procs = [subprocess.Popen(
-      [sys.executable, str(REPO / 'launch' / 'train.py'), *FLAGS,
+      [sys.executable, str(REPO / 'launch' / 'train.py'), *flags,
        '--config.distributed=True', f'--workdir={shared}'],
       env=_env(JAX_COORDINATOR_ADDRESS=f'localhost:{port}',
                JAX_NUM_PROCESSES='2', JAX_PROCESS_ID=str(i),
@@ -77,6 +84,8 @@ def test_two_processes_equal_one_and_only_process_0_writes(tmp_path):
   # Process 1 logs nothing (progress lines come from process 0 only).
   assert 'iter ' in outs[0][0] + outs[0][1]
   assert 'iter ' not in outs[1][0] + outs[1][1]
+  want_mesh = {'data:2': 'seed:1,data:2', 'auto': 'seed:2,data:1'}[mesh_shape]
+  assert f'on 2 devices, mesh {want_mesh}' in outs[0][0] + outs[0][1]
   # Same metrics as one process on the same 2-device mesh.
   by_key = {(r['iteration'], r['seed']): r for r in _rows(single)}
   for r in rows:

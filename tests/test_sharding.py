@@ -124,7 +124,14 @@ def test_auto_mesh_of_a_config():
   config.num_seeds = 2
   assert experiment.mesh_axis_sizes(config, ds, devices) == {
       'seed': 2, 'data': 2}
-  config.mesh_shape = 'data:-1'
+  # The CNN's seeds are mapped on a CPU: one axis only.
+  config.model = 'cnn'
+  assert experiment.mesh_axis_sizes(config, ds, devices) == {
+      'seed': 1, 'data': 4}
+  config.num_seeds = 4
+  assert experiment.mesh_axis_sizes(config, ds, devices) == {
+      'seed': 4, 'data': 1}
+  config.num_seeds, config.mesh_shape = 2, 'data:-1'
   assert experiment.mesh_axis_sizes(config, ds, devices) == {
       'seed': 1, 'data': 4}
 
@@ -142,6 +149,8 @@ def test_deterministic_ops_is_set_before_jax_starts(monkeypatch):
   jax.devices()  # This process's backends are up.
   monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_use_thunk_runtime=true')
   sharding.set_deterministic_ops(False)  # Off: nothing to do.
+  sharding.set_deterministic_ops(True)  # A CPU backend: nothing to change.
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
   with pytest.raises(ConfigError, match=r'config.deterministic_ops=True, '
                      'but JAX already started'):
     sharding.set_deterministic_ops(True)
