@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Callable
 
 import flax.struct
 import jax
@@ -280,8 +280,8 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   """One iteration up to, not including, the oracle's answer.
 
   With a `mesh` (see `sharding.make_mesh`; the pool split over its 'data'
-  axis) the pool sweep, the validation and the training batches run
-  data-parallel; the results are those of `mesh=None` up to float
+  axis) the pool and ground-truth sweeps, the validation and the training
+  batches run data-parallel; the results are those of `mesh=None` up to float
   reduction order.
 
   `may_query`: an unbatched scalar bool, False when no seed of the program
@@ -316,10 +316,9 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   # 3. MC inference: T passes on X (theta), T' passes on the whole pool.
   sweep_fn = mc_dropout.with_precision(apply_fn, cfg.mc_precision)
   gt_idx, gt_valid = selection.labelled_slots(labelled, cfg.label_capacity)
-  gt_x = sharding.gather_rows(mesh, pool.x, gt_idx)
-  gt = mc_dropout.mc_sweep(sweep_fn, params, gt_x, keys['gt'],
-                           cfg.mc_passes_gt, cfg.gt_chunk_size,
-                           indices=gt_idx)
+  gt = mc_dropout.labelled_sweep(mesh, sweep_fn, params, pool.x, gt_idx,
+                                keys['gt'], cfg.mc_passes_gt,
+                                cfg.gt_chunk_size)
   theta = selection.threshold_theta(gt['entropy'], gt_valid)
   sweep = mc_dropout.data_parallel_sweep(mesh, sweep_fn, params, pool.x,
                                          keys['pool'], cfg.mc_passes_pool,

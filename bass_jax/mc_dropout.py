@@ -362,7 +362,8 @@ _CHECK_VMA = False
 
 def data_parallel_sweep(mesh: Mesh | None, apply_fn: ApplyFn, params,
                         x: jax.Array, key: jax.Array, num_passes: int,
-                        chunk_size: int, score_names: Sequence[str] = ()
+                        chunk_size: int, score_names: Sequence[str] = (),
+                        indices: jax.Array | None = None
                         ) -> dict[str, jax.Array]:
   """`mc_sweep` of x [N, ...] with every 'data' device sweeping its N/D shard.
 
@@ -375,23 +376,56 @@ def data_parallel_sweep(mesh: Mesh | None, apply_fn: ApplyFn, params,
     apply_fn, params, key, num_passes, chunk_size, score_names: as for
       `mc_sweep` (chunk_size then bounds each device's chunks).
     x: [N, ...] inputs, N divisible by the 'data' axis size.
+    indices: [N] int32 pool index of each row of x (its masks' key);
+      None: x is the pool, row i is sample i.
 
   Returns:
     Dict of [N, ...] arrays split over 'data', see `mc_statistics`.
   """
   if mesh is None:
     return mc_sweep(apply_fn, params, x, key, num_passes, chunk_size,
-                    score_names)
+                    score_names, indices)
 
   def local(params, x, indices, key):
     return mc_sweep(apply_fn, params, x, key, num_passes, chunk_size,
                     score_names, indices)
 
   data = P(sharding.DATA)
-  indices = jnp.arange(x.shape[0], dtype=jnp.int32)
+  if indices is None:
+    indices = jnp.arange(x.shape[0], dtype=jnp.int32)
   return jax.shard_map(local, mesh=mesh, in_specs=(P(), data, data, P()),
                        out_specs=data, check_vma=_CHECK_VMA)(
                            params, x, indices, key)
+
+
+def labelled_sweep(mesh: Mesh | None, apply_fn: ApplyFn, params,
+                   pool_x: jax.Array, idx: jax.Array, key: jax.Array,
+                   num_passes: int, chunk_size: int
+                   ) -> dict[str, jax.Array]:
+  """`mc_sweep` of the pool rows `idx`, split over 'data' like the pool's.
+
+  The ground-truth sweep (T passes over the labelled samples, for theta):
+  with a 'data' axis each device sweeps its share of the K slots instead
+  of all of them, the slots padded to a multiple of the axis size (padding
+  rows are swept and dropped). Each row's masks are keyed by its pool
+  index, so the statistics are those of the unsharded sweep.
+
+  Args:
+    mesh: the run's mesh; None: one device.
+    apply_fn, params, key, num_passes, chunk_size: as for `mc_sweep`.
+    pool_x: [N, ...] the pool, split along N over 'data'.
+    idx: [K] int32 pool indices (labelled slots).
+
+  Returns:
+    Dict of [K, ...] arrays, see `mc_statistics`.
+  """
+  k = idx.shape[0]
+  devices = 1 if mesh is None else mesh.shape[sharding.DATA]
+  padded = jnp.pad(idx, (0, -k % devices))  # Row 0 fills; results dropped.
+  x = sharding.gather_rows(mesh, pool_x, padded)
+  stats = data_parallel_sweep(mesh, apply_fn, params, x, key, num_passes,
+                              chunk_size, indices=padded)
+  return {name: value[:k] for name, value in stats.items()}
 
 
 def data_parallel_accuracy(mesh: Mesh | None, apply_fn: ApplyFn, params,

@@ -8,20 +8,28 @@ before JAX starts, so the test runs this file in a subprocess:
 
 Each line: {"mesh_shape", "mesh", "metrics": [per iteration {name: [S]}],
 "final": {name: [S, ...]}, "placement": {...}}. The test imports `run_toy`
-too, for the single-device reference in its own process.
+too, for the single-device reference in its own process. The argument
+`labelled_sweep` prints `labelled_sweep_check()`'s line instead.
 """
 
 import json
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from bass_jax import data
 from bass_jax import experiment
+from bass_jax import mc_dropout
+from bass_jax import models
+from bass_jax import sharding
 from configs import yinyang
 
 NUM_STEPS = 4  # Iterations 0..3: the initial phase, two queries, D grows.
@@ -104,6 +112,35 @@ def run_toy(mesh_shape: str) -> dict:
           'placement': placement(r, state)}
 
 
+def labelled_sweep_check() -> dict:
+  """The ground-truth sweep (`mc_dropout.labelled_sweep`) of 14 labelled
+  slots on 'data:4' and on one device: the statistics, and the rows of the
+  first layer's matmul (T passes x the rows one device sweeps)."""
+  mesh = sharding.make_mesh('data:4')
+  model = models.build_model('mlp', 2)
+  ds = toy_dataset()
+  params = model.init(jax.random.key(0), ds.x_train[:1])
+  idx = jnp.asarray([5, 17, 90, 3, 42, 61, 7, 88, 20, 33, 70, 1, 64, 9],
+                    jnp.int32)
+  key = jax.random.key(1)
+  out = {}
+  for name, m, x in (
+      ('sharded', mesh, jax.device_put(ds.x_train,
+                                       NamedSharding(mesh, P('data')))),
+      ('single', None, ds.x_train)):
+    # One chunk holds all 14 slots: rows per matmul = 8 passes x rows here.
+    sweep = jax.jit(lambda x, m=m: mc_dropout.labelled_sweep(
+        m, model.apply, params, x, idx, key, 8, 100))
+    hlo = sweep.lower(x).compile().as_text()
+    out[name] = {
+        'stats': {k: np.asarray(v).tolist() for k, v in sweep(x).items()},
+        'matmul_rows': max(int(r) for r in re.findall(
+            r'= f32\[(\d+),50\]\S* dot\(', hlo))}
+  return {'mesh_shape': 'labelled_sweep', **out}
+
+
 if __name__ == '__main__':
   for arg in sys.argv[1:]:
-    print(json.dumps(run_toy(arg)), flush=True)
+    result = (labelled_sweep_check() if arg == 'labelled_sweep' else
+              run_toy(arg))
+    print(json.dumps(result), flush=True)

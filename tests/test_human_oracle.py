@@ -1,7 +1,6 @@
 """The file oracle: pause, answer, resume; equal to the simulated oracle."""
 
 import csv
-import json
 import os
 import shutil
 import subprocess
@@ -9,7 +8,6 @@ import sys
 
 import jax
 import numpy as np
-import pytest
 
 from bass_jax import checkpoint
 from bass_jax import data

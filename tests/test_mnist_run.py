@@ -1,7 +1,6 @@
 """A tiny real-MNIST DeepBASS run end to end through the launch script."""
 
 import json
-import os
 import subprocess
 import sys
 

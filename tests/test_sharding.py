@@ -179,7 +179,8 @@ def runs():
              XLA_FLAGS='--xla_force_host_platform_device_count=4',
              JAX_PLATFORMS='cpu')
   proc = subprocess.Popen([sys.executable, str(script), *MESHES,
-                           *PER_SEED_MESHES, *SAMPLED_MESHES],
+                           *PER_SEED_MESHES, *SAMPLED_MESHES,
+                           'labelled_sweep'],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, env=env)
   reference = sharding_check.run_toy('data:-1')
@@ -235,6 +236,17 @@ def test_pool_is_split_over_data(runs):
   assert data4['test_x_shards'] == [[24, 2]] * 4
   assert results['data:2,seed:2']['placement']['pool_x_shards'] == (
       [[48, 2]] * 4)
+
+
+def test_ground_truth_sweep_is_split_over_data(runs):
+  """Each of 4 'data' devices sweeps 4 of the 14 labelled slots (padded to
+  16), not all 14, and the statistics are the one-device sweep's."""
+  check = runs[1]['labelled_sweep']
+  assert check['single']['matmul_rows'] == 8 * 14
+  assert check['sharded']['matmul_rows'] == 8 * 4
+  for name, want in check['single']['stats'].items():
+    np.testing.assert_allclose(check['sharded']['stats'][name], want,
+                               atol=1e-6, err_msg=name)
 
 
 def test_state_is_split_over_seeds(runs):
