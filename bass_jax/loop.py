@@ -281,8 +281,8 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
 
   With a `mesh` (see `sharding.make_mesh`; the pool split over its 'data'
   axis) the pool and ground-truth sweeps, the validation and the training
-  batches run data-parallel; the results are those of `mesh=None` up to float
-  reduction order.
+  batches run data-parallel; the results are those of `mesh=None` up to
+  float reduction order.
 
   `may_query`: an unbatched scalar bool, False when no seed of the program
   queries this iteration (`any_seed_may_query`), so a costly acquisition

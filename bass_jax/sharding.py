@@ -44,6 +44,7 @@ DATA = 'data'
 # Seeds outermost: the frequent data-parallel collectives then stay within
 # neighbouring devices (one host, one slice) and seeds span hosts.
 AXES = (SEED, DATA)
+AUTO = 'auto'  # The mesh_shape that `auto_axis_sizes` resolves.
 
 
 def parse_mesh_shape(text: str) -> dict[str, int]:
@@ -81,9 +82,6 @@ def parse_mesh_shape(text: str) -> dict[str, int]:
   if list(sizes.values()).count(-1) > 1:
     raise bad('only one axis may have size -1')
   return {a: sizes.get(a, 1) for a in AXES}
-
-
-AUTO = 'auto'
 
 
 def auto_axis_sizes(num_devices: int, num_seeds: int,
@@ -330,8 +328,8 @@ def set_deterministic_ops(on: bool) -> None:
 
   Why: XLA picks convolution and matmul algorithms by timing them when it
   compiles, and some GPU kernels (scatter, atomic reductions) add in a
-  varying order, so two runs of one seed differ in the last bits, and
-  training amplifies that into different trajectories. The flag goes into
+  varying order, so two runs of one seed can differ in the last bits,
+  which training amplifies into different trajectories. The flag goes into
   XLA_FLAGS, which XLA reads once, when the first backend starts: this
   must run before any computation. CPU runs are bit-reproducible anyway
   (the flag changes nothing there, so a started CPU backend is fine).
