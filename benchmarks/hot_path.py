@@ -337,6 +337,34 @@ def random_images(key: jax.Array, n: int) -> jax.Array:
   return jax.random.uniform(key, (n,) + IMAGE_SHAPE, jnp.float32)
 
 
+# Batches the training benchmarks rotate through: each step reads another.
+TRAIN_BATCHES = 4
+
+
+def train_batches(key: jax.Array, batch_size: int
+                  ) -> tuple[jax.Array, jax.Array]:
+  """(xs [4, B, 28, 28, 1], ys [4, B] int32): random batches in rotation."""
+  k_x, k_y = jax.random.split(key)
+  xs = random_images(k_x, TRAIN_BATCHES * batch_size).reshape(
+      (TRAIN_BATCHES, batch_size) + IMAGE_SHAPE)
+  ys = jax.random.randint(k_y, (TRAIN_BATCHES, batch_size), 0, NUM_CLASSES,
+                          jnp.int32)
+  return xs, ys
+
+
+def looped_steps(step: Callable, xs: jax.Array, ys: jax.Array,
+                 steps: int) -> Callable:
+  """`(state, key) -> (state, loss)`: `steps` calls of
+  `step(state, x, y, key)` in one compiled loop, as an epoch runs them;
+  call i reads batch i % len(xs) and key fold_in(key, i)."""
+  def looped(state, key):
+    def body(i, carry):
+      j = i % xs.shape[0]
+      return step(carry[0], xs[j], ys[j], jax.random.fold_in(key, i))
+    return jax.lax.fori_loop(0, steps, body, (state, jnp.float32(0.0)))
+  return looped
+
+
 # ----------------------------------------------------------------------------
 # MC sweep and deterministic forward.
 
@@ -612,11 +640,8 @@ def bench_train(args, em: Emitter, defaults: dict[str, Any]) -> float:
                              mask_impl=defaults['mask_impl'])
   optimizer = training.make_optimizer(defaults['learning_rate'])
   key = jax.random.key(args.seed, impl=defaults['prng_impl'])
-  k_x, k_y, k_init, k_steps = jax.random.split(key, 4)
-  num_batches = 4
-  xs = random_images(k_x, num_batches * b).reshape((num_batches, b) +
-                                                   IMAGE_SHAPE)
-  ys = jax.random.randint(k_y, (num_batches, b), 0, NUM_CLASSES, jnp.int32)
+  k_batches, k_init, k_steps = jax.random.split(key, 3)
+  xs, ys = train_batches(k_batches, b)
   weight = jnp.ones((b,), jnp.float32)
   params = model.init(k_init, xs[0, :1])
   steps = args.train_steps
@@ -626,12 +651,7 @@ def bench_train(args, em: Emitter, defaults: dict[str, Any]) -> float:
     return training.train_step(state, optimizer, model.apply, x, y,
                                weight, key, defaults['l2'])
 
-  def looped(state, key):
-    def body(i, carry):
-      state, _ = carry
-      j = i % num_batches
-      return train_step(state, xs[j], ys[j], jax.random.fold_in(key, i))
-    return jax.lax.fori_loop(0, steps, body, (state, jnp.float32(0.0)))
+  looped = looped_steps(train_step, xs, ys, steps)
 
   context = dict(batch_size=b, steps_per_block=steps,
                  dropout_bits=defaults['dropout_bits'],
@@ -658,7 +678,7 @@ def bench_train(args, em: Emitter, defaults: dict[str, Any]) -> float:
   dispatched = [state]
   # Sliced before the clock starts: indexing a device array is a dispatch
   # of its own, which would be timed as the step's.
-  step_args = [(xs[i % num_batches], ys[i % num_batches], step_keys[i])
+  step_args = [(xs[i % TRAIN_BATCHES], ys[i % TRAIN_BATCHES], step_keys[i])
                for i in range(steps)]
   jax.block_until_ready(step_args)
 

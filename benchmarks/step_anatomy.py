@@ -130,13 +130,15 @@ def kernel_ops(hlo_text: str) -> int:
   return count
 
 
-def part_fn(part: str, apply_fn: Callable, optimizer, l2: float) -> Callable:
-  """One step's `(state, x, y, weight, key) -> (state, loss)` up to `part`."""
-  def forward(state, x, y, w, key):
+def part_fn(part: str, apply_fn: Callable, optimizer, l2: float,
+            w: jax.Array) -> Callable:
+  """One step's `(state, x, y, key) -> (state, loss)` up to `part`, every
+  sample of weight `w` [B]."""
+  def forward(state, x, y, key):
     return state, training.weighted_loss(state.params, apply_fn, x, y, w,
                                          key, l2)
 
-  def grad(state, x, y, w, key):
+  def grad(state, x, y, key):
     loss, grads = jax.value_and_grad(training.weighted_loss)(
         state.params, apply_fn, x, y, w, key, l2)
     # Folded into the carried state so the gradients are not dead code.
@@ -144,7 +146,7 @@ def part_fn(part: str, apply_fn: Callable, optimizer, l2: float) -> Callable:
                                     grads)
     return training.TrainState(params, state.opt_state), loss
 
-  def step(state, x, y, w, key):
+  def step(state, x, y, key):
     return training.train_step(state, optimizer, apply_fn, x, y, w, key, l2)
 
   return {'forward': forward, 'grad': grad, 'step': step}[part]
@@ -159,29 +161,19 @@ def bench_step_parts(args, em: hot_path.Emitter, conv_impl: str,
                              mask_impl=defaults['mask_impl'],
                              conv_impl=conv_impl)
   optimizer = training.make_optimizer(defaults['learning_rate'])
-  k_x, k_y, k_init, k_run = jax.random.split(jax.random.key(args.seed), 4)
-  num_batches = 4
-  xs = hot_path.random_images(k_x, num_batches * b).reshape(
-      (num_batches, b) + hot_path.IMAGE_SHAPE)
-  ys = jax.random.randint(k_y, (num_batches, b), 0, hot_path.NUM_CLASSES)
+  k_batches, k_init, k_run = jax.random.split(jax.random.key(args.seed), 3)
+  xs, ys = hot_path.train_batches(k_batches, b)
   w = jnp.ones((b,), jnp.float32)
   params = model.init(k_init, xs[0, :1])
   previous = None
   for part in PARTS:
-    one = part_fn(part, model.apply, optimizer, defaults['l2'])
-
-    def looped(state, key, one=one):
-      def body(i, carry):
-        j = i % num_batches
-        return one(carry[0], xs[j], ys[j], w, jax.random.fold_in(key, i))
-      return jax.lax.fori_loop(0, steps, body, (state, jnp.float32(0.0)))
-
+    one = part_fn(part, model.apply, optimizer, defaults['l2'], w)
     state = training.TrainState(params, optimizer.init(params))
-    single, _ = hot_path.compile_aot(jax.jit(one), state, xs[0], ys[0], w,
-                                     k_run)
+    single, _ = hot_path.compile_aot(jax.jit(one), state, xs[0], ys[0], k_run)
     ops = kernel_ops(single.as_text())
     compiled, compile_s = hot_path.compile_aot(
-        jax.jit(looped, donate_argnums=0), state, k_run)
+        jax.jit(hot_path.looped_steps(one, xs, ys, steps), donate_argnums=0),
+        state, k_run)
     fresh = jax.tree_util.tree_map(jnp.copy, state)
     seconds = hot_path.time_runs(
         hot_path.donating_runner(compiled, fresh, k_run), args.repeats)

@@ -178,6 +178,13 @@ def parse_flags(argv: list[str]) -> list[str]:
   return remaining
 
 
+def define_data_dir_flag(what: str) -> flags.FlagHolder:
+  """--data_dir of the tools that read a finished run (`what` it is for)."""
+  return flags.DEFINE_string(
+      'data_dir', '', f"The data root{what}, if not the run's config.data_dir"
+      ' (default: BASS_DATA_DIR, else ../shared/data).')
+
+
 def define_config_file(default: str, help_string: str):
   """`--config`: a locked ml_collections config file flag.
 

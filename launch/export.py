@@ -27,9 +27,8 @@ _SEED_INDEX = flags.DEFINE_integer(
     'seed_index', 0, 'Which seed of the run (0 = config.seed).')
 _MC_PASSES = flags.DEFINE_integer(
     'mc_passes', 0, 'MC-dropout passes per sample (0: config.mc_passes_gt).')
-_DATA_DIR = flags.DEFINE_string(
-    'data_dir', '', "The data root, if not the run's config.data_dir "
-    '(default: BASS_DATA_DIR, else ../shared/data).')
+_DATA_DIR = launch_common.define_data_dir_flag('')
+flags.declare_key_flag('data_dir')  # Listed by --help.
 
 
 def main(argv):

@@ -28,9 +28,8 @@ _WORKDIRS = flags.DEFINE_multi_string('workdir', [], 'Workdir(s) to report.')
 _OUT = flags.DEFINE_string('out', None, 'Output folder.')
 _DECISION = flags.DEFINE_bool('decision', True,
                               'Decision-surface panels for 2-D data.')
-_DATA_DIR = flags.DEFINE_string(
-    'data_dir', '', "The data root for the decision panels, if not each "
-    "run's config.data_dir (default: BASS_DATA_DIR, else ../shared/data).")
+_DATA_DIR = launch_common.define_data_dir_flag(' for the decision panels')
+flags.declare_key_flag('data_dir')  # Listed by --help.
 _TARGET = flags.DEFINE_float(
     'target_acc', None, 'A validation accuracy in %: the table adds the '
     'median labels each run needed to reach it (Gal et al. 2017).',
