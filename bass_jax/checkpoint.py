@@ -42,7 +42,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from bass_jax import interrupts
 from bass_jax.errors import BassError
 
 FORMAT = 'bass_jax.checkpoint/1'
@@ -300,11 +299,11 @@ def interrupts_deferred():
   their traceback over the one-line "interrupted" message; deferred, the
   write completes and the run stops just after it. Only Python's default
   handler is deferred: an ignored SIGINT (a background job) or a caller's
-  own handler is left alone (`interrupts.handler` counts as the default),
-  as is any thread but the main one (only it can install handlers).
+  own handler is left alone, as is any thread but the main one (only it
+  can install handlers).
   """
   if (threading.current_thread() is not threading.main_thread() or
-      not interrupts.is_default(signal.getsignal(signal.SIGINT))):
+      signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
     yield
     return
   caught = []

@@ -29,6 +29,8 @@ import subprocess
 import sys
 import threading
 import time
+import types
+import weakref
 from typing import Callable, Optional
 
 import jax
@@ -670,31 +672,43 @@ def test_nothing_is_read_with_pickle():
       assert 'allow_pickle=False' in call, (path, call)
 
 
+class _Referent:  # A weakref-able object.
+  pass
+
+
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
-                    reason='signal handlers live in the main thread')
-def test_ctrl_c_inside_a_gc_callback_is_raised_after_it():
-  """Python's default handler raises inside a gc callback (JAX has one),
-  where the KeyboardInterrupt is printed and dropped: the run went on."""
+                    reason='interrupt_main interrupts the main thread')
+@pytest.mark.parametrize('where', ['gc_callback', 'weakref_callback'])
+def test_ctrl_c_inside_a_callback_is_raised_after_it(monkeypatch, where):
+  """Python's default handler raises in whatever code runs: inside a gc
+  callback (JAX has one) or a weakref callback the KeyboardInterrupt is
+  printed and dropped, and the run went on."""
+  seen = []
+  monkeypatch.setattr(sys, 'unraisablehook', seen.append)
+  interrupts.install()
+  interrupts.install()  # Once per process: not wrapped twice.
   calls = []
 
-  def callback(phase, info):
-    del info
+  def interrupted(*_):
     if not calls:
-      calls.append(phase)
-      interrupts.handler(signal.SIGINT, sys._getframe())  # pylint: disable=protected-access
-      calls.append('returned')  # The handler did not raise in here.
+      calls.append(where)
+      raise KeyboardInterrupt  # What Ctrl-C does at this point.
 
-  previous = signal.signal(signal.SIGINT, interrupts.handler)
-  gc.callbacks.append(callback)
+  referent = _Referent()
+  ref = weakref.ref(referent, interrupted if where == 'weakref_callback'
+                    else None)
+  if where == 'gc_callback':
+    gc.callbacks.append(interrupted)  # The list gc itself holds.
   try:
     with pytest.raises(KeyboardInterrupt):
+      del referent
       gc.collect()
-      time.sleep(5)  # The retried Ctrl-C lands here, outside the callback.
+      time.sleep(5)  # The Ctrl-C asked for again lands here.
   finally:
-    gc.callbacks.remove(callback)
-    signal.signal(signal.SIGINT, previous)
-  assert calls[1] == 'returned'
-  # Outside a callback it raises at once, as Python's default does.
-  with pytest.raises(KeyboardInterrupt):
-    interrupts.handler(signal.SIGINT, sys._getframe())  # pylint: disable=protected-access
+    if interrupted in gc.callbacks:
+      gc.callbacks.remove(interrupted)
+  assert calls == [where] and ref() is None
+  # Other unraisable exceptions reach the hook that was there before.
+  sys.unraisablehook(types.SimpleNamespace(exc_value=ValueError('x')))
+  assert [type(u.exc_value) for u in seen] == [ValueError]
 
