@@ -45,7 +45,12 @@ Benchmarks (all on the paper's CNN with random 28x28x1 inputs unless noted):
   whole Table 1 DeepBASS run (active_semi, iteration 0's 100 epochs and 72
   iterations), on MNIST a few iterations of a small CNN run. The S-seed run
   spreads its seeds over all devices (on a CPU, --cpu_devices cores, each
-  running S/D seeds); `seeds_vmap_one_device` is it on one device.
+  running S/D seeds); `seeds_vmap_one_device` is it on one device. The
+  runs are timed in interleaved rounds (single-seed runs, then every S-seed
+  layout), and `value` is the median of the rounds' ratios, so the
+  machine's drift between runs cancels. --seed_strategies adds the S-seed
+  runs of other config.seed_strategy values ('map', 'vmap'); `default:
+  true` marks the library's choice.
   `seeds_processes` (CPU, --seed_processes): the S seeds as --cpu_devices
   processes, each pinned to one core with S/D seeds vmapped and nothing
   shared between them: what the cores give without in-process
@@ -63,7 +68,7 @@ Each measurement runs once untimed (warm-up), then `repeats` times; the
 median is reported and every sample is listed in `samples`. Exceptions, to
 fit ~5 minutes on 2 CPU cores: an iteration's warm-up is iteration 0, the
 seeds runs (compiled ahead of time) have no warm-up run, and on a CPU the
-MNIST-small ones are timed once (see `warmup_runs`). Default sizes differ by platform (a GPU gets larger pools and
+MNIST-small ones are timed in 2 rounds (see `warmup_runs`). Default sizes differ by platform (a GPU gets larger pools and
 the 60,000-image iteration); every line states the sizes it used.
 
   /work/venv/bin/python benchmarks/hot_path.py \
@@ -173,6 +178,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                  help='JAX devices to split the CPU into (default: the '
                  'largest divisor of --num_seeds up to the core count); '
                  'only seeds_vmap uses more than the first')
+  p.add_argument('--seed_strategies', default='auto',
+                 help="comma-separated config.seed_strategy values of the "
+                 "S-seed runs ('auto': the library's choice)")
   p.add_argument('--seed_processes', action='store_true',
                  help='CPU: also time the seeds as --cpu_devices pinned '
                  'processes (seeds_processes, ~1 minute more)')
@@ -186,6 +194,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                  help='initial labels per class (default 2 CPU, 10 GPU)')
   p.add_argument('--mnist_small_iterations', type=int, default=None,
                  help='iterations per MNIST-small run (default 2 CPU, 3 GPU)')
+  p.add_argument('--mnist_small_repeats', type=int, default=None,
+                 help='interleaved timed rounds of the MNIST-small seeds '
+                 'runs (default 2 CPU, keeping the run near 5 minutes; '
+                 '--repeats on a GPU)')
   p.add_argument('--mnist_data', choices=('auto', 'random'), default='auto',
                  help="'auto': real MNIST if the idx files are found")
   # Torch.
@@ -203,6 +215,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
   p.add_argument('--seed', type=int, default=0)
   args = p.parse_args(argv)
   args.only = [g.strip() for g in args.only.split(',') if g.strip()]
+  args.seed_strategies = [g.strip() for g in args.seed_strategies.split(',')
+                          if g.strip()]
   unknown = set(args.only) - set(GROUPS)
   if unknown:
     p.error(f'--only: unknown groups {sorted(unknown)}; known: {GROUPS}')
@@ -234,6 +248,8 @@ def fill_defaults(args: argparse.Namespace, on_gpu: bool) -> None:
   for name, value in defaults.items():
     if getattr(args, name) is None:
       setattr(args, name, value)
+  if args.mnist_small_repeats is None:
+    args.mnist_small_repeats = args.repeats if on_gpu else min(args.repeats, 2)
   if quick:
     args.batch_size = min(args.batch_size, 64)
     args.num_seeds = min(args.num_seeds, 2)
@@ -990,6 +1006,11 @@ def bench_seeds(args, em: Emitter, name: str, config, ds, iterations: int,
   `ds`: one Dataset shared by the seeds, or a list of S, one per seed (as
   the Yin-Yang default draws them). The single-seed runs use one device,
   as a user's separate runs would.
+
+  Every program is compiled first; then each of the `repeats` rounds times
+  the single-seed runs and every S-seed layout back to back, so a drift of
+  the machine's speed (30-50% between runs here) hits all of them alike.
+  `value` is the median of the rounds' ratios.
   """
   s = args.num_seeds
   config.compilation_cache = ''  # See main().
@@ -1010,39 +1031,55 @@ def bench_seeds(args, em: Emitter, name: str, config, ds, iterations: int,
     for host, single in zip(one_hosts, singles):
       run_steps(one_step, host, single.pool, iterations, first[0])
 
-  seq_seconds = time_runs(sequential, repeats, warmup)
-  seq_s = statistics.median(seq_seconds)
-  log(f'seeds {name}: {s} single-seed runs {seq_s:.2f}s '
-      f'(compiled in {one_compile:.1f}s)')
+  layouts = []
+  for strategy in args.seed_strategies:
+    for benchmark, devices, mesh_shape in seed_layouts(s):
+      c = config.copy_and_resolve_references()
+      c.num_seeds, c.mesh_shape, c.seed_strategy = s, mesh_shape, strategy
+      vm = experiment.build(c, ds, devices=devices)
+      vm_step, vm_compile = compile_aot(vm.step, vm.state, vm.pool)
+      shardings = jax.tree_util.tree_map(lambda a: a.sharding, vm.state)
+      run = functools.partial(run_steps, vm_step, jax.device_get(vm.state),
+                              vm.pool, iterations, shardings)
+      layouts.append((benchmark, devices, mesh_shape, strategy, c, vm,
+                      vm_compile, run))
+  log(f'seeds {name}: compiled the single-seed program in {one_compile:.1f}s '
+      f'and {len(layouts)} S-seed layouts')
 
-  for benchmark, devices, mesh_shape in seed_layouts(s):
-    c = config.copy_and_resolve_references()
-    c.num_seeds = s
-    c.mesh_shape = mesh_shape
-    vm = experiment.build(c, ds, devices=devices)
-    vm_host = jax.device_get(vm.state)
-    vm_step, vm_compile = compile_aot(vm.step, vm.state, vm.pool)
-    shardings = jax.tree_util.tree_map(lambda a: a.sharding, vm.state)
-    vm_seconds = time_runs(
-        lambda: run_steps(vm_step, vm_host, vm.pool, iterations, shardings),
-        repeats, warmup)
-    vm_s = statistics.median(vm_seconds)
-    em.emit(benchmark, _round(seq_s / vm_s), 'x (sequential/vmapped)',
+  seq_seconds = []
+  vm_seconds = [[] for _ in layouts]
+  for _ in range(warmup):
+    sequential()
+    for _, *_, run in layouts:
+      run()
+  for _ in range(repeats):
+    seq_seconds += time_runs(sequential, 1, 0)
+    for i, (*_, run) in enumerate(layouts):
+      vm_seconds[i] += time_runs(run, 1, 0)
+  seq_s = statistics.median(seq_seconds)
+  log(f'seeds {name}: {s} single-seed runs {seq_s:.2f}s')
+  for (benchmark, devices, mesh_shape, strategy, c, vm, vm_compile,
+       _), seconds in zip(layouts, vm_seconds):
+    ratios = [a / b for a, b in zip(seq_seconds, seconds)]
+    vm_s = statistics.median(seconds)
+    em.emit(benchmark, _round(statistics.median(ratios)),
+            'x (sequential/vmapped)',
             compile_s=_round(vm_compile), compile_single_s=_round(one_compile),
             dataset=name, data=data_note, model=config.model, num_seeds=s,
             devices=len(devices), mesh_shape=mesh_shape,
             seed_strategy=experiment.seed_strategy(c, vm.mesh),
-            iterations=iterations,
+            default=strategy == 'auto', iterations=iterations,
             pool_size=int(singles[0].dataset.x_train.shape[0]),
             test_size=int(singles[0].dataset.x_test.shape[0]),
             per_seed_data=vm.per_seed_data, wall_vmapped_s=_round(vm_s),
             wall_sequential_s=_round(seq_s),
-            samples_vmapped_s=[_round(x) for x in vm_seconds],
+            ratio_per_round=[_round(r) for r in ratios],
+            samples_vmapped_s=[_round(x) for x in seconds],
             samples_sequential_s=[_round(x) for x in seq_seconds],
-            stat=f'median of {repeats}', warmup_runs=warmup,
-            config_arg=getattr(config, 'variant', ''))
-    log(f'{benchmark} {name}: {s} seeds on {len(devices)} device(s) '
-        f'{vm_s:.2f}s vs {seq_s:.2f}s sequential')
+            stat=f'median of {repeats} interleaved rounds',
+            warmup_runs=warmup, config_arg=getattr(config, 'variant', ''))
+    log(f'{benchmark} {name} ({strategy}): {s} seeds on {len(devices)} '
+        f'device(s) {vm_s:.2f}s vs {seq_s:.2f}s sequential')
   bench_seed_processes(args, em, name, config, ds, iterations, repeats,
                        seq_s, data_note)
 
@@ -1174,11 +1211,12 @@ def bench_all_seeds(args, em: Emitter) -> None:
   # Label capacity (initial + queries) follows the short run, not 200 its.
   config.num_iterations = args.mnist_small_iterations
   ds, note = mnist_small_dataset(args, n, test, config.initial_per_class)
-  # On a CPU a warm-up run would double the costliest benchmark here, and
-  # with ahead-of-time compilation it only saves first-call allocations.
+  # On a CPU a warm-up round would add a third of the costliest benchmark
+  # here, and with ahead-of-time compilation it only saves first-call
+  # allocations.
   on_cpu = jax.devices()[0].platform == 'cpu'
   bench_seeds(args, em, 'mnist_small', config, ds,
-              args.mnist_small_iterations, 1 if on_cpu else args.repeats,
+              args.mnist_small_iterations, args.mnist_small_repeats,
               0 if on_cpu else 1, note)
 
 

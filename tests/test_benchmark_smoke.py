@@ -3,8 +3,11 @@
 import json
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
+
+import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -87,6 +90,13 @@ def test_quick_run_prints_valid_json_lines(tmp_path):
     assert (procs['processes'], procs['seeds_per_process']) == (2, 1)
     assert len(set(procs['cores'])) == 2
     assert procs['wall_sequential_s'] == toy['seeds_vmap']['wall_sequential_s']
+    # Interleaved rounds: one ratio per round, the value their median.
+    for r in (toy['seeds_vmap'], toy['seeds_vmap_one_device']):
+      ratios = r['ratio_per_round']
+      assert len(ratios) == len(r['samples_sequential_s']) == 2
+      assert r['value'] == pytest.approx(statistics.median(ratios), rel=1e-3)
+      assert ratios[0] == pytest.approx(
+          r['samples_sequential_s'][0] / r['samples_vmapped_s'][0], rel=1e-2)
 
   # --out appends exactly the printed lines.
   assert [json.loads(l) for l in out.read_text().splitlines()] == rows
