@@ -4,8 +4,11 @@ import atexit
 import os
 import pathlib
 import shutil
+import signal
 import sys
 import tempfile
+
+import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -31,3 +34,15 @@ def pytest_addoption(parser):
 _CACHE = tempfile.mkdtemp(prefix='bass_jax_test_xla_cache_')
 os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+
+
+@pytest.fixture
+def python_sigint():
+  """Python's own SIGINT handler (KeyboardInterrupt) for one test, as a
+  terminal gives it, also where the tests run with SIGINT ignored (a
+  shell's `cmd &` without job control passes SIG_IGN down). Subprocesses
+  started meanwhile begin with SIGINT's default action (exec resets a
+  caught signal), so their Python raises KeyboardInterrupt too."""
+  previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+  yield
+  signal.signal(signal.SIGINT, previous)

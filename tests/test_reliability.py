@@ -235,7 +235,8 @@ def test_sigkill_and_damage_then_resume_is_identical(tmp_path, env,
   assert_same_run(workdir, reference)
 
 
-def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path, env, reference):
+def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path, env, reference,
+                                                 python_sigint):
   workdir = tmp_path / 'run'
   launch = Launch(workdir, env)
   launch.wait_for(r'^iter 2/')
@@ -679,7 +680,8 @@ class _Referent:  # A weakref-able object.
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
                     reason='interrupt_main interrupts the main thread')
 @pytest.mark.parametrize('where', ['gc_callback', 'weakref_callback'])
-def test_ctrl_c_inside_a_callback_is_raised_after_it(monkeypatch, where):
+def test_ctrl_c_inside_a_callback_is_raised_after_it(monkeypatch, where,
+                                                     python_sigint):
   """Python's default handler raises in whatever code runs: inside a gc
   callback (JAX has one) or a weakref callback the KeyboardInterrupt is
   printed and dropped, and the run went on."""

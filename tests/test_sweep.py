@@ -88,8 +88,8 @@ def test_sweep_reads_config_as_absl_parsed_it_and_overwrites(tmp_path):
   assert len(rows) == 2 * 2
 
 
-def test_interrupted_overwrite_sweep_continues_without_overwrite(finished,
-                                                                 tmp_path):
+def test_interrupted_overwrite_sweep_continues_without_overwrite(
+    finished, tmp_path, python_sigint):
   assert finished[1].returncode == 0, finished[1].stderr[-2000:]
   shutil.copytree(finished[0], tmp_path, dirs_exist_ok=True)
   env = {k: v for k, v in os.environ.items() if k != 'BASS_DEBUG'}
