@@ -90,7 +90,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -999,6 +999,51 @@ def seeds_data(ds, lo: int, hi: int):
   return ds[lo:hi] if isinstance(ds, list) else ds
 
 
+class SeedLayout(NamedTuple):
+  """One compiled S-seed run of `bench_seeds`, ready to time."""
+  benchmark: str
+  devices: int
+  mesh_shape: str
+  config_strategy: str   # config.seed_strategy as asked ('auto', ...).
+  seed_strategy: str     # What it resolved to ('vmap' or 'map').
+  per_seed_data: bool
+  compile_s: float
+  run: Callable[[], None]  # The timed iterations from a fresh state.
+
+
+def seed_layout(config, ds, num_seeds: int, strategy: str, benchmark: str,
+                devices: list, mesh_shape: str, iterations: int
+                ) -> SeedLayout:
+  """Builds and compiles the `num_seeds`-seed run of one layout."""
+  c = config.copy_and_resolve_references()
+  c.num_seeds, c.mesh_shape, c.seed_strategy = num_seeds, mesh_shape, strategy
+  vm = experiment.build(c, ds, devices=devices)
+  step, compile_s = compile_aot(vm.step, vm.state, vm.pool)
+  shardings = jax.tree_util.tree_map(lambda a: a.sharding, vm.state)
+  run = functools.partial(run_steps, step, jax.device_get(vm.state), vm.pool,
+                          iterations, shardings)
+  return SeedLayout(benchmark, len(devices), mesh_shape, strategy,
+                    experiment.seed_strategy(c, vm.mesh), vm.per_seed_data,
+                    compile_s, run)
+
+
+def interleaved_seconds(first: Callable[[], None],
+                        others: list[Callable[[], None]], repeats: int,
+                        warmup: int) -> tuple[list[float], list[list[float]]]:
+  """Seconds of `first` and of each of `others` over `repeats` rounds, each
+  round timing all of them back to back (after `warmup` untimed rounds):
+  ([repeats], [len(others)][repeats])."""
+  for _ in range(warmup):
+    for run in [first, *others]:
+      run()
+  first_s, others_s = [], [[] for _ in others]
+  for _ in range(repeats):
+    first_s += time_runs(first, 1, 0)
+    for run, seconds in zip(others, others_s):
+      seconds += time_runs(run, 1, 0)
+  return first_s, others_s
+
+
 def bench_seeds(args, em: Emitter, name: str, config, ds, iterations: int,
                 repeats: int, warmup: int, data_note: str) -> None:
   """Wall time of S seeds in one run vs S single-seed runs, one after another.
@@ -1031,55 +1076,38 @@ def bench_seeds(args, em: Emitter, name: str, config, ds, iterations: int,
     for host, single in zip(one_hosts, singles):
       run_steps(one_step, host, single.pool, iterations, first[0])
 
-  layouts = []
-  for strategy in args.seed_strategies:
-    for benchmark, devices, mesh_shape in seed_layouts(s):
-      c = config.copy_and_resolve_references()
-      c.num_seeds, c.mesh_shape, c.seed_strategy = s, mesh_shape, strategy
-      vm = experiment.build(c, ds, devices=devices)
-      vm_step, vm_compile = compile_aot(vm.step, vm.state, vm.pool)
-      shardings = jax.tree_util.tree_map(lambda a: a.sharding, vm.state)
-      run = functools.partial(run_steps, vm_step, jax.device_get(vm.state),
-                              vm.pool, iterations, shardings)
-      layouts.append((benchmark, devices, mesh_shape, strategy, c, vm,
-                      vm_compile, run))
+  layouts = [seed_layout(config, ds, s, strategy, benchmark, devices,
+                         mesh_shape, iterations)
+             for strategy in args.seed_strategies
+             for benchmark, devices, mesh_shape in seed_layouts(s)]
   log(f'seeds {name}: compiled the single-seed program in {one_compile:.1f}s '
       f'and {len(layouts)} S-seed layouts')
-
-  seq_seconds = []
-  vm_seconds = [[] for _ in layouts]
-  for _ in range(warmup):
-    sequential()
-    for _, *_, run in layouts:
-      run()
-  for _ in range(repeats):
-    seq_seconds += time_runs(sequential, 1, 0)
-    for i, (*_, run) in enumerate(layouts):
-      vm_seconds[i] += time_runs(run, 1, 0)
+  seq_seconds, vm_seconds = interleaved_seconds(
+      sequential, [layout.run for layout in layouts], repeats, warmup)
   seq_s = statistics.median(seq_seconds)
   log(f'seeds {name}: {s} single-seed runs {seq_s:.2f}s')
-  for (benchmark, devices, mesh_shape, strategy, c, vm, vm_compile,
-       _), seconds in zip(layouts, vm_seconds):
+  for layout, seconds in zip(layouts, vm_seconds):
     ratios = [a / b for a, b in zip(seq_seconds, seconds)]
     vm_s = statistics.median(seconds)
-    em.emit(benchmark, _round(statistics.median(ratios)),
-            'x (sequential/vmapped)',
-            compile_s=_round(vm_compile), compile_single_s=_round(one_compile),
-            dataset=name, data=data_note, model=config.model, num_seeds=s,
-            devices=len(devices), mesh_shape=mesh_shape,
-            seed_strategy=experiment.seed_strategy(c, vm.mesh),
-            default=strategy == 'auto', iterations=iterations,
+    em.emit(layout.benchmark, _round(statistics.median(ratios)),
+            'x (sequential/vmapped)', compile_s=_round(layout.compile_s),
+            compile_single_s=_round(one_compile), dataset=name,
+            data=data_note, model=config.model, num_seeds=s,
+            devices=layout.devices, mesh_shape=layout.mesh_shape,
+            seed_strategy=layout.seed_strategy,
+            default=layout.config_strategy == 'auto', iterations=iterations,
             pool_size=int(singles[0].dataset.x_train.shape[0]),
             test_size=int(singles[0].dataset.x_test.shape[0]),
-            per_seed_data=vm.per_seed_data, wall_vmapped_s=_round(vm_s),
+            per_seed_data=layout.per_seed_data, wall_vmapped_s=_round(vm_s),
             wall_sequential_s=_round(seq_s),
             ratio_per_round=[_round(r) for r in ratios],
             samples_vmapped_s=[_round(x) for x in seconds],
             samples_sequential_s=[_round(x) for x in seq_seconds],
             stat=f'median of {repeats} interleaved rounds',
             warmup_runs=warmup, config_arg=getattr(config, 'variant', ''))
-    log(f'{benchmark} {name} ({strategy}): {s} seeds on {len(devices)} '
-        f'device(s) {vm_s:.2f}s vs {seq_s:.2f}s sequential')
+    log(f'{layout.benchmark} {name} ({layout.config_strategy}): {s} seeds '
+        f'on {layout.devices} device(s) {vm_s:.2f}s vs {seq_s:.2f}s '
+        'sequential')
   bench_seed_processes(args, em, name, config, ds, iterations, repeats,
                        seq_s, data_note)
 
