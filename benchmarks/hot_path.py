@@ -71,9 +71,12 @@ seeds runs (compiled ahead of time) have no warm-up run, and on a CPU the
 MNIST-small ones are timed in 2 rounds (see `warmup_runs`). Default sizes differ by platform (a GPU gets larger pools and
 the 60,000-image iteration); every line states the sizes it used.
 
-  /work/venv/bin/python benchmarks/hot_path.py \
-      --torch_python=/work/torchvenv/bin/python --out=/tmp/hot_path.jsonl
-  /work/venv/bin/python benchmarks/hot_path.py --quick --skip_torch
+  python benchmarks/hot_path.py \
+      --torch_python=path/to/torch_venv/bin/python --out=hot_path.jsonl
+  python benchmarks/hot_path.py --quick --skip_torch
+
+(torch in a venv of its own, e.g. `python3 -m venv torch_venv &&
+torch_venv/bin/pip install torch numpy`.)
 """
 
 from __future__ import annotations

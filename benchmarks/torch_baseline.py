@@ -24,7 +24,7 @@ Warm-up iterations are run first and excluded from all timings.
 The script needs only torch and numpy (no absl), so it runs from a separate
 venv::
 
-  /work/torchvenv/bin/python benchmarks/torch_baseline.py
+  path/to/torch_venv/bin/python benchmarks/torch_baseline.py
 
 Other scripts can ``from benchmarks.torch_baseline import run`` when torch is
 installed.
