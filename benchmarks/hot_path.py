@@ -68,8 +68,9 @@ Each measurement runs once untimed (warm-up), then `repeats` times; the
 median is reported and every sample is listed in `samples`. Exceptions, to
 fit ~5 minutes on 2 CPU cores: an iteration's warm-up is iteration 0, the
 seeds runs (compiled ahead of time) have no warm-up run, and on a CPU the
-MNIST-small ones are timed in 2 rounds (see `warmup_runs`). Default sizes differ by platform (a GPU gets larger pools and
-the 60,000-image iteration); every line states the sizes it used.
+MNIST-small ones are timed in 2 rounds (see `warmup_runs`). Default sizes
+differ by platform (a GPU gets larger pools and the 60,000-image
+iteration); every line states the sizes it used.
 
   python benchmarks/hot_path.py \
       --torch_python=path/to/torch_venv/bin/python --out=hot_path.jsonl

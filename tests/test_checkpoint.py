@@ -5,6 +5,7 @@ import logging
 import os
 import pathlib
 import shutil
+import signal
 
 import jax
 import jax.numpy as jnp
@@ -275,7 +276,6 @@ def test_leaf_checksum_is_checked_after_reading(tmp_path, state, template):
 def test_ctrl_c_during_a_save_lands_after_it(tmp_path, state, template,
                                             python_sigint):
   """SIGINT inside the deferred block: the write completes, then it stops."""
-  import signal  # pylint: disable=g-import-not-at-top
   with pytest.raises(KeyboardInterrupt):
     with checkpoint.interrupts_deferred():
       os.kill(os.getpid(), signal.SIGINT)
