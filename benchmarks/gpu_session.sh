@@ -29,6 +29,9 @@
 #   anatomy     benchmarks/step_anatomy.py: a training step's forward /
 #               gradient / optimizer parts and its HLO operation count, and
 #               the 10-seed MC sweep vmapped vs mapped, per conv_impl
+#   warm1       the full protocol, 1 seed, twice with one fresh compilation
+#               cache (each run under half the stage's limit): the second
+#               run's wall is what a rerun costs once its programs are cached
 #   determinism the 1-seed protocol shortened to 20 iterations, four runs
 #               (each under a quarter of the stage's limit): twice plain,
 #               twice with config.deterministic_ops, compilation cache off;
@@ -122,6 +125,17 @@ PY
   return $rc
 }
 
+warm() {  # The 1-seed protocol twice, sharing a fresh compilation cache.
+  local limit=$(( limit > 0 ? (limit / 2 > 0 ? limit / 2 : 1) : 0 ))
+  local cache=/tmp/warm_cache rc=0 run
+  rm -rf "$cache"
+  for run in cold warm; do
+    EXTRA="${EXTRA:-} --config.compilation_cache=$cache" protocol 1 "$run" \
+        || rc=$?
+  done
+  return $rc
+}
+
 run_stage() {  # $1 = stage name
   case "$1" in
     bench)
@@ -143,6 +157,7 @@ run_stage() {  # $1 = stage name
       limited python3 benchmarks/step_anatomy.py --out="$out/step_anatomy.jsonl" \
           2>&1 | tee "$out/step_anatomy.log" ;;
     determinism) determinism ;;
+    warm1) warm ;;
     precision)
       limited python3 benchmarks/mc_precision.py \
           --config=configs/mnist.py:alldata_maxent,small --num_seeds=10 \
