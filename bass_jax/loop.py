@@ -318,7 +318,8 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   gt_idx, gt_valid = selection.labelled_slots(labelled, cfg.label_capacity)
   gt = mc_dropout.labelled_sweep(mesh, sweep_fn, params, pool.x, gt_idx,
                                 keys['gt'], cfg.mc_passes_gt,
-                                cfg.gt_chunk_size)
+                                cfg.gt_chunk_size,
+                                jnp.sum(gt_valid, dtype=jnp.int32))
   theta = selection.threshold_theta(gt['entropy'], gt_valid)
   sweep = mc_dropout.data_parallel_sweep(mesh, sweep_fn, params, pool.x,
                                          keys['pool'], cfg.mc_passes_pool,

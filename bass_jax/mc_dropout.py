@@ -202,7 +202,8 @@ def chunk_starts(n: int, chunk_size: int) -> jax.Array:
                      n - chunk_size)
 
 
-def map_chunks(fn: Callable, n: int, chunk_size: int, *arrays: jax.Array):
+def map_chunks(fn: Callable, n: int, chunk_size: int, *arrays: jax.Array,
+               num_rows: jax.Array | None = None):
   """fn over row chunks of `arrays` ([n, ...] each), results reassembled.
 
   Why not reshape into [num_chunks, chunk, ...] and `lax.map`: that pads and
@@ -216,6 +217,10 @@ def map_chunks(fn: Callable, n: int, chunk_size: int, *arrays: jax.Array):
     n: rows.
     chunk_size: rows per step, at most n (static).
     *arrays: [n, ...] inputs.
+    num_rows: optional int32 scalar: only rows [0, num_rows) are needed, so
+      only the chunks starting below it run (a loop of data-dependent trip
+      count, hence no recompilation as it grows); the rows no chunk covers
+      are zeros. None: every row.
 
   Returns:
     The pytree of `fn`'s outputs, [n, ...] each.
@@ -235,7 +240,9 @@ def map_chunks(fn: Callable, n: int, chunk_size: int, *arrays: jax.Array):
         lambda o, r: jax.lax.dynamic_update_slice_in_dim(o, r, start, 0),
         out, result)
 
-  return jax.lax.fori_loop(0, starts.shape[0], body, zeros)
+  num_chunks = (starts.shape[0] if num_rows is None else
+                jnp.sum(starts < num_rows, dtype=jnp.int32))
+  return jax.lax.fori_loop(0, num_chunks, body, zeros)
 
 
 def mc_statistics(probs: jax.Array,
@@ -271,7 +278,8 @@ SCORE_FNS = {
 def mc_sweep(apply_fn: ApplyFn, params, x: jax.Array, key: jax.Array,
              num_passes: int, chunk_size: int,
              score_names: Sequence[str] = (),
-             indices: jax.Array | None = None) -> dict[str, jax.Array]:
+             indices: jax.Array | None = None,
+             num_rows: jax.Array | None = None) -> dict[str, jax.Array]:
   """MC-dropout statistics over a pool of any size with bounded memory.
 
   The pool is processed `chunk_size` samples at a time (`map_chunks`), so at
@@ -288,6 +296,8 @@ def mc_sweep(apply_fn: ApplyFn, params, x: jax.Array, key: jax.Array,
     score_names: extra scores to compute (see `uncertainty.SCORE_NAMES`).
     indices: [N] int32 sample ids that seed each sample's masks; default
       0..N-1 (the position in x).
+    num_rows: optional int32 scalar: only the first num_rows samples are
+      needed (see `map_chunks`); later rows may be zeros.
 
   Returns:
     Dict of [N, ...] arrays, see `mc_statistics`.
@@ -300,7 +310,8 @@ def mc_sweep(apply_fn: ApplyFn, params, x: jax.Array, key: jax.Array,
     probs = mc_probs(apply_fn, params, xc, sample_keys(key, ic, num_passes))
     return mc_statistics(probs, score_names)
 
-  return map_chunks(one_chunk, n, min(chunk_size, n), x, indices)
+  return map_chunks(one_chunk, n, min(chunk_size, n), x, indices,
+                    num_rows=num_rows)
 
 
 def consistent_probs(apply_fn: ApplyFn, params, x: jax.Array,
@@ -363,7 +374,8 @@ _CHECK_VMA = False
 def data_parallel_sweep(mesh: Mesh | None, apply_fn: ApplyFn, params,
                         x: jax.Array, key: jax.Array, num_passes: int,
                         chunk_size: int, score_names: Sequence[str] = (),
-                        indices: jax.Array | None = None
+                        indices: jax.Array | None = None,
+                        num_rows: jax.Array | None = None
                         ) -> dict[str, jax.Array]:
   """`mc_sweep` of x [N, ...] with every 'data' device sweeping its N/D shard.
 
@@ -378,29 +390,36 @@ def data_parallel_sweep(mesh: Mesh | None, apply_fn: ApplyFn, params,
     x: [N, ...] inputs, N divisible by the 'data' axis size.
     indices: [N] int32 pool index of each row of x (its masks' key);
       None: x is the pool, row i is sample i.
+    num_rows: optional int32 scalar: only rows [0, num_rows) of x are
+      needed (see `mc_sweep`); each device sweeps its shard's part of them.
 
   Returns:
     Dict of [N, ...] arrays split over 'data', see `mc_statistics`.
   """
   if mesh is None:
     return mc_sweep(apply_fn, params, x, key, num_passes, chunk_size,
-                    score_names, indices)
+                    score_names, indices, num_rows)
 
-  def local(params, x, indices, key):
+  def local(params, x, indices, key, num_rows):
+    if num_rows is not None:  # Of this device's rows, the needed ones.
+      start = jax.lax.axis_index(sharding.DATA) * x.shape[0]
+      num_rows = jnp.clip(num_rows - start, 0, x.shape[0])
     return mc_sweep(apply_fn, params, x, key, num_passes, chunk_size,
-                    score_names, indices)
+                    score_names, indices, num_rows)
 
   data = P(sharding.DATA)
   if indices is None:
     indices = jnp.arange(x.shape[0], dtype=jnp.int32)
-  return jax.shard_map(local, mesh=mesh, in_specs=(P(), data, data, P()),
+  return jax.shard_map(local, mesh=mesh,
+                       in_specs=(P(), data, data, P(), P()),
                        out_specs=data, check_vma=_CHECK_VMA)(
-                           params, x, indices, key)
+                           params, x, indices, key, num_rows)
 
 
 def labelled_sweep(mesh: Mesh | None, apply_fn: ApplyFn, params,
                    pool_x: jax.Array, idx: jax.Array, key: jax.Array,
-                   num_passes: int, chunk_size: int
+                   num_passes: int, chunk_size: int,
+                   num_valid: jax.Array | None = None
                    ) -> dict[str, jax.Array]:
   """`mc_sweep` of the pool rows `idx`, split over 'data' like the pool's.
 
@@ -415,6 +434,10 @@ def labelled_sweep(mesh: Mesh | None, apply_fn: ApplyFn, params,
     apply_fn, params, key, num_passes, chunk_size: as for `mc_sweep`.
     pool_x: [N, ...] the pool, split along N over 'data'.
     idx: [K] int32 pool indices (labelled slots).
+    num_valid: optional int32 scalar: only the first num_valid slots hold
+      labels (`selection.labelled_slots`), so only the chunks holding them
+      are swept: early in a run, when few of the K slots are filled, the
+      T-pass sweep costs what the labels need. The other rows may be zeros.
 
   Returns:
     Dict of [K, ...] arrays, see `mc_statistics`.
@@ -424,7 +447,7 @@ def labelled_sweep(mesh: Mesh | None, apply_fn: ApplyFn, params,
   padded = jnp.pad(idx, (0, -k % devices))  # Row 0 fills; results dropped.
   x = sharding.gather_rows(mesh, pool_x, padded)
   stats = data_parallel_sweep(mesh, apply_fn, params, x, key, num_passes,
-                              chunk_size, indices=padded)
+                              chunk_size, indices=padded, num_rows=num_valid)
   return {name: value[:k] for name, value in stats.items()}
 
 

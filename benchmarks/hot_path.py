@@ -825,23 +825,34 @@ def balanced_labels(n: int, seed: int) -> np.ndarray:
   return y
 
 
+def swept_label_slots(num_labels: int, capacity: int, chunk: int) -> int:
+  """Label slots the ground-truth sweep runs (one device): every row of each
+  chunk that starts below `num_labels`."""
+  chunk = min(chunk, capacity)
+  starts = mc_dropout.chunk_starts(capacity, chunk)
+  return chunk * int(jnp.sum(starts < num_labels))
+
+
 def iteration_flops(cfg: loop.LoopConfig, state: loop.LoopState, n: int,
                     test_size: int) -> dict[str, float]:
   """Executed FLOPs of one iteration from `state`, padding included.
 
-  MC forwards: T' over the pool plus T over every labelled slot (the fixed
-  label capacity); validation: one forward per test image; training: every
-  slot of the (padded) batches of one epoch over D, at 3x a forward.
+  MC forwards: T' over the pool plus T over the label slots the sweep's
+  chunks cover (those holding the labels, `mc_dropout.labelled_sweep`);
+  validation: one forward per test image; training: every slot of the
+  (padded) batches of one epoch over D, at 3x a forward.
   """
   counts = training.slot_counts(state.labelled, state.member,
                                 cfg.gt_upsample)
   slots = int(jnp.sum(counts))
   batches = -(-slots // cfg.batch_size)
   trained = batches * cfg.batch_size * cfg.epochs_per_iteration
-  forwards = (n * cfg.mc_passes_pool + cfg.label_capacity * cfg.mc_passes_gt
+  gt_rows = swept_label_slots(int(jnp.sum(state.labelled)),
+                              cfg.label_capacity, cfg.gt_chunk_size)
+  forwards = (n * cfg.mc_passes_pool + gt_rows * cfg.mc_passes_gt
               + test_size)
   flops = (n * cfg.mc_passes_pool * mc_flop_per_forward(cfg.mc_passes_pool)
-           + cfg.label_capacity * cfg.mc_passes_gt
+           + gt_rows * cfg.mc_passes_gt
            * mc_flop_per_forward(cfg.mc_passes_gt)
            + (test_size + TRAIN_FLOP_FACTOR * trained) * FLOP_PER_FORWARD)
   return {'mc_and_eval_forwards': forwards, 'train_samples': trained,
@@ -907,7 +918,7 @@ def bench_iteration(args, em: Emitter, n: int) -> Optional[dict[str, Any]]:
       semi=cfg.semi, acquisition=cfg.acquisition,
       mc_passes_gt=cfg.mc_passes_gt, mc_passes_pool=cfg.mc_passes_pool,
       label_capacity=cfg.label_capacity, chunk=cfg.chunk_size,
-      batch_size=cfg.batch_size, dropout_bits=config.dropout_bits,
+      gt_chunk=cfg.gt_chunk_size, batch_size=cfg.batch_size, dropout_bits=config.dropout_bits,
       prng_impl=cfg.prng_impl, num_train=int(m['num_train']),
       gflops=_round(work['flop'] / value / 1e9), **work)
   log(f'iteration n={n}: {value:.2f} s')

@@ -114,8 +114,9 @@ def run_toy(mesh_shape: str) -> dict:
 
 def labelled_sweep_check() -> dict:
   """The ground-truth sweep (`mc_dropout.labelled_sweep`) of 14 labelled
-  slots on 'data:4' and on one device: the statistics, and the rows of the
-  first layer's matmul (T passes x the rows one device sweeps)."""
+  slots on 'data:4' and on one device, and on 'data:4' of the first 9
+  only: the statistics, and the rows of the first layer's matmul (T passes
+  x the rows one device sweeps)."""
   mesh = sharding.make_mesh('data:4')
   model = models.build_model('mlp', 2)
   ds = toy_dataset()
@@ -124,13 +125,16 @@ def labelled_sweep_check() -> dict:
                     jnp.int32)
   key = jax.random.key(1)
   out = {}
-  for name, m, x in (
-      ('sharded', mesh, jax.device_put(ds.x_train,
-                                       NamedSharding(mesh, P('data')))),
-      ('single', None, ds.x_train)):
+  sharded_x = jax.device_put(ds.x_train, NamedSharding(mesh, P('data')))
+  # 'first_9': only 9 slots hold labels; the 14 padded to 16 give each
+  # device 4 rows, so device 2 sweeps its chunk for 1 label and device 3
+  # sweeps nothing.
+  for name, m, x, num_valid in (('sharded', mesh, sharded_x, None),
+                                ('single', None, ds.x_train, None),
+                                ('sharded_first_9', mesh, sharded_x, 9)):
     # One chunk holds all 14 slots: rows per matmul = 8 passes x rows here.
-    sweep = jax.jit(lambda x, m=m: mc_dropout.labelled_sweep(
-        m, model.apply, params, x, idx, key, 8, 100))
+    sweep = jax.jit(lambda x, m=m, n=num_valid: mc_dropout.labelled_sweep(
+        m, model.apply, params, x, idx, key, 8, 100, n))
     hlo = sweep.lower(x).compile().as_text()
     out[name] = {
         'stats': {k: np.asarray(v).tolist() for k, v in sweep(x).items()},

@@ -60,6 +60,42 @@ def test_chunked_sweep_equals_unchunked(cnn):
   assert whole['entropy'].shape == (37,)
 
 
+def test_map_chunks_runs_only_the_chunks_of_the_needed_rows():
+  x = jnp.arange(1.0, 11.0)
+
+  def double(c):
+    return {'y': 2 * c}
+
+  @jax.jit
+  def upto(num_rows):
+    return mc.map_chunks(double, 10, 3, x, num_rows=num_rows)['y']
+
+  # Chunks start at 0, 3, 6 and 7 (the last one is moved in bounds).
+  np.testing.assert_array_equal(upto(10), 2 * x)
+  np.testing.assert_array_equal(upto(4), [2, 4, 6, 8, 10, 12, 0, 0, 0, 0])
+  np.testing.assert_array_equal(upto(3), [2, 4, 6] + [0] * 7)
+  np.testing.assert_array_equal(upto(0), np.zeros(10))
+  np.testing.assert_array_equal(upto(7), [2, 4, 6, 8, 10, 12, 14, 16, 18, 0])
+  assert upto._cache_size() == 1  # pylint: disable=W0212
+  np.testing.assert_array_equal(
+      mc.map_chunks(double, 10, 3, x)['y'], 2 * x)
+
+
+def test_sweep_of_the_first_rows_equals_the_full_sweep_there(cnn):
+  """The ground-truth sweep of the filled label slots only: their
+  statistics are the full sweep's, bit for bit (same chunks, same keys)."""
+  model, params, x = cnn
+  key = jax.random.key(4)
+  idx = jnp.arange(100, 137, dtype=jnp.int32)
+  full = mc.mc_sweep(model.apply, params, x, key, 3, 5, indices=idx)
+  part = jax.jit(lambda n: mc.mc_sweep(model.apply, params, x, key, 3, 5,
+                                       indices=idx, num_rows=n))(12)
+  for name in full:
+    np.testing.assert_array_equal(part[name][:12], full[name][:12], name)
+  # Rows past the last needed chunk (rows 15-36) are not swept.
+  assert not np.any(part['mean_probs'][15:])
+
+
 def test_sweep_matches_direct_samples(cnn):
   model, params, x = cnn
   key = jax.random.key(2)

@@ -247,6 +247,14 @@ def test_ground_truth_sweep_is_split_over_data(runs):
   for name, want in check['single']['stats'].items():
     np.testing.assert_allclose(check['sharded']['stats'][name], want,
                                atol=1e-6, err_msg=name)
+    # Of 9 filled slots, the same statistics; device 3's slots 12-13 (no
+    # label among them) are not swept, device 2's chunk (slot 8) is.
+    first_9 = np.asarray(check['sharded_first_9']['stats'][name])
+    np.testing.assert_allclose(first_9[:9], np.asarray(want)[:9], atol=1e-6,
+                               err_msg=name)
+    assert not np.any(first_9[12:]), name
+  assert np.all(np.asarray(
+      check['sharded_first_9']['stats']['mean_probs'])[:12].sum(-1) > 0.99)
 
 
 def test_state_is_split_over_seeds(runs):
