@@ -202,6 +202,12 @@ def chunk_starts(n: int, chunk_size: int) -> jax.Array:
                      n - chunk_size)
 
 
+def chunks_needed(starts: jax.Array, num_rows: jax.Array) -> jax.Array:
+  """How many of the chunks at `starts` (`chunk_starts`) cover rows
+  [0, num_rows): those starting below it (int32 scalar)."""
+  return jnp.sum(starts < num_rows, dtype=jnp.int32)
+
+
 def map_chunks(fn: Callable, n: int, chunk_size: int, *arrays: jax.Array,
                num_rows: jax.Array | None = None):
   """fn over row chunks of `arrays` ([n, ...] each), results reassembled.
@@ -241,7 +247,7 @@ def map_chunks(fn: Callable, n: int, chunk_size: int, *arrays: jax.Array,
         out, result)
 
   num_chunks = (starts.shape[0] if num_rows is None else
-                jnp.sum(starts < num_rows, dtype=jnp.int32))
+                chunks_needed(starts, num_rows))
   return jax.lax.fori_loop(0, num_chunks, body, zeros)
 
 

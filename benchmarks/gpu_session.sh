@@ -64,6 +64,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm \
 # so the logs are flushed; what a stopped run wrote is still copied.
 limited() { timeout --signal=TERM --kill-after=10 "$limit" "$@"; }
 
+# The stage's limit split among $1 runs (at least 1 s each; 0 = none).
+share_of_limit() { echo $(( limit > 0 ? (limit / $1 > 0 ? limit / $1 : 1) : 0 )); }
+
 # XLA:GPU command buffers (CUDA graphs) for while loops and conditionals too.
 CMDBUF="--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL"
 
@@ -82,8 +85,7 @@ protocol() {  # $1 = number of seeds, $2 = an optional name suffix
 }
 
 determinism() {  # Twin 20-iteration 1-seed runs, default and deterministic_ops.
-  # Each of the four runs gets a quarter of the stage's limit (at least 1 s).
-  local limit=$(( limit > 0 ? (limit / 4 > 0 ? limit / 4 : 1) : 0 ))
+  local limit="$(share_of_limit 4)"  # Each of the four runs.
   local run rc=0
   for run in default_a default_b det_a det_b; do
     local flag=""
@@ -126,7 +128,7 @@ PY
 }
 
 warm() {  # The 1-seed protocol twice, sharing a fresh compilation cache.
-  local limit=$(( limit > 0 ? (limit / 2 > 0 ? limit / 2 : 1) : 0 ))
+  local limit="$(share_of_limit 2)"  # Each of the two runs.
   local cache=/tmp/warm_cache rc=0 run
   rm -rf "$cache"
   for run in cold warm; do

@@ -830,7 +830,7 @@ def swept_label_slots(num_labels: int, capacity: int, chunk: int) -> int:
   chunk that starts below `num_labels`."""
   chunk = min(chunk, capacity)
   starts = mc_dropout.chunk_starts(capacity, chunk)
-  return chunk * int(jnp.sum(starts < num_labels))
+  return chunk * int(mc_dropout.chunks_needed(starts, num_labels))
 
 
 def iteration_flops(cfg: loop.LoopConfig, state: loop.LoopState, n: int,
@@ -918,7 +918,8 @@ def bench_iteration(args, em: Emitter, n: int) -> Optional[dict[str, Any]]:
       semi=cfg.semi, acquisition=cfg.acquisition,
       mc_passes_gt=cfg.mc_passes_gt, mc_passes_pool=cfg.mc_passes_pool,
       label_capacity=cfg.label_capacity, chunk=cfg.chunk_size,
-      gt_chunk=cfg.gt_chunk_size, batch_size=cfg.batch_size, dropout_bits=config.dropout_bits,
+      gt_chunk=cfg.gt_chunk_size, batch_size=cfg.batch_size,
+      dropout_bits=config.dropout_bits,
       prng_impl=cfg.prng_impl, num_train=int(m['num_train']),
       gflops=_round(work['flop'] / value / 1e9), **work)
   log(f'iteration n={n}: {value:.2f} s')

@@ -136,14 +136,18 @@ def test_replicated_input_control_is_the_same_sweep():
   for name in ('mean_probs', 'entropy', 'bald'):
     np.testing.assert_allclose(control[name], ours[name], atol=1e-5)
   conv1 = 2 * 28 * 28 * 16 * 9
-  # The ground-truth sweep runs the chunks holding labels, whole.
+  assert hot_path.mc_flop_per_forward(1) == hot_path.FLOP_PER_FORWARD
+  assert hot_path.mc_flop_per_forward(10) == (
+      hot_path.FLOP_PER_FORWARD - 0.9 * conv1)
+
+
+def test_iteration_counts_the_label_slots_the_sweep_runs():
+  """The ground-truth sweep runs the chunks holding labels, whole."""
+  hot_path = _import_benchmark('hot_path')
   assert hot_path.swept_label_slots(100, 310, 2) == 100
   assert hot_path.swept_label_slots(5, 82, 642) == 82
   assert hot_path.swept_label_slots(4, 10, 3) == 6
   assert hot_path.swept_label_slots(0, 10, 3) == 0
-  assert hot_path.mc_flop_per_forward(1) == hot_path.FLOP_PER_FORWARD
-  assert hot_path.mc_flop_per_forward(10) == (
-      hot_path.FLOP_PER_FORWARD - 0.9 * conv1)
 
 
 def test_cpu_batching_epoch_shuffle_lines():
