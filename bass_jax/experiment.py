@@ -14,6 +14,7 @@ import json
 import math
 import os
 import shutil
+import threading
 import time
 from typing import Any, Callable, Optional
 
@@ -992,11 +993,13 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
   with (open(metrics_path, 'a') if writer else contextlib.nullcontext()) as f:
     for i in range(first, total):
       query = None
-      if config.oracle == 'simulated':
-        state, metrics = r.step(state, r.pool)
-      else:
-        state, query, valid, metrics = r.em_step(state, r.pool)
-      rows = metrics_rows(jax.device_get(metrics), seeds)
+      with (heartbeat(log, f'iteration {i}', start) if i == first else
+            contextlib.nullcontext()):
+        if config.oracle == 'simulated':
+          state, metrics = r.step(state, r.pool)
+        else:
+          state, query, valid, metrics = r.em_step(state, r.pool)
+        rows = metrics_rows(jax.device_get(metrics), seeds)
       check_finite(rows, i, workdir)
       checkpoint_due = (i + 1) % config.checkpoint_every == 0 or i == total - 1
       if writer:
@@ -1147,7 +1150,8 @@ def write_lines(path: str, lines: list[str]) -> None:
 
 def progress_line(rows: list[dict], done: int, todo: int, first_s: float,
                   steady_s: float, iteration: int, total: int) -> str:
-  """'iter 12/72 val_acc 0.871±0.012 labels 32 train 540 | 3.1 it/s ETA 20s'.
+  """'iter 12/72 val_acc 0.871±0.012 labels 32 train 540 | 3.1 it/s ETA 20s'
+  (the ETA as `duration_text`, e.g. 'ETA 3m05s').
 
   Args:
     rows: this iteration's metrics rows, one per seed.
@@ -1172,7 +1176,55 @@ def progress_line(rows: list[dict], done: int, todo: int, first_s: float,
     return head + f'first iteration {first_s:.1f}s (compilation included)'
   rate = done / max(steady_s, 1e-9)
   eta = (todo - done - 1) / rate
-  return head + f'{rate:.2f} it/s ETA {eta:.0f}s'
+  return head + f'{rate:.2f} it/s ETA {duration_text(eta)}'
+
+
+def duration_text(seconds: float) -> str:
+  """'45s', '3m05s', '2h07m': a wall time as a person reads it."""
+  s = int(round(seconds))
+  if s < 60:
+    return f'{s}s'
+  if s < 3600:
+    return f'{s // 60}m{s % 60:02d}s'
+  return f'{s // 3600}h{s % 3600 // 60:02d}m'
+
+
+@contextlib.contextmanager
+def heartbeat(log: Callable[[str], None], what: str, start: float,
+              first_s: float = 30.0, max_s: float = 600.0):
+  """Logs '<what> still running after 1m30s' until the block ends.
+
+  The first iteration of a launch is one compiled call (the compilation,
+  at iteration 0 the initial epochs of every seed, the sweeps): it says
+  nothing until it returns, which on a CPU can be many minutes. A line at
+  growing intervals (`first_s` after the block starts, then doubling up to
+  `max_s`) shows the run is alive. Host side only: the compiled program is
+  unchanged (a callback from inside it would also keep its executable out
+  of the persistent compilation cache).
+
+  Args:
+    log: receives the lines (from a daemon thread).
+    what: the line's subject, e.g. 'iteration 0'.
+    start: time.time() the reported time counts from.
+    first_s, max_s: the first interval and the largest, in seconds.
+  """
+  done = threading.Event()
+
+  def beat():
+    wait = first_s
+    while not done.wait(wait):
+      log(f'{what} still running after {duration_text(time.time() - start)}'
+          ' (one compiled call: it reports when it is done)')
+      wait = min(2 * wait, max_s)
+
+  thread = threading.Thread(target=beat, name='bass_jax-heartbeat',
+                            daemon=True)
+  thread.start()
+  try:
+    yield
+  finally:
+    done.set()
+    thread.join()
 
 
 def write_json(path: str, obj: Any) -> None:

@@ -1,5 +1,10 @@
 """The progress line's rate and ETA leave out the first (compiling) iteration."""
 
+import threading
+import time
+
+import pytest
+
 from bass_jax import experiment
 
 ROWS = [{'val_acc': 0.8, 'num_labels': 10, 'num_train': 500, 'theta': 0.25},
@@ -24,3 +29,37 @@ def test_eta_after_a_resume_counts_this_process_only():
   line = experiment.progress_line(ROWS, 4, 33, 30.0, 2.0, 44, 73)
   assert line.startswith('iter 44/72 '), line
   assert line.endswith('| 2.00 it/s ETA 14s'), line
+
+
+def test_durations_read_as_a_person_reads_them():
+  assert [experiment.duration_text(s) for s in (0.4, 59.4, 60, 185, 3599,
+                                                7620)] == [
+      '0s', '59s', '1m00s', '3m05s', '59m59s', '2h07m']
+  line = experiment.progress_line(ROWS, 1, 3000, 1.0, 1.0, 1, 3000)
+  assert line.endswith('| 1.00 it/s ETA 49m58s'), line
+
+
+def test_heartbeat_lines_at_doubling_intervals_and_none_after_the_block():
+  lines = []
+  start = time.time() - 100  # The run started before the block.
+  with experiment.heartbeat(lines.append, 'iteration 0', start,
+                            first_s=0.05, max_s=0.1):
+    time.sleep(0.5)
+  count = len(lines)
+  # Beats at ~0.05, 0.15, 0.25, ... s: the interval doubles, then is capped.
+  assert 2 <= count <= 6, lines
+  assert lines[0].startswith('iteration 0 still running after 1m40s '), lines
+  time.sleep(0.2)
+  assert len(lines) == count  # The thread stopped with the block.
+  assert not any(t.name == 'bass_jax-heartbeat' for t in threading.enumerate())
+
+
+def test_heartbeat_stops_when_the_block_raises():
+  lines = []
+  with pytest.raises(KeyboardInterrupt):
+    with experiment.heartbeat(lines.append, 'iteration 3', time.time(),
+                              first_s=0.02):
+      raise KeyboardInterrupt
+  time.sleep(0.1)
+  assert lines == []
+  assert not any(t.name == 'bass_jax-heartbeat' for t in threading.enumerate())
