@@ -5,7 +5,9 @@ import time
 
 import pytest
 
+from bass_jax import data
 from bass_jax import experiment
+from configs import yinyang
 
 ROWS = [{'val_acc': 0.8, 'num_labels': 10, 'num_train': 500, 'theta': 0.25},
         {'val_acc': 0.9, 'num_labels': 10, 'num_train': 500, 'theta': 0.25}]
@@ -63,3 +65,25 @@ def test_heartbeat_stops_when_the_block_raises():
   time.sleep(0.1)
   assert lines == []
   assert not any(t.name == 'bass_jax-heartbeat' for t in threading.enumerate())
+
+
+def test_a_run_beats_during_its_first_iteration_only(tmp_path, monkeypatch):
+  entered = []
+  original = experiment.heartbeat
+
+  def quick(log, what, start, **_):
+    entered.append(what)
+    return original(log, what, start, first_s=0.001, max_s=0.001)
+
+  monkeypatch.setattr(experiment, 'heartbeat', quick)
+  config = yinyang.get_config('active_semi')
+  config.num_iterations, config.initial_epochs, config.num_seeds = 2, 5, 1
+  lines = []
+  experiment.run(config, str(tmp_path), log=lines.append,
+                 dataset=data.load_yinyang(num_per_class=30, seed=0))
+  assert entered == ['iteration 0']
+  beats = [l for l in lines if ' still running after ' in l]
+  assert beats and all(l.startswith('iteration 0 ') for l in beats), lines
+  # Every beat comes before the first iteration's progress line.
+  first_line = next(k for k, l in enumerate(lines) if l.startswith('iter 0/'))
+  assert lines.index(beats[-1]) < first_line
