@@ -1198,9 +1198,9 @@ def heartbeat(log: Callable[[str], None], what: str, start: float,
   at iteration 0 the initial epochs of every seed, the sweeps): it says
   nothing until it returns, which on a CPU can be many minutes. A line at
   growing intervals (`first_s` after the block starts, then doubling up to
-  `max_s`) shows the run is alive. Host side only: the compiled program is
-  unchanged (a callback from inside it would also keep its executable out
-  of the persistent compilation cache).
+  `max_s`) shows the run is alive. Host side only: the compiled program,
+  and so every result, is the same as without it, and nothing leaves the
+  device inside an iteration to report progress.
 
   Args:
     log: receives the lines (from a daemon thread).
