@@ -54,7 +54,11 @@ Benchmarks (all on the paper's CNN with random 28x28x1 inputs unless noted):
   `seeds_processes` (CPU, --seed_processes): the S seeds as --cpu_devices
   processes, each pinned to one core with S/D seeds vmapped and nothing
   shared between them: what the cores give without in-process
-  interference, a reference for `seeds_vmap`.
+  interference, a reference for `seeds_vmap`. `seeds_one_core` (also
+  --seed_processes): in one process pinned to one core, the S single-seed
+  runs over one S-seed run (what batching saves on a core), with
+  `one_seed_speedup`, the single-seed runs there over the same runs on
+  every core: seeds over D cores gain at most ~D x value / one_seed_speedup.
 * `roofline_fp32`, `roofline_tf32`, `roofline_bf16` (GPU only): achieved
   FLOP/s of mc_sweep and iteration over the peaks of the precision they
   compute at, with SPEC §5's 5.66 MFLOP per forward (an MC forward executes
@@ -187,7 +191,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                  "S-seed runs ('auto': the library's choice)")
   p.add_argument('--seed_processes', action='store_true',
                  help='CPU: also time the seeds as --cpu_devices pinned '
-                 'processes (seeds_processes, ~1 minute more)')
+                 'processes and on one pinned core (seeds_processes, '
+                 'seeds_one_core; ~3 minutes more)')
   p.add_argument('--yinyang_iterations', type=int, default=None,
                  help='iterations per Yin-Yang run (default 73: the whole '
                  'Table 1 run, iteration 0 and 72 more)')
@@ -1126,6 +1131,8 @@ def bench_seeds(args, em: Emitter, name: str, config, ds, iterations: int,
         'sequential')
   bench_seed_processes(args, em, name, config, ds, iterations, repeats,
                        seq_s, data_note)
+  bench_seeds_one_core(args, em, name, config, ds, iterations, repeats,
+                       seq_s, data_note)
 
 
 def pinned_cores(groups: int) -> list[int]:
@@ -1222,6 +1229,94 @@ def bench_seed_processes(args, em: Emitter, name: str, config, ds,
           'excluded): the cores with nothing shared between them')
   log(f'seeds_processes {name}: {s} seeds as {groups} pinned processes '
       f'{wall:.2f}s vs {seq_s:.2f}s sequential')
+
+
+def _one_core_worker(core: int, config, ds, iterations: int, repeats: int,
+                     results) -> None:
+  """S single-seed runs and one S-seed run, one process pinned to `core`.
+
+  As `bench_seeds` times them (one compiled single-seed program, the S-seed
+  program on one device, interleaved rounds), but with one core and a
+  one-thread runtime: what batching the seeds saves on a core.
+  """
+  os.sched_setaffinity(0, {core})
+  device = jax.devices()[0]
+  s = config.num_seeds
+  singles = []
+  for j in range(s):
+    c = config.copy_and_resolve_references()
+    c.num_seeds, c.seed = 1, config.seed + j
+    singles.append(experiment.build(c, seeds_data(ds, j, j + 1),
+                                    devices=[device]))
+  one_step, _ = compile_aot(singles[0].step, singles[0].state, singles[0].pool)
+  hosts = [jax.device_get(r.state) for r in singles]
+  multi = experiment.build(config, ds, devices=[device])
+  multi_step, _ = compile_aot(multi.step, multi.state, multi.pool)
+  multi_host = jax.device_get(multi.state)
+
+  def sequential():
+    for host, single in zip(hosts, singles):
+      run_steps(one_step, host, single.pool, iterations, device)
+
+  seq_s, (multi_s,) = interleaved_seconds(
+      sequential, [lambda: run_steps(multi_step, multi_host, multi.pool,
+                                     iterations, device)], repeats, 0)
+  results.put((experiment.seed_strategy(config, multi.mesh), seq_s, multi_s))
+
+
+def bench_seeds_one_core(args, em: Emitter, name: str, config, ds,
+                         iterations: int, repeats: int, seq_s: float,
+                         data_note: str) -> None:
+  """`seeds_one_core`: what batching S seeds saves on one core, and how
+  much faster one seed runs on every core than on one (CPU only).
+
+  `seeds_vmap` over D cores can reach at most about D x `value` /
+  `one_seed_speedup`: D cores each batching S/D seeds, against single-seed
+  runs that already use more than one core.
+  """
+  if (not args.seed_processes or jax.devices()[0].platform != 'cpu' or
+      not hasattr(os, 'sched_getaffinity')):
+    return
+  s, core = args.num_seeds, min(os.sched_getaffinity(0))
+  c = config.copy_and_resolve_references()
+  c.num_seeds, c.mesh_shape, c.cpu_devices = s, 'data:-1', 0
+  ctx = multiprocessing.get_context('spawn')
+  results = ctx.Queue()
+  proc = ctx.Process(target=_one_core_worker, args=(
+      core, c, ds, iterations, repeats, results))
+  proc.start()
+  got = None
+  while got is None and (proc.is_alive() or not results.empty()):
+    try:
+      got = results.get(timeout=2)
+    except queue.Empty:
+      pass
+  proc.join(timeout=60)
+  if got is None:
+    em.emit('seeds_one_core', None, 'x (sequential/S-seed, one core)',
+            dataset=name, error=f'the pinned process failed: exit code '
+            f'{proc.exitcode}')
+    return
+  strategy, pinned_seq, multi = got
+  ratios = [a / b for a, b in zip(pinned_seq, multi)]
+  pinned_seq_s = statistics.median(pinned_seq)
+  em.emit('seeds_one_core', _round(statistics.median(ratios)),
+          'x (sequential/S-seed, one core)', dataset=name, data=data_note,
+          model=config.model, num_seeds=s, core=core, seed_strategy=strategy,
+          iterations=iterations,
+          wall_vmapped_s=_round(statistics.median(multi)),
+          wall_sequential_s=_round(pinned_seq_s),
+          ratio_per_round=[_round(r) for r in ratios],
+          one_seed_speedup=_round(pinned_seq_s / seq_s),
+          wall_sequential_all_cores_s=_round(seq_s),
+          stat=f'median of {repeats} interleaved rounds',
+          what='one process pinned to one core: S single-seed runs one after '
+          'another vs one S-seed run (value); one_seed_speedup: the '
+          'single-seed runs here vs on every core (wall_sequential_all_cores_s'
+          ', from seeds_vmap)')
+  log(f'seeds_one_core {name}: {s} seeds on one core '
+      f'{statistics.median(multi):.2f}s vs {pinned_seq_s:.2f}s sequential; '
+      f'the single-seed runs take {seq_s:.2f}s on every core')
 
 
 def bench_all_seeds(args, em: Emitter) -> None:

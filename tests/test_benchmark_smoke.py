@@ -90,6 +90,14 @@ def test_quick_run_prints_valid_json_lines(tmp_path):
     assert (procs['processes'], procs['seeds_per_process']) == (2, 1)
     assert len(set(procs['cores'])) == 2
     assert procs['wall_sequential_s'] == toy['seeds_vmap']['wall_sequential_s']
+    # The same seeds on one pinned core: batched vs one after another, and
+    # the single-seed runs there against those on every core.
+    one = toy['seeds_one_core']
+    assert one['num_seeds'] == 2 and len(one['ratio_per_round']) == 2
+    assert one['wall_sequential_all_cores_s'] == procs['wall_sequential_s']
+    assert one['one_seed_speedup'] == pytest.approx(
+        one['wall_sequential_s'] / one['wall_sequential_all_cores_s'],
+        rel=1e-2)
     # Interleaved rounds: one ratio per round, the value their median.
     for r in (toy['seeds_vmap'], toy['seeds_vmap_one_device']):
       ratios = r['ratio_per_round']
