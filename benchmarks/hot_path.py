@@ -1048,6 +1048,31 @@ def seed_layout(config, ds, num_seeds: int, strategy: str, benchmark: str,
                     compile_s, run)
 
 
+def single_seed_runs(config, ds, num_seeds: int, device, iterations: int
+                     ) -> tuple[Callable[[], None], float, data_lib.Dataset]:
+  """The seeds' single-seed runs on `device`, to time one after another.
+
+  One compiled program serves every seed (the shapes agree). Returns
+  (run: all `num_seeds` runs of `iterations` steps from fresh states,
+  compile seconds, the first seed's dataset).
+  """
+  singles = []
+  for j in range(num_seeds):
+    c = config.copy_and_resolve_references()
+    c.num_seeds, c.seed = 1, config.seed + j
+    singles.append(experiment.build(c, seeds_data(ds, j, j + 1),
+                                    devices=[device]))
+  step, compile_s = compile_aot(singles[0].step, singles[0].state,
+                                singles[0].pool)
+  hosts = [jax.device_get(r.state) for r in singles]
+
+  def run():
+    for host, single in zip(hosts, singles):
+      run_steps(step, host, single.pool, iterations, device)
+
+  return run, compile_s, singles[0].dataset
+
+
 def interleaved_seconds(first: Callable[[], None],
                         others: list[Callable[[], None]], repeats: int,
                         warmup: int) -> tuple[list[float], list[list[float]]]:
@@ -1080,23 +1105,8 @@ def bench_seeds(args, em: Emitter, name: str, config, ds, iterations: int,
   """
   s = args.num_seeds
   config.compilation_cache = ''  # See main().
-  # One compiled single-seed program serves every seed: the shapes agree.
-  first = jax.devices()[:1]
-  singles = []
-  for j in range(s):
-    c = config.copy_and_resolve_references()
-    c.num_seeds = 1
-    c.seed = config.seed + j
-    singles.append(experiment.build(c, seeds_data(ds, j, j + 1),
-                                    devices=first))
-  one_step, one_compile = compile_aot(singles[0].step, singles[0].state,
-                                      singles[0].pool)
-  one_hosts = [jax.device_get(r.state) for r in singles]
-
-  def sequential():
-    for host, single in zip(one_hosts, singles):
-      run_steps(one_step, host, single.pool, iterations, first[0])
-
+  sequential, one_compile, first_data = single_seed_runs(
+      config, ds, s, jax.devices()[0], iterations)
   layouts = [seed_layout(config, ds, s, strategy, benchmark, devices,
                          mesh_shape, iterations)
              for strategy in args.seed_strategies
@@ -1117,8 +1127,8 @@ def bench_seeds(args, em: Emitter, name: str, config, ds, iterations: int,
             devices=layout.devices, mesh_shape=layout.mesh_shape,
             seed_strategy=layout.seed_strategy,
             default=layout.config_strategy == 'auto', iterations=iterations,
-            pool_size=int(singles[0].dataset.x_train.shape[0]),
-            test_size=int(singles[0].dataset.x_test.shape[0]),
+            pool_size=int(first_data.x_train.shape[0]),
+            test_size=int(first_data.x_test.shape[0]),
             per_seed_data=layout.per_seed_data, wall_vmapped_s=_round(vm_s),
             wall_sequential_s=_round(seq_s),
             ratio_per_round=[_round(r) for r in ratios],
@@ -1241,23 +1251,11 @@ def _one_core_worker(core: int, config, ds, iterations: int, repeats: int,
   """
   os.sched_setaffinity(0, {core})
   device = jax.devices()[0]
-  s = config.num_seeds
-  singles = []
-  for j in range(s):
-    c = config.copy_and_resolve_references()
-    c.num_seeds, c.seed = 1, config.seed + j
-    singles.append(experiment.build(c, seeds_data(ds, j, j + 1),
-                                    devices=[device]))
-  one_step, _ = compile_aot(singles[0].step, singles[0].state, singles[0].pool)
-  hosts = [jax.device_get(r.state) for r in singles]
+  sequential, _, _ = single_seed_runs(config, ds, config.num_seeds, device,
+                                      iterations)
   multi = experiment.build(config, ds, devices=[device])
   multi_step, _ = compile_aot(multi.step, multi.state, multi.pool)
   multi_host = jax.device_get(multi.state)
-
-  def sequential():
-    for host, single in zip(hosts, singles):
-      run_steps(one_step, host, single.pool, iterations, device)
-
   seq_s, (multi_s,) = interleaved_seconds(
       sequential, [lambda: run_steps(multi_step, multi_host, multi.pool,
                                      iterations, device)], repeats, 0)
