@@ -66,12 +66,13 @@ def restored(workdir: str, dataset=None, warn=None, data_dir: str = ''):
 
 
 def restored_run(workdir: str, dataset=None, warn=None, data_dir: str = ''):
-  """(Run, LoopState [S, ...], step) of a workdir's newest checkpoint.
+  """(Run, LoopState [S, ...], where) of a workdir's newest checkpoint;
+  `where` as `experiment.checkpoint_point` says it, e.g. 'after iteration 12'.
 
   See `restored`.
   """
   run, found = restored(workdir, dataset, warn, data_dir)
-  return run, found.state, found.step
+  return run, found.state, experiment.checkpoint_point(run.config, found)
 
 
 def seed_params(state, seed_index: int):

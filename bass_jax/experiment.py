@@ -75,7 +75,8 @@ POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
 # float reduction order): a workdir may be resumed on another mesh, e.g.
 # more GPUs, with TensorBoard logging switched or checkpoints kept more
 # often or longer (log_every, checkpoint_every, keep_checkpoints: when the
-# host logs and saves, not what the device computes). data_dir is where the
+# host logs and saves, not what the device computes; initial_block_epochs:
+# how the host splits the initial phase into calls). data_dir is where the
 # data files are (moved data: md5-checked idx files, or a checkpoint of
 # other shapes refused), not which data.
 PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'deterministic_ops',
@@ -83,10 +84,10 @@ PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'deterministic_ops',
                     'tensorboard', 'conv_impl', 'cpu_devices', 'chunk_size',
                     'eval_chunk_size', 'compilation_cache', 'data_dir',
                     'log_every', 'checkpoint_every', 'keep_checkpoints',
-                    'steps_per_trip')
+                    'steps_per_trip', 'initial_block_epochs')
 # Far above any CPU's core count; more CPU devices only cost start-up time.
 MAX_CPU_DEVICES = 512
-NON_NEGATIVE = ('chunk_size', 'eval_chunk_size',
+NON_NEGATIVE = ('chunk_size', 'eval_chunk_size', 'initial_block_epochs',
                 'num_iterations', 'epochs_per_iteration', 'pool_size',
                 'cpu_devices', 'label_budget', 'semi_start',
                 'test_size', 'seed', 'data_seed', 'mu', 'l2',
@@ -95,7 +96,8 @@ INT_FIELDS = POSITIVE + ('chunk_size', 'eval_chunk_size',
                          'num_iterations', 'epochs_per_iteration',
                          'cpu_devices', 'pool_size', 'label_budget',
                          'semi_start', 'test_size', 'seed', 'data_seed',
-                         'initial_per_class', 'dropout_bits')
+                         'initial_per_class', 'dropout_bits',
+                         'initial_block_epochs')
 REAL_FIELDS = ('mu', 'l2', 'dropout_rate', 'learning_rate', 'pixel_scale',
                'negative_slope', 'paper_acc', 'acquisition_beta')
 STR_FIELDS = ('name', 'variant', 'dataset', 'data_dir', 'data_source',
@@ -342,16 +344,55 @@ def chunk_sizes(config: ml_collections.ConfigDict, platform: str,
           'eval_chunk_size': size(config.eval_chunk_size, 1)}
 
 
+# Training samples (over all seeds) from which an 'auto' initial phase runs
+# in blocks before iteration 0: about 5 minutes of the paper CNN on a 2-core
+# CPU (~3,000 samples/s), 2 minutes on an H200 (~430,000 samples/s).
+LONG_INITIAL_PHASE_SAMPLES = {'cpu': 1_000_000}
+LONG_INITIAL_PHASE_SAMPLES_ACCELERATOR = 50_000_000
+# An 'auto' block is this fraction of the initial epochs: ~20 progress
+# lines and checkpoints over the phase.
+AUTO_INITIAL_BLOCKS = 20
+
+
+def initial_block_plan(config: ml_collections.ConfigDict, initial_labels: int,
+                       platform: str) -> tuple[int, int]:
+  """(epochs per block, epochs run in blocks before iteration 0) of the
+  initial phase; (0, 0): iteration 0 trains all of it.
+
+  Blocks cover whole multiples of the block below initial_epochs, so
+  iteration 0 always trains the last 1..block epochs (and reports their
+  loss). `config.initial_block_epochs` 0 is 'auto': blocks of 1/20 of the
+  phase when it trains at least LONG_INITIAL_PHASE_SAMPLES over all seeds
+  (`initial_labels` a seed, up-sampled), else none.
+  """
+  epochs = config.initial_epochs
+  block = config.initial_block_epochs
+  if block == 0:
+    samples = (epochs * config.gt_upsample * initial_labels *
+               config.num_seeds)
+    long = LONG_INITIAL_PHASE_SAMPLES.get(
+        platform, LONG_INITIAL_PHASE_SAMPLES_ACCELERATOR)
+    block = -(-epochs // AUTO_INITIAL_BLOCKS) if samples >= long else epochs
+  if block >= epochs:
+    return 0, 0
+  return block, block * ((epochs - 1) // block)
+
+
 def loop_config(config: ml_collections.ConfigDict, pool_size: int,
-                num_classes: int, platform: str,
-                sample_bytes: int) -> loop.LoopConfig:
+                num_classes: int, platform: str, sample_bytes: int,
+                initial_blocks: bool = False) -> loop.LoopConfig:
   """The static part of the loop (shapes, modes, constants).
 
   `platform` ('cpu', 'gpu', 'tpu') and `sample_bytes` (the model's widest
   activation of one sample, `mc_dropout.sample_activation_bytes`) pick the
-  'auto' (0) chunk sizes.
+  'auto' (0) chunk sizes; `initial_blocks`: plan the initial phase's blocks
+  (`initial_block_plan`), else iteration 0 trains the whole phase.
   """
   labels = label_capacity(config, pool_size, num_classes)
+  initial_labels = (pool_size if config.initial_per_class == -1 else
+                    config.initial_per_class * num_classes)
+  block, blocked = (initial_block_plan(config, initial_labels, platform)
+                    if initial_blocks else (0, 0))
   return loop.LoopConfig(
       semi=config.semi, acquisition=config.acquisition,
       acquisition_beta=float(config.acquisition_beta),
@@ -364,6 +405,7 @@ def loop_config(config: ml_collections.ConfigDict, pool_size: int,
       confident_k=config.confident_k,
       confident_score=config.confident_score,
       initial_epochs=config.initial_epochs,
+      initial_block_epochs=block, initial_blocked_epochs=blocked,
       epochs_per_iteration=config.epochs_per_iteration,
       gt_upsample=config.gt_upsample, mu=config.mu,
       batch_size=config.batch_size, steps_per_trip=config.steps_per_trip,
@@ -459,6 +501,9 @@ class Run:
   reveal: Optional[Callable] = None    # (state, q, valid, answers) -> state
   # Every seed's dataset; with data_per_seed the pool is [S, N, ...].
   datasets: Optional[list[data_lib.Dataset]] = None
+  # (state, pool, start [S]) -> (state, loss [S]): a block of the initial
+  # phase before iteration 0; None when iteration 0 trains all of it.
+  initial_block: Optional[Callable] = None
 
   @property
   def per_seed_data(self) -> bool:
@@ -525,7 +570,8 @@ def seed_strategy(config: ml_collections.ConfigDict,
 
 def build(config: ml_collections.ConfigDict,
           dataset: DatasetArg = None,
-          devices: Optional[list[jax.Device]] = None) -> Run:
+          devices: Optional[list[jax.Device]] = None,
+          initial_blocks: bool = False) -> Run:
   """Validates the config, loads the data and compiles nothing yet.
 
   The arrays are placed on the mesh of `config.mesh_shape`: the pool and
@@ -541,6 +587,12 @@ def build(config: ml_collections.ConfigDict,
   `devices` (default: all of them) lets one process run several builds side
   by side, e.g. a 1-seed run on the first CPU device next to a seed-parallel
   run over all of them (benchmarks/hot_path.py).
+
+  `initial_blocks`: a long initial phase is split as
+  `config.initial_block_epochs` says, its first blocks left to
+  `Run.initial_block` (for a host loop that runs them first, as `run`
+  does); without, `Run.step` from the initial state trains all of it in
+  iteration 0.
   """
   datasets, per_seed, mesh = checked_setup(config, dataset, devices)
   ds = datasets[0]
@@ -550,7 +602,7 @@ def build(config: ml_collections.ConfigDict,
                     mesh.devices.flat[0].platform,
                     mc_dropout.sample_activation_bytes(
                         model.init, model.apply, ds.x_train.shape[1:],
-                        ds.x_train.dtype))
+                        ds.x_train.dtype), initial_blocks)
   on_data = sharding.data_sharding(mesh)
   on_seeds = sharding.seed_sharding(mesh)
   # A per-seed pool [S, N, ...]: S over 'seed' like the state, N over 'data'.
@@ -572,9 +624,18 @@ def build(config: ml_collections.ConfigDict,
                                    sharding.replicated(mesh)),
                     donate_argnums=0)
   reveal = jax.jit(loop.seeds_reveal, out_shardings=on_seeds)
+  initial_block = None
+  if cfg.initial_blocked_epochs:
+    initial_block = jax.jit(
+        loop.seeds_initial_block(cfg, model.apply, optimizer, mesh, strategy,
+                                 per_seed),
+        in_shardings=(on_seeds, on_pool, on_seeds),
+        out_shardings=(on_seeds, sharding.replicated(mesh)),
+        donate_argnums=0)
   params0 = jax.tree_util.tree_map(lambda a: a[0], state.train.params)
   return Run(config, ds, model, cfg, pool, state, step,
-             models.num_params(params0), mesh, em_step, reveal, datasets)
+             models.num_params(params0), mesh, em_step, reveal, datasets,
+             initial_block)
 
 
 def checked_setup(config: ml_collections.ConfigDict,
@@ -770,6 +831,16 @@ def is_finished(config: ml_collections.ConfigDict,
           not found.extra.get('pending'))
 
 
+def checkpoint_point(config: ml_collections.ConfigDict,
+                     found: checkpoint.Restored) -> str:
+  """Where a checkpoint's run stands: 'after iteration 12', or inside the
+  initial phase (a checkpoint at step 0) 'after initial epoch 40 of 100'."""
+  if found.step == 0:
+    return (f'after initial epoch {found.extra.get("initial_epochs_done", 0)}'
+            f' of {config.initial_epochs}')
+  return f'after iteration {found.step - 1}'
+
+
 def start_backends(config: ml_collections.ConfigDict) -> None:
   """The CPU device count, the compiler's determinism and the multi-host
   cluster of `config`.
@@ -881,7 +952,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   start = time.time()
   # Every config and data check comes first, so a bad input names itself
   # (not the workdir) and leaves the workdir untouched.
-  r = build(config, dataset)
+  r = build(config, dataset, initial_blocks=True)
   check_workdir_config(workdir, config, overwrite)
   writer = sharding.is_writer()
   with (workdir_lock(workdir) if writer else contextlib.nullcontext()):
@@ -938,10 +1009,12 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
   # run (which saves nothing) rewrites the same summary.
   saved_wall_s = earlier_s
 
-  def save(step: int, state: loop.LoopState, extra=None) -> None:
+  def save(step: int, state: loop.LoopState, extra=None,
+           where: Optional[str] = None) -> None:
     nonlocal saved_wall_s
     host = sharding.host_tree(state)  # A collective: every process calls.
-    check_finite_params(host.train.params, step - 1, workdir)
+    check_finite_params(host.train.params, where or f'iteration {step - 1}',
+                        workdir)
     saved_wall_s = earlier_s + time.time() - start
     if writer:
       with checkpoint.interrupts_deferred():  # Ctrl-C stops after the write.
@@ -951,11 +1024,16 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
                                'metrics_version': METRICS_VERSION})
         checkpoint.keep_last(workdir, config.keep_checkpoints)
 
+  initial_done = 0
   if restored is not None:
     state, first = restored.state, restored.step
+    initial_done = initial_epochs_done(r, restored)
     if is_finished(config, restored):
       log(f'already finished (iterations 0..{total - 1}, '
           f'{checkpoint.step_path(workdir, first)}); nothing to compute')
+    elif initial_done:
+      log(f'resuming the initial phase after epoch {initial_done} of '
+          f'{config.initial_epochs} ({checkpoint.step_path(workdir, 0)})')
     else:
       log(f'resuming from iteration {first} '
           f'({checkpoint.step_path(workdir, first)})')
@@ -978,11 +1056,17 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
     if tb and first == 0:
       tb.hparams(config.to_dict())
   seeds = seeds_of(config)
+  cfg = r.loop_config
+  if first == 0 and r.initial_block is not None:
+    state = initial_blocks(r, state, initial_done, save, log, workdir)
   if first < total:
     # The first iteration compiles (and at 0 trains the initial model), a
     # silent minute or more on a large pool: say what is going on.
     work = (f'training the initial model ({config.initial_epochs} epochs) '
             'and ' if first == 0 and config.initial_epochs else '')
+    if first == 0 and cfg.initial_blocked_epochs:
+      rest = config.initial_epochs - cfg.initial_blocked_epochs
+      work = f'training the last {rest} initial epochs and '
     seeds_text = f'{config.num_seeds} seed' + ('s' * (config.num_seeds > 1))
     if r.mesh is not None and r.mesh.size > 1:  # What mesh_shape gave.
       sizes = sharding.mesh_sizes(r.mesh)
@@ -1000,7 +1084,7 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
         else:
           state, query, valid, metrics = r.em_step(state, r.pool)
         rows = metrics_rows(jax.device_get(metrics), seeds)
-      check_finite(rows, i, workdir)
+      check_finite(rows, f'iteration {i}', workdir)
       checkpoint_due = (i + 1) % config.checkpoint_every == 0 or i == total - 1
       if writer:
         f.write(''.join(json.dumps(row) + '\n' for row in rows))
@@ -1041,6 +1125,102 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
   if writer:
     write_json(os.path.join(workdir, 'summary.json'), summary)
   return summary
+
+
+def initial_epochs_done(r: Run, restored: checkpoint.Restored) -> int:
+  """The initial epochs a checkpoint made before iteration 0 holds (0 for
+  any other checkpoint).
+
+  Raises:
+    ConfigError: it holds more than this run would train in blocks (e.g.
+      'auto' blocks on a CPU, resumed on a GPU where 'auto' trains the
+      whole phase in iteration 0): iteration 0 would train them again.
+  """
+  if restored.step != 0:
+    return 0
+  done = int(restored.extra.get('initial_epochs_done', 0))
+  if done > r.loop_config.initial_blocked_epochs:
+    block = restored.extra.get('initial_block_epochs')
+    raise ConfigError(
+        f'the checkpoint holds {done} of the {r.config.initial_epochs} '
+        'initial epochs, trained in blocks before iteration 0, but this run '
+        f'trains only {r.loop_config.initial_blocked_epochs} that way (config.'
+        f'initial_block_epochs={r.config.initial_block_epochs} here); pass '
+        f'--config.initial_block_epochs={block} to go on from there')
+  return done
+
+
+def initial_blocks(r: Run, state: loop.LoopState, done: int,
+                   save: Callable, log: Callable[[str], None],
+                   workdir: str) -> loop.LoopState:
+  """The initial phase's blocks before iteration 0, from epoch `done`.
+
+  Each block (`loop.initial_block`) is followed by a progress line with an
+  ETA and a checkpoint at step 0, so a long phase shows how far it is and a
+  crash loses one block; iteration 0 then trains the remaining epochs.
+
+  Args:
+    r: the run (`r.initial_block` is not None).
+    state: the seed-batched state after `done` initial epochs.
+    done: initial epochs already trained (a resumed checkpoint's).
+    save: (step, state, extra, where) -> None, `run`'s checkpoint writer.
+    log: receives the lines.
+    workdir: named in errors.
+
+  Returns:
+    The state after `r.loop_config.initial_blocked_epochs` epochs.
+  """
+  cfg = r.loop_config
+  total, block = cfg.initial_blocked_epochs, cfg.initial_block_epochs
+  if done >= total:
+    return state
+  seeds = seeds_of(r.config)
+  log(f'initial phase: epochs {done}..{total - 1} of {cfg.initial_epochs} '
+      f'in blocks of {block}, each followed by a checkpoint (the rest in '
+      'iteration 0)')
+  on_seeds = sharding.seed_sharding(r.mesh)
+  began, first_done, first_end = time.time(), None, None
+  while done < total:
+    start_epochs = sharding.put(np.full(len(seeds), done, np.int32), on_seeds)
+    with (heartbeat(log, f'initial epochs from {done}', began)
+          if first_end is None else contextlib.nullcontext()):
+      state, loss = r.initial_block(state, r.pool, start_epochs)
+      loss = np.asarray(jax.device_get(loss))
+    done = min(done + block, total)
+    where = f'initial epoch {done - 1}'
+    check_finite([{'seed': s, 'loss': l} for s, l in zip(seeds, loss)],
+                 where, workdir)
+    save(0, state, extra={'initial_epochs_done': done,
+                          'initial_blocked_epochs': total,
+                          'initial_block_epochs': block}, where=where)
+    now = time.time()
+    if first_end is None:
+      first_end, first_done = now, done
+    log(initial_progress_line(loss, done, cfg.initial_epochs,
+                              first_end - began, now - first_end,
+                              done - first_done))
+  return state
+
+
+def initial_progress_line(loss: np.ndarray, done: int, epochs: int,
+                          first_s: float, steady_s: float,
+                          steady_epochs: int) -> str:
+  """'initial epoch 40/100 loss 0.1234±0.0100 | 12.3 s/epoch ETA 12m18s'.
+
+  Args:
+    loss: [S] the last epoch's mean loss of every seed.
+    done, epochs: initial epochs trained so far, and in all.
+    first_s: seconds of this launch's first block (compilation included).
+    steady_s, steady_epochs: seconds and epochs of the blocks after it,
+      which alone set the rate (as in `progress_line`).
+  """
+  head = (f'initial epoch {done}/{epochs} loss {loss.mean():.4f}±'
+          f'{loss.std():.4f} | ')
+  if steady_epochs == 0:
+    return head + f'first block {first_s:.1f}s (compilation included)'
+  per_epoch = steady_s / steady_epochs
+  return head + (f'{per_epoch:.2f} s/epoch ETA '
+                 f'{duration_text(per_epoch * (epochs - done))}')
 
 
 def pending_query(iteration: int, query: jax.Array,
@@ -1100,8 +1280,10 @@ def diverged_advice(workdir: str) -> str:
           'report; ' + retrain)
 
 
-def check_finite(rows: list[dict], iteration: int, workdir: str) -> None:
+def check_finite(rows: list[dict], where: str, workdir: str) -> None:
   """Stops a diverged run (NaN/Inf loss) in `workdir` with a clear error.
+
+  `where`: the place named, e.g. 'iteration 12' or 'initial epoch 40'.
 
   Raises:
     TrainingDivergedError: the checkpoints written so far stay intact.
@@ -1109,21 +1291,21 @@ def check_finite(rows: list[dict], iteration: int, workdir: str) -> None:
   for row in rows:
     if not np.isfinite(row['loss']):
       raise TrainingDivergedError(
-          f'training diverged at iteration {iteration} (seed {row["seed"]}, '
+          f'training diverged at {where} (seed {row["seed"]}, '
           f'loss {row["loss"]}); {diverged_advice(workdir)}')
 
 
-def check_finite_params(params: Any, iteration: int, workdir: str) -> None:
+def check_finite_params(params: Any, where: str, workdir: str) -> None:
   """Refuses to checkpoint NaN/Inf parameters (a finite loss can precede
   them), so the newest checkpoint is always a good one.
 
   Raises:
-    TrainingDivergedError: naming the iteration.
+    TrainingDivergedError: naming `where` (as in `check_finite`).
   """
   leaves = jax.tree_util.tree_leaves(jax.device_get(params))
   if not all(np.isfinite(leaf).all() for leaf in leaves):
     raise TrainingDivergedError(
-        f'training diverged at iteration {iteration} (NaN/Inf parameters); '
+        f'training diverged at {where} (NaN/Inf parameters); '
         f'{diverged_advice(workdir)}')
 
 

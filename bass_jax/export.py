@@ -150,8 +150,10 @@ def progress_note(config, found: checkpoint.Restored) -> str:
     return ''
   why = ('paused, waiting for labels' if found.extra.get('pending') else
          'unfinished run')
-  return (f'after iteration {found.step - 1} of {config.num_iterations} '
-          f'({why})')
+  where = experiment.checkpoint_point(config, found)
+  if found.step:
+    where += f' of {config.num_iterations}'
+  return f'{where} ({why})'
 
 
 def export_labels(workdir: str, out: str, seed_index: int = 0,

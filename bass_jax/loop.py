@@ -101,6 +101,12 @@ class LoopConfig:
   confident_k: int = 10
   confident_score: str = 'entropy'  # What 'confident' ranks by (lowest).
   initial_epochs: int = 100
+  # The initial phase's first epochs, run by the host in calls of
+  # `initial_block_epochs` before iteration 0 (`seeds_initial_block`), so a
+  # long phase reports progress and checkpoints; iteration 0 trains the
+  # rest. 0: iteration 0 trains them all. The same epochs either way.
+  initial_blocked_epochs: int = 0
+  initial_block_epochs: int = 0
   epochs_per_iteration: int = 1
   gt_upsample: int = 20
   mu: float = 1.0
@@ -300,13 +306,15 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   keys = _named_keys(cfg, state.key, i)
   labelled, member = state.labelled, state.member
 
-  # 1. M-step: the initial phase at i = 0, then one epoch per iteration.
-  num_epochs = jnp.where(i == 0, cfg.initial_epochs, cfg.epochs_per_iteration)
-  train_state, loss = training.train_epochs(
-      state.train, optimizer, apply_fn, keys['train'], pool.x, state.labels,
-      labelled, member, num_epochs, gt_upsample=cfg.gt_upsample, mu=cfg.mu,
-      batch_size=cfg.batch_size, capacity=cfg.train_capacity, l2=cfg.l2,
-      mesh=mesh, steps_per_trip=cfg.steps_per_trip)
+  # 1. M-step: the initial phase at i = 0 (the part not run in blocks
+  # before it), then one epoch per iteration.
+  num_epochs = jnp.where(i == 0,
+                         cfg.initial_epochs - cfg.initial_blocked_epochs,
+                         cfg.epochs_per_iteration)
+  first_epoch = (jnp.where(i == 0, cfg.initial_blocked_epochs, 0)
+                 if cfg.initial_blocked_epochs else 0)
+  train_state, loss = _trained(cfg, apply_fn, optimizer, state, pool,
+                               keys['train'], first_epoch, num_epochs, mesh)
   params = train_state.params
 
   # 2. Validation with dropout off.
@@ -359,6 +367,47 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   new_state = state.replace(train=train_state, member=new_member,
                             labels=new_labels, iteration=i + 1)
   return new_state, query, query_valid, metrics
+
+
+def _trained(cfg: LoopConfig, apply_fn: Callable,
+             optimizer: optax.GradientTransformation, state: LoopState,
+             pool: Pool, key: jax.Array, first_epoch: jax.Array | int,
+             num_epochs: jax.Array, mesh: Mesh | None
+             ) -> tuple[training.TrainState, jax.Array]:
+  """(train state, last epoch's mean loss) after epochs first_epoch ..
+  first_epoch + num_epochs - 1 over D (`training.train_epochs`)."""
+  return training.train_epochs(
+      state.train, optimizer, apply_fn, key, pool.x, state.labels,
+      state.labelled, state.member, num_epochs, gt_upsample=cfg.gt_upsample,
+      mu=cfg.mu, batch_size=cfg.batch_size, capacity=cfg.train_capacity,
+      l2=cfg.l2, mesh=mesh, steps_per_trip=cfg.steps_per_trip,
+      first_epoch=first_epoch)
+
+
+def initial_block(cfg: LoopConfig, apply_fn: Callable,
+                  optimizer: optax.GradientTransformation, state: LoopState,
+                  pool: Pool, start: jax.Array, mesh: Mesh | None = None
+                  ) -> tuple[LoopState, jax.Array]:
+  """One block of the initial phase, before iteration 0 (one seed).
+
+  Trains epochs start .. min(start + initial_block_epochs,
+  initial_blocked_epochs) - 1 of iteration 0's M-step with its key, so
+  that blocks followed by iteration 0 (which trains the remaining epochs)
+  compute what iteration 0 alone would. The iteration counter stays 0.
+
+  Args:
+    start: scalar int32, the block's first epoch (traced: every block
+      shares one compilation).
+
+  Returns:
+    (state, the block's last epoch's mean loss).
+  """
+  key = _named_keys(cfg, state.key, jnp.int32(0))['train']
+  stop = jnp.minimum(start + cfg.initial_block_epochs,
+                     cfg.initial_blocked_epochs)
+  train_state, loss = _trained(cfg, apply_fn, optimizer, state, pool, key,
+                               start, jnp.maximum(stop - start, 0), mesh)
+  return state.replace(train=train_state), loss
 
 
 def reveal(state: LoopState, query: jax.Array, query_valid: jax.Array,
@@ -536,6 +585,27 @@ def seeds_em_step(cfg: LoopConfig, apply_fn: Callable,
       return state, query, valid, metrics
     return one
   return over_seeds(make, mesh, strategy, pool_per_seed, seeds_gate(cfg))
+
+
+def seeds_initial_block(cfg: LoopConfig, apply_fn: Callable,
+                        optimizer: optax.GradientTransformation,
+                        mesh: Mesh | None = None, strategy: str = 'vmap',
+                        pool_per_seed: bool = False) -> Callable:
+  """`initial_block` over seeds.
+
+  Returns:
+    fn(state [S, ...], pool, start [S] int32) -> (state, loss [S]). The
+    start travels with the state (one per seed, split like it), so every
+    layout of `over_seeds` passes it without a case of its own.
+  """
+  def make(m):
+    def one(state_and_start, pool, may_query):
+      del may_query  # No acquisition in the initial phase.
+      state, start = state_and_start
+      return initial_block(cfg, apply_fn, optimizer, state, pool, start, m)
+    return one
+  fn = over_seeds(make, mesh, strategy, pool_per_seed)
+  return lambda state, pool, start: fn((state, start), pool)
 
 
 def seeds_gate(cfg: LoopConfig) -> Callable[[LoopState], jax.Array] | None:

@@ -155,7 +155,8 @@ def train_epochs(state: TrainState, optimizer: optax.GradientTransformation,
                  num_epochs: jax.Array, *, gt_upsample: int, mu: float,
                  batch_size: int, capacity: int, l2: float,
                  mesh: jax.sharding.Mesh | None = None,
-                 steps_per_trip: int = 1
+                 steps_per_trip: int = 1,
+                 first_epoch: jax.Array | int = 0
                  ) -> tuple[TrainState, jax.Array]:
   """`num_epochs` shuffled epochs over D, as one compiled loop.
 
@@ -184,9 +185,12 @@ def train_epochs(state: TrainState, optimizer: optax.GradientTransformation,
       back to the host every trip; k steps a trip read it 1/k as often. Steps
       past the epoch's end (at most k - 1) are computed and discarded, so
       the result is the same for every k: speed only.
+    first_epoch: the first epoch's index e (scalar int32, may be traced):
+      epochs first_epoch .. first_epoch + num_epochs - 1 run, so a phase
+      split over several calls trains exactly as one call would.
 
   Returns:
-    (new state, mean loss of the last epoch).
+    (new state, mean loss of the last epoch; 0 if no epoch ran).
   """
   counts = slot_counts(labelled, member, gt_upsample)
   weight_of = jnp.where(labelled, 1.0, mu)
@@ -229,7 +233,8 @@ def train_epochs(state: TrainState, optimizer: optax.GradientTransformation,
         (jnp.int32(0), state, jnp.float32(0.0)))
     return state, loss_sum / jnp.maximum(num_batches, 1)
 
-  return jax.lax.fori_loop(0, num_epochs, epoch, (state, jnp.float32(0.0)))
+  return jax.lax.fori_loop(first_epoch, first_epoch + num_epochs, epoch,
+                           (state, jnp.float32(0.0)))
 
 
 def multiset_capacity(pool_size: int, max_labels: int, gt_upsample: int,

@@ -88,7 +88,7 @@ def decision_panel(run: dict, runs: list[dict], out: str) -> str | None:
   from bass_jax.errors import DataError  # pylint: disable=g-import-not-at-top
   warn = lambda line: print(f'warning: {line}', file=sys.stderr, flush=True)
   try:
-    r, state, step = analysis.restored_run(run['workdir'], warn=warn,
+    r, state, where = analysis.restored_run(run['workdir'], warn=warn,
                                            data_dir=_DATA_DIR.value)
   except DataError as e:
     print(f'note: no decision panel: {e}', file=sys.stderr, flush=True)
@@ -98,8 +98,7 @@ def decision_panel(run: dict, runs: list[dict], out: str) -> str | None:
   return reporting.plot_decision_panel(
       s['grid_x'], s['grid_y'], s['pred'], s['entropy'], s['points'],
       s['labels'], s['labelled'],
-      f'{reporting.label_of(run)}, seed {run["config"]["seed"]}, '
-      f'after iteration {step - 1}',
+      f'{reporting.label_of(run)}, seed {run["config"]["seed"]}, {where}',
       os.path.join(out, f'decision_{name}.png'))
 
 

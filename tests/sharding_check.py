@@ -40,8 +40,11 @@ def toy_config(mesh_shape: str):
 
   `mesh_shape` may end in '/map' or '/vmap' to set config.seed_strategy,
   then in '@per_seed' for a dataset per seed (see `toy_datasets`), then in
-  '+<acquisition>' for another acquisition than max entropy.
+  '+<acquisition>' for another acquisition than max entropy, then in
+  '%blocks' for the initial phase's first 9 epochs in blocks of 3
+  (`run_toy` runs them before the iterations).
   """
+  mesh_shape, _, blocks = mesh_shape.partition('%')
   mesh_shape, _, acquisition = mesh_shape.partition('+')
   mesh_shape = mesh_shape.partition('@')[0]
   mesh_shape, _, strategy = mesh_shape.partition('/')
@@ -57,6 +60,7 @@ def toy_config(mesh_shape: str):
   config.batch_size = 32       # Several batches per epoch, 8 rows a device.
   config.chunk_size = 16       # Several MC chunks per device shard.
   config.mesh_shape = mesh_shape
+  config.initial_block_epochs = 3 if blocks else 0
   return config
 
 
@@ -93,9 +97,16 @@ def placement(run, state) -> dict:
 
 def run_toy(mesh_shape: str) -> dict:
   """NUM_STEPS iterations of the toy on `mesh_shape`; JSON-ready results."""
-  r = experiment.build(toy_config(mesh_shape), toy_datasets(mesh_shape))
+  r = experiment.build(toy_config(mesh_shape), toy_datasets(mesh_shape),
+                       initial_blocks=True)
   hlo = r.step.lower(r.state, r.pool).compile().as_text()
   state, metrics = r.state, []
+  cfg = r.loop_config
+  for start in range(0, cfg.initial_blocked_epochs,
+                     max(cfg.initial_block_epochs, 1)):
+    starts = sharding.put(np.full(4, start, np.int32),
+                          sharding.seed_sharding(r.mesh))
+    state, _ = r.initial_block(state, r.pool, starts)
   for _ in range(NUM_STEPS):
     state, m = r.step(state, r.pool)
     metrics.append({k: np.asarray(v).tolist()
@@ -105,6 +116,8 @@ def run_toy(mesh_shape: str) -> dict:
            'kernel': state.train.params['Dense_1']['kernel']}
   return {'mesh_shape': mesh_shape, 'mesh': dict(r.mesh.shape),
           'num_compiles': r.step._cache_size(),  # pylint: disable=W0212
+          'block_compiles': (r.initial_block._cache_size()  # pylint: disable=W0212
+                             if r.initial_block else 0),
           'all_reduces': hlo.count(' all-reduce('),
           'metrics': metrics,
           'final': {k: np.asarray(jax.device_get(v)).tolist()

@@ -94,8 +94,8 @@ def test_decision_panel_from_checkpoint(workdirs, tmp_path):
   from bass_jax import analysis
   from bass_jax import reporting
   dirs, ds = workdirs
-  run, state, step = analysis.restored_run(str(dirs[0]), ds)
-  assert step == 5
+  run, state, where = analysis.restored_run(str(dirs[0]), ds)
+  assert where == 'after iteration 4'
   s = analysis.decision_surface(run, state, grid_size=40)
   assert s['pred'].shape == (40, 40) and 0 < s['pred'].mean() < 1
   # Queries of 2 at iterations 0 and 2; the last, 4, asks none.

@@ -33,6 +33,9 @@ PER_SEED_MESHES = ('seed:4@per_seed', 'seed:4/map@per_seed',
 # BatchBALD: its candidates gathered from the pool split over 'data', inside
 # a conditional, and its random label configurations.
 SAMPLED_MESHES = ('data:2,seed:2+batchbald',)
+# The initial phase in blocks before iteration 0 (`loop.initial_block`),
+# seeds vmapped over a split pool, and mapped on their own devices.
+BLOCKED_MESHES = ('data:2,seed:2%blocks', 'seed:4/map%blocks')
 COUNTS = ('iteration', 'num_labels', 'num_train', 'num_pseudo',
           'num_queried')
 
@@ -180,7 +183,7 @@ def runs():
              JAX_PLATFORMS='cpu')
   proc = subprocess.Popen([sys.executable, str(script), *MESHES,
                            *PER_SEED_MESHES, *SAMPLED_MESHES,
-                           'labelled_sweep'],
+                           *BLOCKED_MESHES, 'labelled_sweep'],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, env=env)
   reference = sharding_check.run_toy('data:-1')
@@ -200,8 +203,8 @@ def test_reference_is_one_device(runs):
   assert reference['placement']['pool_x_shards'] == [[96, 2]]
 
 
-@pytest.mark.parametrize('mesh_shape',
-                         MESHES + PER_SEED_MESHES + SAMPLED_MESHES)
+@pytest.mark.parametrize(
+    'mesh_shape', MESHES + PER_SEED_MESHES + SAMPLED_MESHES + BLOCKED_MESHES)
 def test_sharded_run_equals_single_device(runs, mesh_shape):
   reference, results = runs
   if mesh_shape.endswith('@per_seed'):
@@ -213,6 +216,7 @@ def test_sharded_run_equals_single_device(runs, mesh_shape):
     assert reference['final']['labelled'] != runs[0]['final']['labelled']
   run = results[mesh_shape]
   assert run['num_compiles'] == 1
+  assert run['block_compiles'] == (1 if '%' in mesh_shape else 0)
   for i, (got, want) in enumerate(zip(run['metrics'],
                                       reference['metrics'])):
     assert set(got) == set(want)
