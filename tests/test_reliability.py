@@ -2,7 +2,8 @@
 
 - SIGKILL at random points (and in the middle of a checkpoint write), then a
   truncated newest checkpoint: the relaunched run still ends bit-identical to
-  an uninterrupted one (metrics.jsonl rows and final parameters).
+  an uninterrupted one (metrics.jsonl rows and final parameters); so does
+  a SIGKILL inside the initial phase's blocks.
 - A NaN loss stops the run with one line and keeps the last good checkpoint.
 - A table of bad inputs (flags, configs, data files, checkpoints, workdirs):
   exit status 2, one line `error: ...` naming the culprit, no traceback, and
@@ -70,6 +71,18 @@ from bass_jax import checkpoint
 def _write_meta(folder, text):
   os.kill(os.getpid(), signal.SIGKILL)
 checkpoint._write_meta = _write_meta
+'''
+# SIGKILL inside the initial phase's blocks, just after the checkpoint of
+# the block ending at epoch 6.
+KILL_AFTER_INITIAL_EPOCH_6 = '''
+import os, signal
+from bass_jax import experiment
+_line = experiment.initial_progress_line
+def initial_progress_line(loss, done, *args):
+  if done == 6:
+    os.kill(os.getpid(), signal.SIGKILL)
+  return _line(loss, done, *args)
+experiment.initial_progress_line = initial_progress_line
 '''
 # A NaN loss at iteration 5 (host side: the compiled program is unchanged).
 NAN_AT_5 = '''
@@ -232,6 +245,19 @@ def test_sigkill_and_damage_then_resume_is_identical(tmp_path, env,
   assert result.returncode == 0, result.stderr
   assert 'skipping damaged' in result.stdout
   assert f'resuming from iteration {steps[-2]}' in result.stdout
+  assert_same_run(workdir, reference)
+
+
+def test_sigkill_inside_the_initial_blocks_resumes_after_the_last(
+    tmp_path, env, reference):
+  workdir = tmp_path / 'run'
+  blocks = ['--config.initial_block_epochs=3']
+  killed = train(workdir, blocks, env=env, patch=KILL_AFTER_INITIAL_EPOCH_6)
+  assert killed.returncode == -signal.SIGKILL
+  assert checkpoint.steps(workdir) == [0]
+  result = train(workdir, blocks, env=env)
+  assert result.returncode == 0, result.stderr
+  assert 'resuming the initial phase after epoch 6 of 10' in result.stdout
   assert_same_run(workdir, reference)
 
 
