@@ -42,7 +42,7 @@ def main(argv):
   table, note = export.export_labels(
       _WORKDIR.value, _OUT.value, _SEED_INDEX.value, _MC_PASSES.value or None,
       warn=lambda line: print(f'warning: {line}', file=sys.stderr),
-      data_dir=_DATA_DIR.value)
+      data_dir=_DATA_DIR.value, log=launch_common.log_line)
   print(result_line(_OUT.value, table, note))
 
 

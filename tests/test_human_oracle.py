@@ -126,6 +126,7 @@ def test_cli_exit_status_and_bad_answers(tmp_path):
   assert res.returncode == 0, res.stderr[-1500:]
   assert res.stdout.rstrip().endswith(
       'after iteration 0 of 2 (paused, waiting for labels)'), res.stdout
+  assert res.stdout.startswith('sweeping the pool: '), res.stdout
   assert snapshot(workdir) == before
 
 
