@@ -215,6 +215,50 @@ def median_labels_to_reach(per_seed: dict[int, Any]) -> float | None:
   return float(np.mean(middle))
 
 
+def merged_seeds(runs: Sequence[dict],
+                 ignore: Sequence[str] = ('seed', 'num_seeds')
+                 ) -> list[dict[str, Any]]:
+  """Runs of one experiment split over seeds, joined into one run each.
+
+  Runs whose configs agree but for the `ignore` fields (the seeds, and
+  where and how fast they ran) are one experiment run in parts, e.g. seeds
+  0-4 and 5-9 on two machines or in two sessions: their rows form one run,
+  at the place of the first part; wall_s adds up (None if a part lacks
+  it). Other runs are kept as they are.
+
+  Raises:
+    DataError: two parts hold the same seed (a rerun, not a part).
+  """
+  groups: dict[str, list[dict]] = {}
+  for run in runs:
+    key = json.dumps({k: v for k, v in run['config'].items()
+                      if k not in ignore}, sort_keys=True, default=str)
+    groups.setdefault(key, []).append(run)
+  return [_joined(parts) for parts in groups.values()]
+
+
+def _joined(parts: list[dict]) -> dict[str, Any]:
+  """One run of the rows of `parts` (see `merged_seeds`)."""
+  if len(parts) == 1:
+    return parts[0]
+  holder = {}
+  for run in parts:
+    for seed in sorted({r['seed'] for r in run['rows']}):
+      if seed in holder:
+        raise DataError(
+            f'{holder[seed]} and {run["workdir"]} both hold seed {seed} of '
+            f'{label_of(run)}: a rerun, not a part; report them without '
+            '--merge_seeds, or leave one out')
+      holder[seed] = run['workdir']
+  walls = [(run['summary'] or {}).get('wall_s') for run in parts]
+  config = dict(parts[0]['config'], seed=min(holder), num_seeds=len(holder))
+  return {'workdir': parts[0]['workdir'],
+          'parts': [run['workdir'] for run in parts],
+          'config': config,
+          'summary': {'wall_s': None if None in walls else sum(walls)},
+          'rows': [r for run in parts for r in run['rows']]}
+
+
 def table_rows(runs: Sequence[dict],
                target: float | None = None) -> list[dict[str, Any]]:
   """One row per run: experiment, labels, paper %, mean %, std %, seeds, wall.

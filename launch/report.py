@@ -12,6 +12,9 @@ the median labels each run needed to reach it to the table) and, for 2-D
 data, decision_<run>.png (Figs. 1-2 style: class and
 uncertainty over the plane, labelled points starred). A folder given as
 --workdir that holds a sweep (sub-workdirs with config.json) is expanded.
+--merge_seeds joins the workdirs of one config that hold different seeds
+(a row's seeds run in parts: `--config.seed=5 --config.num_seeds=5`) into
+one row.
 """
 
 import os
@@ -30,6 +33,9 @@ _DECISION = flags.DEFINE_bool('decision', True,
                               'Decision-surface panels for 2-D data.')
 _DATA_DIR = launch_common.define_data_dir_flag(' for the decision panels')
 flags.declare_key_flag('data_dir')  # Listed by --help.
+_MERGE = flags.DEFINE_bool(
+    'merge_seeds', False, 'Join the runs of one config that hold different '
+    'seeds (e.g. seeds 0-4 and 5-9 run apart) into one row.')
 _TARGET = flags.DEFINE_float(
     'target_acc', None, 'A validation accuracy in %: the table adds the '
     'median labels each run needed to reach it (Gal et al. 2017).',
@@ -109,6 +115,10 @@ def main(argv):
   if not _WORKDIRS.value or not _OUT.value:
     raise BassError('give at least one --workdir and an --out folder')
   runs = read_runs(_WORKDIRS.value)
+  if _MERGE.value:
+    from bass_jax import experiment  # pylint: disable=g-import-not-at-top
+    runs = reporting.merged_seeds(
+        runs, ('seed', 'num_seeds') + experiment.PLACEMENT_FIELDS)
   os.makedirs(_OUT.value, exist_ok=True)
   target = None if _TARGET.value is None else _TARGET.value / 100
   rows = reporting.table_rows(runs, target)

@@ -290,3 +290,46 @@ def test_sweep_rows_are_reported_in_sweep_order(tmp_path):
   # Its rows in the sweep's order; one it does not list, last.
   assert reporting.sweep_order(str(tmp_path), rows) == [rows[1], rows[0],
                                                        rows[2]]
+
+
+def fake_run(workdir, seed, accs, wall=10.0, **config):
+  """A read workdir of one iteration: val_acc `accs` of seeds seed, ..."""
+  rows = [{'iteration': 0, 'seed': seed + j, 'val_acc': a, 'num_labels': 100}
+          for j, a in enumerate(accs)]
+  config = {'name': 'mnist', 'variant': 'supervised_100', 'seed': seed,
+            'num_seeds': len(accs), 'paper_acc': 82.03, **config}
+  return {'workdir': workdir, 'config': config, 'summary': {'wall_s': wall},
+          'rows': rows}
+
+
+def test_merged_seeds_join_the_parts_of_one_config():
+  a = fake_run('w/a', 0, [0.8, 0.9], 10.0)
+  b = fake_run('w/b', 2, [0.7], 5.0, mesh_shape='data:2')  # Elsewhere.
+  other = fake_run('w/c', 0, [0.5], variant='supervised_300')
+  merged = reporting.merged_seeds([a, other, b],
+                                  ('seed', 'num_seeds', 'mesh_shape'))
+  assert [m['workdir'] for m in merged] == ['w/a', 'w/c']
+  assert merged[0]['parts'] == ['w/a', 'w/b']
+  assert merged[0]['config']['num_seeds'] == 3
+  assert merged[1] is other
+  row = reporting.table_rows(merged)[0]
+  assert (row['seeds'], row['wall_s']) == (3, 15.0)
+  np.testing.assert_allclose([row['mean'], row['std']],
+                             [80.0, 100 * np.std([0.8, 0.9, 0.7])])
+  # Without a wall time in one part, the sum is unknown.
+  b['summary'] = None
+  assert reporting.table_rows(reporting.merged_seeds(
+      [a, b], ('seed', 'num_seeds', 'mesh_shape')))[0]['wall_s'] is None
+  with pytest.raises(DataError, match=(
+      'w/a and w/d both hold seed 1 of mnist:supervised_100: a rerun')):
+    reporting.merged_seeds([a, fake_run('w/d', 1, [0.6])])
+
+
+def test_report_cli_refuses_to_merge_a_run_with_itself(workdirs, tmp_path):
+  w = str(workdirs[0][0])
+  status, _, err = script('report', f'--workdir={w}', f'--workdir={w}',
+                          '--merge_seeds', f'--out={tmp_path}',
+                          '--decision=false')
+  assert status == 2 and len(err) == 1, err
+  assert err[0].startswith(f'error: {w} and {w} both hold seed 0 of '
+                           'yinyang:active_semi: a rerun, not a part')
