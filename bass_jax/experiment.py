@@ -1191,7 +1191,6 @@ def initial_blocks(r: Run, state: loop.LoopState, done: int,
     check_finite([{'seed': s, 'loss': l} for s, l in zip(seeds, loss)],
                  where, workdir)
     save(0, state, extra={'initial_epochs_done': done,
-                          'initial_blocked_epochs': total,
                           'initial_block_epochs': block}, where=where)
     now = time.time()
     if first_end is None:
