@@ -259,6 +259,13 @@ def _joined(parts: list[dict]) -> dict[str, Any]:
           'rows': [r for run in parts for r in run['rows']]}
 
 
+def paper_accuracy(run: dict) -> float | None:
+  """The paper's accuracy % for a read run, None where its config names
+  none (`paper_acc` -1 or null)."""
+  paper = run['config'].get('paper_acc', -1)
+  return paper if paper is not None and paper >= 0 else None
+
+
 def table_rows(runs: Sequence[dict],
                target: float | None = None) -> list[dict[str, Any]]:
   """One row per run: experiment, labels, paper %, mean %, std %, seeds, wall.
@@ -271,11 +278,10 @@ def table_rows(runs: Sequence[dict],
   for run in runs:
     acc = 100 * final_accuracies(run)
     last_labels = max(run['rows'], key=lambda r: r['iteration'])['num_labels']
-    paper = run['config'].get('paper_acc', -1)
     out.append({
         'experiment': label_of(run),
         'labels': last_labels,
-        'paper': paper if paper is not None and paper >= 0 else None,
+        'paper': paper_accuracy(run),
         'mean': float(acc.mean()), 'std': float(acc.std()),
         'seeds': len(acc),
         # As summary.json and config.num_iterations: the last iteration
@@ -395,34 +401,62 @@ def draw_learning_curves(ax, runs: Sequence[dict]) -> None:
 
 def plot_accuracy_vs_labels(runs: Sequence[dict], path: str,
                             target: float | None = None) -> str:
-  """Active learning's curve: validation accuracy vs ground-truth labels.
+  """Active learning's curve: validation accuracy vs ground-truth labels."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(9.5, 4.5))
+  draw_accuracy_vs_labels(ax, runs, target)
+  return _saved(fig, path)
+
+
+def draw_accuracy_vs_labels(ax, runs: Sequence[dict],
+                            target: float | None = None) -> None:
+  """plot_accuracy_vs_labels' content, drawn into a matplotlib Axes.
 
   Per run, the mean ± std over seeds at each iteration against the mean
   labels then; a run whose labels never change (no acquisition) is one
-  point, its final accuracy. `target` (a fraction) draws a dotted level.
+  point, its final accuracy. The paper's accuracy for a run, where its
+  config names one, is an open diamond in the run's colour at the run's
+  final labels. `target` (a fraction) draws a dotted level. Label counts
+  spanning 20x or more (Table 2's 100 to 60,000) get a log axis, where the
+  few-label end is not crowded into a corner.
   """
-  plt = _pyplot()
   palette = _palette(len(runs))
-  fig, ax = plt.subplots(figsize=(9.5, 4.5))
+  all_labels = []
   for j, run in enumerate(runs):
     color = palette[j % len(palette)]
     _, labels, _ = curves(run['rows'], 'num_labels')
     _, mean, std = curves(run['rows'], 'val_acc')
+    all_labels.extend(labels)
     if len(set(labels)) == 1:
       acc = 100 * final_accuracies(run)
       ax.errorbar(labels[-1:], [acc.mean()], yerr=[acc.std()], fmt='o',
                   capsize=3, color=color, label=label_of(run))
-      continue
-    ax.plot(labels, 100 * mean, label=label_of(run), color=color)
-    ax.fill_between(labels, 100 * (mean - std), 100 * (mean + std),
-                    color=color, alpha=0.2)
+    else:
+      ax.plot(labels, 100 * mean, label=label_of(run), color=color)
+      ax.fill_between(labels, 100 * (mean - std), 100 * (mean + std),
+                      color=color, alpha=0.2)
+    paper = paper_accuracy(run)
+    if paper is not None:
+      ax.plot(labels[-1:], [paper], linestyle='none', marker='D',
+              markerfacecolor='none', markersize=8, color=color)
+  if any(paper_accuracy(run) is not None for run in runs):
+    # One legend entry for all the diamonds, not one per run.
+    ax.plot([], [], linestyle='none', marker='D', markerfacecolor='none',
+            color='gray', label='paper')
   if target is not None:
     ax.axhline(100 * target, linestyle=':', color='black', linewidth=1)
+  if all_labels and max(all_labels) >= 20 * max(min(all_labels), 1):
+    from matplotlib import ticker  # pylint: disable=g-import-not-at-top
+    ax.set_xscale('log')
+    # Ticks at 1, 2, 5 x 10^n, written 100, 200, ..., 1,000, not 10^2.
+    ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(
+        ticker.FuncFormatter(lambda v, _: f'{v:,.0f}'))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
   ax.set_xlabel('ground-truth labels (mean over seeds)')
   ax.set_ylabel('validation accuracy % (mean ± std over seeds)')
-  ax.grid(alpha=0.3)
+  ax.grid(alpha=0.3, which='both')
   _legend_beside(ax)
-  return _saved(fig, path)
 
 
 def plot_label_counts(runs: Sequence[dict], path: str) -> str:

@@ -333,3 +333,47 @@ def test_report_cli_refuses_to_merge_a_run_with_itself(workdirs, tmp_path):
   assert status == 2 and len(err) == 1, err
   assert err[0].startswith(f'error: {w} and {w} both hold seed 0 of '
                            'yinyang:active_semi: a rerun, not a part')
+
+
+def test_accuracy_vs_labels_marks_the_paper_on_a_log_axis():
+  """Table 2's supervised rows: each row's paper accuracy an open diamond
+  in its colour at its labels; 100 to 3,000 labels on a log axis; a run
+  whose config names no paper accuracy gets no diamond."""
+  def run(variant, labels, accs, paper):
+    rows = [{'iteration': 0, 'seed': s, 'val_acc': a, 'num_labels': labels}
+            for s, a in enumerate(accs)]
+    return {'workdir': f'/w/{variant}', 'rows': rows,
+            'config': {'name': 'mnist', 'variant': variant,
+                       'paper_acc': paper}}
+  runs = [run('supervised_100', 100, [0.81, 0.83], 82.03),
+          run('supervised_3000', 3000, [0.97, 0.98], 97.89),
+          run('mine', 1000, [0.9, 0.9], -1.0)]
+  plt = reporting._pyplot()  # pylint: disable=protected-access
+  fig, ax = plt.subplots()
+  reporting.draw_accuracy_vs_labels(ax, runs)
+  assert ax.get_xscale() == 'log'
+  diamonds = [l for l in ax.get_lines()
+              if l.get_marker() == 'D' and len(l.get_xdata())]
+  assert sorted((float(l.get_xdata()[0]), float(l.get_ydata()[0]))
+                for l in diamonds) == [(100.0, 82.03), (3000.0, 97.89)]
+  # Each diamond open, in the colour of its run's mean ± std point.
+  point_at = {float(c.lines[0].get_xdata()[0]): c.lines[0].get_color()
+              for c in ax.containers}
+  for diamond in diamonds:
+    assert diamond.get_markerfacecolor() == 'none'
+    assert diamond.get_color() == point_at[float(diamond.get_xdata()[0])]
+  assert point_at[100.0] != point_at[3000.0]
+  legend = [t.get_text() for t in ax.get_legend().get_texts()]
+  assert legend.count('paper') == 1 and 'mnist:mine' in legend
+  plt.close(fig)
+  # Labels within a 20x span (an active run, 20 -> 100): a linear axis.
+  fig, ax = plt.subplots()
+  active = run('bald', 20, [0.5], 90.0)
+  active['rows'] += [{'iteration': 1, 'seed': 0, 'val_acc': 0.9,
+                      'num_labels': 100}]
+  reporting.draw_accuracy_vs_labels(ax, [active])
+  assert ax.get_xscale() == 'linear'
+  diamond, = [l for l in ax.get_lines() if l.get_marker() == 'D'
+              and len(l.get_xdata())]
+  assert (diamond.get_xdata()[0], diamond.get_ydata()[0]) == (100, 90.0)
+  plt.close(fig)
