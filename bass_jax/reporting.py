@@ -364,6 +364,12 @@ def _palette(num_runs: int) -> list:
   return list(matplotlib.colormaps['tab20'].colors)
 
 
+def any_run_iterates(runs: Sequence[dict]) -> bool:
+  """Whether some run has more than one iteration: else plots over
+  iterations have nothing to show (every run an initial model)."""
+  return any(len({r['iteration'] for r in run['rows']}) > 1 for run in runs)
+
+
 def plot_learning_curves(runs: Sequence[dict], path: str) -> str:
   """Fig. 3 style: validation accuracy vs iteration, mean ± std per run.
 

@@ -3,14 +3,16 @@ r"""Tables and plots from one or more workdirs.
   python launch/report.py --workdir=workdirs/table1/initial \
       --workdir=workdirs/table1/active_semi --out=workdirs/report
 
-Writes into --out: table.md and table.csv (mean ± std over seeds, the paper's
-number beside ours), learning_curves.png (validation accuracy vs iteration,
-Fig. 3 style), labels.png (labels, |D| and pseudo-label accuracy over
-iterations), accuracy_vs_labels.png (validation accuracy against the labels
-used, active learning's curve; --target_acc=95 also draws that level and adds
+Writes into --out: table.md and table.csv (mean ± std over seeds, the
+paper's number beside ours), learning_curves.png (validation accuracy vs
+iteration, Fig. 3 style) and labels.png (labels, |D| and pseudo-label
+accuracy over iterations) unless every run is an initial model of one
+iteration (Table 2's supervised rows), accuracy_vs_labels.png (validation
+accuracy against the labels used, active learning's curve, the paper's
+accuracies as open diamonds; --target_acc=95 also draws that level and adds
 the median labels each run needed to reach it to the table) and, for 2-D
-data, decision_<run>.png (Figs. 1-2 style: class and
-uncertainty over the plane, labelled points starred). A folder given as
+data, decision_<run>.png (Figs. 1-2 style: class and uncertainty over the
+plane, labelled points starred). A folder given as
 --workdir that holds a sweep (sub-workdirs with config.json) is expanded.
 --merge_seeds joins the workdirs of one config that hold different seeds
 (a row's seeds run in parts: `--config.seed=5 --config.num_seeds=5`) into
@@ -126,13 +128,20 @@ def main(argv):
   with open(os.path.join(_OUT.value, 'table.md'), 'w') as f:
     f.write(table)
   reporting.write_csv(os.path.join(_OUT.value, 'table.csv'), rows)
-  written = [reporting.plot_learning_curves(
-      runs, os.path.join(_OUT.value, 'learning_curves.png')),
-             reporting.plot_label_counts(
-                 runs, os.path.join(_OUT.value, 'labels.png')),
-             reporting.plot_accuracy_vs_labels(
-                 runs, os.path.join(_OUT.value, 'accuracy_vs_labels.png'),
-                 target)]
+  written = []
+  if reporting.any_run_iterates(runs):
+    written += [reporting.plot_learning_curves(
+        runs, os.path.join(_OUT.value, 'learning_curves.png')),
+                reporting.plot_label_counts(
+                    runs, os.path.join(_OUT.value, 'labels.png'))]
+  else:
+    # Curves over iterations of runs that each have one would be a column
+    # of dots at iteration 0.
+    print('note: every run is an initial model (one iteration): no '
+          'learning_curves.png or labels.png; accuracy_vs_labels.png plots '
+          'them', file=sys.stderr, flush=True)
+  written.append(reporting.plot_accuracy_vs_labels(
+      runs, os.path.join(_OUT.value, 'accuracy_vs_labels.png'), target))
   for run in runs:
     if _DECISION.value and run['config'].get('dataset') == 'yinyang':
       written.append(decision_panel(run, runs, _OUT.value))

@@ -1,6 +1,7 @@
 """launch/report.py: tables and non-trivial plots from real (tiny) workdirs."""
 
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -377,3 +378,30 @@ def test_accuracy_vs_labels_marks_the_paper_on_a_log_axis():
               and len(l.get_xdata())]
   assert (diamond.get_xdata()[0], diamond.get_ydata()[0]) == (100, 90.0)
   plt.close(fig)
+
+
+def test_report_of_initial_models_plots_them_against_labels_only(tmp_path):
+  """Table 2's supervised rows (one iteration each): no curves over
+  iterations (a column of dots at 0), a note saying so, and the table and
+  accuracy-against-labels plot as always."""
+  workdirs = []
+  for labels, accs, paper in ((100, [0.81, 0.83], 82.03),
+                              (1000, [0.96, 0.962], 96.24)):
+    w = tmp_path / f'supervised_{labels}'
+    w.mkdir()
+    (w / 'config.json').write_text(json.dumps(
+        {'name': 'mnist', 'variant': f'supervised_{labels}', 'seed': 0,
+         'num_seeds': 2, 'paper_acc': paper}))
+    (w / 'metrics.jsonl').write_text(''.join(
+        json.dumps({'iteration': 0, 'seed': s, 'val_acc': a,
+                    'num_labels': labels}) + '\n'
+        for s, a in enumerate(accs)))
+    workdirs.append(f'--workdir={w}')
+  out = tmp_path / 'report'
+  status, stdout, err = script('report', f'--out={out}', *workdirs)
+  assert status == 0, err
+  assert '| mnist:supervised_1000 | 1000 | 96.24 | 96.10 ± 0.10 |' in stdout
+  assert sorted(p.name for p in out.iterdir()) == [
+      'accuracy_vs_labels.png', 'table.csv', 'table.md']
+  assert any('every run is an initial model' in l for l in err), err
+  assert_nontrivial_png(out / 'accuracy_vs_labels.png')
