@@ -452,17 +452,21 @@ def draw_accuracy_vs_labels(ax, runs: Sequence[dict],
   if target is not None:
     ax.axhline(100 * target, linestyle=':', color='black', linewidth=1)
   if all_labels and max(all_labels) >= 20 * max(min(all_labels), 1):
-    from matplotlib import ticker  # pylint: disable=g-import-not-at-top
-    ax.set_xscale('log')
-    # Ticks at 1, 2, 5 x 10^n, written 100, 200, ..., 1,000, not 10^2.
-    ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(
-        ticker.FuncFormatter(lambda v, _: f'{v:,.0f}'))
-    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    _log_labels_axis(ax)
   ax.set_xlabel('ground-truth labels (mean over seeds)')
   ax.set_ylabel('validation accuracy % (mean ± std over seeds)')
   ax.grid(alpha=0.3, which='both')
   _legend_beside(ax)
+
+
+def _log_labels_axis(ax) -> None:
+  """A log x axis ticked at 1, 2, 5 x 10^n and written 100, 200, ...,
+  1,000 (label counts read better so than as 10^2)."""
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
+  ax.set_xscale('log')
+  ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+  ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f'{v:,.0f}'))
+  ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def plot_label_counts(runs: Sequence[dict], path: str) -> str:
