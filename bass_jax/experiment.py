@@ -1077,7 +1077,9 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
   with (open(metrics_path, 'a') if writer else contextlib.nullcontext()) as f:
     for i in range(first, total):
       query = None
-      with (heartbeat(log, f'iteration {i}', start) if i == first else
+      # Counted from the iteration's start: after a blocked initial phase
+      # the launch began many minutes before.
+      with (heartbeat(log, f'iteration {i}', time.time()) if i == first else
             contextlib.nullcontext()):
         if config.oracle == 'simulated':
           state, metrics = r.step(state, r.pool)
