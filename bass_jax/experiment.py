@@ -1074,12 +1074,13 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
                      f'{sizes[sharding.SEED]},data:{sizes[sharding.DATA]}')
     log(f'iteration {first}: compiling, {work}sweeping the pool '
         f'({seeds_text}); progress lines follow')
+  # The first iteration's clock: after a blocked initial phase the launch
+  # began many minutes before it.
+  began = time.time()
   with (open(metrics_path, 'a') if writer else contextlib.nullcontext()) as f:
     for i in range(first, total):
       query = None
-      # Counted from the iteration's start: after a blocked initial phase
-      # the launch began many minutes before.
-      with (heartbeat(log, f'iteration {i}', time.time()) if i == first else
+      with (heartbeat(log, f'iteration {i}', began) if i == first else
             contextlib.nullcontext()):
         if config.oracle == 'simulated':
           state, metrics = r.step(state, r.pool)
@@ -1103,7 +1104,7 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
       if i == first:
         first_done = now
       if i % config.log_every == 0 or i == total - 1:
-        log(progress_line(rows, i - first, total - first, first_done - start,
+        log(progress_line(rows, i - first, total - first, first_done - began,
                           now - first_done, i, total))
       if query is not None:
         pending = pending_query(i, query, valid)
@@ -1341,9 +1342,9 @@ def progress_line(rows: list[dict], done: int, todo: int, first_s: float,
     done: iterations this process ran before this one (0 for the first,
       also after a resume, so the ETA stays right).
     todo: iterations this process runs in all.
-    first_s: seconds from the start to the end of this process's first
-      iteration (loading, compilation and, at iteration 0, the initial
-      training).
+    first_s: seconds this process's first iteration took (its
+      compilation and, at iteration 0, the initial training left after
+      any blocks).
     steady_s: seconds since the end of that first iteration.
     iteration, total: the run's iteration index and count.
 

@@ -1,6 +1,7 @@
 """Progress: the rate and ETA leave out the first (compiling) iteration,
 which a heartbeat line shows alive while it runs."""
 
+import re
 import threading
 import time
 
@@ -105,11 +106,16 @@ def test_first_iteration_beats_count_from_its_own_start(tmp_path, monkeypatch):
   config = yinyang.get_config('active_semi')
   config.num_iterations, config.num_seeds = 1, 1
   config.initial_epochs, config.initial_block_epochs = 10, 3
-  experiment.run(config, str(tmp_path), log=lambda line: None,
+  lines = []
+  experiment.run(config, str(tmp_path), log=lines.append,
                  dataset=data.load_yinyang(num_per_class=30, seed=0))
+  ended = time.time()
   blocks_start, _ = began['initial epochs from 0']
   start, entered = began['iteration 0']
   # The blocks (compiled first) took seconds; the iteration's clock starts
-  # when it does.
+  # when it does, and so does its 'first iteration 1.2s' in the progress.
   assert entered - blocks_start > 1.0
   assert 0 <= entered - start < 0.1
+  first_s, = [float(re.search(r'first iteration ([0-9.]+)s', l).group(1))
+              for l in lines if l.startswith('iter 0/')]
+  assert first_s <= ended - start
