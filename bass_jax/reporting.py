@@ -427,7 +427,7 @@ def draw_accuracy_vs_labels(ax, runs: Sequence[dict],
   few-label end is not crowded into a corner.
   """
   palette = _palette(len(runs))
-  all_labels = []
+  all_labels, any_paper = [], False
   for j, run in enumerate(runs):
     color = palette[j % len(palette)]
     _, labels, _ = curves(run['rows'], 'num_labels')
@@ -443,9 +443,10 @@ def draw_accuracy_vs_labels(ax, runs: Sequence[dict],
                       color=color, alpha=0.2)
     paper = paper_accuracy(run)
     if paper is not None:
+      any_paper = True
       ax.plot(labels[-1:], [paper], linestyle='none', marker='D',
               markerfacecolor='none', markersize=8, color=color)
-  if any(paper_accuracy(run) is not None for run in runs):
+  if any_paper:
     # One legend entry for all the diamonds, not one per run.
     ax.plot([], [], linestyle='none', marker='D', markerfacecolor='none',
             color='gray', label='paper')
