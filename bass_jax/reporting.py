@@ -176,13 +176,66 @@ def curves(rows: Sequence[dict], metric: str) -> tuple[np.ndarray, np.ndarray,
           np.array([v.std() for v in vals]))
 
 
-def final_accuracies(run: dict) -> np.ndarray:
-  """val_acc of the last iteration of every seed, [S]."""
+def final_accuracy_by_seed(run: dict) -> dict[int, float]:
+  """{seed: val_acc of its last iteration}, seeds ascending."""
   last = {}
   for r in run['rows']:
     if r['iteration'] >= last.get(r['seed'], {}).get('iteration', -1):
       last[r['seed']] = r
-  return np.array([last[s]['val_acc'] for s in sorted(last)])
+  return {s: last[s]['val_acc'] for s in sorted(last)}
+
+
+def final_accuracies(run: dict) -> np.ndarray:
+  """val_acc of the last iteration of every seed, [S]."""
+  return np.array(list(final_accuracy_by_seed(run).values()))
+
+
+def baseline_index(runs: Sequence[dict], name: str) -> int:
+  """The index of the run `name` picks: its label ('mnist:semi_100,small'),
+  its variant ('semi_100,small') or the variant's first part ('semi_100').
+
+  Raises:
+    DataError: no run, or more than one, answers to `name`.
+  """
+  def names(run):
+    variant = run['config'].get('variant') or ''
+    return {label_of(run), variant, variant.split(',')[0]}
+  hits = [i for i, run in enumerate(runs) if name in names(run)]
+  if len(hits) != 1:
+    labels = ', '.join(label_of(r) for r in runs)
+    what = 'no run' if not hits else f'{len(hits)} runs'
+    raise DataError(f'{what} of the report answer to {name!r}; give one of: '
+                    f'{labels}')
+  return hits[0]
+
+
+def paired_difference(run: dict, baseline: dict) -> dict[str, Any]:
+  """run's final val_acc minus baseline's, seed by seed, in points (%).
+
+  Rows of a sweep that share a seed share its data draw, initial labels and
+  (where their initial phases agree) initial model, so the difference per
+  seed removes what the seeds have in common: its spread is what decides
+  whether one row beats the other, not the rows' own spreads.
+
+  Returns:
+    {'mean', 'std' (population, as the table's), 'std_error' (of the mean,
+    std / sqrt(n - 1); None for one seed), 'better' (seeds where run is
+    ahead), 'seeds' (common seeds, n)}.
+
+  Raises:
+    DataError: the two runs share no seed.
+  """
+  acc, base = final_accuracy_by_seed(run), final_accuracy_by_seed(baseline)
+  common = sorted(set(acc) & set(base))
+  if not common:
+    raise DataError(f'{label_of(run)} (seeds {sorted(acc)}) and '
+                    f'{label_of(baseline)} (seeds {sorted(base)}) share no '
+                    'seed: nothing to pair')
+  diff = 100 * np.array([acc[s] - base[s] for s in common])
+  n = len(common)
+  return {'mean': float(diff.mean()), 'std': float(diff.std()),
+          'std_error': float(diff.std() / np.sqrt(n - 1)) if n > 1 else None,
+          'better': int((diff > 0).sum()), 'seeds': n}
 
 
 def labels_to_reach(rows: Sequence[dict], target: float) -> dict[int, Any]:
@@ -266,16 +319,18 @@ def paper_accuracy(run: dict) -> float | None:
   return paper if paper is not None and paper >= 0 else None
 
 
-def table_rows(runs: Sequence[dict],
-               target: float | None = None) -> list[dict[str, Any]]:
+def table_rows(runs: Sequence[dict], target: float | None = None,
+               baseline: int | None = None) -> list[dict[str, Any]]:
   """One row per run: experiment, labels, paper %, mean %, std %, seeds, wall.
 
   With a `target` accuracy (a fraction) also 'labels_to_target' (the median
   over seeds of labels_to_reach, None if half or more never reached it) and
-  'reached' (how many seeds did).
+  'reached' (how many seeds did). With `baseline` (an index into runs) also
+  'paired_<key>' for each key of paired_difference against that run (None
+  in the baseline's own row).
   """
   out = []
-  for run in runs:
+  for i, run in enumerate(runs):
     acc = 100 * final_accuracies(run)
     last_labels = max(run['rows'], key=lambda r: r['iteration'])['num_labels']
     out.append({
@@ -293,21 +348,33 @@ def table_rows(runs: Sequence[dict],
       per_seed = labels_to_reach(run['rows'], target)
       out[-1]['labels_to_target'] = median_labels_to_reach(per_seed)
       out[-1]['reached'] = sum(n is not None for n in per_seed.values())
+    if baseline is not None:
+      paired = (dict.fromkeys(('mean', 'std', 'std_error', 'better', 'seeds'))
+                if i == baseline else paired_difference(run, runs[baseline]))
+      out[-1].update({f'paired_{k}': v for k, v in paired.items()})
   return out
 
 
-def markdown_table(rows: Sequence[dict], target: float | None = None) -> str:
+def markdown_table(rows: Sequence[dict], target: float | None = None,
+                   baseline: str | None = None) -> str:
   """The table in the layout of the paper's tables, paper beside ours.
 
   With `target` (the fraction given to table_rows) a column of the median
   labels to reach it, e.g. '130 (3/3 seeds)', or '> 220 (1/3 seeds)' where
-  half or more never did (220: the most labels any of them had).
+  half or more never did (220: the most labels any of them had). With
+  `baseline` (the label of the run table_rows paired against) two columns:
+  the paired difference, e.g. '+7.98 ± 2.18 (SE 0.73)', and the seeds
+  ahead of the baseline, e.g. '10/10'.
   """
   head = '| experiment | labels | paper % | ours % (mean ± std) | seeds |'
   rule = '| --- | --- | --- | --- | --- |'
   if target is not None:
     head += f' labels to {100 * target:g} % (median) |'
     rule += ' --- |'
+  if baseline is not None:
+    head += (f' vs {baseline}, paired (points, mean ± std) |'
+             ' seeds ahead |')
+    rule += ' --- | --- |'
   lines = [head + ' wall s |', rule + ' --- |']
   for r in rows:
     paper = '–' if r['paper'] is None else f"{r['paper']:.2f}"
@@ -318,8 +385,20 @@ def markdown_table(rows: Sequence[dict], target: float | None = None) -> str:
       n = r['labels_to_target']
       median = f'> {r["labels"]}' if n is None else f'{n:g}'
       line += f" {median} ({r['reached']}/{r['seeds']} seeds) |"
+    if baseline is not None:
+      line += _paired_cells(r)
     lines.append(f'{line} {wall} |')
   return '\n'.join(lines) + '\n'
+
+
+def _paired_cells(row: dict) -> str:
+  """The two paired-difference cells of a markdown_table row."""
+  if row['paired_mean'] is None:
+    return ' (baseline) | |'
+  se = row['paired_std_error']
+  se = '' if se is None else f' (SE {se:.2f})'
+  return (f" {row['paired_mean']:+.2f} ± {row['paired_std']:.2f}{se} |"
+          f" {row['paired_better']}/{row['paired_seeds']} |")
 
 
 def write_csv(path: str, rows: Sequence[dict]) -> None:

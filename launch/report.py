@@ -16,7 +16,10 @@ plane, labelled points starred). A folder given as
 --workdir that holds a sweep (sub-workdirs with config.json) is expanded.
 --merge_seeds joins the workdirs of one config that hold different seeds
 (a row's seeds run in parts: `--config.seed=5 --config.num_seeds=5`) into
-one row.
+one row. --paired_with=supervised_100 adds each run's final accuracy minus
+that run's, seed by seed (a seed's rows share its data draw and initial
+labels, so the paired spread is the one that decides), and in how many
+seeds it is ahead.
 """
 
 import os
@@ -42,6 +45,10 @@ _TARGET = flags.DEFINE_float(
     'target_acc', None, 'A validation accuracy in %: the table adds the '
     'median labels each run needed to reach it (Gal et al. 2017).',
     lower_bound=0, upper_bound=100)
+_PAIRED = flags.DEFINE_string(
+    'paired_with', None, 'A run of the report (its variant, e.g. '
+    'supervised_100, or its label): the table adds every other run\'s '
+    'final accuracy minus its own, seed by seed, and the seeds ahead.')
 
 
 def expanded(workdirs: list[str]) -> list[tuple[str, bool]]:
@@ -123,8 +130,12 @@ def main(argv):
         runs, ('seed', 'num_seeds') + experiment.PLACEMENT_FIELDS)
   os.makedirs(_OUT.value, exist_ok=True)
   target = None if _TARGET.value is None else _TARGET.value / 100
-  rows = reporting.table_rows(runs, target)
-  table = reporting.markdown_table(rows, target)
+  baseline = (None if _PAIRED.value is None
+              else reporting.baseline_index(runs, _PAIRED.value))
+  rows = reporting.table_rows(runs, target, baseline)
+  table = reporting.markdown_table(
+      rows, target,
+      None if baseline is None else reporting.label_of(runs[baseline]))
   with open(os.path.join(_OUT.value, 'table.md'), 'w') as f:
     f.write(table)
   reporting.write_csv(os.path.join(_OUT.value, 'table.csv'), rows)

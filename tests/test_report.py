@@ -40,7 +40,7 @@ def test_report_writes_tables_and_plots(workdirs, tmp_path):
   target = float(np.median([r['val_acc'] for r in active]))
   cmd = [sys.executable, str(REPO / 'launch' / 'report.py'),
          f'--out={tmp_path}', '--decision=false',
-         f'--target_acc={100 * target!r}'] + [
+         f'--target_acc={100 * target!r}', '--paired_with=supervised_80'] + [
              f'--workdir={w}' for w in workdirs[0]]
   res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
   assert res.returncode == 0, res.stderr[-2000:]
@@ -52,6 +52,15 @@ def test_report_writes_tables_and_plots(workdirs, tmp_path):
   assert [r['experiment'] for r in rows] == ['yinyang:active_semi',
                                              'yinyang:supervised_80']
   assert rows[0]['seeds'] == '2' and rows[0]['iterations'] == '4'
+  # Paired against the supervised run: seed by seed, from the metrics.
+  runs = [reporting.read_workdir(str(w)) for w in workdirs[0]]
+  acc = [reporting.final_accuracy_by_seed(r) for r in runs]
+  diff = [100 * (acc[0][s] - acc[1][s]) for s in (0, 1)]
+  np.testing.assert_allclose(float(rows[0]['paired_mean']), np.mean(diff),
+                             atol=1e-9)
+  assert rows[0]['paired_seeds'] == '2' and rows[1]['paired_mean'] == ''
+  assert 'vs yinyang:supervised_80, paired' in table
+  assert f"{np.mean(diff):+.2f} ± {np.std(diff):.2f}" in table
   per_seed = reporting.labels_to_reach(active, target)
   assert rows[0]['reached'] == str(sum(n is not None
                                        for n in per_seed.values()))
@@ -326,6 +335,36 @@ def test_merged_seeds_join_the_parts_of_one_config():
     reporting.merged_seeds([a, fake_run('w/d', 1, [0.6])])
 
 
+def test_paired_differences_golden():
+  base = fake_run('w/a', 0, [0.70, 0.80, 0.75, 0.90])
+  run = fake_run('w/b', 1, [0.85, 0.77, 0.93, 0.95, 0.99],
+                 variant='alldata_maxent,small')
+  # Seeds 1-3 in common: +5, +2, +3 points.
+  got = reporting.paired_difference(run, base)
+  np.testing.assert_allclose(
+      [got['mean'], got['std'], got['std_error']],
+      [10 / 3, np.sqrt(14 / 9), np.sqrt(14 / 9) / np.sqrt(2)])
+  assert (got['better'], got['seeds']) == (3, 3)
+  one = reporting.paired_difference(fake_run('w/c', 0, [0.6]), base)
+  assert (one['better'], one['std_error']) == (0, None)
+  with pytest.raises(DataError, match=r'share no seed: nothing to pair'):
+    reporting.paired_difference(fake_run('w/d', 7, [0.6]), base)
+  runs = [base, run]
+  for name in ('alldata_maxent', 'alldata_maxent,small',
+               'mnist:alldata_maxent,small'):
+    assert reporting.baseline_index(runs, name) == 1
+  with pytest.raises(DataError, match=(
+      r"no run of the report answer to 'semi_100'; give one of: "
+      r'mnist:supervised_100, mnist:alldata_maxent,small')):
+    reporting.baseline_index(runs, 'semi_100')
+  with pytest.raises(DataError, match='2 runs of the report answer'):
+    reporting.baseline_index([base, base], 'supervised_100')
+  rows = reporting.table_rows(runs, baseline=0)
+  table = reporting.markdown_table(rows, baseline='mnist:supervised_100')
+  assert '| (baseline) | |' in table.splitlines()[2]
+  assert '| +3.33 ± 1.25 (SE 0.88) | 3/3 |' in table.splitlines()[3]
+
+
 def test_report_cli_refuses_to_merge_a_run_with_itself(workdirs, tmp_path):
   w = str(workdirs[0][0])
   status, _, err = script('report', f'--workdir={w}', f'--workdir={w}',
@@ -334,6 +373,11 @@ def test_report_cli_refuses_to_merge_a_run_with_itself(workdirs, tmp_path):
   assert status == 2 and len(err) == 1, err
   assert err[0].startswith(f'error: {w} and {w} both hold seed 0 of '
                            'yinyang:active_semi: a rerun, not a part')
+  status, _, err = script('report', f'--workdir={w}', f'--out={tmp_path}',
+                          '--paired_with=semi_100', '--decision=false')
+  assert status == 2 and len(err) == 1, err
+  assert err[0] == ("error: no run of the report answer to 'semi_100'; give "
+                    'one of: yinyang:active_semi')
 
 
 def test_accuracy_vs_labels_marks_the_paper_on_a_log_axis():
