@@ -319,6 +319,34 @@ def paper_accuracy(run: dict) -> float | None:
   return paper if paper is not None and paper >= 0 else None
 
 
+def paired_curve(run: dict, baseline: dict) -> tuple[np.ndarray, np.ndarray,
+                                                     np.ndarray]:
+  """paired_difference at every iteration of `run`, in points (%).
+
+  At iteration i a seed's difference is its val_acc minus the baseline's at
+  its newest iteration <= i: an initial model (one iteration) stays at its
+  level, a run of fewer iterations at its last.
+
+  Returns:
+    (iterations [I], mean [I], std_error [I]; NaN where one seed) over the
+    seeds the two runs share; all empty if they share none.
+  """
+  base = collections.defaultdict(list)
+  for r in sorted(baseline['rows'], key=lambda r: r['iteration']):
+    base[r['seed']].append((r['iteration'], r['val_acc']))
+  by_iter = collections.defaultdict(list)
+  for r in run['rows']:
+    earlier = [acc for it, acc in base.get(r['seed'], ())
+               if it <= r['iteration']]
+    if earlier:
+      by_iter[r['iteration']].append(100 * (r['val_acc'] - earlier[-1]))
+  its = np.array(sorted(by_iter), dtype=int)
+  diffs = [np.array(by_iter[i]) for i in its]
+  se = [d.std() / np.sqrt(len(d) - 1) if len(d) > 1 else np.nan
+        for d in diffs]
+  return its, np.array([d.mean() for d in diffs]), np.array(se)
+
+
 def table_rows(runs: Sequence[dict], target: float | None = None,
                baseline: int | None = None) -> list[dict[str, Any]]:
   """One row per run: experiment, labels, paper %, mean %, std %, seeds, wall.
@@ -482,6 +510,43 @@ def draw_learning_curves(ax, runs: Sequence[dict]) -> None:
   ax.set_ylabel('validation accuracy % (mean ± std over seeds)')
   ax.grid(alpha=0.3)
   _legend_beside(ax)
+
+
+def plot_paired_curves(runs: Sequence[dict], baseline: int,
+                       path: str) -> str:
+  """Each run's validation accuracy minus runs[baseline]'s, seed by seed,
+  over iterations: mean ± standard error over the shared seeds.
+
+  Where the seeds spread far more than the rows differ (the learning
+  curves' bands overlap), this says which row is ahead, and from when. An
+  initial model is a dashed level with an error bar, as in the learning
+  curves; the baseline is the zero line.
+  """
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(9.5, 4.5))
+  palette = _palette(len(runs))
+  data = [(j, run) + paired_curve(run, runs[baseline])
+          for j, run in enumerate(runs) if j != baseline]
+  longest = max((len(its) for _, _, its, _, _ in data), default=0)
+  ax.axhline(0, color=palette[baseline % len(palette)], linewidth=1,
+             label=f'{label_of(runs[baseline])} (baseline)')
+  for j, run, its, mean, se in data:
+    color = palette[j % len(palette)]
+    if len(its) == 1 and longest > 1:
+      ax.axhline(mean[0], linestyle='--', linewidth=1, color=color,
+                 label=f'{label_of(run)} (initial model)')
+      ax.errorbar(its, mean, yerr=np.nan_to_num(se), fmt='o', capsize=3,
+                  color=color)
+      continue
+    ax.plot(its, mean, label=label_of(run), color=color,
+            marker='o' if len(its) == 1 else None)
+    ax.fill_between(its, mean - se, mean + se, color=color, alpha=0.2)
+  ax.set_xlabel('iteration')
+  ax.set_ylabel(f'minus {label_of(runs[baseline])}\n'
+                '(points, paired; mean ± SE over seeds)')
+  ax.grid(alpha=0.3)
+  _legend_beside(ax)
+  return _saved(fig, path)
 
 
 def plot_accuracy_vs_labels(runs: Sequence[dict], path: str,

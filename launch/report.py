@@ -19,7 +19,8 @@ plane, labelled points starred). A folder given as
 one row. --paired_with=supervised_100 adds each run's final accuracy minus
 that run's, seed by seed (a seed's rows share its data draw and initial
 labels, so the paired spread is the one that decides), and in how many
-seeds it is ahead.
+seeds it is ahead; paired_curves.png draws that difference over iterations
+(mean ± standard error over seeds).
 """
 
 import os
@@ -145,6 +146,9 @@ def main(argv):
         runs, os.path.join(_OUT.value, 'learning_curves.png')),
                 reporting.plot_label_counts(
                     runs, os.path.join(_OUT.value, 'labels.png'))]
+    if baseline is not None:
+      written.append(reporting.plot_paired_curves(
+          runs, baseline, os.path.join(_OUT.value, 'paired_curves.png')))
   else:
     # Curves over iterations of runs that each have one would be a column
     # of dots at iteration 0.

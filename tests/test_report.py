@@ -64,7 +64,8 @@ def test_report_writes_tables_and_plots(workdirs, tmp_path):
   per_seed = reporting.labels_to_reach(active, target)
   assert rows[0]['reached'] == str(sum(n is not None
                                        for n in per_seed.values()))
-  for name in ('learning_curves.png', 'labels.png', 'accuracy_vs_labels.png'):
+  for name in ('learning_curves.png', 'labels.png', 'accuracy_vs_labels.png',
+               'paired_curves.png'):
     assert_nontrivial_png(tmp_path / name)
 
 
@@ -363,6 +364,27 @@ def test_paired_differences_golden():
   table = reporting.markdown_table(rows, baseline='mnist:supervised_100')
   assert '| (baseline) | |' in table.splitlines()[2]
   assert '| +3.33 ± 1.25 (SE 0.88) | 3/3 |' in table.splitlines()[3]
+
+
+def test_paired_curve_golden():
+  # Seeds 0 and 1, iterations 0-2; the baseline stops at iteration 1.
+  run = {'rows': _rows(0, [0.60, 0.70, 0.80], [100, 110, 120])
+                 + _rows(1, [0.50, 0.66, 0.90], [100, 110, 120])}
+  base = {'rows': _rows(0, [0.60, 0.65], [100, 100])
+                  + _rows(1, [0.50, 0.60], [100, 100])
+                  + _rows(2, [0.10], [100])}  # A seed the run lacks.
+  its, mean, se = reporting.paired_curve(run, base)
+  np.testing.assert_array_equal(its, [0, 1, 2])
+  # Iteration 2 against the baseline's last: +15 and +30 points.
+  np.testing.assert_allclose(mean, [0, 5.5, 22.5], atol=1e-9)
+  np.testing.assert_allclose(se, [0, 0.5, 7.5], atol=1e-9)
+  # Against an initial model (one iteration): its level throughout.
+  level = {'rows': _rows(0, [0.5], [100])}
+  its, mean, se = reporting.paired_curve(run, level)
+  np.testing.assert_allclose(mean, [10, 20, 30], atol=1e-9)
+  assert np.isnan(se).all()
+  assert all(len(a) == 0 for a in reporting.paired_curve(
+      run, {'rows': _rows(5, [0.5], [100])}))
 
 
 def test_report_cli_refuses_to_merge_a_run_with_itself(workdirs, tmp_path):
