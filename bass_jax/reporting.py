@@ -220,7 +220,8 @@ def paired_difference(run: dict, baseline: dict) -> dict[str, Any]:
   Returns:
     {'mean', 'std' (population, as the table's), 'std_error' (of the mean,
     std / sqrt(n - 1); None for one seed), 'better' (seeds where run is
-    ahead), 'seeds' (common seeds, n)}.
+    ahead), 'tied' (seeds where the two are equal, e.g. two acquisition
+    functions that rank alike), 'seeds' (common seeds, n)}.
 
   Raises:
     DataError: the two runs share no seed.
@@ -235,7 +236,8 @@ def paired_difference(run: dict, baseline: dict) -> dict[str, Any]:
   n = len(common)
   return {'mean': float(diff.mean()), 'std': float(diff.std()),
           'std_error': float(diff.std() / np.sqrt(n - 1)) if n > 1 else None,
-          'better': int((diff > 0).sum()), 'seeds': n}
+          'better': int((diff > 0).sum()), 'tied': int((diff == 0).sum()),
+          'seeds': n}
 
 
 def labels_to_reach(rows: Sequence[dict], target: float) -> dict[int, Any]:
@@ -377,7 +379,8 @@ def table_rows(runs: Sequence[dict], target: float | None = None,
       out[-1]['labels_to_target'] = median_labels_to_reach(per_seed)
       out[-1]['reached'] = sum(n is not None for n in per_seed.values())
     if baseline is not None:
-      paired = (dict.fromkeys(('mean', 'std', 'std_error', 'better', 'seeds'))
+      paired = (dict.fromkeys(('mean', 'std', 'std_error', 'better', 'tied',
+                               'seeds'))
                 if i == baseline else paired_difference(run, runs[baseline]))
       out[-1].update({f'paired_{k}': v for k, v in paired.items()})
   return out
@@ -392,7 +395,7 @@ def markdown_table(rows: Sequence[dict], target: float | None = None,
   half or more never did (220: the most labels any of them had). With
   `baseline` (the label of the run table_rows paired against) two columns:
   the paired difference, e.g. '+7.98 ± 2.18 (SE 0.73)', and the seeds
-  ahead of the baseline, e.g. '10/10'.
+  ahead of the baseline, e.g. '10/10', or '0/10 (10 tied)'.
   """
   head = '| experiment | labels | paper % | ours % (mean ± std) | seeds |'
   rule = '| --- | --- | --- | --- | --- |'
@@ -425,8 +428,10 @@ def _paired_cells(row: dict) -> str:
     return ' (baseline) | |'
   se = row['paired_std_error']
   se = '' if se is None else f' (SE {se:.2f})'
+  tied = row['paired_tied']
+  tied = f' ({tied} tied)' if tied else ''
   return (f" {row['paired_mean']:+.2f} ± {row['paired_std']:.2f}{se} |"
-          f" {row['paired_better']}/{row['paired_seeds']} |")
+          f" {row['paired_better']}/{row['paired_seeds']}{tied} |")
 
 
 def write_csv(path: str, rows: Sequence[dict]) -> None:

@@ -345,9 +345,14 @@ def test_paired_differences_golden():
   np.testing.assert_allclose(
       [got['mean'], got['std'], got['std_error']],
       [10 / 3, np.sqrt(14 / 9), np.sqrt(14 / 9) / np.sqrt(2)])
-  assert (got['better'], got['seeds']) == (3, 3)
+  assert (got['better'], got['tied'], got['seeds']) == (3, 0, 3)
   one = reporting.paired_difference(fake_run('w/c', 0, [0.6]), base)
   assert (one['better'], one['std_error']) == (0, None)
+  same = reporting.paired_difference(fake_run('w/e', 0, [0.7, 0.8]), base)
+  assert (same['mean'], same['better'], same['tied']) == (0, 0, 2)
+  cells = reporting.markdown_table(reporting.table_rows(
+      [base, fake_run('w/e', 0, [0.7, 0.8])], baseline=0), baseline='b')
+  assert '| +0.00 ± 0.00 (SE 0.00) | 0/2 (2 tied) |' in cells
   with pytest.raises(DataError, match=r'share no seed: nothing to pair'):
     reporting.paired_difference(fake_run('w/d', 7, [0.6]), base)
   runs = [base, run]
