@@ -500,21 +500,27 @@ def draw_learning_curves(ax, runs: Sequence[dict]) -> None:
   data = [(run,) + curves(run['rows'], 'val_acc') for run in runs]
   longest = max((len(its) for _, its, _, _ in data), default=0)
   for j, (run, its, mean, std) in enumerate(data):
-    color = palette[j % len(palette)]
-    if len(its) == 1 and longest > 1:
-      ax.axhline(100 * mean[0], linestyle='--', linewidth=1, color=color,
-                 label=f'{label_of(run)} (initial model)')
-      ax.errorbar(its, 100 * mean, yerr=100 * std, fmt='o', capsize=3,
-                  color=color)
-      continue
-    ax.plot(its, 100 * mean, label=label_of(run), color=color,
-            marker='o' if len(its) == 1 else None)
-    ax.fill_between(its, 100 * (mean - std), 100 * (mean + std),
-                    color=color, alpha=0.2)
+    _draw_curve(ax, its, 100 * mean, 100 * std, palette[j % len(palette)],
+                label_of(run), as_level=len(its) == 1 and longest > 1)
   ax.set_xlabel('iteration')
   ax.set_ylabel('validation accuracy % (mean ± std over seeds)')
   ax.grid(alpha=0.3)
   _legend_beside(ax)
+
+
+def _draw_curve(ax, its: np.ndarray, mean: np.ndarray, spread: np.ndarray,
+                color, label: str, as_level: bool) -> None:
+  """One run over iterations [I]: its mean line in a band of ± spread, or,
+  `as_level` (an initial model beside longer runs), a dashed level across
+  the plot with an error bar at its one iteration."""
+  if as_level:
+    ax.axhline(mean[0], linestyle='--', linewidth=1, color=color,
+               label=f'{label} (initial model)')
+    ax.errorbar(its, mean, yerr=spread, fmt='o', capsize=3, color=color)
+    return
+  ax.plot(its, mean, label=label, color=color,
+          marker='o' if len(its) == 1 else None)
+  ax.fill_between(its, mean - spread, mean + spread, color=color, alpha=0.2)
 
 
 def plot_paired_curves(runs: Sequence[dict], baseline: int,
@@ -536,16 +542,8 @@ def plot_paired_curves(runs: Sequence[dict], baseline: int,
   ax.axhline(0, color=palette[baseline % len(palette)], linewidth=1,
              label=f'{label_of(runs[baseline])} (baseline)')
   for j, run, its, mean, se in data:
-    color = palette[j % len(palette)]
-    if len(its) == 1 and longest > 1:
-      ax.axhline(mean[0], linestyle='--', linewidth=1, color=color,
-                 label=f'{label_of(run)} (initial model)')
-      ax.errorbar(its, mean, yerr=np.nan_to_num(se), fmt='o', capsize=3,
-                  color=color)
-      continue
-    ax.plot(its, mean, label=label_of(run), color=color,
-            marker='o' if len(its) == 1 else None)
-    ax.fill_between(its, mean - se, mean + se, color=color, alpha=0.2)
+    _draw_curve(ax, its, mean, np.nan_to_num(se), palette[j % len(palette)],
+                label_of(run), as_level=len(its) == 1 and longest > 1)
   ax.set_xlabel('iteration')
   ax.set_ylabel(f'minus {label_of(runs[baseline])}\n'
                 '(points, paired; mean ± SE over seeds)')
