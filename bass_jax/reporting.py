@@ -233,11 +233,18 @@ def paired_difference(run: dict, baseline: dict) -> dict[str, Any]:
                     f'{label_of(baseline)} (seeds {sorted(base)}) share no '
                     'seed: nothing to pair')
   diff = 100 * np.array([acc[s] - base[s] for s in common])
-  n = len(common)
+  se = _std_error(diff)
   return {'mean': float(diff.mean()), 'std': float(diff.std()),
-          'std_error': float(diff.std() / np.sqrt(n - 1)) if n > 1 else None,
+          'std_error': None if np.isnan(se) else se,
           'better': int((diff > 0).sum()), 'tied': int((diff == 0).sum()),
-          'seeds': n}
+          'seeds': len(common)}
+
+
+def _std_error(values: np.ndarray) -> float:
+  """The standard error of the mean of [n] values, their population std
+  / sqrt(n - 1); NaN for one value."""
+  n = len(values)
+  return float(values.std() / np.sqrt(n - 1)) if n > 1 else float('nan')
 
 
 def labels_to_reach(rows: Sequence[dict], target: float) -> dict[int, Any]:
@@ -344,9 +351,8 @@ def paired_curve(run: dict, baseline: dict) -> tuple[np.ndarray, np.ndarray,
       by_iter[r['iteration']].append(100 * (r['val_acc'] - earlier[-1]))
   its = np.array(sorted(by_iter), dtype=int)
   diffs = [np.array(by_iter[i]) for i in its]
-  se = [d.std() / np.sqrt(len(d) - 1) if len(d) > 1 else np.nan
-        for d in diffs]
-  return its, np.array([d.mean() for d in diffs]), np.array(se)
+  return (its, np.array([d.mean() for d in diffs]),
+          np.array([_std_error(d) for d in diffs]))
 
 
 def table_rows(runs: Sequence[dict], target: float | None = None,
@@ -379,10 +385,9 @@ def table_rows(runs: Sequence[dict], target: float | None = None,
       out[-1]['labels_to_target'] = median_labels_to_reach(per_seed)
       out[-1]['reached'] = sum(n is not None for n in per_seed.values())
     if baseline is not None:
-      paired = (dict.fromkeys(('mean', 'std', 'std_error', 'better', 'tied',
-                               'seeds'))
-                if i == baseline else paired_difference(run, runs[baseline]))
-      out[-1].update({f'paired_{k}': v for k, v in paired.items()})
+      paired = paired_difference(run, runs[baseline])
+      out[-1].update({f'paired_{k}': None if i == baseline else v
+                      for k, v in paired.items()})
   return out
 
 
