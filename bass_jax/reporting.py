@@ -133,28 +133,75 @@ def sweep_order(sweep_dir: str, rows: list[str]) -> list[str]:
 
 
 def label_of(run: dict) -> str:
+  """The run's 'label' where with_distinct_labels gave it one, else
+  config_label."""
+  return run.get('label') or config_label(run)
+
+
+def config_label(run: dict) -> str:
   """experiment_label of a run's stored config."""
   c = run['config']
   return experiment_label(c.get('name'), c.get('variant'))
+
+
+def with_distinct_labels(runs: Sequence[dict],
+                         ignore: Sequence[str] = ()) -> list[dict]:
+  """The runs, those sharing a config_label each with a 'label' of its own.
+
+  An ablation over a `--config.<field>` flag (runs of one variant with
+  acquisition_beta 1, 2 and 4) once gave table rows and legend entries that
+  could not be told apart. Namesakes are labelled by the config fields in
+  which they differ, but for `ignore` (where and how fast they ran), e.g.
+  'mnist_active:power_bald,small (acquisition_beta=4)'; namesakes of equal
+  configs (a run repeated in two workdirs) by the workdir part that
+  differs, e.g. 'yinyang:active_semi (first)'.
+  """
+  groups: dict[str, list[int]] = {}
+  for i, run in enumerate(runs):
+    groups.setdefault(config_label(run), []).append(i)
+  out = [dict(run) for run in runs]
+  for label, members in groups.items():
+    if len(members) < 2:
+      continue
+    configs = [runs[i]['config'] for i in members]
+    fields = sorted(k for k in set().union(*configs) if k not in ignore and
+                    len({json.dumps(c.get(k), sort_keys=True)
+                         for c in configs}) > 1)
+    for i in members:
+      c = runs[i]['config']
+      what = (', '.join(f'{k}={_field_text(c.get(k))}' for k in fields)
+              or _workdir_part(runs[i], [runs[j] for j in members]))
+      out[i]['label'] = f'{label} ({what})'
+  return out
+
+
+def _field_text(value: Any) -> str:
+  """A config value as a label shows it: 4 for 4.0, as given otherwise."""
+  if isinstance(value, float):
+    return f'{value:g}'
+  return str(value)
+
+
+def _workdir_part(run: dict, namesakes: Sequence[dict]) -> str:
+  """The workdir below what the namesakes' workdirs share: 'first' for
+  /w/first, 't1/active_semi' for the rows of two sweeps /w/t1 and /w/t2."""
+  paths = [os.path.abspath(r['workdir']) for r in namesakes]
+  return os.path.relpath(os.path.abspath(run['workdir']),
+                         os.path.commonpath(paths))
 
 
 def file_stem(run: dict, runs: Sequence[dict]) -> str:
   """A file-name stem for one run's own plot, unique among `runs`.
 
   '<name>_<variant>', plus the part of the workdir path that differs where
-  other runs have the same label (two workdirs of one config, or the rows
-  of two sweeps), so that no plot overwrites another.
+  other runs have the same config_label (two workdirs of one config, or the
+  rows of two sweeps), so that no plot overwrites another.
   """
-  label = label_of(run)
+  label = config_label(run)
   stem = label.replace(':', '_').replace(',', '_')
-  same = [os.path.abspath(r['workdir']) for r in runs
-          if label_of(r) == label]
+  same = [r for r in runs if config_label(r) == label]
   if len(same) > 1:
-    # The workdir below what the namesakes share: 'first' for /w/first,
-    # 't1_active_semi' for the rows of two sweeps /w/t1 and /w/t2.
-    rel = os.path.relpath(os.path.abspath(run['workdir']),
-                          os.path.commonpath(same))
-    stem += '_' + rel.replace(os.sep, '_')
+    stem += '_' + _workdir_part(run, same).replace(os.sep, '_')
   return stem
 
 

@@ -20,7 +20,9 @@ one row. --paired_with=supervised_100 adds each run's final accuracy minus
 that run's, seed by seed (a seed's rows share its data draw and initial
 labels, so the paired spread is the one that decides), and in how many
 seeds it is ahead; paired_curves.png draws that difference over iterations
-(mean ± standard error over seeds).
+(mean ± standard error over seeds). Runs of one variant are labelled by the
+config fields they differ in: 'mnist_active:power_bald,small
+(acquisition_beta=4)'.
 """
 
 import os
@@ -124,11 +126,12 @@ def main(argv):
   from bass_jax.errors import BassError
   if not _WORKDIRS.value or not _OUT.value:
     raise BassError('give at least one --workdir and an --out folder')
+  from bass_jax import experiment  # pylint: disable=g-import-not-at-top
   runs = read_runs(_WORKDIRS.value)
   if _MERGE.value:
-    from bass_jax import experiment  # pylint: disable=g-import-not-at-top
     runs = reporting.merged_seeds(
         runs, ('seed', 'num_seeds') + experiment.PLACEMENT_FIELDS)
+  runs = reporting.with_distinct_labels(runs, experiment.PLACEMENT_FIELDS)
   os.makedirs(_OUT.value, exist_ok=True)
   target = None if _TARGET.value is None else _TARGET.value / 100
   baseline = (None if _PAIRED.value is None

@@ -336,6 +336,66 @@ def test_merged_seeds_join_the_parts_of_one_config():
     reporting.merged_seeds([a, fake_run('w/d', 1, [0.6])])
 
 
+def test_namesakes_are_labelled_by_the_fields_they_differ_in():
+  # An ablation over --config.acquisition_beta once gave three table rows
+  # and legend entries all named 'mnist:supervised_100'.
+  runs = [fake_run('w/b1', 0, [0.8], acquisition_beta=1.0, chunk_size=0),
+          fake_run('w/b4', 0, [0.9], acquisition_beta=4.0, chunk_size=512),
+          fake_run('w/b2', 0, [0.7], acquisition_beta=2.5, chunk_size=0),
+          fake_run('w/other', 0, [0.6], variant='supervised_300')]
+  got = reporting.with_distinct_labels(runs, ('chunk_size',))
+  assert [reporting.label_of(r) for r in got] == [
+      'mnist:supervised_100 (acquisition_beta=1)',
+      'mnist:supervised_100 (acquisition_beta=4)',
+      'mnist:supervised_100 (acquisition_beta=2.5)',
+      'mnist:supervised_300']
+  assert 'label' not in runs[0]  # The runs given are left as they were.
+  table = reporting.markdown_table(reporting.table_rows(got))
+  assert '| mnist:supervised_100 (acquisition_beta=4) | 100 |' in table
+  # Each answers to its label as a --paired_with baseline; the variant
+  # names all three.
+  assert reporting.baseline_index(
+      got, 'mnist:supervised_100 (acquisition_beta=4)') == 1
+  with pytest.raises(DataError, match=(
+      r"3 runs of the report answer to 'supervised_100'; give one of: "
+      r'mnist:supervised_100 \(acquisition_beta=1\), ')):
+    reporting.baseline_index(got, 'supervised_100')
+  # Several differing fields, sorted; equal configs by their workdirs.
+  two = reporting.with_distinct_labels(
+      [fake_run('w/x', 0, [0.8], mu=0.5, semi='all'),
+       fake_run('w/y', 0, [0.8], mu=1.0, semi='none')])
+  assert [reporting.label_of(r) for r in two] == [
+      'mnist:supervised_100 (mu=0.5, semi=all)',
+      'mnist:supervised_100 (mu=1, semi=none)']
+  rerun = reporting.with_distinct_labels(
+      [fake_run('w/first', 0, [0.8], chunk_size=0),
+       fake_run('w/again', 0, [0.8], chunk_size=512)], ('chunk_size',))
+  assert [reporting.label_of(r) for r in rerun] == [
+      'mnist:supervised_100 (first)', 'mnist:supervised_100 (again)']
+  # File stems keep naming namesakes by their workdirs.
+  assert [reporting.file_stem(r, rerun) for r in rerun] == [
+      'mnist_supervised_100_first', 'mnist_supervised_100_again']
+
+
+def test_report_cli_labels_an_ablation_by_its_field(workdirs, tmp_path):
+  a = copied(workdirs, tmp_path, 'beta1')
+  b = copied(workdirs, tmp_path, 'beta4')
+  config = json.loads((b / 'config.json').read_text())
+  config['acquisition_beta'], config['chunk_size'] = 4.0, 512
+  (b / 'config.json').write_text(json.dumps(config))
+  out = tmp_path / 'report'
+  status, stdout, err = script(
+      'report', f'--workdir={a}', f'--workdir={b}', f'--out={out}',
+      '--decision=false',
+      '--paired_with=yinyang:active_semi (acquisition_beta=1)')
+  assert status == 0, err
+  with open(out / 'table.csv') as f:
+    assert [r['experiment'] for r in csv.DictReader(f)] == [
+        'yinyang:active_semi (acquisition_beta=1)',
+        'yinyang:active_semi (acquisition_beta=4)']
+  assert 'vs yinyang:active_semi (acquisition_beta=1), paired' in stdout
+
+
 def test_paired_differences_golden():
   base = fake_run('w/a', 0, [0.70, 0.80, 0.75, 0.90])
   run = fake_run('w/b', 1, [0.85, 0.77, 0.93, 0.95, 0.99],
