@@ -115,14 +115,20 @@ def experiment_label(name: str, variant: str) -> str:
 
 
 def sweep_order(sweep_dir: str, rows: list[str]) -> list[str]:
-  """Row workdirs in the order the sweep ran them (its summaries.json);
-  rows it does not list (an unfinished sweep) follow, alphabetically."""
+  """Row workdirs in the order the sweep ran them (its summaries.json, by
+  their 'row' folder names, or by variant in a sweep written before rows
+  were named there); rows it does not list (an unfinished sweep) follow,
+  alphabetically."""
   try:
     with open(os.path.join(sweep_dir, 'summaries.json')) as f:
-      variants = [s['variant'] for s in json.load(f)]
-  except (OSError, ValueError, TypeError, KeyError):
+      summaries = json.load(f)
+    names = [s.get('row') for s in summaries]
+    variants = [s['variant'] for s in summaries]
+  except (OSError, ValueError, TypeError, KeyError, AttributeError):
     return rows
   def rank(row):
+    if os.path.basename(row) in names:
+      return names.index(os.path.basename(row))
     try:
       variant = read_json_object(os.path.join(row, 'config.json')).get(
           'variant')
@@ -169,16 +175,18 @@ def with_distinct_labels(runs: Sequence[dict],
                          for c in configs}) > 1)
     for i in members:
       c = runs[i]['config']
-      what = (', '.join(f'{k}={_field_text(c.get(k))}' for k in fields)
+      what = (', '.join(f'{k}={field_text(c.get(k))}' for k in fields)
               or _workdir_part(runs[i], [runs[j] for j in members]))
       out[i]['label'] = f'{label} ({what})'
   return out
 
 
-def _field_text(value: Any) -> str:
-  """A config value as a label shows it: 4 for 4.0, as given otherwise."""
+def field_text(value: Any) -> str:
+  """A config value as a label (and a sweep's row folder) shows it: 4 for
+  4.0, 0.5 for 0.5, as given otherwise."""
   if isinstance(value, float):
-    return f'{value:g}'
+    short = f'{value:g}'
+    return short if float(short) == value else repr(value)
   return str(value)
 
 

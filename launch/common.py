@@ -38,14 +38,19 @@ def log_line(line: str) -> None:
   print(line, flush=True)
 
 
-def result_table(summaries: list[dict]) -> str:
-  """The Markdown result table of `reporting.markdown_table`, from summaries."""
+def result_table(summaries: list[dict],
+                 labels: Optional[list[str]] = None) -> str:
+  """The Markdown result table of `reporting.markdown_table`, from summaries
+  (each row labelled `<name>:<variant>` unless `labels` are given)."""
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
-  rows = [{'experiment': reporting.experiment_label(s['name'], s['variant']),
+  if labels is None:
+    labels = [reporting.experiment_label(s['name'], s['variant'])
+              for s in summaries]
+  rows = [{'experiment': label,
            'labels': s['num_labels'], 'paper': s.get('paper_acc'),
            'mean': 100 * s['val_acc']['mean'],
            'std': 100 * s['val_acc']['std'], 'seeds': s['num_seeds'],
-           'wall_s': s['wall_s']} for s in summaries]
+           'wall_s': s['wall_s']} for s, label in zip(summaries, labels)]
   return reporting.markdown_table(rows).rstrip('\n')
 
 

@@ -8,9 +8,19 @@ Each row gets its own workdir `<workdir>/<row>/` (config.json,
 metrics.jsonl, summary.json); the sweep writes `<workdir>/table.md` and
 prints it. `--config.<field>=...` overrides apply to every row. Rows already
 finished (a summary.json with the same config) are not run again.
+
+An ablation is one command: `--vary=acquisition_beta=1,2,4,8` runs every
+selected row once per value, in `<workdir>/<row>-acquisition_beta=2/` and so
+on, labelled `<name>:<variant> (acquisition_beta=2)` in the table; several
+--vary flags run every combination:
+
+  python launch/sweep.py --config=configs/mnist_active.py:small \
+      --rows=power_bald --vary=acquisition_beta=1,2,4,8 \
+      --workdir=workdirs/power_beta
 """
 
 import importlib.util
+import itertools
 import json
 import os
 import sys
@@ -30,6 +40,10 @@ flags.declare_key_flag('config')  # Listed by --help, not only --helpfull.
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output folder of the sweep.')
 _ROWS = flags.DEFINE_list('rows', None, 'Only these rows (default: all).')
 _QUIET = flags.DEFINE_bool('quiet', False, 'Only print one line per row.')
+_VARY = flags.DEFINE_multi_string(
+    'vary', [], 'field=v1,v2,...: run every selected row once per value, '
+    'each in <workdir>/<row>-<field>=<value>; several --vary run every '
+    'combination.')
 _OVERWRITE = flags.DEFINE_bool(
     'overwrite', False, 'Run every selected row afresh, even in a row '
     'folder that holds another (or a finished) run: their earlier runs are '
@@ -101,12 +115,22 @@ def main(argv):
       overridden, 'sweep' + (f',{base_arg}' if base_arg else ''))
   summaries = []
   rows = []
+  labels = []
+  combos = variations(_VARY.value, overridden, cli_overrides())
+  # Labels name the fields that take several values, as the report does.
+  varied = [k for k in combos[0] if len({str(c[k]) for c in combos}) > 1]
   for arg in selected_rows(row_args(module, base_arg), _ROWS.value):
-    name = arg.split(',')[0]
-    config = module.get_config(arg)
-    for key in cli_overrides():
-      config[key] = overridden[key]
-    rows.append((name, config, os.path.join(workdir, name)))
+    for combo in combos:
+      config = module.get_config(arg)
+      for key in cli_overrides():
+        config[key] = overridden[key]
+      for key, value in combo.items():
+        config[key] = value
+      # A bad value in the last combination fails now, not hours in.
+      experiment.validate_config(config)
+      name = row_name(arg.split(',')[0], combo)
+      rows.append((name, config, os.path.join(workdir, name)))
+      labels.append(row_label(config, {k: combo[k] for k in varied}))
   if _OVERWRITE.value and rows:
     discard_earlier_runs(rows)
   for k, (name, config, row_dir) in enumerate(rows):
@@ -115,18 +139,96 @@ def main(argv):
     if done:
       print(f'== {name} (row {k + 1}/{len(rows)}): already finished in '
             f'{row_dir}', flush=True)
-      summaries.append(done)
+      summaries.append(dict(done, row=name))
       continue
     print(f'== {name} (row {k + 1}/{len(rows)}) -> {row_dir}', flush=True)
-    summaries.append(experiment.run(config, row_dir, log=log))
-    print(launch_common.result_table(summaries[-1:]).splitlines()[-1],
-          flush=True)
-  table = launch_common.result_table(summaries)
+    summaries.append(dict(experiment.run(config, row_dir, log=log), row=name))
+    print(launch_common.result_table(summaries[-1:], labels[k:k + 1])
+          .splitlines()[-1], flush=True)
+  table = launch_common.result_table(summaries, labels)
   with open(os.path.join(workdir, 'table.md'), 'w') as f:
     f.write(table + '\n')
   with open(os.path.join(workdir, 'summaries.json'), 'w') as f:
     json.dump(summaries, f, indent=2)
   print(table)
+
+
+def variations(specs: list[str], config, overridden: list[str]
+               ) -> list[dict]:
+  """The --vary combinations, [{field: value}, ...] ([{}] without --vary),
+  the first field's values outermost; values take the field's type in
+  `config`.
+
+  Raises:
+    ConfigError: a spec not of the form field=v1,v2,..., a field the config
+      lacks or varied twice (or also set by --config.<field>), a value not
+      of the field's type or one that cannot name a folder.
+  """
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  from bass_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  fields, values = [], []
+  for spec in specs:
+    field, eq, text = spec.partition('=')
+    field = field.strip()
+    if not eq or not field or not text.strip(' ,'):
+      raise ConfigError(f'--vary={spec}: expected field=v1,v2,... (e.g. '
+                        '--vary=acquisition_beta=1,2,4)')
+    if field not in config:
+      raise ConfigError(f'--vary={spec}: the config has no field {field!r}')
+    if field in fields or field in overridden:
+      raise ConfigError(f'--vary={spec}: {field} is set twice (by another '
+                        '--vary or by --config.' + field + ')')
+    parsed = [field_value(field, config[field], t.strip())
+              for t in text.split(',') if t.strip()]
+    names = [reporting.field_text(v) for v in parsed]
+    if len(set(names)) < len(names):
+      raise ConfigError(f'--vary={spec}: a value is given twice')
+    bad = [n for n in names if os.sep in n or not n]
+    if bad:
+      raise ConfigError(f'--vary={spec}: {bad[0]!r} cannot name a row '
+                        'folder')
+    fields.append(field)
+    values.append(parsed)
+  return [dict(zip(fields, combo)) for combo in itertools.product(*values)]
+
+
+def field_value(field: str, current, text: str):
+  """`text` as a value of the config field whose value is `current`.
+
+  Raises:
+    ConfigError: `text` is not of that type, or the field is not a number,
+      a bool or a string.
+  """
+  from bass_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  try:
+    if isinstance(current, bool):
+      return {'true': True, 'false': False}[text.lower()]
+    if isinstance(current, (int, float, str)):
+      return type(current)(text)
+  except (KeyError, ValueError):
+    kind = 'true or false' if isinstance(current, bool) else (
+        f'a value of type {type(current).__name__}')
+    raise ConfigError(f'--vary: {field}={text!r} is not {kind}') from None
+  raise ConfigError(f'--vary: {field} ({type(current).__name__}) cannot be '
+                    'varied; only numbers, bools and strings')
+
+
+def row_name(row: str, combo: dict) -> str:
+  """The row's folder name: 'power_bald', 'power_bald-acquisition_beta=2'."""
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  return '-'.join([row] + [f'{k}={reporting.field_text(v)}'
+                           for k, v in combo.items()])
+
+
+def row_label(config, combo: dict) -> str:
+  """The row's label in the table, as launch/report.py gives it:
+  'mnist_active:power_bald,small (acquisition_beta=2)'."""
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  label = reporting.experiment_label(config.name, config.variant)
+  if not combo:
+    return label
+  return label + ' (' + ', '.join(f'{k}={reporting.field_text(v)}'
+                                  for k, v in combo.items()) + ')'
 
 
 def discard_earlier_runs(rows: list[tuple[str, object, str]]) -> None:

@@ -301,6 +301,16 @@ def test_sweep_rows_are_reported_in_sweep_order(tmp_path):
   # Its rows in the sweep's order; one it does not list, last.
   assert reporting.sweep_order(str(tmp_path), rows) == [rows[1], rows[0],
                                                        rows[2]]
+  # A --vary sweep's rows share a variant: its row names order them
+  # ('mu=16' after 'mu=2', not alphabetically).
+  varied = []
+  for mu in ('2', '16'):
+    (tmp_path / f'r-mu={mu}').mkdir()
+    (tmp_path / f'r-mu={mu}' / 'config.json').write_text('{"variant": "r"}')
+    varied.append(str(tmp_path / f'r-mu={mu}'))
+  (tmp_path / 'summaries.json').write_text(
+      '[{"variant": "r", "row": "r-mu=2"}, {"variant": "r", "row": "r-mu=16"}]')
+  assert reporting.sweep_order(str(tmp_path), sorted(varied)) == varied
 
 
 def fake_run(workdir, seed, accs, wall=10.0, **config):

@@ -173,3 +173,59 @@ def _sweep_raw(workdir, *args):
   return subprocess.run([sys.executable, SWEEP, f'--workdir={workdir}',
                          *args], cwd=REPO, env=env, capture_output=True,
                         text=True, timeout=300)
+
+
+def test_vary_runs_each_value_in_a_row_folder_labelled_by_it(tmp_path):
+  vary = ['--rows=initial', '--vary=dropout_rate=0.25,0.5',
+          '--vary=gt_upsample=5']
+  run = _sweep(tmp_path, *vary)
+  assert run.returncode == 0, run.stderr[-2000:]
+  names = ['initial-dropout_rate=0.25-gt_upsample=5',
+           'initial-dropout_rate=0.5-gt_upsample=5']
+  for k, name in enumerate(names):
+    assert f'== {name} (row {k + 1}/2) ->' in run.stdout, run.stdout
+    config = json.loads((tmp_path / name / 'config.json').read_text())
+    assert (config['dropout_rate'], config['gt_upsample']) == (
+        [0.25, 0.5][k], 5)
+    assert config['num_iterations'] == 2  # --config.<field> still applies.
+  # gt_upsample takes one value: only dropout_rate tells the rows apart,
+  # in the sweep's table as in the report's.
+  labels = ['yinyang:initial (dropout_rate=0.25)',
+            'yinyang:initial (dropout_rate=0.5)']
+  table = (tmp_path / 'table.md').read_text().splitlines()
+  assert [l.split('|')[1].strip() for l in table[2:]] == labels
+  out = tmp_path / 'report'
+  report = subprocess.run(
+      [sys.executable, str(REPO / 'launch' / 'report.py'),
+       f'--workdir={tmp_path}', f'--out={out}', '--decision=false'],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert report.returncode == 0, report.stderr[-2000:]
+  table = (out / 'table.md').read_text().splitlines()
+  assert [l.split('|')[1].strip() for l in table[2:]] == labels
+  # The same values written otherwise name the same folders.
+  again = _sweep(tmp_path, '--rows=initial', '--vary=dropout_rate=.250,0.50',
+                 vary[2])
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert again.stdout.count('already finished') == 2, again.stdout
+
+
+@pytest.mark.parametrize('vary, message', [
+    (['--vary=dropout'], '--vary=dropout: expected field=v1,v2,...'),
+    (['--vary=no_such=1'], "--vary=no_such=1: the config has no field "
+                           "'no_such'"),
+    (['--vary=num_seeds=2'], '--vary=num_seeds=2: num_seeds is set twice'),
+    (['--vary=mu=1', '--vary=mu=2'], '--vary=mu=2: mu is set twice'),
+    (['--vary=gt_upsample=5,2.5'], "--vary: gt_upsample='2.5' is not a value "
+                                   'of type int'),
+    (['--vary=tensorboard=yes'], "--vary: tensorboard='yes' is not true or "
+                                 'false'),
+    (['--vary=mu=1,1.0'], '--vary=mu=1,1.0: a value is given twice'),
+    # The last combination is checked before the first row runs.
+    (['--vary=dropout_rate=0.5,1.5'], 'config.dropout_rate'),
+])
+def test_bad_vary_is_a_one_line_error_before_any_row(tmp_path, vary, message):
+  bad = _sweep(tmp_path, '--rows=initial', *vary)
+  assert bad.returncode == 2, bad.stdout[-2000:]
+  lines = bad.stderr.splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: ' + message), lines
+  assert not tmp_path.exists() or not any(tmp_path.iterdir())
