@@ -175,10 +175,15 @@ def with_distinct_labels(runs: Sequence[dict],
                          for c in configs}) > 1)
     for i in members:
       c = runs[i]['config']
-      what = (', '.join(f'{k}={field_text(c.get(k))}' for k in fields)
+      what = (fields_text({k: c.get(k) for k in fields})
               or _workdir_part(runs[i], [runs[j] for j in members]))
       out[i]['label'] = f'{label} ({what})'
   return out
+
+
+def fields_text(values: dict[str, Any]) -> str:
+  """'acquisition_beta=4, mu=0.5': the fields that tell runs apart."""
+  return ', '.join(f'{k}={field_text(v)}' for k, v in values.items())
 
 
 def field_text(value: Any) -> str:

@@ -225,10 +225,7 @@ def row_label(config, combo: dict) -> str:
   'mnist_active:power_bald,small (acquisition_beta=2)'."""
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
   label = reporting.experiment_label(config.name, config.variant)
-  if not combo:
-    return label
-  return label + ' (' + ', '.join(f'{k}={reporting.field_text(v)}'
-                                  for k, v in combo.items()) + ')'
+  return f'{label} ({reporting.fields_text(combo)})' if combo else label
 
 
 def discard_earlier_runs(rows: list[tuple[str, object, str]]) -> None:
