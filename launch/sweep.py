@@ -24,6 +24,7 @@ import itertools
 import json
 import os
 import sys
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -133,6 +134,7 @@ def main(argv):
       labels.append(row_label(config, {k: combo[k] for k in varied}))
   if _OVERWRITE.value and rows:
     discard_earlier_runs(rows)
+  walls = []  # Of the rows this process ran, for the sweep's ETA.
   for k, (name, config, row_dir) in enumerate(rows):
     log = (lambda s: None) if _QUIET.value else launch_common.log_line
     done = finished_summary(row_dir, config)
@@ -141,8 +143,11 @@ def main(argv):
             f'{row_dir}', flush=True)
       summaries.append(dict(done, row=name))
       continue
-    print(f'== {name} (row {k + 1}/{len(rows)}) -> {row_dir}', flush=True)
+    print(f'== {name} (row {k + 1}/{len(rows)}) -> {row_dir}'
+          f'{sweep_eta(walls, len(rows) - k)}', flush=True)
+    start = time.monotonic()
     summaries.append(dict(experiment.run(config, row_dir, log=log), row=name))
+    walls.append(time.monotonic() - start)
     print(launch_common.result_table(summaries[-1:], labels[k:k + 1])
           .splitlines()[-1], flush=True)
   table = launch_common.result_table(summaries, labels)
@@ -151,6 +156,16 @@ def main(argv):
   with open(os.path.join(workdir, 'summaries.json'), 'w') as f:
     json.dump(summaries, f, indent=2)
   print(table)
+
+
+def sweep_eta(walls: list[float], rows_left: int) -> str:
+  """'; about 12m30s left in the sweep' (the rows left at the mean wall of
+  the rows run so far; rows differ, so an estimate), '' before any ran."""
+  from bass_jax import experiment  # pylint: disable=g-import-not-at-top
+  if not walls:
+    return ''
+  left = sum(walls) / len(walls) * rows_left
+  return f'; about {experiment.duration_text(left)} left in the sweep'
 
 
 def variations(specs: list[str], config, overridden: list[str]

@@ -4,6 +4,7 @@ an unknown --rows name is a one-line error."""
 import json
 import os
 import pathlib
+import re
 import shlex
 import shutil
 import signal
@@ -39,6 +40,10 @@ def test_sweep_table_resume_and_unknown_row(finished):
   # Rows in the sweep's order (initial before semi), each counted.
   assert '== initial (row 1/2) ->' in first.stdout, first.stdout
   assert '== semi (row 2/2) ->' in first.stdout, first.stdout
+  # From the second row on, the time the sweep has left (none known before).
+  heads = [l for l in first.stdout.splitlines() if l.startswith('== ')]
+  assert 'left in the sweep' not in heads[0], heads
+  assert re.search(r'; about \d+s left in the sweep$', heads[1]), heads
   table = (tmp_path / 'table.md').read_text().splitlines()
   assert [l.split('|')[1].strip() for l in table[2:]] == [
       'yinyang:initial', 'yinyang:semi']
