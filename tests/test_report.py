@@ -416,13 +416,16 @@ def test_paired_differences_golden():
       [got['mean'], got['std'], got['std_error']],
       [10 / 3, np.sqrt(14 / 9), np.sqrt(14 / 9) / np.sqrt(2)])
   assert (got['better'], got['tied'], got['seeds']) == (3, 0, 3)
+  # All 8 sign patterns of (5, 2, 3): only all-plus and all-minus reach a
+  # mean of 10/3 in size.
+  assert got['p'] == 0.25
   one = reporting.paired_difference(fake_run('w/c', 0, [0.6]), base)
   assert (one['better'], one['std_error']) == (0, None)
   same = reporting.paired_difference(fake_run('w/e', 0, [0.7, 0.8]), base)
   assert (same['mean'], same['better'], same['tied']) == (0, 0, 2)
   cells = reporting.markdown_table(reporting.table_rows(
       [base, fake_run('w/e', 0, [0.7, 0.8])], baseline=0), baseline='b')
-  assert '| +0.00 ± 0.00 (SE 0.00) | 0/2 (2 tied) |' in cells
+  assert '| +0.00 ± 0.00 (SE 0.00, p 1) | 0/2 (2 tied) |' in cells
   with pytest.raises(DataError, match=r'share no seed: nothing to pair'):
     reporting.paired_difference(fake_run('w/d', 7, [0.6]), base)
   runs = [base, run]
@@ -438,7 +441,26 @@ def test_paired_differences_golden():
   rows = reporting.table_rows(runs, baseline=0)
   table = reporting.markdown_table(rows, baseline='mnist:supervised_100')
   assert '| (baseline) | |' in table.splitlines()[2]
-  assert '| +3.33 ± 1.25 (SE 0.88) | 3/3 |' in table.splitlines()[3]
+  assert '| +3.33 ± 1.25 (SE 0.88, p 0.25) | 3/3 |' in table.splitlines()[3]
+
+
+def test_sign_flip_p_value_golden():
+  # (1, 2, -3, 4): of the 16 sums +-1 +-2 +-3 +-4, ten are 4 or more in
+  # size (10, 8, 6, 4, 4 and their negatives).
+  assert reporting.sign_flip_p_value(np.array([1., 2., -3., 4.])) == 10 / 16
+  assert reporting.sign_flip_p_value(np.ones(10)) == 2 / 1024
+  assert reporting.sign_flip_p_value(np.zeros(5)) == 1.0
+  assert reporting.sign_flip_p_value(np.array([0.1, 0.2, 0.3])[::-1]) == 0.25
+  # Beyond 16 seeds 100,000 drawn patterns, the observed one counted: as
+  # small as 1 / 100,001, never 0, and the same in every call.
+  many = np.linspace(0.5, 1.5, 20)
+  p = reporting.sign_flip_p_value(many)
+  assert 0 < p < 1e-4 and p == reporting.sign_flip_p_value(many)
+  assert reporting.sign_flip_p_value(np.zeros(20)) == 1.0
+  near = reporting.sign_flip_p_value(np.r_[np.ones(10), -np.ones(10)])
+  assert near == 1.0
+  assert [reporting._p_text(v) for v in (1.0, 0.25, 0.0439, 0.002, 1e-5)] == [
+      '1', '0.25', '0.044', '0.002', '< 0.001']
 
 
 def test_paired_curve_golden():
