@@ -160,7 +160,8 @@ def with_distinct_labels(runs: Sequence[dict],
   which they differ, but for `ignore` (where and how fast they ran), e.g.
   'mnist_active:power_bald,small (acquisition_beta=4)'; namesakes of equal
   configs (a run repeated in two workdirs) by the workdir part that
-  differs, e.g. 'yinyang:active_semi (first)'.
+  differs, e.g. 'yinyang:active_semi (first)', or both where needed,
+  'yinyang:active_semi (mu=0.5; first)'.
   """
   groups: dict[str, list[int]] = {}
   for i, run in enumerate(runs):
@@ -173,11 +174,15 @@ def with_distinct_labels(runs: Sequence[dict],
     fields = sorted(k for k in set().union(*configs) if k not in ignore and
                     len({json.dumps(c.get(k), sort_keys=True)
                          for c in configs}) > 1)
+    what = {i: fields_text({k: runs[i]['config'].get(k) for k in fields})
+            for i in members}
     for i in members:
-      c = runs[i]['config']
-      what = (fields_text({k: c.get(k) for k in fields})
-              or _workdir_part(runs[i], [runs[j] for j in members]))
-      out[i]['label'] = f'{label} ({what})'
+      twins = [runs[j] for j in members if what[j] == what[i]]
+      text = what[i]
+      if len(twins) > 1:  # Equal configs: told apart by their workdirs.
+        part = _workdir_part(runs[i], twins)
+        text = f'{text}; {part}' if text else part
+      out[i]['label'] = f'{label} ({text})'
   return out
 
 

@@ -382,6 +382,12 @@ def test_namesakes_are_labelled_by_the_fields_they_differ_in():
        fake_run('w/again', 0, [0.8], chunk_size=512)], ('chunk_size',))
   assert [reporting.label_of(r) for r in rerun] == [
       'mnist:supervised_100 (first)', 'mnist:supervised_100 (again)']
+  mixed = reporting.with_distinct_labels(
+      [fake_run('w/a', 0, [0.8], mu=0.5), fake_run('w/b', 0, [0.8], mu=1.0),
+       fake_run('w/c', 0, [0.8], mu=0.5)])
+  assert [reporting.label_of(r) for r in mixed] == [
+      'mnist:supervised_100 (mu=0.5; a)', 'mnist:supervised_100 (mu=1)',
+      'mnist:supervised_100 (mu=0.5; c)']
   # File stems keep naming namesakes by their workdirs.
   assert [reporting.file_stem(r, rerun) for r in rerun] == [
       'mnist_supervised_100_first', 'mnist_supervised_100_again']
