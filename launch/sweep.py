@@ -135,6 +135,9 @@ def main(argv):
   if _OVERWRITE.value and rows:
     discard_earlier_runs(rows)
   walls = []  # Of the rows this process ran, for the sweep's ETA.
+  # Rows finished before the sweep started do not count in its ETA.
+  finished = [finished_summary(row_dir, config)
+              for _, config, row_dir in rows]
   for k, (name, config, row_dir) in enumerate(rows):
     log = (lambda s: None) if _QUIET.value else launch_common.log_line
     done = finished_summary(row_dir, config)
@@ -144,7 +147,7 @@ def main(argv):
       summaries.append(dict(done, row=name))
       continue
     print(f'== {name} (row {k + 1}/{len(rows)}) -> {row_dir}'
-          f'{sweep_eta(walls, len(rows) - k)}', flush=True)
+          f'{sweep_eta(walls, finished[k:].count(None))}', flush=True)
     start = time.monotonic()
     summaries.append(dict(experiment.run(config, row_dir, log=log), row=name))
     walls.append(time.monotonic() - start)
@@ -159,8 +162,9 @@ def main(argv):
 
 
 def sweep_eta(walls: list[float], rows_left: int) -> str:
-  """'; about 12m30s left in the sweep' (the rows left at the mean wall of
-  the rows run so far; rows differ, so an estimate), '' before any ran."""
+  """'; about 12m30s left in the sweep' (the rows left to run, this one
+  included and finished ones not, at the mean wall of the rows run so far;
+  rows differ, so an estimate), '' before any ran."""
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
   if not walls:
     return ''

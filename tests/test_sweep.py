@@ -212,6 +212,16 @@ def test_vary_runs_each_value_in_a_row_folder_labelled_by_it(tmp_path):
                  vary[2])
   assert again.returncode == 0, again.stderr[-2000:]
   assert again.stdout.count('already finished') == 2, again.stdout
+  # Rows finished before the sweep began are not in its ETA: at the second
+  # of 0.1, 0.2 (to run) and 0.25 (done), one row's time is left, not two.
+  more = _sweep(tmp_path, '--rows=initial', '--vary=dropout_rate=0.1,0.2,0.25',
+                vary[2])
+  assert more.returncode == 0, more.stderr[-2000:]
+  first_wall = float(next(
+      l for l in more.stdout.splitlines()
+      if l.startswith('| yinyang:initial (dropout_rate=0.1)')).split('|')[-2])
+  eta = re.search(r'row 2/3\) -> .*; about (\d+)s left', more.stdout)
+  assert eta and int(eta.group(1)) <= 1.5 * first_wall + 1, more.stdout
 
 
 @pytest.mark.parametrize('vary, message', [
