@@ -191,19 +191,24 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict,
   for key, text in pairs.items():
     if key not in config:
       raise ValueError(f'unknown config field {key!r} in config arg')
-    setattr(config, key, parsed_value(key, text, config[key]))
+    try:
+      setattr(config, key, parsed_value(key, text, config[key]))
+    except ValueError as e:
+      raise ValueError(f'config arg {e}') from None
   return config
 
 
 def parsed_value(key: str, text: str, current):
-  """`text` of a config arg `key=text` as the type of the field's `current`.
+  """`text` (of a config arg `key=text` or a --vary value) as the type of
+  the field's `current`.
 
   Raises:
-    ValueError: naming the field, when `text` is not of that type (1.5 for
-      an int field is refused rather than truncated).
+    ValueError: "key='text': expected ...", when `text` is not of that type
+      (1.5 for an int field is refused rather than truncated) or the field is
+      not a number, a bool or a string.
   """
   def bad(what):
-    return ValueError(f'config arg {key}={text!r}: expected {what}')
+    return ValueError(f'{key}={text!r}: expected {what}')
 
   if isinstance(current, bool):
     words = {'1': True, 'true': True, 'yes': True,
@@ -221,7 +226,10 @@ def parsed_value(key: str, text: str, current):
     if not number.is_integer():
       raise bad('an int')
     return int(number)
-  return text
+  if isinstance(current, str):
+    return text
+  raise ValueError(f'{key} ({type(current).__name__}) cannot be set from '
+                   'text; only numbers, bools and strings')
 
 
 def build(arg, variants, modifiers=None, base=None, references=None,

@@ -32,6 +32,7 @@ sys.path.insert(0, REPO)
 from absl import flags  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
+from configs import common  # pylint: disable=g-import-not-at-top
 from launch import common as launch_common
 
 _CONFIG = launch_common.define_config_file(
@@ -197,8 +198,11 @@ def variations(specs: list[str], config, overridden: list[str]
     if field in fields or field in overridden:
       raise ConfigError(f'--vary={spec}: {field} is set twice (by another '
                         '--vary or by --config.' + field + ')')
-    parsed = [field_value(field, config[field], t.strip())
-              for t in text.split(',') if t.strip()]
+    try:
+      parsed = [common.parsed_value(field, t.strip(), config[field])
+                for t in text.split(',') if t.strip()]
+    except ValueError as e:
+      raise ConfigError(f'--vary={spec}: {e}') from None
     names = [reporting.field_text(v) for v in parsed]
     if len(set(names)) < len(names):
       raise ConfigError(f'--vary={spec}: a value is given twice')
@@ -209,27 +213,6 @@ def variations(specs: list[str], config, overridden: list[str]
     fields.append(field)
     values.append(parsed)
   return [dict(zip(fields, combo)) for combo in itertools.product(*values)]
-
-
-def field_value(field: str, current, text: str):
-  """`text` as a value of the config field whose value is `current`.
-
-  Raises:
-    ConfigError: `text` is not of that type, or the field is not a number,
-      a bool or a string.
-  """
-  from bass_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  try:
-    if isinstance(current, bool):
-      return {'true': True, 'false': False}[text.lower()]
-    if isinstance(current, (int, float, str)):
-      return type(current)(text)
-  except (KeyError, ValueError):
-    kind = 'true or false' if isinstance(current, bool) else (
-        f'a value of type {type(current).__name__}')
-    raise ConfigError(f'--vary: {field}={text!r} is not {kind}') from None
-  raise ConfigError(f'--vary: {field} ({type(current).__name__}) cannot be '
-                    'varied; only numbers, bools and strings')
 
 
 def row_name(row: str, combo: dict) -> str:

@@ -230,10 +230,10 @@ def test_vary_runs_each_value_in_a_row_folder_labelled_by_it(tmp_path):
                            "'no_such'"),
     (['--vary=num_seeds=2'], '--vary=num_seeds=2: num_seeds is set twice'),
     (['--vary=mu=1', '--vary=mu=2'], '--vary=mu=2: mu is set twice'),
-    (['--vary=gt_upsample=5,2.5'], "--vary: gt_upsample='2.5' is not a value "
-                                   'of type int'),
-    (['--vary=tensorboard=yes'], "--vary: tensorboard='yes' is not true or "
-                                 'false'),
+    (['--vary=gt_upsample=5,2.5'], "--vary=gt_upsample=5,2.5: "
+                                   "gt_upsample='2.5': expected an int"),
+    (['--vary=tensorboard=on'], "--vary=tensorboard=on: tensorboard='on': "
+                                'expected true or false'),
     (['--vary=mu=1,1.0'], '--vary=mu=1,1.0: a value is given twice'),
     # The last combination is checked before the first row runs.
     (['--vary=dropout_rate=0.5,1.5'], 'config.dropout_rate'),
