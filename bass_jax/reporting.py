@@ -170,10 +170,7 @@ def with_distinct_labels(runs: Sequence[dict],
   for label, members in groups.items():
     if len(members) < 2:
       continue
-    configs = [runs[i]['config'] for i in members]
-    fields = sorted(k for k in set().union(*configs) if k not in ignore and
-                    len({json.dumps(c.get(k), sort_keys=True)
-                         for c in configs}) > 1)
+    fields = differing_fields([runs[i]['config'] for i in members], ignore)
     what = {i: fields_text({k: runs[i]['config'].get(k) for k in fields})
             for i in members}
     for i in members:
@@ -184,6 +181,15 @@ def with_distinct_labels(runs: Sequence[dict],
         text = f'{text}; {part}' if text else part
       out[i]['label'] = f'{label} ({text})'
   return out
+
+
+def differing_fields(configs: Sequence[dict],
+                     ignore: Sequence[str] = ()) -> list[str]:
+  """The fields, sorted, whose values are not the same in all `configs`
+  (a field some lack counts as None there), but for `ignore`."""
+  return sorted(k for k in set().union(*configs) if k not in ignore and
+                len({json.dumps(c.get(k), sort_keys=True)
+                     for c in configs}) > 1)
 
 
 def fields_text(values: dict[str, Any]) -> str:
@@ -274,6 +280,22 @@ def baseline_index(runs: Sequence[dict], name: str) -> int:
   return hits[0]
 
 
+def paired_by_seed(run: dict, baseline: dict) -> dict[int, float]:
+  """{seed: run's final val_acc minus baseline's, in points (%)} over the
+  seeds both hold, ascending.
+
+  Raises:
+    DataError: the two runs share no seed.
+  """
+  acc, base = final_accuracy_by_seed(run), final_accuracy_by_seed(baseline)
+  common = sorted(set(acc) & set(base))
+  if not common:
+    raise DataError(f'{label_of(run)} (seeds {sorted(acc)}) and '
+                    f'{label_of(baseline)} (seeds {sorted(base)}) share no '
+                    'seed: nothing to pair')
+  return {s: 100 * (acc[s] - base[s]) for s in common}
+
+
 def paired_difference(run: dict, baseline: dict) -> dict[str, Any]:
   """run's final val_acc minus baseline's, seed by seed, in points (%).
 
@@ -292,19 +314,13 @@ def paired_difference(run: dict, baseline: dict) -> dict[str, Any]:
   Raises:
     DataError: the two runs share no seed.
   """
-  acc, base = final_accuracy_by_seed(run), final_accuracy_by_seed(baseline)
-  common = sorted(set(acc) & set(base))
-  if not common:
-    raise DataError(f'{label_of(run)} (seeds {sorted(acc)}) and '
-                    f'{label_of(baseline)} (seeds {sorted(base)}) share no '
-                    'seed: nothing to pair')
-  diff = 100 * np.array([acc[s] - base[s] for s in common])
+  diff = np.array(list(paired_by_seed(run, baseline).values()))
   se = _std_error(diff)
   return {'mean': float(diff.mean()), 'std': float(diff.std()),
           'std_error': None if np.isnan(se) else se,
           'p': sign_flip_p_value(diff),
           'better': int((diff > 0).sum()), 'tied': int((diff == 0).sum()),
-          'seeds': len(common)}
+          'seeds': len(diff)}
 
 
 # Up to 2^16 sign patterns are enumerated; more seeds draw this many.
@@ -490,6 +506,50 @@ def table_rows(runs: Sequence[dict], target: float | None = None,
       out[-1].update({f'paired_{k}': None if i == baseline else v
                       for k, v in paired.items()})
   return out
+
+
+RESULTS_UNITS = (
+    'accuracies and differences in points (%); val_acc_by_seed: each '
+    "seed's validation accuracy after its last iteration; mean, std: over "
+    'seeds, std the population std; paired_*: this run minus the baseline '
+    '(paired_with), seed by seed over the seeds both hold, paired_std_error '
+    '= paired_std / sqrt(n - 1), paired_p the two-sided sign-flip p-value '
+    '(unadjusted for multiple comparisons), paired_better / paired_tied the '
+    'seeds ahead / level; labels_to_target_by_seed: the labels at the first '
+    'iteration with val_acc >= target_acc, null if never; wall_s: the '
+    "run's wall-clock seconds (summary.json)")
+
+
+def results(runs: Sequence[dict], rows: Sequence[dict],
+            target: float | None = None, baseline: int | None = None,
+            ignore: Sequence[str] = ()) -> dict[str, Any]:
+  """The report as one JSON-ready object, seed by seed.
+
+  `rows` are table_rows(runs, target, baseline); each run's entry is its
+  row plus its workdir, its config fields that differ between the runs
+  (differing_fields, but for `ignore`),
+  its seeds' final accuracies and, with `target` / `baseline`, its seeds'
+  labels to reach the target and paired differences: what a paper's table,
+  a test of one's own or a later report needs without the workdirs.
+  """
+  varying = differing_fields([run['config'] for run in runs], ignore)
+  entries = []
+  for i, (run, row) in enumerate(zip(runs, rows)):
+    entry = dict(row, workdir=run['workdir'],
+                 fields={k: run['config'].get(k) for k in varying},
+                 val_acc_by_seed={str(s): 100 * a for s, a in
+                                  final_accuracy_by_seed(run).items()})
+    if target is not None:
+      entry['labels_to_target_by_seed'] = {
+          str(s): n for s, n in labels_to_reach(run['rows'], target).items()}
+    if baseline is not None and i != baseline:
+      entry['paired_by_seed'] = {
+          str(s): d for s, d in paired_by_seed(run, runs[baseline]).items()}
+    entries.append(entry)
+  return {'units': RESULTS_UNITS,
+          'target_acc': None if target is None else 100 * target,
+          'paired_with': None if baseline is None else label_of(runs[baseline]),
+          'runs': entries}
 
 
 def markdown_table(rows: Sequence[dict], target: float | None = None,

@@ -4,7 +4,8 @@ r"""Tables and plots from one or more workdirs.
       --workdir=workdirs/table1/active_semi --out=workdirs/report
 
 Writes into --out: table.md and table.csv (mean ± std over seeds, the
-paper's number beside ours), learning_curves.png (validation accuracy vs
+paper's number beside ours), results.json (the same rows with every seed's
+numbers, the fields the runs differ in, units stated), learning_curves.png (validation accuracy vs
 iteration, Fig. 3 style) and labels.png (labels, |D| and pseudo-label
 accuracy over iterations) unless every run is an initial model of one
 iteration (Table 2's supervised rows), accuracy_vs_labels.png (validation
@@ -26,6 +27,7 @@ config fields they differ in: 'mnist_active:power_bald,small
 """
 
 import os
+import shlex
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -143,6 +145,10 @@ def main(argv):
   with open(os.path.join(_OUT.value, 'table.md'), 'w') as f:
     f.write(table)
   reporting.write_csv(os.path.join(_OUT.value, 'table.csv'), rows)
+  experiment.write_json(os.path.join(_OUT.value, 'results.json'), dict(
+      reporting.results(runs, rows, target, baseline,
+                        experiment.PLACEMENT_FIELDS),
+      command=shlex.join(['python', 'launch/report.py'] + sys.argv[1:])))
   written = []
   if reporting.any_run_iterates(runs):
     written += [reporting.plot_learning_curves(

@@ -67,6 +67,23 @@ def test_report_writes_tables_and_plots(workdirs, tmp_path):
   for name in ('learning_curves.png', 'labels.png', 'accuracy_vs_labels.png',
                'paired_curves.png'):
     assert_nontrivial_png(tmp_path / name)
+  # results.json: the same rows, seed by seed.
+  got = json.loads((tmp_path / 'results.json').read_text())
+  assert got['paired_with'] == 'yinyang:supervised_80'
+  assert got['target_acc'] == pytest.approx(100 * target)
+  assert '--paired_with=supervised_80' in got['command'] and got['units']
+  first, second = got['runs']
+  assert first['workdir'] == str(workdirs[0][0])
+  assert first['fields']['variant'] == 'active_semi'
+  assert second['fields']['variant'] == 'supervised_80'
+  assert first['val_acc_by_seed'] == {
+      str(s): pytest.approx(100 * a) for s, a in acc[0].items()}
+  assert first['paired_by_seed'] == {
+      str(s): pytest.approx(d) for s, d in zip((0, 1), diff)}
+  assert first['paired_p'] == pytest.approx(float(rows[0]['paired_p']))
+  assert 'paired_by_seed' not in second and second['paired_mean'] is None
+  assert first['labels_to_target_by_seed'] == {
+      str(s): n for s, n in per_seed.items()}
 
 
 def _rows(seed, accs, labels):
