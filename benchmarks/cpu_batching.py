@@ -1,6 +1,6 @@
 r"""What batching buys on a CPU: the toy MLP's MC chunks, seed-batched convs.
 
-Two measurements behind the README's Speed notes, as JSON lines (the format
+Two measurements behind benchmarks/README.md's notes, as JSON lines (the format
 of benchmarks/hot_path.py):
 
 * `mlp_sweep_chunk`: forwards/s of the toy MLP's MC sweep per chunk size, at
