@@ -536,6 +536,8 @@ def results(runs: Sequence[dict], rows: Sequence[dict],
   entries = []
   for i, (run, row) in enumerate(zip(runs, rows)):
     entry = dict(row, workdir=run['workdir'],
+                 # --merge_seeds: every workdir that held some of the seeds.
+                 parts=run.get('parts', [run['workdir']]),
                  fields={k: run['config'].get(k) for k in varying},
                  val_acc_by_seed={str(s): 100 * a for s, a in
                                   final_accuracy_by_seed(run).items()})

@@ -363,6 +363,37 @@ def test_merged_seeds_join_the_parts_of_one_config():
     reporting.merged_seeds([a, fake_run('w/d', 1, [0.6])])
 
 
+def test_results_hold_every_seed_of_merged_and_paired_runs():
+  base = fake_run('w/base', 0, [0.5, 0.6, 0.7])
+  a = fake_run('w/a', 0, [0.8, 0.9], 10.0, variant='semi_100', mu=0.5)
+  b = fake_run('w/b', 2, [0.6], 5.0, variant='semi_100', mu=0.5,
+               mesh_shape='data:2')
+  runs = reporting.merged_seeds([base, a, b],
+                                ('seed', 'num_seeds', 'mesh_shape'))
+  rows = reporting.table_rows(runs, target=0.55, baseline=0)
+  got = reporting.results(runs, rows, target=0.55, baseline=0,
+                          ignore=('mesh_shape',))
+  assert got['paired_with'] == 'mnist:supervised_100'
+  assert got['target_acc'] == pytest.approx(55.0)
+  base_entry, semi = got['runs']
+  # mu is absent from the baseline's config (None there): it differs too.
+  assert semi['fields'] == {'mu': 0.5, 'variant': 'semi_100'}
+  assert base_entry['fields'] == {'mu': None, 'variant': 'supervised_100'}
+  assert semi['parts'] == ['w/a', 'w/b'] and semi['workdir'] == 'w/a'
+  assert semi['val_acc_by_seed'] == {'0': pytest.approx(80.0),
+                                     '1': pytest.approx(90.0),
+                                     '2': pytest.approx(60.0)}
+  assert semi['paired_by_seed'] == {'0': pytest.approx(30.0),
+                                    '1': pytest.approx(30.0),
+                                    '2': pytest.approx(-10.0)}
+  assert semi['paired_mean'] == pytest.approx(50 / 3)
+  assert semi['paired_better'] == 2 and semi['paired_seeds'] == 3
+  assert base_entry['labels_to_target_by_seed'] == {'0': None, '1': 100,
+                                                    '2': 100}
+  assert 'paired_by_seed' not in base_entry
+  assert json.loads(json.dumps(got)) == got  # JSON as it stands.
+
+
 def test_namesakes_are_labelled_by_the_fields_they_differ_in():
   # An ablation over --config.acquisition_beta once gave three table rows
   # and legend entries all named 'mnist:supervised_100'.
