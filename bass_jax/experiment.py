@@ -147,6 +147,8 @@ def choices_text(field: str, allowed: tuple) -> str:
   The sampled acquisitions (every sampling x every score) are summarized
   as their pattern instead of being listed one by one.
   """
+  if field == 'model':
+    return f"{list(allowed)} or one of your own as 'file.py:Name'"
   if field != 'acquisition':
     return str(list(allowed))
   plain = [a for a in allowed
@@ -164,7 +166,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """
   check_types(config)
   for field, allowed in CHOICES.items():
-    if config[field] not in allowed:
+    if field == 'model' and models.is_user_model(config.model):
+      try:
+        models.user_module_factory(config.model)
+      except ValueError as e:
+        raise ConfigError(f'config.{e}') from None
+    elif config[field] not in allowed:
       raise ConfigError(f'config.{field}={config[field]!r} is not one of '
                         f'{choices_text(field, allowed)}')
   for field in POSITIVE:
@@ -672,6 +679,13 @@ def checked_setup(config: ml_collections.ConfigDict,
       raise ConfigError('the seeds\' datasets differ in classes: '
                         f'{d.num_classes} {list(d.class_names)} vs '
                         f'{ds.num_classes} {list(ds.class_names)}')
+  if models.is_user_model(config.model):
+    try:
+      models.check_logits(build_model(config, ds.num_classes),
+                          ds.x_train.shape[1:], ds.x_train.dtype,
+                          ds.num_classes, config.model)
+    except ValueError as e:
+      raise ConfigError(f'config.{e}') from None
   if per_seed and config.oracle != 'simulated':
     raise ConfigError(
         f"config.oracle={config.oracle!r} labels one pool, but the "

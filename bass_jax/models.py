@@ -10,7 +10,14 @@ is mutated, so MC sampling is a `vmap` over split keys.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import importlib
+import importlib.util
+import inspect
 import math
+import os
+import sys
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
@@ -358,6 +365,92 @@ class SoftmaxRegression(nn.Module):
 MODELS = {'mlp': ToyMLP, 'cnn': PaperCNN, 'softmax': SoftmaxRegression}
 
 
+def is_user_model(name: str) -> bool:
+  """True for a model named by where its code is, 'file.py:Name' or
+  'package.module:Name', rather than one of MODELS."""
+  return ':' in name
+
+
+def user_module_factory(spec: str) -> Callable[..., nn.Module]:
+  """The flax module class (or a function returning a module) `spec` names.
+
+  'nets.py:WideCNN' loads the file (a path, relative to the folder the run
+  starts in); 'my_package.nets:WideCNN' imports the module.
+
+  Raises:
+    ValueError: a spec not of that form, a file or module that cannot be
+      loaded (its error named), or no callable of that name in it.
+  """
+  where, _, attr = spec.rpartition(':')
+  if not where or not attr.isidentifier():
+    raise ValueError(f"model {spec!r}: expected 'file.py:Name' or "
+                     "'package.module:Name'")
+  try:
+    if where.endswith('.py'):
+      if not os.path.isfile(where):
+        raise ValueError(f'model {spec!r}: no file {where!r} (paths are '
+                         f'relative to {os.getcwd()})')
+      path = os.path.abspath(where)
+      module = _loaded_file(path, os.stat(path).st_mtime_ns)
+    else:
+      module = importlib.import_module(where)
+  except ValueError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    # Whatever the user's code raises on import: one line, naming it.
+    raise ValueError(f'model {spec!r}: loading {where} failed: '
+                     f'{type(e).__name__}: {e}') from None
+  factory = getattr(module, attr, None)
+  if not callable(factory):
+    raise ValueError(f'model {spec!r}: {where} has no class or function '
+                     f'{attr!r}')
+  return factory
+
+
+@functools.lru_cache(maxsize=None)
+def _loaded_file(path: str, mtime_ns: int) -> Any:
+  """The Python file at `path` as a module, loaded once per version of it.
+
+  It is registered in sys.modules under a name of its own, as dataclasses
+  (and so flax modules) look their module up there.
+  """
+  name = ('bass_jax_user_model_' +
+          hashlib.sha1(f'{path}:{mtime_ns}'.encode()).hexdigest()[:16])
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module
+  try:
+    spec.loader.exec_module(module)
+  except BaseException:
+    del sys.modules[name]
+    raise
+  return module
+
+
+def user_module(spec: str, **settings) -> nn.Module:
+  """The module of a user model, given those of `settings` (num_classes,
+  dropout_rate, dropout_bits, negative_slope, mask_impl) its factory takes.
+
+  Raises:
+    ValueError: the factory does not take num_classes, or fails.
+  """
+  factory = user_module_factory(spec)
+  try:
+    params = inspect.signature(factory).parameters
+  except (TypeError, ValueError):  # No signature to read: offer them all.
+    params = None
+  if params is not None and not any(
+      p.kind == p.VAR_KEYWORD for p in params.values()):
+    if 'num_classes' not in params:
+      raise ValueError(f'model {spec!r}: it must take a num_classes '
+                       'argument (the width of its logits)')
+    settings = {k: v for k, v in settings.items() if k in params}
+  try:
+    return factory(**settings)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f'model {spec!r}: {type(e).__name__}: {e}') from None
+
+
 @dataclasses.dataclass(frozen=True)
 class Model:
   """A model as two pure functions plus its static description.
@@ -379,7 +472,11 @@ def build_model(name: str, num_classes: int, dropout_rate: float = 0.33,
   """Returns the named model as pure `init` / `apply` functions.
 
   Args:
-    name: 'mlp' (toy), 'cnn' (the paper's MNIST CNN) or 'softmax' (blog).
+    name: 'mlp' (toy), 'cnn' (the paper's MNIST CNN), 'softmax' (blog), or
+      a module of one's own, 'file.py:Name' or 'package.module:Name' (see
+      `user_module`): a flax module called as `module(x, deterministic,
+      seed)` -> logits [B, num_classes], its dropout `MaskDropout` layers
+      given `seed` (one `stream` each).
     num_classes: C, the width of the logits.
     dropout_rate: drop probability of every dropout layer.
     dropout_bits: random bits per mask element (32, 16 or 8).
@@ -401,8 +498,13 @@ def build_model(name: str, num_classes: int, dropout_rate: float = 0.33,
     module = MODELS[name](num_classes=num_classes, dropout_rate=dropout_rate,
                           dropout_bits=dropout_bits,
                           negative_slope=negative_slope, mask_impl=mask_impl)
+  elif is_user_model(name):
+    module = user_module(name, num_classes=num_classes,
+                         dropout_rate=dropout_rate, dropout_bits=dropout_bits,
+                         negative_slope=negative_slope, mask_impl=mask_impl)
   else:
-    raise ValueError(f'unknown model {name!r}; known: {sorted(MODELS)}')
+    raise ValueError(f'unknown model {name!r}; known: {sorted(MODELS)}, or '
+                     "one of your own as 'file.py:Name'")
 
   def init(key: jax.Array, x: jax.Array) -> Params:
     return module.init({'params': key}, x, deterministic=True)['params']
@@ -418,6 +520,35 @@ def build_model(name: str, num_classes: int, dropout_rate: float = 0.33,
                         rngs={'dropout': key})
 
   return Model(init=init, apply=apply, module=module)
+
+
+def check_logits(model: Model, sample_shape: Sequence[int], dtype,
+                 num_classes: int, name: str) -> None:
+  """Traces (never runs) `model` on a batch of 2 inputs, deterministic and
+  with a key, for a model of one's own whose contract nothing else checks.
+
+  Raises:
+    ValueError: tracing fails (the first line of its error), or the logits
+      are not [2, num_classes] floats.
+  """
+  x = jax.ShapeDtypeStruct((2,) + tuple(sample_shape), dtype)
+  key = jax.eval_shape(lambda: jax.random.key(0))
+  where = f'model {name!r} on inputs {x.shape} {x.dtype}'
+  for mode, k in (('deterministic', None), ('with dropout', key)):
+    try:
+      params = jax.eval_shape(model.init, key, x)
+      out = jax.eval_shape(model.apply, params, x, k)
+    except Exception as e:  # pylint: disable=broad-except
+      first = (str(e).strip().splitlines() or [''])[0]
+      raise ValueError(f'{where} ({mode}): {type(e).__name__}: '
+                       f'{first}') from None
+    shape = getattr(out, 'shape', None)
+    if shape != (2, num_classes) or not jnp.issubdtype(out.dtype,
+                                                       jnp.floating):
+      got = (f'{shape} {out.dtype}' if shape is not None
+             else type(out).__name__)
+      raise ValueError(f'{where} ({mode}) returned {got}, expected logits '
+                       f'(2, {num_classes}) float')
 
 
 def num_params(params: Params) -> int:

@@ -462,6 +462,17 @@ CASES = [
     Case('unknown_acquisition', ('--config.acquisition=entropyy',),
          ("config.acquisition='entropyy'",)),
     Case('infinite_mu', ('--config.mu=inf',), ('config.mu=inf', 'finite')),
+    # A model of one's own (tests/user_nets.py) that is missing or broken.
+    Case('user_model_missing', ('--config.model={tmp}/nets.py:Net',),
+         ("config.model '", "no file '"), workdir='fresh'),
+    Case('user_model_wrong_logits',
+         ('--config.model=tests/user_nets.py:ThreeLogits',),
+         ('returned (2, 3) float32, expected logits (2, 2)',),
+         workdir='fresh'),
+    Case('user_model_import_fails', ('--config.model={tmp}/nets.py:Net',),
+         ('loading {tmp}/nets.py failed: ZeroDivisionError',),
+         setup=lambda tmp, _: (tmp / 'nets.py').write_text('1 / 0\n'),
+         workdir='fresh'),
     Case('batch_not_divisible_by_devices',
          ('--config.batch_size=255', '--config.mesh_shape=data:-1'),
          ('config.batch_size=255', '2 devices'), workdir='fresh',
@@ -578,7 +589,7 @@ def test_bad_input_is_one_line_and_harmless(case, tmp_path, env, reference):
   lines = result.stderr.splitlines()
   assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
   for culprit in case.culprit:
-    assert culprit in lines[0]
+    assert culprit.replace('{tmp}', str(tmp_path)) in lines[0]
   assert 'ValueError' not in lines[0]  # The message says it; no type name.
   assert 'Traceback' not in result.stdout + result.stderr
   assert snapshot(workdir) == before

@@ -1,0 +1,119 @@
+"""A model of one's own (`config.model='file.py:Name'` or 'module:Name'):
+loaded, checked against its contract, and run like the built-in ones."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bass_jax import data
+from bass_jax import experiment
+from bass_jax import models
+from bass_jax import reporting
+from bass_jax.errors import ConfigError
+from conftest import REPO
+from configs import yinyang
+
+NETS = os.path.join('tests', 'user_nets.py')  # As a user gives it: relative.
+# TinyNet on the toy's 2-D points, 2 classes: 16 x (2 + 1) + 17 x 2.
+TINY_PARAMS = 82
+
+
+def tiny_config(model: str):
+  config = yinyang.get_config('active_semi')
+  config.model = model
+  config.num_iterations, config.num_seeds = 2, 2
+  config.initial_epochs, config.mc_passes_gt = 5, 10
+  return config
+
+
+@pytest.fixture
+def in_repo(monkeypatch):
+  monkeypatch.chdir(REPO)
+
+
+@pytest.mark.parametrize('name', ['TinyNet', 'tiny_net'])
+def test_masks_follow_the_key_and_no_key_is_no_dropout(in_repo, name):
+  model = models.build_model(f'{NETS}:{name}', 2, dropout_rate=0.5)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(64, 2)), jnp.float32)
+  params = model.init(jax.random.key(0), x)
+  assert models.num_params(params) == TINY_PARAMS
+  a, b, c = (np.asarray(model.apply(params, x, jax.random.key(k)))
+             for k in (1, 1, 2))
+  np.testing.assert_array_equal(a, b)
+  assert not np.allclose(a, c)
+  no_dropout = models.build_model(f'{NETS}:{name}', 2, dropout_rate=0.0)
+  np.testing.assert_array_equal(
+      np.asarray(model.apply(params, x, None)),
+      np.asarray(no_dropout.apply(params, x, jax.random.key(1))))
+
+
+def test_a_module_path_loads_the_same_network(in_repo):
+  # tests/ is on sys.path here, as a user's package would be.
+  by_file = models.build_model(f'{NETS}:TinyNet', 2)
+  by_module = models.build_model('user_nets:TinyNet', 2)
+  x = jnp.ones((4, 2))
+  params = by_file.init(jax.random.key(3), x)
+  np.testing.assert_array_equal(
+      np.asarray(by_file.apply(params, x, jax.random.key(4))),
+      np.asarray(by_module.apply(params, x, jax.random.key(4))))
+
+
+@pytest.mark.parametrize('model, message', [
+    ('nets.py', "config.model='nets.py' is not one of"),
+    ('tests/nope.py:Net', "config.model 'tests/nope.py:Net': no file "
+                          "'tests/nope.py'"),
+    ('no_such_package_xyz:Net', 'loading no_such_package_xyz failed: '
+                                'ModuleNotFoundError'),
+    (f'{NETS}:Nope', "has no class or function 'Nope'"),
+    (f'{NETS}:TinyNet.x', "expected 'file.py:Name'"),
+])
+def test_a_model_that_cannot_be_found_is_a_config_error(in_repo, model,
+                                                       message):
+  with pytest.raises(ConfigError, match=re.escape(message)) as e:
+    experiment.validate_config(tiny_config(model))
+  assert str(e.value).startswith('config.model')
+
+
+@pytest.mark.parametrize('name, message', [
+    ('ThreeLogits', 'returned (2, 3) float32, expected logits (2, 2) float'),
+    ('NoSeed', "TypeError: NoSeed.__call__() got an unexpected keyword "
+               "argument 'seed'"),
+    ('NoClasses', 'it must take a num_classes argument'),
+])
+def test_a_model_that_breaks_the_contract_is_a_config_error(in_repo, name,
+                                                           message):
+  ds = data.load_yinyang(num_per_class=20, seed=0)
+  with pytest.raises(ConfigError) as e:
+    experiment.checked_setup(tiny_config(f'{NETS}:{name}'), ds)
+  assert str(e.value).startswith(f"config.model '{NETS}:{name}'")
+  assert message in str(e.value) and '\n' not in str(e.value)
+
+
+def test_train_cli_runs_a_model_from_a_file(tmp_path, in_repo):
+  workdir = tmp_path / 'run'
+  result = subprocess.run(
+      [sys.executable, 'launch/train.py', '--config=configs/yinyang.py',
+       f'--config.model={NETS}:TinyNet', '--config.num_iterations=2',
+       '--config.num_seeds=2', '--config.initial_epochs=5',
+       '--config.mc_passes_gt=10', f'--workdir={workdir}'],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  summary = json.loads((workdir / 'summary.json').read_text())
+  assert summary['num_params'] == TINY_PARAMS
+  rows = reporting.read_workdir(str(workdir))['rows']
+  assert sorted({(r['iteration'], r['seed']) for r in rows}) == [
+      (i, s) for i in range(3) for s in range(2)]
+  # The same run in-process, from the config it stored: the same numbers
+  # (the model is the file's, not a built-in one by chance).
+  stored = json.loads((workdir / 'config.json').read_text())
+  assert stored['model'] == f'{NETS}:TinyNet'
+  again = experiment.run(tiny_config(f'{NETS}:TinyNet'),
+                         str(tmp_path / 'again'))
+  assert again['val_acc']['per_seed'] == summary['val_acc']['per_seed']
