@@ -36,6 +36,7 @@ from bass_jax import sharding
 from bass_jax import tb_writer
 from bass_jax import training
 from bass_jax import uncertainty
+from bass_jax import user_code
 from bass_jax.errors import BassError
 from bass_jax.errors import ConfigError
 from configs import common
@@ -66,6 +67,8 @@ CHOICES = {
 DatasetArg = Optional[data_lib.Dataset | list[data_lib.Dataset]]
 # Datasets drawn from a seed, which `data_per_seed` can draw once per seed.
 GENERATED_DATASETS = ('yinyang',)
+# Fields that may name code of one's own, 'file.py:name' (see user_code).
+USER_CODE_FIELDS = ('model', 'acquisition', 'confident_score')
 POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
             'query_size', 'gt_upsample', 'batch_size', 'mc_passes_gt',
             'mc_passes_pool', 'checkpoint_every', 'keep_checkpoints', 'log_every',
@@ -147,15 +150,51 @@ def choices_text(field: str, allowed: tuple) -> str:
   The sampled acquisitions (every sampling x every score) are summarized
   as their pattern instead of being listed one by one.
   """
-  if field == 'model':
-    return f"{list(allowed)} or one of your own as 'file.py:Name'"
+  if field in ('model', 'confident_score'):
+    return f"{list(allowed)} or one of your own as 'file.py:name'"
   if field != 'acquisition':
     return str(list(allowed))
   plain = [a for a in allowed
            if selection.split_acquisition(a)[0] == 'top_k']
   return (f'{plain} or <sampling>_<score> with a sampling of '
           f'{list(selection.SAMPLINGS)} and a score of '
-          f'{list(uncertainty.SCORE_NAMES)}')
+          f"{list(uncertainty.SCORE_NAMES)} or of your own as 'file.py:name'")
+
+
+def user_code_of(field: str, value: Any) -> Optional[str]:
+  """The code of one's own ('scores.py:my_score') a config field's value
+  names, None for a built-in value: a model, an acquisition's score (also
+  after a sampling, 'power_scores.py:my_score') or the confident score."""
+  if field not in USER_CODE_FIELDS or not isinstance(value, str):
+    return None
+  if field == 'acquisition':
+    value = selection.split_acquisition(value)[1]
+  return value if user_code.is_spec(value) else None
+
+
+def check_user_code(config: ml_collections.ConfigDict,
+                    ds: data_lib.Dataset) -> None:
+  """Traces the model and scores of one's own on the data's shapes, so
+  that one breaking its contract is named before anything runs.
+
+  Raises:
+    ConfigError: naming the field, the code and what it did.
+  """
+  checks = {'model': lambda spec: models.check_logits(
+      build_model(config, ds.num_classes), ds.x_train.shape[1:],
+      ds.x_train.dtype, ds.num_classes, spec)}
+  for field in ('acquisition', 'confident_score'):
+    checks[field] = lambda spec: mc_dropout.check_score(
+        spec, config.mc_passes_pool, ds.num_classes)
+  for field in USER_CODE_FIELDS:
+    spec = user_code_of(field, config[field])
+    if spec is None or (field == 'confident_score' and
+                        config.semi != 'confident'):
+      continue
+    try:
+      checks[field](spec)
+    except ValueError as e:
+      raise ConfigError(f'config.{field} {e}') from None
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -166,11 +205,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """
   check_types(config)
   for field, allowed in CHOICES.items():
-    if field == 'model' and models.is_user_model(config.model):
+    spec = user_code_of(field, config[field])
+    if spec is not None:
       try:
-        models.user_module_factory(config.model)
+        user_code.loaded(spec)
       except ValueError as e:
-        raise ConfigError(f'config.{e}') from None
+        raise ConfigError(f'config.{field} {e}') from None
     elif config[field] not in allowed:
       raise ConfigError(f'config.{field}={config[field]!r} is not one of '
                         f'{choices_text(field, allowed)}')
@@ -679,13 +719,7 @@ def checked_setup(config: ml_collections.ConfigDict,
       raise ConfigError('the seeds\' datasets differ in classes: '
                         f'{d.num_classes} {list(d.class_names)} vs '
                         f'{ds.num_classes} {list(ds.class_names)}')
-  if models.is_user_model(config.model):
-    try:
-      models.check_logits(build_model(config, ds.num_classes),
-                          ds.x_train.shape[1:], ds.x_train.dtype,
-                          ds.num_classes, config.model)
-    except ValueError as e:
-      raise ConfigError(f'config.{e}') from None
+  check_user_code(config, ds)
   if per_seed and config.oracle != 'simulated':
     raise ConfigError(
         f"config.oracle={config.oracle!r} labels one pool, but the "

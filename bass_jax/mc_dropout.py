@@ -20,6 +20,7 @@ from jax.sharding import PartitionSpec as P
 
 from bass_jax import sharding
 from bass_jax import uncertainty
+from bass_jax import user_code
 
 ApplyFn = Callable  # (params, x [B, ...], key | None) -> logits [B, C]
 
@@ -267,7 +268,7 @@ def mc_statistics(probs: jax.Array,
   }
   for name in score_names:
     if name not in out:
-      out[name] = SCORE_FNS[name](probs, mean_probs)
+      out[name] = score_fn(name)(probs, mean_probs)
   return out
 
 
@@ -279,6 +280,42 @@ SCORE_FNS = {
     'least_confidence': lambda p, m: uncertainty.least_confidence(m),
     'margin': lambda p, m: uncertainty.margin(m),
 }
+
+
+def score_fn(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
+  """The score `name` as (probs [T, B, C], mean_probs [B, C]) -> [B],
+  higher = more uncertain: one of SCORE_FNS, or a function of one's own
+  ('scores.py:my_score', see `user_code.loaded`) called the same way.
+
+  Raises:
+    ValueError: a function of one's own that cannot be loaded.
+  """
+  if name in SCORE_FNS:
+    return SCORE_FNS[name]
+  return user_code.loaded(name)
+
+
+def check_score(name: str, num_passes: int, num_classes: int) -> None:
+  """Traces (never runs) the score `name` on 3 samples' [T, 3, C] passes.
+
+  Raises:
+    ValueError: "'name' ...": tracing fails (the first line of its error),
+      or it does not return one float score per sample, [3].
+  """
+  probs = jax.ShapeDtypeStruct((num_passes, 3, num_classes), jnp.float32)
+  mean_probs = jax.ShapeDtypeStruct((3, num_classes), jnp.float32)
+  where = f'{name!r} on probs ({num_passes}, 3, {num_classes})'
+  fn = score_fn(name)
+  try:
+    out = jax.eval_shape(fn, probs, mean_probs)
+  except Exception as e:  # pylint: disable=broad-except
+    first = (str(e).strip().splitlines() or [''])[0]
+    raise ValueError(f'{where}: {type(e).__name__}: {first}') from None
+  shape = getattr(out, 'shape', None)
+  if shape != (3,) or not jnp.issubdtype(out.dtype, jnp.floating):
+    got = f'{shape} {out.dtype}' if shape is not None else type(out).__name__
+    raise ValueError(f'{where} returned {got}, expected scores (3,) float '
+                     '(one per sample)')
 
 
 def mc_sweep(apply_fn: ApplyFn, params, x: jax.Array, key: jax.Array,

@@ -10,19 +10,15 @@ is mutated, so MC sampling is a `vmap` over split keys.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
-import importlib
-import importlib.util
 import inspect
 import math
-import os
-import sys
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from bass_jax import user_code
 
 Params = Any
 ApplyFn = Callable[[Params, jax.Array, Optional[jax.Array]], jax.Array]
@@ -368,63 +364,7 @@ MODELS = {'mlp': ToyMLP, 'cnn': PaperCNN, 'softmax': SoftmaxRegression}
 def is_user_model(name: str) -> bool:
   """True for a model named by where its code is, 'file.py:Name' or
   'package.module:Name', rather than one of MODELS."""
-  return ':' in name
-
-
-def user_module_factory(spec: str) -> Callable[..., nn.Module]:
-  """The flax module class (or a function returning a module) `spec` names.
-
-  'nets.py:WideCNN' loads the file (a path, relative to the folder the run
-  starts in); 'my_package.nets:WideCNN' imports the module.
-
-  Raises:
-    ValueError: a spec not of that form, a file or module that cannot be
-      loaded (its error named), or no callable of that name in it.
-  """
-  where, _, attr = spec.rpartition(':')
-  if not where or not attr.isidentifier():
-    raise ValueError(f"model {spec!r}: expected 'file.py:Name' or "
-                     "'package.module:Name'")
-  try:
-    if where.endswith('.py'):
-      if not os.path.isfile(where):
-        raise ValueError(f'model {spec!r}: no file {where!r} (paths are '
-                         f'relative to {os.getcwd()})')
-      path = os.path.abspath(where)
-      module = _loaded_file(path, os.stat(path).st_mtime_ns)
-    else:
-      module = importlib.import_module(where)
-  except ValueError:
-    raise
-  except Exception as e:  # pylint: disable=broad-except
-    # Whatever the user's code raises on import: one line, naming it.
-    raise ValueError(f'model {spec!r}: loading {where} failed: '
-                     f'{type(e).__name__}: {e}') from None
-  factory = getattr(module, attr, None)
-  if not callable(factory):
-    raise ValueError(f'model {spec!r}: {where} has no class or function '
-                     f'{attr!r}')
-  return factory
-
-
-@functools.lru_cache(maxsize=None)
-def _loaded_file(path: str, mtime_ns: int) -> Any:
-  """The Python file at `path` as a module, loaded once per version of it.
-
-  It is registered in sys.modules under a name of its own, as dataclasses
-  (and so flax modules) look their module up there.
-  """
-  name = ('bass_jax_user_model_' +
-          hashlib.sha1(f'{path}:{mtime_ns}'.encode()).hexdigest()[:16])
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[name] = module
-  try:
-    spec.loader.exec_module(module)
-  except BaseException:
-    del sys.modules[name]
-    raise
-  return module
+  return user_code.is_spec(name)
 
 
 def user_module(spec: str, **settings) -> nn.Module:
@@ -434,7 +374,7 @@ def user_module(spec: str, **settings) -> nn.Module:
   Raises:
     ValueError: the factory does not take num_classes, or fails.
   """
-  factory = user_module_factory(spec)
+  factory = user_code.loaded(spec)
   try:
     params = inspect.signature(factory).parameters
   except (TypeError, ValueError):  # No signature to read: offer them all.
@@ -442,13 +382,13 @@ def user_module(spec: str, **settings) -> nn.Module:
   if params is not None and not any(
       p.kind == p.VAR_KEYWORD for p in params.values()):
     if 'num_classes' not in params:
-      raise ValueError(f'model {spec!r}: it must take a num_classes '
+      raise ValueError(f'{spec!r}: it must take a num_classes '
                        'argument (the width of its logits)')
     settings = {k: v for k, v in settings.items() if k in params}
   try:
     return factory(**settings)
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f'model {spec!r}: {type(e).__name__}: {e}') from None
+    raise ValueError(f'{spec!r}: {type(e).__name__}: {e}') from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -533,7 +473,7 @@ def check_logits(model: Model, sample_shape: Sequence[int], dtype,
   """
   x = jax.ShapeDtypeStruct((2,) + tuple(sample_shape), dtype)
   key = jax.eval_shape(lambda: jax.random.key(0))
-  where = f'model {name!r} on inputs {x.shape} {x.dtype}'
+  where = f'{name!r} on inputs {x.shape} {x.dtype}'
   for mode, k in (('deterministic', None), ('with dropout', key)):
     try:
       params = jax.eval_shape(model.init, key, x)

@@ -1,5 +1,6 @@
-"""A model of one's own (`config.model='file.py:Name'` or 'module:Name'):
-loaded, checked against its contract, and run like the built-in ones."""
+"""Code of one's own: a model (`config.model='file.py:Name'` or
+'module:Name') and acquisition scores, loaded, checked against their
+contracts, and run like the built-in ones."""
 
 import json
 import os
@@ -72,7 +73,7 @@ def test_a_module_path_loads_the_same_network(in_repo):
     ('no_such_package_xyz:Net', 'loading no_such_package_xyz failed: '
                                 'ModuleNotFoundError'),
     (f'{NETS}:Nope', "has no class or function 'Nope'"),
-    (f'{NETS}:TinyNet.x', "expected 'file.py:Name'"),
+    (f'{NETS}:TinyNet.x', "expected 'file.py:name'"),
 ])
 def test_a_model_that_cannot_be_found_is_a_config_error(in_repo, model,
                                                        message):
@@ -117,3 +118,52 @@ def test_train_cli_runs_a_model_from_a_file(tmp_path, in_repo):
   again = experiment.run(tiny_config(f'{NETS}:TinyNet'),
                          str(tmp_path / 'again'))
   assert again['val_acc']['per_seed'] == summary['val_acc']['per_seed']
+
+
+SCORES = os.path.join('tests', 'user_scores.py')
+
+
+def toy_rows(config, workdir):
+  ds = data.load_yinyang(num_per_class=100, seed=0)
+  experiment.run(config, str(workdir), dataset=ds)
+  return [{k: r[k] for k in ('iteration', 'seed', 'val_acc', 'num_labels',
+                             'num_train', 'theta')}
+          for r in reporting.read_workdir(str(workdir))['rows']]
+
+
+@pytest.mark.parametrize('field, own, built_in', [
+    ('acquisition', f'{SCORES}:least_confidence_again', 'least_confidence'),
+    ('acquisition', f'power_{SCORES}:bald_again', 'power_bald'),
+])
+def test_a_score_of_ones_own_picks_what_the_built_in_picks(
+    in_repo, tmp_path, field, own, built_in):
+  def config(value):
+    c = yinyang.get_config('active_semi')
+    c.num_iterations, c.num_seeds, c.query_every = 3, 2, 1
+    c.initial_epochs, c.mc_passes_gt = 5, 10
+    setattr(c, field, value)
+    return c
+  mine = toy_rows(config(own), tmp_path / 'own')
+  theirs = toy_rows(config(built_in), tmp_path / 'built_in')
+  assert [r['num_labels'] for r in mine][-1] > mine[0]['num_labels']
+  assert mine == theirs
+
+
+@pytest.mark.parametrize('score, message', [
+    ('per_pass', 'returned (10, 3) float32, expected scores (3,) float'),
+    ('broken', 'TypeError: mul got incompatible shapes for broadcasting'),
+    ('nope', "has no class or function 'nope'"),
+])
+def test_a_score_that_breaks_the_contract_is_a_config_error(in_repo, score,
+                                                           message):
+  ds = data.load_yinyang(num_per_class=20, seed=0)
+  for field, value in (('acquisition', f'{SCORES}:{score}'),
+                       ('acquisition', f'softmax_{SCORES}:{score}'),
+                       ('confident_score', f'{SCORES}:{score}')):
+    config = tiny_config('mlp')
+    config.semi = 'confident'
+    setattr(config, field, value)
+    with pytest.raises(ConfigError) as e:
+      experiment.checked_setup(config, ds)
+    assert str(e.value).startswith(f"config.{field} '{SCORES}:{score}'")
+    assert message in str(e.value) and '\n' not in str(e.value)

@@ -1,0 +1,77 @@
+"""Code of one's own, named in a config by where it is: a model
+(`config.model`) or an acquisition score (`config.acquisition`,
+`config.confident_score`) as 'file.py:name' or 'package.module:name'."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from typing import Any, Callable
+
+
+def is_spec(name: str) -> bool:
+  """True for a name of code of one's own ('nets.py:WideCNN'), which no
+  built-in name contains (they have no ':')."""
+  return ':' in name
+
+
+def loaded(spec: str) -> Callable[..., Any]:
+  """The callable (a class or a function) `spec` names.
+
+  'nets.py:WideCNN' loads the file (a path, relative to the folder the run
+  starts in; each version of it once); 'my_package.nets:WideCNN' imports
+  the module.
+
+  Raises:
+    ValueError: "'spec': ..." for a spec not of that form, a file or
+      module that cannot be loaded (its error named), or no callable of
+      that name in it.
+  """
+  where, _, attr = spec.rpartition(':')
+  if not where or not attr.isidentifier():
+    raise ValueError(f"{spec!r}: expected 'file.py:name' or "
+                     "'package.module:name'")
+  try:
+    if where.endswith('.py'):
+      if not os.path.isfile(where):
+        raise ValueError(f'{spec!r}: no file {where!r} (paths are relative '
+                         f'to {os.getcwd()})')
+      path = os.path.abspath(where)
+      module = _loaded_file(path, os.stat(path).st_mtime_ns)
+    else:
+      module = importlib.import_module(where)
+  except ValueError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    # Whatever the user's code raises on import: one line, naming it.
+    first = (str(e).strip().splitlines() or [''])[0]
+    raise ValueError(f'{spec!r}: loading {where} failed: '
+                     f'{type(e).__name__}: {first}') from None
+  found = getattr(module, attr, None)
+  if not callable(found):
+    raise ValueError(f'{spec!r}: {where} has no class or function {attr!r}')
+  return found
+
+
+@functools.lru_cache(maxsize=None)
+def _loaded_file(path: str, mtime_ns: int) -> Any:
+  """The Python file at `path` as a module, loaded once per version of it.
+
+  It is registered in sys.modules under a name of its own, as dataclasses
+  (and so flax modules) look their module up there.
+  """
+  name = ('bass_jax_user_code_' +
+          hashlib.sha1(f'{path}:{mtime_ns}'.encode()).hexdigest()[:16])
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module
+  try:
+    spec.loader.exec_module(module)
+  except BaseException:
+    del sys.modules[name]
+    raise
+  return module
