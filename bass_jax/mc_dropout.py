@@ -309,8 +309,7 @@ def check_score(name: str, num_passes: int, num_classes: int) -> None:
   try:
     out = jax.eval_shape(fn, probs, mean_probs)
   except Exception as e:  # pylint: disable=broad-except
-    first = (str(e).strip().splitlines() or [''])[0]
-    raise ValueError(f'{where}: {type(e).__name__}: {first}') from None
+    raise ValueError(f'{where}: {user_code.error_line(e)}') from None
   shape = getattr(out, 'shape', None)
   if shape != (3,) or not jnp.issubdtype(out.dtype, jnp.floating):
     got = f'{shape} {out.dtype}' if shape is not None else type(out).__name__

@@ -388,7 +388,7 @@ def user_module(spec: str, **settings) -> nn.Module:
   try:
     return factory(**settings)
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f'{spec!r}: {type(e).__name__}: {e}') from None
+    raise ValueError(f'{spec!r}: {user_code.error_line(e)}') from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -479,9 +479,8 @@ def check_logits(model: Model, sample_shape: Sequence[int], dtype,
       params = jax.eval_shape(model.init, key, x)
       out = jax.eval_shape(model.apply, params, x, k)
     except Exception as e:  # pylint: disable=broad-except
-      first = (str(e).strip().splitlines() or [''])[0]
-      raise ValueError(f'{where} ({mode}): {type(e).__name__}: '
-                       f'{first}') from None
+      raise ValueError(f'{where} ({mode}): {user_code.error_line(e)}'
+                       ) from None
     shape = getattr(out, 'shape', None)
     if shape != (2, num_classes) or not jnp.issubdtype(out.dtype,
                                                        jnp.floating):

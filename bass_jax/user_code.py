@@ -48,13 +48,19 @@ def loaded(spec: str) -> Callable[..., Any]:
     raise
   except Exception as e:  # pylint: disable=broad-except
     # Whatever the user's code raises on import: one line, naming it.
-    first = (str(e).strip().splitlines() or [''])[0]
     raise ValueError(f'{spec!r}: loading {where} failed: '
-                     f'{type(e).__name__}: {first}') from None
+                     f'{error_line(e)}') from None
   found = getattr(module, attr, None)
   if not callable(found):
     raise ValueError(f'{spec!r}: {where} has no class or function {attr!r}')
   return found
+
+
+def error_line(e: BaseException) -> str:
+  """'TypeError: <the first line of its message>': what one's own code
+  raised, for a one-line error (JAX's trace errors run to many lines)."""
+  first = (str(e).strip().splitlines() or [''])[0]
+  return f'{type(e).__name__}: {first}'
 
 
 @functools.lru_cache(maxsize=None)
