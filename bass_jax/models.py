@@ -239,6 +239,8 @@ class SameConv(nn.Module):
   shapes, init), computed as `impl` says:
 
   'fast_grad': `conv_same_fast_grad` (native forward, fast custom gradient).
+  'xla': `conv_same` with autodiff's gradients (what GPUs and TPUs run best;
+    'auto' of `resolved_conv_impl` picks between the two by platform).
   'patches': shifted slices + one matmul: the earlier CPU training form,
     which materialises k*k shifted copies of the input; kept because a conv
     batched over seeds' weights becomes a batched matmul here rather than a
@@ -246,15 +248,18 @@ class SameConv(nn.Module):
   """
   features: int
   kernel_size: int = 3
-  impl: str = 'fast_grad'
+  impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k, c = self.kernel_size, x.shape[-1]
     kernel = self.param('kernel', glorot, (k, k, c, self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
-    if self.impl == 'patches':
+    impl = resolved_conv_impl(self.impl)
+    if impl == 'patches':
       y = shifted_patches(x, k) @ kernel.reshape(k * k * c, self.features)
+    elif impl == 'xla':
+      y = conv_same(x, kernel)
     else:
       y = conv_same_fast_grad(x, kernel)
     return y + bias
@@ -369,7 +374,8 @@ def is_user_model(name: str) -> bool:
 
 def user_module(spec: str, **settings) -> nn.Module:
   """The module of a user model, given those of `settings` (num_classes,
-  dropout_rate, dropout_bits, negative_slope, mask_impl) its factory takes.
+  dropout_rate, dropout_bits, negative_slope, mask_impl, conv_impl) its
+  factory takes.
 
   Raises:
     ValueError: the factory does not take num_classes, or fails.
@@ -441,7 +447,8 @@ def build_model(name: str, num_classes: int, dropout_rate: float = 0.33,
   elif is_user_model(name):
     module = user_module(name, num_classes=num_classes,
                          dropout_rate=dropout_rate, dropout_bits=dropout_bits,
-                         negative_slope=negative_slope, mask_impl=mask_impl)
+                         negative_slope=negative_slope, mask_impl=mask_impl,
+                         conv_impl=resolved_conv_impl(conv_impl))
   else:
     raise ValueError(f'unknown model {name!r}; known: {sorted(MODELS)}, or '
                      "one of your own as 'file.py:Name'")

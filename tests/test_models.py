@@ -171,3 +171,27 @@ def test_conv_impls_share_params_and_outputs(impl):
   for key in (None, jax.random.key(2)):
     np.testing.assert_allclose(fast.apply(params, x, key),
                                other.apply(params, x, key), atol=1e-5)
+
+
+@pytest.mark.parametrize('impl', ['xla', 'patches', 'auto'])
+def test_same_conv_impls_equal_nn_conv(impl):
+  """SameConv (what a model of one's own uses) is nn.Conv 3x3 'SAME' with
+  its parameters, outputs and gradients, whatever computes it."""
+  x = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+  conv = models.SameConv(5, impl=impl)
+  ref = nn.Conv(5, (3, 3), padding='SAME')
+  params = conv.init(jax.random.key(0), x)
+  assert (jax.tree_util.tree_structure(params) ==
+          jax.tree_util.tree_structure(ref.init(jax.random.key(0), x)))
+  params = jax.tree_util.tree_map(
+      lambda p: jax.random.normal(jax.random.key(3), p.shape), params)
+
+  def loss(module, p):
+    return jnp.sum(jnp.sin(module.apply(p, x)))
+
+  np.testing.assert_allclose(loss(conv, params), loss(ref, params),
+                             rtol=1e-5)
+  for a, b in zip(jax.tree_util.tree_leaves(jax.grad(
+      functools.partial(loss, conv))(params)), jax.tree_util.tree_leaves(
+          jax.grad(functools.partial(loss, ref))(params))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
