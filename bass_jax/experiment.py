@@ -180,19 +180,18 @@ def check_user_code(config: ml_collections.ConfigDict,
   Raises:
     ConfigError: naming the field, the code and what it did.
   """
-  checks = {'model': lambda spec: models.check_logits(
-      build_model(config, ds.num_classes), ds.x_train.shape[1:],
-      ds.x_train.dtype, ds.num_classes, spec)}
-  for field in ('acquisition', 'confident_score'):
-    checks[field] = lambda spec: mc_dropout.check_score(
-        spec, config.mc_passes_pool, ds.num_classes)
   for field in USER_CODE_FIELDS:
     spec = user_code_of(field, config[field])
     if spec is None or (field == 'confident_score' and
                         config.semi != 'confident'):
       continue
     try:
-      checks[field](spec)
+      if field == 'model':
+        models.check_logits(build_model(config, ds.num_classes),
+                            ds.x_train.shape[1:], ds.x_train.dtype,
+                            ds.num_classes, spec)
+      else:
+        mc_dropout.check_score(spec, config.mc_passes_pool, ds.num_classes)
     except ValueError as e:
       raise ConfigError(f'config.{field} {e}') from None
 
