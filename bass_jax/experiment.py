@@ -566,17 +566,32 @@ def build_model(config, num_classes: int) -> models.Model:
                             config.mask_impl, config.conv_impl)
 
 
-def preferred_seed_strategy(config: ml_collections.ConfigDict) -> str:
+def preferred_seed_strategy(config: ml_collections.ConfigDict,
+                            ds: data_lib.Dataset) -> str:
   """config.seed_strategy with 'auto' resolved, before any mesh check.
 
-  'auto' maps the CNN's seeds on a CPU (a convolution batched over seeds'
-  weights is a grouped convolution, which XLA:CPU ran the MC sweep with
-  ~13x slower than 4 seeds one after another) and vmaps everything else.
+  'auto' maps the seeds of a convolutional network on a CPU (a convolution
+  batched over seeds' weights is a grouped convolution, which XLA:CPU ran
+  the MC sweep with ~13x slower than 4 seeds one after another) and vmaps
+  everything else.
   """
   if config.seed_strategy != 'auto':
     return config.seed_strategy
   cpu = jax.devices()[0].platform == 'cpu'
-  return 'map' if cpu and config.model == 'cnn' else 'vmap'
+  return 'map' if cpu and is_convolutional(config, ds) else 'vmap'
+
+
+def is_convolutional(config: ml_collections.ConfigDict,
+                     ds: data_lib.Dataset) -> bool:
+  """Whether the config's model has convolution kernels (parameters of 3
+  or more axes): the CNN, or a model of one's own, traced on ds's inputs."""
+  if not models.is_user_model(config.model):
+    return config.model == 'cnn'
+  model = build_model(config, ds.num_classes)
+  x = jax.ShapeDtypeStruct((1,) + ds.x_train.shape[1:], ds.x_train.dtype)
+  params = jax.eval_shape(model.init, jax.eval_shape(
+      lambda: jax.random.key(0)), x)
+  return any(p.ndim >= 3 for p in jax.tree_util.tree_leaves(params))
 
 
 def mesh_axis_sizes(config: ml_collections.ConfigDict, ds: data_lib.Dataset,
@@ -590,23 +605,23 @@ def mesh_axis_sizes(config: ml_collections.ConfigDict, ds: data_lib.Dataset,
   return sharding.auto_axis_sizes(
       num_devices, config.num_seeds,
       (ds.x_train.shape[0], ds.x_test.shape[0], config.batch_size),
-      one_axis=preferred_seed_strategy(config) == 'map')
+      one_axis=preferred_seed_strategy(config, ds) == 'map')
 
 
-def seed_strategy(config: ml_collections.ConfigDict,
-                  mesh: jax.sharding.Mesh) -> str:
+def seed_strategy(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+                  ds: data_lib.Dataset) -> str:
   """'vmap' or 'map' for the seed axis (see `loop.over_seeds`).
 
   'auto': see `preferred_seed_strategy`. 'map' cannot shard the seed axis
   of a mesh that also splits the data.
   """
-  strategy = preferred_seed_strategy(config)
+  strategy = preferred_seed_strategy(config, ds)
   sizes = sharding.mesh_sizes(mesh)
   if strategy == 'map' and sizes[sharding.SEED] > 1 and sizes[
       sharding.DATA] > 1:
     chosen = ("config.seed_strategy='map'" if config.seed_strategy == 'map'
-              else "config.seed_strategy='auto' (which maps the CNN's seeds "
-              'on a CPU)')
+              else "config.seed_strategy='auto' (which maps a convolutional "
+              "network's seeds on a CPU)")
     raise ConfigError(f"{chosen} cannot split seeds over a mesh with both "
                       "'seed' and 'data' axes > 1; pass "
                       "--config.seed_strategy=vmap, or use a mesh of one of "
@@ -656,7 +671,7 @@ def build(config: ml_collections.ConfigDict,
   pool = sharding.put(stacked_pool(datasets), on_pool)
   state = sharding.put(initial_states(config, model, optimizer, datasets),
                        on_seeds)
-  strategy = seed_strategy(config, mesh)
+  strategy = seed_strategy(config, mesh, ds)
   step = jax.jit(loop.seeds_iteration(cfg, model.apply, optimizer, mesh,
                                       strategy, per_seed),
                  in_shardings=(on_seeds, on_pool),
@@ -729,7 +744,7 @@ def checked_setup(config: ml_collections.ConfigDict,
   sharding.check_divisible(sizes, config.num_seeds, ds.x_train.shape[0],
                            ds.x_test.shape[0])
   check_batch_divisible(config.batch_size, sizes[sharding.DATA])
-  seed_strategy(config, mesh)  # Its check; build asks again for the value.
+  seed_strategy(config, mesh, ds)  # Its check; build asks again.
   if config.prng_impl != 'threefry2x32' and sizes[sharding.DATA] > 1:
     # XLA's RngBitGenerator draws a batch of keys' bits together, not key by
     # key: a sample's masks would depend on the samples sharing its shard.

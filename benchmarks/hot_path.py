@@ -1044,8 +1044,8 @@ def seed_layout(config, ds, num_seeds: int, strategy: str, benchmark: str,
   run = functools.partial(run_steps, step, jax.device_get(vm.state), vm.pool,
                           iterations, shardings)
   return SeedLayout(benchmark, len(devices), mesh_shape, strategy,
-                    experiment.seed_strategy(c, vm.mesh), vm.per_seed_data,
-                    compile_s, run)
+                    experiment.seed_strategy(c, vm.mesh, vm.dataset),
+                    vm.per_seed_data, compile_s, run)
 
 
 def single_seed_runs(config, ds, num_seeds: int, device, iterations: int
@@ -1259,7 +1259,8 @@ def _one_core_worker(core: int, config, ds, iterations: int, repeats: int,
   seq_s, (multi_s,) = interleaved_seconds(
       sequential, [lambda: run_steps(multi_step, multi_host, multi.pool,
                                      iterations, device)], repeats, 0)
-  results.put((experiment.seed_strategy(config, multi.mesh), seq_s, multi_s))
+  results.put((experiment.seed_strategy(config, multi.mesh, multi.dataset),
+               seq_s, multi_s))
 
 
 def bench_seeds_one_core(args, em: Emitter, name: str, config, ds,

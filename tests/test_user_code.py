@@ -167,3 +167,19 @@ def test_a_score_that_breaks_the_contract_is_a_config_error(in_repo, score,
       experiment.checked_setup(config, ds)
     assert str(e.value).startswith(f"config.{field} '{SCORES}:{score}'")
     assert message in str(e.value) and '\n' not in str(e.value)
+
+
+def test_auto_maps_the_seeds_of_a_convolutional_model_on_a_cpu(in_repo):
+  ds = data.load_yinyang(num_per_class=20, seed=0)
+  config = tiny_config(f'{NETS}:TinyNet')
+  assert not experiment.is_convolutional(config, ds)
+  assert experiment.preferred_seed_strategy(config, ds) == 'vmap'
+  images = data.Dataset(
+      x_train=np.zeros((8, 6, 6, 1), np.float32), y_train=np.zeros(8, int),
+      x_test=np.zeros((4, 6, 6, 1), np.float32), y_test=np.zeros(4, int),
+      num_classes=2, name='images')
+  config.model = f'{NETS}:TinyCNN'
+  assert experiment.is_convolutional(config, images)
+  assert experiment.preferred_seed_strategy(config, images) == 'map'
+  config.seed_strategy = 'vmap'
+  assert experiment.preferred_seed_strategy(config, images) == 'vmap'

@@ -53,3 +53,16 @@ class NoClasses(nn.Module):
   @nn.compact
   def __call__(self, x, deterministic=True, seed=None):
     return nn.Dense(2)(x.reshape((x.shape[0], -1)))
+
+
+class TinyCNN(nn.Module):
+  """One 3x3 convolution (models.SameConv) and dropout, then logits."""
+  num_classes: int
+  dropout_rate: float = 0.5
+  conv_impl: str = 'auto'
+
+  @nn.compact
+  def __call__(self, x, deterministic=True, seed=None):
+    x = nn.relu(models.SameConv(4, impl=self.conv_impl)(x))
+    x = models.MaskDropout(self.dropout_rate)(x, deterministic, seed)
+    return nn.Dense(self.num_classes)(x.reshape((x.shape[0], -1)))
