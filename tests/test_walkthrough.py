@@ -89,3 +89,31 @@ def test_walkthrough_as_written(tmp_path):
                 for r in predicted)
   assert correct / len(predicted) > 0.8
   assert (tmp_path / 'workdirs/my_images/report/learning_curves.png').exists()
+
+
+def test_from_python_as_written(tmp_path, monkeypatch):
+  """The README's 'From Python' snippets on a small .npz, with fewer
+  iterations and seeds (the one line changed)."""
+  text = (REPO / 'README.md').read_text()
+  run_snippet, step_snippet = re.findall(
+      r'<!-- from-python -->\n```python\n(.*?)```', text, re.S)
+  assert 'config.num_seeds = 3' in run_snippet
+  run_snippet = run_snippet.replace(
+      'config.num_seeds = 3',
+      'config.num_seeds, config.num_iterations = 2, 2\n'
+      'config.initial_epochs, config.mc_passes_pool = 3, 2')
+  rng = np.random.default_rng(0)
+  monkeypatch.chdir(tmp_path)
+  np.savez('my_data.npz',
+           x_train=rng.uniform(size=(120, 8, 8, 1)).astype(np.float32),
+           y_train=np.arange(120) % 10,
+           x_test=rng.uniform(size=(40, 8, 8, 1)).astype(np.float32),
+           y_test=np.arange(40) % 10)
+  scope = {}
+  exec(run_snippet, scope)  # pylint: disable=exec-used
+  assert scope['summary']['num_seeds'] == 2
+  assert len(scope['rows']) == 3 * 2  # Iterations 0-2, 2 seeds.
+  assert (tmp_path / 'workdirs' / 'mine' / 'summary.json').exists()
+  exec(step_snippet, scope)  # pylint: disable=exec-used
+  assert np.asarray(scope['metrics']['val_acc']).shape == (2,)
+  assert np.asarray(scope['metrics']['iteration']).tolist() == [1, 1]
