@@ -554,9 +554,12 @@ def results(runs: Sequence[dict], rows: Sequence[dict],
           'runs': entries}
 
 
-def markdown_table(rows: Sequence[dict], target: float | None = None,
-                   baseline: str | None = None) -> str:
-  """The table in the layout of the paper's tables, paper beside ours.
+def table_cells(rows: Sequence[dict], target: float | None = None,
+                baseline: str | None = None
+                ) -> tuple[list[str], list[list[str]]]:
+  """(column heads, one list of cells per row): the table in the layout of
+  the paper's tables, paper beside ours, as markdown_table and latex_table
+  print it.
 
   With `target` (the fraction given to table_rows) a column of the median
   labels to reach it, e.g. '130 (3/3 seeds)', or '> 220 (1/3 seeds)' where
@@ -565,42 +568,72 @@ def markdown_table(rows: Sequence[dict], target: float | None = None,
   the paired difference, e.g. '+7.98 ± 2.18 (SE 0.73, p 0.002)', and the seeds
   ahead of the baseline, e.g. '10/10', or '0/10 (10 tied)'.
   """
-  head = '| experiment | labels | paper % | ours % (mean ± std) | seeds |'
-  rule = '| --- | --- | --- | --- | --- |'
+  head = ['experiment', 'labels', 'paper %', 'ours % (mean ± std)', 'seeds']
   if target is not None:
-    head += f' labels to {100 * target:g} % (median) |'
-    rule += ' --- |'
+    head.append(f'labels to {100 * target:g} % (median)')
   if baseline is not None:
-    head += (f' vs {baseline}, paired (points, mean ± std; SE, sign-flip '
-             'p) |'
-             ' seeds ahead |')
-    rule += ' --- | --- |'
-  lines = [head + ' wall s |', rule + ' --- |']
+    head += [f'vs {baseline}, paired (points, mean ± std; SE, sign-flip p)',
+             'seeds ahead']
+  head.append('wall s')
+  body = []
   for r in rows:
     paper = '–' if r['paper'] is None else f"{r['paper']:.2f}"
-    wall = '–' if r['wall_s'] is None else f"{r['wall_s']:.0f}"
-    line = (f"| {r['experiment']} | {r['labels']} | {paper} | "
-            f"{r['mean']:.2f} ± {r['std']:.2f} | {r['seeds']} |")
+    cells = [r['experiment'], str(r['labels']), paper,
+             f"{r['mean']:.2f} ± {r['std']:.2f}", str(r['seeds'])]
     if target is not None:
       n = r['labels_to_target']
       median = f'> {r["labels"]}' if n is None else f'{n:g}'
-      line += f" {median} ({r['reached']}/{r['seeds']} seeds) |"
+      cells.append(f"{median} ({r['reached']}/{r['seeds']} seeds)")
     if baseline is not None:
-      line += _paired_cells(r)
-    lines.append(f'{line} {wall} |')
-  return '\n'.join(lines) + '\n'
+      cells += _paired_cells(r)
+    cells.append('–' if r['wall_s'] is None else f"{r['wall_s']:.0f}")
+    body.append(cells)
+  return head, body
 
 
-def _paired_cells(row: dict) -> str:
-  """The two paired-difference cells of a markdown_table row."""
+def markdown_table(rows: Sequence[dict], target: float | None = None,
+                   baseline: str | None = None) -> str:
+  """table_cells as a markdown table."""
+  head, body = table_cells(rows, target, baseline)
+  line = lambda cells: '|' + ''.join(f' {c} |' if c else ' |' for c in cells)
+  return '\n'.join([line(head), line(['---'] * len(head))] +
+                   [line(cells) for cells in body]) + '\n'
+
+
+_LATEX_SPECIAL = {'\\': r'\textbackslash{}', '&': r'\&', '%': r'\%',
+                  '$': r'\$', '#': r'\#', '_': r'\_', '{': r'\{',
+                  '}': r'\}', '~': r'\textasciitilde{}',
+                  '^': r'\textasciicircum{}', '±': r'$\pm$', '–': '--',
+                  '<': r'$<$', '>': r'$>$'}
+
+
+def latex_text(text: str) -> str:
+  """`text` as LaTeX typesets it: its special characters escaped, ± as
+  a math-mode plus-minus."""
+  return ''.join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def latex_table(rows: Sequence[dict], target: float | None = None,
+                baseline: str | None = None) -> str:
+  """table_cells as a LaTeX tabular (booktabs rules), for a paper."""
+  head, body = table_cells(rows, target, baseline)
+  line = lambda cells: ' & '.join(latex_text(c) for c in cells) + r' \\'
+  return '\n'.join(
+      [r'\begin{tabular}{l' + 'r' * (len(head) - 1) + '}', r'\toprule',
+       line(head), r'\midrule'] + [line(cells) for cells in body] +
+      [r'\bottomrule', r'\end{tabular}']) + '\n'
+
+
+def _paired_cells(row: dict) -> list[str]:
+  """The two paired-difference cells of a table_cells row."""
   if row['paired_mean'] is None:
-    return ' (baseline) | |'
+    return ['(baseline)', '']
   se = row['paired_std_error']
   se = '' if se is None else f' (SE {se:.2f}, p {_p_text(row["paired_p"])})'
   tied = row['paired_tied']
   tied = f' ({tied} tied)' if tied else ''
-  return (f" {row['paired_mean']:+.2f} ± {row['paired_std']:.2f}{se} |"
-          f" {row['paired_better']}/{row['paired_seeds']}{tied} |")
+  return [f"{row['paired_mean']:+.2f} ± {row['paired_std']:.2f}{se}",
+          f"{row['paired_better']}/{row['paired_seeds']}{tied}"]
 
 
 def _p_text(p: float) -> str:

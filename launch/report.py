@@ -3,8 +3,8 @@ r"""Tables and plots from one or more workdirs.
   python launch/report.py --workdir=workdirs/table1/initial \
       --workdir=workdirs/table1/active_semi --out=workdirs/report
 
-Writes into --out: table.md and table.csv (mean ± std over seeds, the
-paper's number beside ours), results.json (the same rows with every seed's
+Writes into --out: table.md, table.tex (a booktabs tabular for a paper) and
+table.csv (mean ± std over seeds, the paper's number beside ours), results.json (the same rows with every seed's
 numbers, the fields the runs differ in, units stated), learning_curves.png (validation accuracy vs
 iteration, Fig. 3 style) and labels.png (labels, |D| and pseudo-label
 accuracy over iterations) unless every run is an initial model of one
@@ -144,6 +144,10 @@ def main(argv):
       None if baseline is None else reporting.label_of(runs[baseline]))
   with open(os.path.join(_OUT.value, 'table.md'), 'w') as f:
     f.write(table)
+  with open(os.path.join(_OUT.value, 'table.tex'), 'w') as f:
+    f.write(reporting.latex_table(
+        rows, target,
+        None if baseline is None else reporting.label_of(runs[baseline])))
   reporting.write_csv(os.path.join(_OUT.value, 'table.csv'), rows)
   experiment.write_json(os.path.join(_OUT.value, 'results.json'), dict(
       reporting.results(runs, rows, target, baseline,

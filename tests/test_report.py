@@ -67,6 +67,8 @@ def test_report_writes_tables_and_plots(workdirs, tmp_path):
   for name in ('learning_curves.png', 'labels.png', 'accuracy_vs_labels.png',
                'paired_curves.png'):
     assert_nontrivial_png(tmp_path / name)
+  tex = (tmp_path / 'table.tex').read_text()
+  assert tex.count(r'\\') == 3 and 'yinyang:active\\_semi' in tex
   # results.json: the same rows, seed by seed.
   got = json.loads((tmp_path / 'results.json').read_text())
   assert got['paired_with'] == 'yinyang:supervised_80'
@@ -394,6 +396,37 @@ def test_results_hold_every_seed_of_merged_and_paired_runs():
   assert json.loads(json.dumps(got)) == got  # JSON as it stands.
 
 
+def test_latex_table_golden():
+  rows = [{'experiment': 'mnist:semi_100,small', 'labels': 100,
+           'paper': 96.08, 'mean': 78.16, 'std': 3.95, 'seeds': 10,
+           'wall_s': 749.2, 'labels_to_target': None, 'reached': 3,
+           'paired_mean': 3.44, 'paired_std': 2.42, 'paired_std_error': 0.81,
+           'paired_p': 0.004, 'paired_better': 9, 'paired_tied': 0,
+           'paired_seeds': 10},
+          {'experiment': 'mnist:supervised_100,small', 'labels': 100,
+           'paper': None, 'mean': 74.71, 'std': 2.11, 'seeds': 10,
+           'wall_s': None, 'labels_to_target': 130.0, 'reached': 10,
+           'paired_mean': None}]
+  assert reporting.latex_table(rows, 0.95, 'supervised_100') == (
+      '\\begin{tabular}{lrrrrrrrr}\n\\toprule\n'
+      'experiment & labels & paper \\% & ours \\% (mean $\\pm$ std) & seeds & '
+      'labels to 95 \\% (median) & vs supervised\\_100, paired (points, '
+      'mean $\\pm$ std; SE, sign-flip p) & seeds ahead & wall s \\\\\n'
+      '\\midrule\n'
+      'mnist:semi\\_100,small & 100 & 96.08 & 78.16 $\\pm$ 3.95 & 10 & '
+      '$>$ 100 (3/10 seeds) & +3.44 $\\pm$ 2.42 (SE 0.81, p 0.004) & '
+      '9/10 & 749 \\\\\n'
+      'mnist:supervised\\_100,small & 100 & -- & 74.71 $\\pm$ 2.11 & 10 & '
+      '130 (10/10 seeds) & (baseline) &  & -- \\\\\n'
+      '\\bottomrule\n\\end{tabular}\n')
+  assert reporting.latex_text('a_b & 5% {x} ~^\\ #$') == (
+      'a\\_b \\& 5\\% \\{x\\} \\textasciitilde{}\\textasciicircum{}'
+      '\\textbackslash{} \\#\\$')
+  # The markdown table of the same rows keeps its layout.
+  assert reporting.markdown_table(rows).splitlines()[2] == (
+      '| mnist:semi_100,small | 100 | 96.08 | 78.16 ± 3.95 | 10 | 749 |')
+
+
 def test_namesakes_are_labelled_by_the_fields_they_differ_in():
   # An ablation over --config.acquisition_beta once gave three table rows
   # and legend entries all named 'mnist:supervised_100'.
@@ -619,6 +652,7 @@ def test_report_of_initial_models_plots_them_against_labels_only(tmp_path):
   assert status == 0, err
   assert '| mnist:supervised_1000 | 1000 | 96.24 | 96.10 ± 0.10 |' in stdout
   assert sorted(p.name for p in out.iterdir()) == [
-      'accuracy_vs_labels.png', 'table.csv', 'table.md']
+      'accuracy_vs_labels.png', 'results.json', 'table.csv', 'table.md',
+      'table.tex']
   assert any('every run is an initial model' in l for l in err), err
   assert_nontrivial_png(out / 'accuracy_vs_labels.png')
