@@ -79,7 +79,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.test_size = 0              # 0 = the whole test split.
   c.pixel_scale = 1 / 256      # The original code's scaling.
   # Model.
-  c.model = 'cnn'              # 'mlp' | 'cnn' | 'softmax'.
+  c.model = 'cnn'              # 'mlp' | 'cnn' | 'softmax' | your own flax
+                               # module, 'file.py:Name' (README).
   c.dropout_rate = 0.33
   c.dropout_bits = 32          # Random bits per mask element: 32, 16 or 8.
   c.mask_impl = 'hash'         # Mask bits: 'hash' (keyed counter hash, fast)
@@ -107,14 +108,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.epochs_per_iteration = 1
   c.semi = 'all'               # 'none' | 'stepwise' | 'all' | 'confident'.
   c.confident_k = 10           # Samples added per iteration by 'confident'.
-  c.confident_score = 'entropy'  # 'confident' adds the lowest of this score.
+  c.confident_score = 'entropy'  # 'confident' adds the lowest of this score
+                                 # (a score name or 'file.py:fn').
   c.acquisition = 'entropy'    # 'none', a score name (its top k), a
                                # score drawn in proportion to a weight
                                # (power_<score>: score^beta, softmax_:
                                # exp(beta score), softrank_: rank^-beta;
                                # Kirsch et al. 2023), 'batchbald'
                                # (Kirsch et al. 2019), 'random',
-                               # 'above_average' (eq. 14), 'above_theta'.
+                               # 'above_average' (eq. 14), 'above_theta';
+                               # a score may be your own, 'file.py:fn'.
   c.acquisition_beta = 1.0     # beta of power_/softmax_/softrank_ picks.
   # BatchBALD: it picks among the pool's `batchbald_candidates` highest
   # BALD, from `batchbald_passes` consistent-dropout passes over them (one
