@@ -35,17 +35,16 @@ def loaded(spec: str) -> Callable[..., Any]:
   if not where or not attr.isidentifier():
     raise ValueError(f"{spec!r}: expected 'file.py:name' or "
                      "'package.module:name'")
+  is_file = where.endswith('.py')
+  if is_file and not os.path.isfile(where):
+    raise ValueError(f'{spec!r}: no file {where!r} (paths are relative to '
+                     f'{os.getcwd()})')
   try:
-    if where.endswith('.py'):
-      if not os.path.isfile(where):
-        raise ValueError(f'{spec!r}: no file {where!r} (paths are relative '
-                         f'to {os.getcwd()})')
+    if is_file:
       path = os.path.abspath(where)
       module = _loaded_file(path, os.stat(path).st_mtime_ns)
     else:
       module = importlib.import_module(where)
-  except ValueError:
-    raise
   except Exception as e:  # pylint: disable=broad-except
     # Whatever the user's code raises on import: one line, naming it.
     raise ValueError(f'{spec!r}: loading {where} failed: '

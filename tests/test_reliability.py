@@ -470,8 +470,10 @@ CASES = [
          ('returned (2, 3) float32, expected logits (2, 2)',),
          workdir='fresh'),
     Case('user_model_import_fails', ('--config.model={tmp}/nets.py:Net',),
-         ('loading {tmp}/nets.py failed: ZeroDivisionError',),
-         setup=lambda tmp, _: (tmp / 'nets.py').write_text('1 / 0\n'),
+         ('loading {tmp}/nets.py failed: ModuleNotFoundError',
+          'no_such_module_xyz'),
+         setup=lambda tmp, _: (tmp / 'nets.py').write_text(
+             'import no_such_module_xyz\n'),
          workdir='fresh'),
     Case('batch_not_divisible_by_devices',
          ('--config.batch_size=255', '--config.mesh_shape=data:-1'),

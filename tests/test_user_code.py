@@ -82,6 +82,15 @@ def test_a_model_that_cannot_be_found_is_a_config_error(in_repo, model,
   assert str(e.value).startswith('config.model')
 
 
+def test_an_error_on_import_is_named_in_one_line(tmp_path):
+  # A ValueError from the user's code is theirs, not a bad spec: named.
+  (tmp_path / 'nets.py').write_text('import math\nmath.log(-1)\n')
+  with pytest.raises(ConfigError, match=re.escape(
+      f"config.model '{tmp_path}/nets.py:Net': loading {tmp_path}/nets.py "
+      'failed: ValueError: math domain error')):
+    experiment.validate_config(tiny_config(f'{tmp_path}/nets.py:Net'))
+
+
 @pytest.mark.parametrize('name, message', [
     ('ThreeLogits', 'returned (2, 3) float32, expected logits (2, 2) float'),
     ('NoSeed', "TypeError: NoSeed.__call__() got an unexpected keyword "
