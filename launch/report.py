@@ -122,6 +122,32 @@ def decision_panel(run: dict, runs: list[dict], out: str) -> str | None:
       os.path.join(out, f'decision_{name}.png'))
 
 
+def write_tables(runs: list[dict], target: float | None,
+                 baseline: int | None, out: str) -> tuple[str, list[str]]:
+  """table.md, table.tex, table.csv and results.json of the runs in `out`.
+
+  Returns:
+    (the markdown table, the paths written).
+  """
+  from bass_jax import experiment  # pylint: disable=g-import-not-at-top
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  rows = reporting.table_rows(runs, target, baseline)
+  label = None if baseline is None else reporting.label_of(runs[baseline])
+  table = reporting.markdown_table(rows, target, label)
+  paths = [os.path.join(out, name) for name in
+           ('table.md', 'table.tex', 'table.csv', 'results.json')]
+  with open(paths[0], 'w') as f:
+    f.write(table)
+  with open(paths[1], 'w') as f:
+    f.write(reporting.latex_table(rows, target, label))
+  reporting.write_csv(paths[2], rows)
+  experiment.write_json(paths[3], dict(
+      reporting.results(runs, rows, target, baseline,
+                        experiment.PLACEMENT_FIELDS),
+      command=shlex.join(['python', 'launch/report.py'] + sys.argv[1:])))
+  return table, paths
+
+
 def main(argv):
   del argv
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
@@ -138,22 +164,7 @@ def main(argv):
   target = None if _TARGET.value is None else _TARGET.value / 100
   baseline = (None if _PAIRED.value is None
               else reporting.baseline_index(runs, _PAIRED.value))
-  rows = reporting.table_rows(runs, target, baseline)
-  table = reporting.markdown_table(
-      rows, target,
-      None if baseline is None else reporting.label_of(runs[baseline]))
-  with open(os.path.join(_OUT.value, 'table.md'), 'w') as f:
-    f.write(table)
-  with open(os.path.join(_OUT.value, 'table.tex'), 'w') as f:
-    f.write(reporting.latex_table(
-        rows, target,
-        None if baseline is None else reporting.label_of(runs[baseline])))
-  reporting.write_csv(os.path.join(_OUT.value, 'table.csv'), rows)
-  experiment.write_json(os.path.join(_OUT.value, 'results.json'), dict(
-      reporting.results(runs, rows, target, baseline,
-                        experiment.PLACEMENT_FIELDS),
-      command=shlex.join(['python', 'launch/report.py'] + sys.argv[1:])))
-  written = []
+  table, written = write_tables(runs, target, baseline, _OUT.value)
   if reporting.any_run_iterates(runs):
     written += [reporting.plot_learning_curves(
         runs, os.path.join(_OUT.value, 'learning_curves.png')),
