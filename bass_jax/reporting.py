@@ -10,6 +10,7 @@ import collections
 import csv
 import json
 import os
+import re
 from typing import Any, Sequence
 
 import numpy as np
@@ -114,11 +115,19 @@ def experiment_label(name: str, variant: str) -> str:
   return f"{name or 'run'}:{variant or '-'}"
 
 
+def natural_key(name: str) -> list[tuple[int, Any]]:
+  """A sort key that orders the numbers in names by value:
+  'bald-mc_passes_pool=2' before 'bald-mc_passes_pool=10'."""
+  parts = re.split(r'(\d+(?:\.\d+)?)', name)
+  return [(1, float(p)) if i % 2 else (0, p) for i, p in enumerate(parts)]
+
+
 def sweep_order(sweep_dir: str, rows: list[str]) -> list[str]:
   """Row workdirs in the order the sweep ran them (its summaries.json, by
   their 'row' folder names, or by variant in a sweep written before rows
   were named there); rows it does not list (an unfinished sweep) follow,
-  alphabetically."""
+  by name, numbers by value (natural_key)."""
+  rows = sorted(rows, key=natural_key)
   try:
     with open(os.path.join(sweep_dir, 'summaries.json')) as f:
       summaries = json.load(f)
@@ -135,7 +144,7 @@ def sweep_order(sweep_dir: str, rows: list[str]) -> list[str]:
     except DataError:
       return len(variants)
     return variants.index(variant) if variant in variants else len(variants)
-  return sorted(rows, key=rank)  # Stable: ties stay alphabetical.
+  return sorted(rows, key=rank)  # Stable: ties stay in natural order.
 
 
 def label_of(run: dict) -> str:

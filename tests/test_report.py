@@ -313,8 +313,11 @@ def test_sweep_rows_are_reported_in_sweep_order(tmp_path):
     (tmp_path / folder / 'config.json').write_text(
         f'{{"variant": "{variant}"}}')
     rows.append(str(tmp_path / folder))
-  # An unfinished sweep (no summaries.json): alphabetical.
+  # An unfinished sweep (no summaries.json): by name, numbers by value.
   assert reporting.sweep_order(str(tmp_path), rows) == rows
+  assert reporting.sweep_order('/nowhere', ['/w/r-mu=16', '/w/r-mu=2.5',
+                                            '/w/r-mu=2', '/w/r-mu=0.5']) == [
+      '/w/r-mu=0.5', '/w/r-mu=2', '/w/r-mu=2.5', '/w/r-mu=16']
   (tmp_path / 'summaries.json').write_text(
       '[{"variant": "alpha"}, {"variant": "zeta"}]')
   # Its rows in the sweep's order; one it does not list, last.
