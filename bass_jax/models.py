@@ -481,9 +481,11 @@ def check_logits(model: Model, sample_shape: Sequence[int], dtype,
   x = jax.ShapeDtypeStruct((2,) + tuple(sample_shape), dtype)
   key = jax.eval_shape(lambda: jax.random.key(0))
   where = f'{name!r} on inputs {x.shape} {x.dtype}'
+  params = None
   for mode, k in (('deterministic', None), ('with dropout', key)):
     try:
-      params = jax.eval_shape(model.init, key, x)
+      if params is None:  # Traced once; its errors count as deterministic.
+        params = jax.eval_shape(model.init, key, x)
       out = jax.eval_shape(model.apply, params, x, k)
     except Exception as e:  # pylint: disable=broad-except
       raise ValueError(f'{where} ({mode}): {user_code.error_line(e)}'

@@ -4,8 +4,9 @@ r"""Tables and plots from one or more workdirs.
       --workdir=workdirs/table1/active_semi --out=workdirs/report
 
 Writes into --out: table.md, table.tex (a booktabs tabular for a paper) and
-table.csv (mean ± std over seeds, the paper's number beside ours), results.json (the same rows with every seed's
-numbers, the fields the runs differ in, units stated), learning_curves.png (validation accuracy vs
+table.csv (mean ± std over seeds, the paper's number beside ours),
+results.json (the same rows with every seed's numbers, the fields the runs
+differ in, units stated), learning_curves.png (validation accuracy vs
 iteration, Fig. 3 style) and labels.png (labels, |D| and pseudo-label
 accuracy over iterations) unless every run is an initial model of one
 iteration (Table 2's supervised rows), accuracy_vs_labels.png (validation
@@ -64,9 +65,9 @@ def expanded(workdirs: list[str]) -> list[tuple[str, bool]]:
     if os.path.exists(os.path.join(w, 'config.json')):
       out.append((w, False))
     else:
-      rows = reporting.sweep_order(w, sorted(
+      rows = reporting.sweep_order(w, [
           os.path.join(w, d) for d in os.listdir(w)
-          if os.path.exists(os.path.join(w, d, 'config.json'))))
+          if os.path.exists(os.path.join(w, d, 'config.json'))])
       out.extend([(r, True) for r in rows] or [(w, False)])
   return out
 

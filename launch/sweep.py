@@ -141,7 +141,7 @@ def main(argv):
               for _, config, row_dir in rows]
   for k, (name, config, row_dir) in enumerate(rows):
     log = (lambda s: None) if _QUIET.value else launch_common.log_line
-    done = finished_summary(row_dir, config)
+    done = finished[k]
     if done:
       print(f'== {name} (row {k + 1}/{len(rows)}): already finished in '
             f'{row_dir}', flush=True)
