@@ -182,7 +182,7 @@ def variations(specs: list[str], config, overridden: list[str]
   Raises:
     ConfigError: a spec not of the form field=v1,v2,..., a field the config
       lacks or varied twice (or also set by --config.<field>), a value not
-      of the field's type or one that cannot name a folder.
+      of the field's type, or two values that name one row folder.
   """
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
   from bass_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
@@ -206,20 +206,31 @@ def variations(specs: list[str], config, overridden: list[str]
     names = [reporting.field_text(v) for v in parsed]
     if len(set(names)) < len(names):
       raise ConfigError(f'--vary={spec}: a value is given twice')
-    bad = [n for n in names if os.sep in n or not n]
-    if bad:
-      raise ConfigError(f'--vary={spec}: {bad[0]!r} cannot name a row '
-                        'folder')
+    folders = [folder_text(v) for v in parsed]
+    if len(set(folders)) < len(folders):
+      shared = next(f for f in folders if folders.count(f) > 1)
+      twins = [n for n, f in zip(names, folders) if f == shared]
+      raise ConfigError(f'--vary={spec}: {twins[0]!r} and {twins[1]!r} would '
+                        f'share the row folder ...-{field}={shared}')
     fields.append(field)
     values.append(parsed)
   return [dict(zip(fields, combo)) for combo in itertools.product(*values)]
 
 
+def folder_text(value) -> str:
+  """A --vary value as its row folder's name shows it: as the table labels
+  it, with path separators as '_' (model=nets/a.py:Net names the folder
+  ...-model=nets_a.py:Net)."""
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  text = reporting.field_text(value)
+  for sep in {'/', os.sep, os.altsep} - {None}:
+    text = text.replace(sep, '_')
+  return text
+
+
 def row_name(row: str, combo: dict) -> str:
   """The row's folder name: 'power_bald', 'power_bald-acquisition_beta=2'."""
-  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
-  return '-'.join([row] + [f'{k}={reporting.field_text(v)}'
-                           for k, v in combo.items()])
+  return '-'.join([row] + [f'{k}={folder_text(v)}' for k, v in combo.items()])
 
 
 def row_label(config, combo: dict) -> str:

@@ -224,6 +224,22 @@ def test_vary_runs_each_value_in_a_row_folder_labelled_by_it(tmp_path):
   assert eta and int(eta.group(1)) <= 1.5 * first_wall + 1, more.stdout
 
 
+def test_vary_over_model_files_names_folders_without_separators(tmp_path):
+  # Two networks of one's own compared in one sweep: the label keeps the
+  # path, the row folder replaces its separator (no nested folders).
+  nets = os.path.join('tests', 'user_nets.py')
+  run = _sweep(tmp_path, '--rows=initial',
+               f'--vary=model={nets}:TinyNet,{nets}:tiny_net')
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [
+      'initial-model=tests_user_nets.py:TinyNet',
+      'initial-model=tests_user_nets.py:tiny_net']
+  table = (tmp_path / 'table.md').read_text().splitlines()
+  assert [l.split('|')[1].strip() for l in table[2:]] == [
+      f'yinyang:initial (model={nets}:TinyNet)',
+      f'yinyang:initial (model={nets}:tiny_net)']
+
+
 @pytest.mark.parametrize('vary, message', [
     (['--vary=dropout'], '--vary=dropout: expected field=v1,v2,...'),
     (['--vary=no_such=1'], "--vary=no_such=1: the config has no field "
@@ -235,6 +251,9 @@ def test_vary_runs_each_value_in_a_row_folder_labelled_by_it(tmp_path):
     (['--vary=tensorboard=on'], "--vary=tensorboard=on: tensorboard='on': "
                                 'expected true or false'),
     (['--vary=mu=1,1.0'], '--vary=mu=1,1.0: a value is given twice'),
+    (['--vary=model=a/n.py:N,a_n.py:N'], "--vary=model=a/n.py:N,a_n.py:N: "
+     "'a/n.py:N' and 'a_n.py:N' would share the row folder "
+     '...-model=a_n.py:N'),
     # The last combination is checked before the first row runs.
     (['--vary=dropout_rate=0.5,1.5'], 'config.dropout_rate'),
 ])
