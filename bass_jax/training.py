@@ -198,6 +198,11 @@ def train_epochs(state: TrainState, optimizer: optax.GradientTransformation,
   def epoch(e, carry):
     state, _ = carry
     epoch_key = jax.random.fold_in(key, e)
+    # The shuffle's draw for slot b and step b's dropout key both come from
+    # threefry(epoch_key, b) (partitionable threefry). The only link: that
+    # draw places one of the epoch's samples, while step b's masks are the
+    # key hashed again per element, so no usable correlation. Kept as is:
+    # splitting the key would change every recorded run.
     samples, total = shuffled_slots(epoch_key, counts, capacity)
     num_batches = (total + batch_size - 1) // batch_size
 
