@@ -19,6 +19,7 @@ on, labelled `<name>:<variant> (acquisition_beta=2)` in the table; several
       --workdir=workdirs/power_beta
 """
 
+import contextlib
 import importlib.util
 import itertools
 import json
@@ -246,7 +247,8 @@ def discard_earlier_runs(rows: list[tuple[str, object, str]]) -> None:
 
   Every row's config is checked first, against its data and devices too
   (`experiment.checked_setup`, what a run checks before it starts), so a
-  bad value or a missing data file deletes nothing.
+  bad value or a missing data file deletes nothing, and so is a row
+  another process is running (its workdir lock is held).
   Rows then start afresh, and a sweep stopped part-way (Ctrl-C, a crash)
   is continued by its command without --overwrite: the rows it finished
   are kept, the one it was running resumes, the others start afresh
@@ -259,8 +261,13 @@ def discard_earlier_runs(rows: list[tuple[str, object, str]]) -> None:
     experiment.checked_setup(config)
     experiment.check_workdir_config(row_dir, config, overwrite=True)
   if sharding.is_writer():
-    for _, _, row_dir in rows:
-      if os.path.isdir(row_dir):
+    existing = [d for _, _, d in rows if os.path.isdir(d)]
+    # Every row's lock first: a row another process is running (a train.py
+    # or another sweep) is refused with one line before anything is deleted.
+    with contextlib.ExitStack() as locks:
+      for row_dir in existing:
+        locks.enter_context(experiment.workdir_lock(row_dir))
+      for row_dir in existing:
         experiment.clear_run(row_dir)
   sharding.sync('sweep rows cleared')
 

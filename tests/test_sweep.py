@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+from bass_jax import experiment
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SWEEP = str(REPO / 'launch' / 'sweep.py')
 TINY = ['--config=' + str(REPO / 'configs' / 'yinyang.py'),
@@ -130,8 +132,10 @@ def test_interrupted_overwrite_sweep_continues_without_overwrite(
     assert len(rows) == 2 * 2, (row, len(rows))
 
 
-def test_overwrite_with_bad_data_values_deletes_nothing(finished, tmp_path):
-  """--overwrite checks every row against its data before deleting any."""
+def test_overwrite_with_bad_values_or_a_busy_row_deletes_nothing(
+    finished, tmp_path):
+  """--overwrite checks every row against its data, and takes every row's
+  lock, before deleting any."""
   assert finished[1].returncode == 0, finished[1].stderr[-2000:]
   shutil.copytree(finished[0], tmp_path, dirs_exist_ok=True)
   before = {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()}
@@ -143,6 +147,16 @@ def test_overwrite_with_bad_data_values_deletes_nothing(finished, tmp_path):
     assert bad.stderr.startswith('error: '), bad.stderr
     after = {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()}
     assert after == before, bad_value
+  # Nor is a row deleted while another process runs it (holds its lock).
+  with experiment.workdir_lock(str(tmp_path / 'semi')):
+    busy = _sweep(tmp_path, '--rows=initial,semi', '--overwrite')
+  assert busy.returncode == 2, busy.stderr[-2000:]
+  assert busy.stderr.splitlines() == [
+      f'error: {tmp_path / "semi"} is in use by another run (its process '
+      f'holds {tmp_path / "semi" / "run.lock"}); wait for it to end, or use '
+      'another --workdir'], busy.stderr
+  after = {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()}
+  assert after == before
 
 
 def test_empty_rows_and_a_config_without_sweep_are_errors(tmp_path):
