@@ -966,6 +966,29 @@ def clear_run(workdir: str) -> None:
       shutil.rmtree(path)
 
 
+def rewritten_tensorboard(workdir: str, config: ml_collections.ConfigDict,
+                          kept: list[str]) -> Optional[tb_writer.Writer]:
+  """The run's TensorBoard writer (None when off or not installed), its
+  folder rewritten from the kept metrics.jsonl lines: the hparams and every
+  iteration before the resume point, so the points a killed run logged
+  after its last checkpoint do not stay beside the resumed run's (one
+  events file, one point per step and tag)."""
+  if not (config.tensorboard and tb_writer.available()):
+    return None
+  folder = os.path.join(workdir, 'tensorboard')
+  if os.path.isdir(folder):
+    shutil.rmtree(folder)
+  tb = tb_writer.Writer(folder)
+  tb.hparams(config.to_dict())
+  by_iteration = {}
+  for line in kept:  # In iteration order, as the run wrote them.
+    row = json.loads(line)
+    by_iteration.setdefault(row['iteration'], []).append(row)
+  for i, rows in by_iteration.items():
+    tb.scalars(i, rows)
+  return tb
+
+
 def kept_metrics(path: str, before_iteration: int) -> list[str]:
   """metrics.jsonl lines of iterations < before_iteration (a resume point).
 
@@ -1113,10 +1136,8 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
   if writer:
     write_json(os.path.join(workdir, 'config.json'), config.to_dict())
     write_lines(metrics_path, kept)
-    tb = tb_writer.maybe_writer(os.path.join(workdir, 'tensorboard'),
-                                config.tensorboard)
-    if tb and first == 0:
-      tb.hparams(config.to_dict())
+    if first < total:
+      tb = rewritten_tensorboard(workdir, config, kept)
   seeds = seeds_of(config)
   cfg = r.loop_config
   if first == 0 and r.initial_block is not None:

@@ -4,7 +4,8 @@ Uses the `tensorboard` package's event writer and protos directly (it is an
 optional dependency: `pip install 'bass_jax[tensorboard]'`). One run writes
 one event file in `<workdir>/tensorboard/` with hparams (the config) at step
 0 and one scalar per metric and seed, tagged `<metric>/seed_<s>`, plus the
-mean over seeds as `<metric>/mean`.
+mean over seeds as `<metric>/mean`; a resumed run rewrites it from
+metrics.jsonl (`experiment.rewritten_tensorboard`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 import types
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -90,8 +91,3 @@ class Writer:
 
   def close(self) -> None:
     self._writer.close()
-
-
-def maybe_writer(logdir: str, enabled: bool) -> Optional[Writer]:
-  """A Writer, or None when disabled or tensorboard is not installed."""
-  return Writer(logdir) if enabled and available() else None

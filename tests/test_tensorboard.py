@@ -1,5 +1,7 @@
 """TensorBoard event files beside metrics.jsonl, with hparams."""
 
+import json
+
 import pytest
 
 from bass_jax import data
@@ -25,3 +27,33 @@ def test_run_writes_scalars_and_hparams(tmp_path):
   assert all(0 <= e.value <= 1 for e in acc.Scalars('val_acc/seed_1'))
   plugins = acc.PluginTagToContent('hparams')
   assert plugins  # The config went in as hparams.
+
+
+def test_resume_rewrites_the_events_from_metrics(tmp_path):
+  """Points a killed run logged after its last checkpoint do not stay: a
+  resume rewrites one events file, one point per step, equal to
+  metrics.jsonl; relaunching a finished run leaves the folder as it was."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  from bass_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from tensorboard.backend.event_processing import event_accumulator
+  config = yinyang.get_config('active_semi')
+  config.num_iterations, config.num_seeds, config.checkpoint_every = 3, 1, 2
+  config.initial_epochs, config.mc_passes_gt = 5, 5
+  ds = data.load_yinyang(60, 0)
+  experiment.run(config, str(tmp_path), dataset=ds)
+  # As if killed after logging iterations 2 and 3 but before checkpoint 4.
+  shutil.rmtree(checkpoint.step_path(tmp_path, 4))
+  experiment.run(config, str(tmp_path), dataset=ds)
+  folder = tmp_path / 'tensorboard'
+  files = sorted(p.name for p in folder.iterdir())
+  assert len(files) == 1, files
+  acc = event_accumulator.EventAccumulator(str(folder))
+  acc.Reload()
+  logged = [(e.step, e.value) for e in acc.Scalars('val_acc/seed_0')]
+  rows = [json.loads(l) for l in
+          (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert logged == [(r['iteration'], pytest.approx(r['val_acc']))
+                    for r in rows]
+  assert acc.PluginTagToContent('hparams')
+  experiment.run(config, str(tmp_path), dataset=ds)  # Already finished.
+  assert sorted(p.name for p in folder.iterdir()) == files
