@@ -1495,8 +1495,5 @@ def heartbeat(log: Callable[[str], None], what: str, start: float,
 
 
 def write_json(path: str, obj: Any) -> None:
-  """Writes JSON atomically (temp file + rename): never a half-written file."""
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  """Writes JSON atomically (`write_lines`): never a half-written file."""
+  write_lines(path, [json.dumps(obj, indent=2, sort_keys=True)])

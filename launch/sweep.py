@@ -156,10 +156,8 @@ def main(argv):
     print(launch_common.result_table(summaries[-1:], labels[k:k + 1])
           .splitlines()[-1], flush=True)
   table = launch_common.result_table(summaries, labels)
-  with open(os.path.join(workdir, 'table.md'), 'w') as f:
-    f.write(table + '\n')
-  with open(os.path.join(workdir, 'summaries.json'), 'w') as f:
-    json.dump(summaries, f, indent=2)
+  experiment.write_lines(os.path.join(workdir, 'table.md'), [table + '\n'])
+  experiment.write_json(os.path.join(workdir, 'summaries.json'), summaries)
   print(table)
 
 
