@@ -25,7 +25,6 @@ Single writer per directory: `save` deletes every `.tmp-*` entry it finds.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -33,8 +32,6 @@ import operator
 import os
 import re
 import shutil
-import signal
-import threading
 import uuid
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -289,31 +286,6 @@ def _publish(tmp: str, final: str) -> None:
     _discard(final)
   os.rename(tmp, final)
   _fsync_dir(os.path.dirname(final))
-
-
-@contextlib.contextmanager
-def interrupts_deferred():
-  """Holds back Ctrl-C (SIGINT) until the block is done, then raises it.
-
-  A checkpoint write interrupted inside orbax's worker threads once printed
-  their traceback over the one-line "interrupted" message; deferred, the
-  write completes and the run stops just after it. Only Python's default
-  handler is deferred: an ignored SIGINT (a background job) or a caller's
-  own handler is left alone, as is any thread but the main one (only it
-  can install handlers).
-  """
-  if (threading.current_thread() is not threading.main_thread() or
-      signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-    yield
-    return
-  caught = []
-  previous = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
-  try:
-    yield
-  finally:
-    signal.signal(signal.SIGINT, previous)
-  if caught:
-    raise KeyboardInterrupt
 
 
 def save(directory: str | os.PathLike, step: int, state: PyTree,

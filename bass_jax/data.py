@@ -526,7 +526,9 @@ def load_tfds(name: str, data_dir: Optional[PathLike] = None,
 
 def _npz_inputs(path: pathlib.Path, key: str, x: np.ndarray,
                 scale: float) -> np.ndarray:
-  """x of an npz file as float32 * scale; x: [N, ...] real."""
+  """x of an npz file as float32: integer pixels (e.g. uint8) times scale,
+  floats as they are (already scaled by whoever saved them); x: [N, ...]
+  real."""
   if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or (
       np.issubdtype(x.dtype, np.complexfloating)):
     raise DataError(f'{path}: {key} has dtype {x.dtype}, expected a real '
@@ -537,20 +539,22 @@ def _npz_inputs(path: pathlib.Path, key: str, x: np.ndarray,
   if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
     raise DataError(f'{path}: {key} has {int(np.sum(~np.isfinite(x)))} '
                     'NaN/Inf values; clean the data')
-  return _scaled(x, scale)
+  return _scaled(x, scale if np.issubdtype(x.dtype, np.integer) else 1.0)
 
 
-def _npz_labels(path: pathlib.Path, key: str, y: np.ndarray) -> np.ndarray:
-  """y of an npz file as int32 [N] >= 0."""
+def _npz_labels(path: pathlib.Path, key: str, y: np.ndarray,
+                unknown_ok: bool = False) -> np.ndarray:
+  """y of an npz file as int32 [N] >= 0 (or -1, unknown, if `unknown_ok`)."""
   if not np.issubdtype(y.dtype, np.integer):
     raise DataError(f'{path}: {key} has dtype {y.dtype}, expected integer '
                     'class labels')
   if y.ndim != 1 or y.shape[0] == 0:
     raise DataError(f'{path}: {key} has shape {y.shape}, expected a '
                     'non-empty [N] array')
-  if y.min() < 0 or y.max() > np.iinfo(np.int32).max:
+  if y.min() < -int(unknown_ok) or y.max() > np.iinfo(np.int32).max:
+    unknown = ' or -1 (unknown)' if unknown_ok else ''
     raise DataError(f'{path}: {key} has labels in [{y.min()}, {y.max()}], '
-                    'expected 0-based class ids in [0, 2**31)')
+                    f'expected 0-based class ids in [0, 2**31){unknown}')
   return y.astype(np.int32)
 
 
@@ -559,11 +563,13 @@ def load_npz(path: PathLike, scale: float = 1.0) -> Dataset:
 
   Args:
     path: the .npz file (np.savez / np.savez_compressed; no pickles).
-    scale: input multiplier applied after conversion to float32.
+    scale: multiplier of integer inputs (e.g. 1/256 for uint8 pixels);
+      float inputs are used as they are.
 
   Returns:
     Dataset named after the file's stem; num_classes is the optional scalar
-    key `num_classes`, else the largest label + 1.
+    key `num_classes`, else the largest label + 1. y_train may hold -1
+    (unknown: a pool for a human oracle).
   """
   path = pathlib.Path(path)
   if not path.is_file():
@@ -582,7 +588,7 @@ def load_npz(path: PathLike, scale: float = 1.0) -> Dataset:
                     f'{", ".join(NPZ_KEYS)}')
   x_train = _npz_inputs(path, 'x_train', arrays['x_train'], scale)
   x_test = _npz_inputs(path, 'x_test', arrays['x_test'], scale)
-  y_train = _npz_labels(path, 'y_train', arrays['y_train'])
+  y_train = _npz_labels(path, 'y_train', arrays['y_train'], unknown_ok=True)
   y_test = _npz_labels(path, 'y_test', arrays['y_test'])
   if 'num_classes' in arrays:
     num_classes = arrays['num_classes']
@@ -912,7 +918,13 @@ def load_dataset(name: str, data_dir: Optional[str] = None,
                       f"source 'auto' (got {source!r})")
     return load_yinyang(seed=seed)
   if source == 'npz' or name.endswith('.npz'):
-    return load_npz(_npz_path(name, root), scale=scale)
+    path = _npz_path(name, root)
+    if not path.is_file() and path != _npz_path(name, None):
+      # Neither place has it: name both, not only the last one tried.
+      raise DataError(f'{_npz_path(name, None)}: npz file not found in the '
+                      f'working folder ({os.getcwd()}) nor under data_dir '
+                      f'({root}); check the dataset path')
+    return load_npz(path, scale=scale)
   folder = image_folder_root(name, root)
   if source == 'folder' or (source == 'auto' and folder is not None):
     # Without a match, the name as given yields the 'labelled/ not found' error.

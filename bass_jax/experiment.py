@@ -27,10 +27,12 @@ from jax.sharding import Mesh
 
 from bass_jax import checkpoint
 from bass_jax import data as data_lib
+from bass_jax import interrupts
 from bass_jax import loop
 from bass_jax import mc_dropout
 from bass_jax import models
 from bass_jax import oracle
+from bass_jax import reporting
 from bass_jax import selection
 from bass_jax import sharding
 from bass_jax import tb_writer
@@ -67,8 +69,7 @@ CHOICES = {
 DatasetArg = Optional[data_lib.Dataset | list[data_lib.Dataset]]
 # Datasets drawn from a seed, which `data_per_seed` can draw once per seed.
 GENERATED_DATASETS = ('yinyang',)
-# Fields that may name code of one's own, 'file.py:name' (see user_code).
-USER_CODE_FIELDS = ('model', 'acquisition', 'confident_score')
+USER_CODE_FIELDS = user_code.CONFIG_FIELDS
 POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
             'query_size', 'gt_upsample', 'batch_size', 'mc_passes_gt',
             'mc_passes_pool', 'checkpoint_every', 'keep_checkpoints', 'log_every',
@@ -781,7 +782,7 @@ def summarize(config, rows_by_seed: dict[int, dict], num_params: int,
   return {
       'name': config.name,
       'variant': config.variant,
-      'paper_acc': config.paper_acc if config.paper_acc >= 0 else None,
+      'paper_acc': reporting.paper_reference(config),
       'val_acc': {'mean': float(acc.mean()), 'std': float(acc.std()),
                   'per_seed': {str(s): float(a) for s, a in zip(seeds, acc)}},
       'num_labels': int(labels[0]) if len(set(labels)) == 1 else labels,
@@ -1040,13 +1041,19 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   r = build(config, dataset, initial_blocks=True)
   check_workdir_config(workdir, config, overwrite)
   writer = sharding.is_writer()
-  with (workdir_lock(workdir) if writer else contextlib.nullcontext()):
-    return _checked_run(r, workdir, log, overwrite, start)
+  # A first Ctrl-C stops at the next iteration's end, checkpointed; not
+  # where a process alone cannot checkpoint (several) or reads the terminal.
+  graceful = jax.process_count() == 1 and config.oracle != 'terminal'
+  with (workdir_lock(workdir) if writer else contextlib.nullcontext()), \
+      interrupts.stop_requests(graceful) as stop:
+    return _checked_run(r, workdir, log, overwrite, start, stop)
 
 
 def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
-                 overwrite: bool, start: float) -> dict[str, Any]:
-  """`run` after its checks, with the workdir locked: the run itself."""
+                 overwrite: bool, start: float, stop) -> dict[str, Any]:
+  """`run` after its checks, with the workdir locked: the run itself;
+  `stop.requested` (`interrupts.stop_requests`) ends it early, at a
+  checkpoint, with KeyboardInterrupt."""
   config = r.config
   # Several processes (config.distributed) run this same loop in lockstep;
   # process 0 alone writes the workdir, which must be on a filesystem all
@@ -1102,7 +1109,7 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
                         workdir)
     saved_wall_s = earlier_s + time.time() - start
     if writer:
-      with checkpoint.interrupts_deferred():  # Ctrl-C stops after the write.
+      with interrupts.deferred():  # Ctrl-C stops after the write.
         checkpoint.save(workdir, step, host,
                         extra={**(extra or {}), 'wall_s': saved_wall_s,
                                'data': data_hash,
@@ -1141,7 +1148,7 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
   seeds = seeds_of(config)
   cfg = r.loop_config
   if first == 0 and r.initial_block is not None:
-    state = initial_blocks(r, state, initial_done, save, log, workdir)
+    state = initial_blocks(r, state, initial_done, save, log, workdir, stop)
   if first < total:
     # The first iteration compiles (and at 0 trains the initial model), a
     # silent minute or more on a large pool: say what is going on.
@@ -1171,7 +1178,10 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
           state, query, valid, metrics = r.em_step(state, r.pool)
         rows = metrics_rows(jax.device_get(metrics), seeds)
       check_finite(rows, f'iteration {i}', workdir)
-      checkpoint_due = (i + 1) % config.checkpoint_every == 0 or i == total - 1
+      stopping = stop.requested and i < total - 1  # Read once: a signal
+      # may set it any time.
+      checkpoint_due = ((i + 1) % config.checkpoint_every == 0 or
+                        i == total - 1 or stopping)
       if writer:
         f.write(''.join(json.dumps(row) + '\n' for row in rows))
         f.flush()
@@ -1203,6 +1213,8 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
           state = answered_state(r, state, workdir, pending, log)
       if checkpoint_due:
         save(i + 1, state)
+      if stopping:
+        raise KeyboardInterrupt
   if tb:
     tb.close()
   sharding.sync('metrics')  # Every process reads process 0's final rows.
@@ -1238,7 +1250,7 @@ def initial_epochs_done(r: Run, restored: checkpoint.Restored) -> int:
 
 def initial_blocks(r: Run, state: loop.LoopState, done: int,
                    save: Callable, log: Callable[[str], None],
-                   workdir: str) -> loop.LoopState:
+                   workdir: str, stop) -> loop.LoopState:
   """The initial phase's blocks before iteration 0, from epoch `done`.
 
   Each block (`loop.initial_block`) is followed by a progress line with an
@@ -1252,6 +1264,8 @@ def initial_blocks(r: Run, state: loop.LoopState, done: int,
     save: (step, state, extra, where) -> None, `run`'s checkpoint writer.
     log: receives the lines.
     workdir: named in errors.
+    stop: `stop.requested` (`interrupts.stop_requests`) ends the phase
+      after the block's checkpoint, with KeyboardInterrupt.
 
   Returns:
     The state after `r.loop_config.initial_blocked_epochs` epochs.
@@ -1284,6 +1298,8 @@ def initial_blocks(r: Run, state: loop.LoopState, done: int,
     log(initial_progress_line(loss, done, cfg.initial_epochs,
                               first_end - began, now - first_end,
                               done - first_done))
+    if stop.requested:
+      raise KeyboardInterrupt
   return state
 
 

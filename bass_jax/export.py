@@ -7,7 +7,9 @@ latter two are reported as such by `progress_note`):
   id,label,confidence,source[,class_name][,file]
 
 - id: the sample's index in the dataset's training split, original order.
-- label: the class index; the human label (source 'human', confidence 1.0),
+- label: the class index; the known label (source 'human', confidence 1.0:
+  given by the human oracle, the labelled folder, or, with a simulated
+  oracle, the dataset's labels),
   else the argmax of the MC-mean probabilities (source 'pseudo' for members
   of the pseudo-labelled set D, 'model' for the rest).
 - confidence: the MC-mean probability of that label.

@@ -1,4 +1,8 @@
-"""Ctrl-C that is never lost: a KeyboardInterrupt Python would drop is re-raised.
+"""Ctrl-C that is never lost, and that loses no finished iteration.
+
+A KeyboardInterrupt Python would drop is re-raised (`install`); during a
+run the first Ctrl-C asks it to stop at its next checkpoint, and only a
+second one stops it at once (`stop_requests`).
 
 Python's default SIGINT handler raises KeyboardInterrupt in whatever Python
 code the main thread runs. When that is a garbage-collector callback (JAX
@@ -14,8 +18,11 @@ was there before.
 from __future__ import annotations
 
 import _thread
+import contextlib
+import signal
 import sys
 import threading
+import types
 
 # Seconds before a dropped Ctrl-C is asked for again.
 RETRY_S = 0.01
@@ -38,3 +45,66 @@ def install() -> None:
   process: a second call changes nothing)."""
   if not getattr(sys.unraisablehook, 'retries_interrupts', False):
     sys.unraisablehook = _retrying_hook(sys.unraisablehook)
+
+
+@contextlib.contextmanager
+def stop_requests(enabled: bool = True):
+  """Ctrl-C as a request to stop, for a run's loop.
+
+  Within the block the first Ctrl-C (SIGINT) sets `requested` on the
+  yielded object and says so on stderr: the loop checkpoints the iteration
+  it is in once it ends and stops (no finished iteration is lost, whatever
+  `checkpoint_every`). A second Ctrl-C raises KeyboardInterrupt at once.
+  Only Python's default handler is replaced, on the main thread and when
+  `enabled`; otherwise `requested` stays False and Ctrl-C does what it did.
+
+  Yields:
+    An object whose `requested` says whether a stop was asked for.
+  """
+  request = types.SimpleNamespace(requested=False)
+  if (not enabled or threading.current_thread() is not threading.main_thread()
+      or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    yield request
+    return
+
+  def handler(signum, frame):
+    if request.requested:
+      signal.default_int_handler(signum, frame)  # Raises KeyboardInterrupt.
+    request.requested = True
+    print('Ctrl-C: stopping once this iteration is done and checkpointed '
+          '(Ctrl-C again stops at once, losing it)', file=sys.stderr,
+          flush=True)
+
+  handler.raises_interrupt = True  # `deferred` may hold it back.
+  previous = signal.signal(signal.SIGINT, handler)
+  try:
+    yield request
+  finally:
+    signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def deferred():
+  """Holds back Ctrl-C (SIGINT) until the block is done, then passes it on.
+
+  A checkpoint write interrupted inside orbax's worker threads once printed
+  their traceback over the one-line "interrupted" message; deferred, the
+  write completes and the run stops just after it. Only handlers that raise
+  KeyboardInterrupt (Python's default, `stop_requests`') are deferred: an
+  ignored SIGINT (a background job) or a caller's own handler is left
+  alone, as is any thread but the main one (only it can install handlers).
+  """
+  previous = signal.getsignal(signal.SIGINT)
+  if (threading.current_thread() is not threading.main_thread() or
+      not (previous is signal.default_int_handler or
+           getattr(previous, 'raises_interrupt', False))):
+    yield
+    return
+  caught = []
+  signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, previous)
+  for _ in caught:
+    previous(signal.SIGINT, None)

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bass_jax import user_code
 from bass_jax.errors import DataError
 
 # What the tables and plots read from every metrics.jsonl row.
@@ -447,11 +448,28 @@ def _joined(parts: list[dict]) -> dict[str, Any]:
           'rows': [r for run in parts for r in run['rows']]}
 
 
+# The datasets the paper's (and the blog's) tables are on.
+PAPER_DATASETS = ('yinyang', 'mnist')
+
+
+def paper_reference(config) -> float | None:
+  """The paper's accuracy % beside a run of `config` (a dict or ConfigDict),
+  None where its config names none (`paper_acc` -1 or null) or the run is
+  not the paper's: on other data (a .npz, an image folder, another
+  dataset) or with code of one's own (a model or score 'file.py:name')."""
+  paper = config.get('paper_acc', -1)
+  if paper is None or paper < 0:
+    return None
+  if config.get('dataset', 'mnist') not in PAPER_DATASETS or any(
+      user_code.is_spec(str(config.get(field, '')))
+      for field in user_code.CONFIG_FIELDS):
+    return None
+  return paper
+
+
 def paper_accuracy(run: dict) -> float | None:
-  """The paper's accuracy % for a read run, None where its config names
-  none (`paper_acc` -1 or null)."""
-  paper = run['config'].get('paper_acc', -1)
-  return paper if paper is not None and paper >= 0 else None
+  """`paper_reference` of a read run."""
+  return paper_reference(run['config'])
 
 
 def paired_curve(run: dict, baseline: dict) -> tuple[np.ndarray, np.ndarray,

@@ -13,6 +13,10 @@ import sys
 from typing import Any, Callable
 
 
+# Config fields that may name code of one's own, 'file.py:name'.
+CONFIG_FIELDS = ('model', 'acquisition', 'confident_score')
+
+
 def is_spec(name: str) -> bool:
   """True for a name of code of one's own ('nets.py:WideCNN'), which no
   built-in name contains (they have no ':')."""

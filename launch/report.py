@@ -3,7 +3,7 @@ r"""Tables and plots from one or more workdirs.
   python launch/report.py --workdir=workdirs/table1/initial \
       --workdir=workdirs/table1/active_semi --out=workdirs/report
 
-Writes into --out: table.md, table.tex (a booktabs tabular for a paper) and
+Writes into --out (default <first --workdir>/report): table.md, table.tex (a booktabs tabular for a paper) and
 table.csv (mean ± std over seeds, the paper's number beside ours),
 results.json (the same rows with every seed's numbers, the fields the runs
 differ in, units stated), learning_curves.png (validation accuracy vs
@@ -39,7 +39,8 @@ from absl import flags  # pylint: disable=g-import-not-at-top
 from launch import common as launch_common
 
 _WORKDIRS = flags.DEFINE_multi_string('workdir', [], 'Workdir(s) to report.')
-_OUT = flags.DEFINE_string('out', None, 'Output folder.')
+_OUT = flags.DEFINE_string('out', None, 'Output folder (default: '
+                            '<first --workdir>/report).')
 _DECISION = flags.DEFINE_bool('decision', True,
                               'Decision-surface panels for 2-D data.')
 _DATA_DIR = launch_common.define_data_dir_flag(' for the decision panels')
@@ -153,27 +154,28 @@ def main(argv):
   del argv
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
   from bass_jax.errors import BassError
-  if not _WORKDIRS.value or not _OUT.value:
-    raise BassError('give at least one --workdir and an --out folder')
+  if not _WORKDIRS.value:
+    raise BassError('give at least one --workdir')
+  out = _OUT.value or os.path.join(_WORKDIRS.value[0], 'report')
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
   runs = read_runs(_WORKDIRS.value)
   if _MERGE.value:
     runs = reporting.merged_seeds(
         runs, ('seed', 'num_seeds') + experiment.PLACEMENT_FIELDS)
   runs = reporting.with_distinct_labels(runs, experiment.PLACEMENT_FIELDS)
-  os.makedirs(_OUT.value, exist_ok=True)
+  os.makedirs(out, exist_ok=True)
   target = None if _TARGET.value is None else _TARGET.value / 100
   baseline = (None if _PAIRED.value is None
               else reporting.baseline_index(runs, _PAIRED.value))
-  table, written = write_tables(runs, target, baseline, _OUT.value)
+  table, written = write_tables(runs, target, baseline, out)
   if reporting.any_run_iterates(runs):
     written += [reporting.plot_learning_curves(
-        runs, os.path.join(_OUT.value, 'learning_curves.png')),
+        runs, os.path.join(out, 'learning_curves.png')),
                 reporting.plot_label_counts(
-                    runs, os.path.join(_OUT.value, 'labels.png'))]
+                    runs, os.path.join(out, 'labels.png'))]
     if baseline is not None:
       written.append(reporting.plot_paired_curves(
-          runs, baseline, os.path.join(_OUT.value, 'paired_curves.png')))
+          runs, baseline, os.path.join(out, 'paired_curves.png')))
   else:
     # Curves over iterations of runs that each have one would be a column
     # of dots at iteration 0.
@@ -181,10 +183,10 @@ def main(argv):
           'learning_curves.png or labels.png; accuracy_vs_labels.png plots '
           'them', file=sys.stderr, flush=True)
   written.append(reporting.plot_accuracy_vs_labels(
-      runs, os.path.join(_OUT.value, 'accuracy_vs_labels.png'), target))
+      runs, os.path.join(out, 'accuracy_vs_labels.png'), target))
   for run in runs:
     if _DECISION.value and run['config'].get('dataset') == 'yinyang':
-      written.append(decision_panel(run, runs, _OUT.value))
+      written.append(decision_panel(run, runs, out))
   print(table)
   for path in written:
     if path:

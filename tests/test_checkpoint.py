@@ -14,6 +14,7 @@ import pytest
 
 from bass_jax import checkpoint
 from bass_jax import errors
+from bass_jax import interrupts
 from bass_jax import loop
 from bass_jax import models
 from bass_jax import training
@@ -277,11 +278,11 @@ def test_ctrl_c_during_a_save_lands_after_it(tmp_path, state, template,
                                             python_sigint):
   """SIGINT inside the deferred block: the write completes, then it stops."""
   with pytest.raises(KeyboardInterrupt):
-    with checkpoint.interrupts_deferred():
+    with interrupts.deferred():
       os.kill(os.getpid(), signal.SIGINT)
       checkpoint.save(tmp_path, 3, state)  # Not interrupted.
   restored = checkpoint.latest_valid(tmp_path, template)
   assert restored is not None and restored.step == 3
   assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-  with checkpoint.interrupts_deferred():  # No Ctrl-C: nothing raised.
+  with interrupts.deferred():  # No Ctrl-C: nothing raised.
     pass

@@ -412,6 +412,16 @@ def test_npz_round_trip(tmp_path):
   # Relative names resolve under data_dir; source 'npz' adds the suffix.
   via_dir = data.load_dataset('toy', data_dir=str(tmp_path), source='npz')
   np.testing.assert_array_equal(via_dir.x_test, arrays['x_test'] / 256)
+  # Float inputs are taken as saved (scaled already); -1 marks a pool
+  # sample's label unknown.
+  floats = {k: v / 255 if k.startswith('x') else v for k, v in arrays.items()}
+  floats['y_train'] = np.where(np.arange(12) < 6, floats['y_train'], -1)
+  np.savez(path, **floats)
+  ds = data.load_dataset(str(path), scale=1 / 256)
+  np.testing.assert_array_equal(ds.x_train,
+                                floats['x_train'].astype(np.float32))
+  assert ds.y_train.tolist() == [0, 1, 2, 0, 1, 2] + [-1] * 6
+  assert ds.num_classes == 3
 
 
 @pytest.mark.parametrize('overrides, match', [
@@ -420,7 +430,11 @@ def test_npz_round_trip(tmp_path):
      'x_train has 6 NaN/Inf'),
     (dict(x_test=np.array([[np.inf, 0.0]] * 5), y_test=np.zeros(5, int),
           x_train=np.zeros((12, 2))), 'x_test has 5 NaN/Inf'),
-    (dict(y_train=np.arange(12) - 1), 'y_train has labels in [-1, 10]'),
+    (dict(y_train=np.arange(12) - 2),
+     'y_train has labels in [-2, 9], expected 0-based class ids in [0, '
+     '2**31) or -1 (unknown)'),
+    (dict(y_test=np.arange(5) - 1), 'y_test has labels in [-1, 3], expected '
+     '0-based class ids in [0, 2**31)'),
     (dict(num_classes=np.int64(2)), 'labels in [0, 2], expected [0, 2)'),
     (dict(x_test=np.zeros((0, 4, 4, 1)), y_test=np.zeros(0, int)),
      'x_test has shape (0, 4, 4, 1)'),
@@ -440,6 +454,12 @@ def test_npz_validation_errors(tmp_path, overrides, match):
 def test_npz_missing_and_unreadable(tmp_path):
   raises_one_line('absent.npz: npz file not found', data.load_npz,
                   tmp_path / 'absent.npz')
+  # A relative name is looked for in the working folder, then under
+  # data_dir: the error names both.
+  message = raises_one_line(
+      'absent.npz: npz file not found in the working folder',
+      data.load_dataset, 'absent.npz', data_dir=str(tmp_path))
+  assert f'nor under data_dir ({tmp_path})' in message
   (tmp_path / 'junk.npz').write_bytes(b'not a zip')
   raises_one_line('junk.npz: not a readable npz', data.load_npz,
                   tmp_path / 'junk.npz')

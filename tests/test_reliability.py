@@ -178,8 +178,9 @@ def assert_same_run(workdir, reference_dir):
 class Launch:
   """A train.py subprocess whose stdout lines are read as they come."""
 
-  def __init__(self, workdir, env):
-    self.proc = subprocess.Popen(command(workdir, TOY), cwd=REPO, env=env,
+  def __init__(self, workdir, env, args=()):
+    self.proc = subprocess.Popen(command(workdir, [*TOY, *args]), cwd=REPO,
+                                 env=env,
                                  stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True)
     self.lines = queue.Queue()
@@ -261,10 +262,14 @@ def test_sigkill_inside_the_initial_blocks_resumes_after_the_last(
   assert_same_run(workdir, reference)
 
 
-def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path, env, reference,
-                                                 python_sigint):
+def test_ctrl_c_stops_at_a_checkpoint_and_the_run_resumes(
+    tmp_path, env, reference, python_sigint):
+  """The first Ctrl-C stops the run once its iteration is done and
+  checkpointed, though no checkpoint is due for 1000 iterations: it says
+  so in one line and the resume loses no iteration."""
   workdir = tmp_path / 'run'
-  launch = Launch(workdir, env)
+  rare = ['--config.checkpoint_every=1000']
+  launch = Launch(workdir, env, rare)
   launch.wait_for(r'^iter 2/')
   launch.proc.send_signal(signal.SIGINT)
   assert launch.proc.wait(timeout=120) == 130
@@ -273,12 +278,46 @@ def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path, env, reference,
     rest.append(line)
   output = ''.join(rest)
   assert 'Traceback' not in output, output
-  assert 'interrupted; to continue, run: python ' in (
+  assert 'Ctrl-C: stopping once this iteration is done and checkpointed' in (
       output), output
-  result = train(workdir, env=env)
+  assert 'interrupted; to continue, run: python ' in output, output
+  step = newest_step(workdir)
+  assert 2 < step < FINAL_STEP
+  assert len(metric_lines(workdir)) == step * OVERRIDES['num_seeds']
+  result = train(workdir, rare, env=env)
   assert result.returncode == 0, result.stderr
-  assert 'resuming from iteration' in result.stdout
+  assert f'resuming from iteration {step} ' in result.stdout
   assert_same_run(workdir, reference)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason='signal handlers live on the main thread')
+def test_a_second_ctrl_c_stops_at_once_unless_a_save_defers_it(
+    python_sigint, capsys):
+  def delivered(condition):  # A signal's handler runs between bytecodes.
+    for _ in range(100):
+      if condition():
+        return True
+      time.sleep(0.01)
+    return False
+
+  with interrupts.stop_requests() as stop:
+    os.kill(os.getpid(), signal.SIGINT)
+    assert delivered(lambda: stop.requested)  # Asked, not raised.
+    saved = []
+    with pytest.raises(KeyboardInterrupt):
+      with interrupts.deferred():  # A checkpoint write.
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)
+        saved.append(True)  # The second Ctrl-C waits for the write...
+    assert saved  # ...and stops the run right after it.
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  assert capsys.readouterr().err.startswith('Ctrl-C: stopping once')
+  with pytest.raises(KeyboardInterrupt):  # Off: Ctrl-C as it was.
+    with interrupts.stop_requests(enabled=False) as stop:
+      os.kill(os.getpid(), signal.SIGINT)
+      delivered(lambda: False)
+  assert not stop.requested
 
 
 def test_seeds_over_cpu_cores_equal_one_device(tmp_path, env, reference):

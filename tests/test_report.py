@@ -483,10 +483,9 @@ def test_report_cli_labels_an_ablation_by_its_field(workdirs, tmp_path):
   config = json.loads((b / 'config.json').read_text())
   config['acquisition_beta'], config['chunk_size'] = 4.0, 512
   (b / 'config.json').write_text(json.dumps(config))
-  out = tmp_path / 'report'
+  out = a / 'report'  # Without --out: in the first workdir.
   status, stdout, err = script(
-      'report', f'--workdir={a}', f'--workdir={b}', f'--out={out}',
-      '--decision=false',
+      'report', f'--workdir={a}', f'--workdir={b}', '--decision=false',
       '--paired_with=yinyang:active_semi (acquisition_beta=1)')
   assert status == 0, err
   with open(out / 'table.csv') as f:
@@ -598,7 +597,7 @@ def test_accuracy_vs_labels_marks_the_paper_on_a_log_axis():
             for s, a in enumerate(accs)]
     return {'workdir': f'/w/{variant}', 'rows': rows,
             'config': {'name': 'mnist', 'variant': variant,
-                       'paper_acc': paper}}
+                       'dataset': 'mnist', 'paper_acc': paper}}
   runs = [run('supervised_100', 100, [0.81, 0.83], 82.03),
           run('supervised_3000', 3000, [0.97, 0.98], 97.89),
           run('mine', 1000, [0.9, 0.9], -1.0)]
@@ -659,3 +658,20 @@ def test_report_of_initial_models_plots_them_against_labels_only(tmp_path):
       'table.tex']
   assert any('every run is an initial model' in l for l in err), err
   assert_nontrivial_png(out / 'accuracy_vs_labels.png')
+
+
+def test_the_paper_is_beside_the_papers_runs_only():
+  """Own data or own code: the run is not the paper's row, so no paper %
+  beside it (in summary.json as in the report's tables)."""
+  config = yinyang.get_config('active_semi')
+  assert reporting.paper_reference(config) == config.paper_acc > 0
+  assert reporting.paper_reference(config.to_dict()) == config.paper_acc
+  for field, value in (('dataset', 'mine.npz'), ('dataset', 'my_images'),
+                       ('dataset', 'fashion_mnist'),
+                       ('model', 'nets.py:WideCNN'),
+                       ('acquisition', 'power_scores.py:gap'),
+                       ('confident_score', 'scores.py:gap'),
+                       ('paper_acc', -1.0)):
+    other = dict(config.to_dict(), **{field: value})
+    assert reporting.paper_reference(other) is None, (field, value)
+    assert reporting.paper_accuracy({'config': other}) is None
