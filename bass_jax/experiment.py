@@ -799,14 +799,23 @@ def with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
   return {**json.loads(json.dumps(common.base_config().to_dict())), **stored}
 
 
+# What a run is, named first when two configs differ: another experiment
+# altogether says more than the fields that follow from it.
+IDENTITY_FIELDS = ('name', 'variant', 'dataset', 'model')
+
+
 def config_differences(stored: dict[str, Any],
                        config: ml_collections.ConfigDict) -> list[str]:
-  """The fields (sorted) in which `config` computes differently from a run
-  whose config.json holds `stored`; placement fields do not count."""
+  """The fields in which `config` computes differently from a run whose
+  config.json holds `stored`, IDENTITY_FIELDS first, then sorted; placement
+  fields do not count."""
   old = with_defaults(stored)
   new = json.loads(json.dumps(config.to_dict()))
-  return sorted(k for k in set(old) | set(new)
-                if old.get(k) != new.get(k) and k not in PLACEMENT_FIELDS)
+  diff = [k for k in set(old) | set(new)
+          if old.get(k) != new.get(k) and k not in PLACEMENT_FIELDS]
+  return sorted(diff, key=lambda k: (
+      IDENTITY_FIELDS.index(k) if k in IDENTITY_FIELDS
+      else len(IDENTITY_FIELDS), k))
 
 
 def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
@@ -848,10 +857,11 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
     # default, and setting that continues it as it was made.
     since = (f'; the run predates config.{k}: --config.{k}='
              f'{old.get(k)!r} continues it' if k not in stored else '')
+    more = f' and {len(diff) - 1} more field(s)' if len(diff) > 1 else ''
     raise ConfigError(
         f'workdir {workdir} holds a run with a different config '
-        f'({k}: {old.get(k)!r} there, {new.get(k)!r} now){since}; use a new '
-        '--workdir or pass --overwrite')
+        f'({k}: {old.get(k)!r} there, {new.get(k)!r} now{more}){since}; use '
+        'a new --workdir or pass --overwrite')
 
 
 def resume_point(workdir: str, template: loop.LoopState,

@@ -192,6 +192,14 @@ def export_labels(workdir: str, out: str, seed_index: int = 0,
       valid checkpoint.
   """
   if not os.path.isfile(os.path.join(workdir, 'config.json')):
+    rows = sorted(d for d in (os.listdir(workdir) if os.path.isdir(workdir)
+                              else ()) if os.path.isfile(
+                                  os.path.join(workdir, d, 'config.json')))
+    if rows:  # A sweep: each row is a run of its own.
+      raise DataError(f'{workdir} holds a sweep of {len(rows)} runs, not one;'
+                      f' export a row: --workdir='
+                      f'{os.path.join(workdir, rows[0])} (rows: '
+                      f'{", ".join(rows)})')
     raise DataError(f'{workdir} holds no run (no config.json); pass the '
                     '--workdir of a launch/train.py run')
   if os.path.isdir(out):

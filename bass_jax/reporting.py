@@ -283,7 +283,8 @@ def baseline_index(runs: Sequence[dict], name: str) -> int:
     return {label_of(run), variant, variant.split(',')[0]}
   hits = [i for i, run in enumerate(runs) if name in names(run)]
   if len(hits) != 1:
-    labels = ', '.join(label_of(r) for r in runs)
+    # Ambiguous: the runs that answer, by their labels; else every run's.
+    labels = ', '.join(label_of(runs[i]) for i in (hits or range(len(runs))))
     what = 'no run' if not hits else f'{len(hits)} runs'
     raise DataError(f'{what} of the report answer to {name!r}; give one of: '
                     f'{labels}')

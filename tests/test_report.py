@@ -232,6 +232,14 @@ def test_export_cli_bad_workdirs_are_one_line(workdirs, tmp_path):
   assert status == 2 and len(err) == 1, err
   assert f'{w / "config.json"} is unreadable' in err[0]
   assert not out.exists()
+  # A sweep's folder: its rows are named.
+  sweep = tmp_path / 'sweep'
+  for row in ('b', 'a'):
+    copied(workdirs, sweep, row)
+  status, _, err = script('export', f'--workdir={sweep}', f'--out={out}')
+  assert status == 2 and err == [
+      f'error: {sweep} holds a sweep of 2 runs, not one; export a row: '
+      f'--workdir={sweep / "a"} (rows: a, b)'], err
 
 
 def test_write_csv_failure_leaves_no_temp_file(tmp_path):
@@ -452,7 +460,9 @@ def test_namesakes_are_labelled_by_the_fields_they_differ_in():
       got, 'mnist:supervised_100 (acquisition_beta=4)') == 1
   with pytest.raises(DataError, match=(
       r"3 runs of the report answer to 'supervised_100'; give one of: "
-      r'mnist:supervised_100 \(acquisition_beta=1\), ')):
+      r'mnist:supervised_100 \(acquisition_beta=1\), mnist:supervised_100 '
+      r'\(acquisition_beta=4\), mnist:supervised_100 '
+      r'\(acquisition_beta=2.5\)$')):  # Only the runs that answer.
     reporting.baseline_index(got, 'supervised_100')
   # Several differing fields, sorted; equal configs by their workdirs.
   two = reporting.with_distinct_labels(

@@ -201,3 +201,13 @@ def test_resume_refuses_other_data_of_the_same_shapes(tmp_path):
   with pytest.raises(ConfigError, match='the data differ'):
     experiment.run(config, str(tmp_path), dataset=other)
   assert (tmp_path / 'metrics.jsonl').read_bytes() == metrics
+
+
+def test_a_workdir_of_another_experiment_names_it_first():
+  """Another experiment in the workdir: its name and dataset lead the
+  differences, not the first of the fields that follow from them."""
+  stored = json.loads(json.dumps(small_config().to_dict()))
+  config = small_config()
+  config.dataset, config.mu, config.data_per_seed = 'mine.npz', 0.5, False
+  assert experiment.config_differences(stored, config) == [
+      'dataset', 'data_per_seed', 'mu']
