@@ -165,6 +165,11 @@ HELP_FLAGS = ('-help', '--help', '-?', '--helpfull', '-helpfull',
 
 def parse_flags(argv: list[str]) -> list[str]:
   """`app.run`'s flags parser: absl's, with every error as one line, exit 2."""
+  files = [a for a in argv[1:] if re.match(r'--?config(=|$)', a)]
+  if len(files) > 1:
+    # absl would load both and complain of each override 'defined twice'.
+    fail(f'--config is given {len(files)} times; give one config file and '
+         'change its fields with --config.<field>=<value>')
   try:
     remaining = flags.FLAGS(argv)
   except SystemExit as e:
