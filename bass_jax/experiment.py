@@ -1188,8 +1188,9 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
           state, query, valid, metrics = r.em_step(state, r.pool)
         rows = metrics_rows(jax.device_get(metrics), seeds)
       check_finite(rows, f'iteration {i}', workdir)
-      stopping = stop.requested and i < total - 1  # Read once: a signal
-      # may set it any time.
+      # Read once (a signal may set it any time); the last iteration ends
+      # the run anyway.
+      stopping = stop.requested and i < total - 1
       checkpoint_due = ((i + 1) % config.checkpoint_every == 0 or
                         i == total - 1 or stopping)
       if writer:

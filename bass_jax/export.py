@@ -33,6 +33,7 @@ from bass_jax import checkpoint
 from bass_jax import data as data_lib
 from bass_jax import experiment
 from bass_jax import mc_dropout
+from bass_jax import reporting
 from bass_jax.errors import ConfigError
 from bass_jax.errors import DataError
 
@@ -192,14 +193,11 @@ def export_labels(workdir: str, out: str, seed_index: int = 0,
       valid checkpoint.
   """
   if not os.path.isfile(os.path.join(workdir, 'config.json')):
-    rows = sorted(d for d in (os.listdir(workdir) if os.path.isdir(workdir)
-                              else ()) if os.path.isfile(
-                                  os.path.join(workdir, d, 'config.json')))
+    rows = reporting.run_folders(workdir)
     if rows:  # A sweep: each row is a run of its own.
       raise DataError(f'{workdir} holds a sweep of {len(rows)} runs, not one;'
-                      f' export a row: --workdir='
-                      f'{os.path.join(workdir, rows[0])} (rows: '
-                      f'{", ".join(rows)})')
+                      f' export a row: --workdir={rows[0]} (rows: '
+                      f'{", ".join(os.path.basename(r) for r in rows)})')
     raise DataError(f'{workdir} holds no run (no config.json); pass the '
                     '--workdir of a launch/train.py run')
   if os.path.isdir(out):

@@ -123,6 +123,16 @@ def natural_key(name: str) -> list[tuple[int, Any]]:
   return [(1, float(p)) if i % 2 else (0, p) for i, p in enumerate(parts)]
 
 
+def run_folders(folder: str) -> list[str]:
+  """The paths of `folder`'s sub-folders that hold a run (a config.json):
+  a sweep's rows, by name (numbers by value); [] for any other folder."""
+  if not os.path.isdir(folder):
+    return []
+  return sorted((os.path.join(folder, d) for d in os.listdir(folder)
+                 if os.path.isfile(os.path.join(folder, d, 'config.json'))),
+                key=natural_key)
+
+
 def sweep_order(sweep_dir: str, rows: list[str]) -> list[str]:
   """Row workdirs in the order the sweep ran them (its summaries.json, by
   their 'row' folder names, or by variant in a sweep written before rows

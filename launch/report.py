@@ -66,9 +66,7 @@ def expanded(workdirs: list[str]) -> list[tuple[str, bool]]:
     if os.path.exists(os.path.join(w, 'config.json')):
       out.append((w, False))
     else:
-      rows = reporting.sweep_order(w, [
-          os.path.join(w, d) for d in os.listdir(w)
-          if os.path.exists(os.path.join(w, d, 'config.json'))])
+      rows = reporting.sweep_order(w, reporting.run_folders(w))
       out.extend([(r, True) for r in rows] or [(w, False)])
   return out
 
