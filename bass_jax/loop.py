@@ -156,6 +156,25 @@ def _is_query_iteration(cfg: LoopConfig, iteration: jax.Array,
   return (iteration % cfg.query_every == 0) & within_budget & before_last
 
 
+def mean_entropy_over_all(gt_entropy: jax.Array, gt_valid: jax.Array,
+                          pool_entropy: jax.Array,
+                          labelled: jax.Array) -> jax.Array:
+  """Eq. 14's mean normalized entropy over X and X' (above_average's bar).
+
+  Args:
+    gt_entropy: [L] the label slots' entropies from the T-pass sweep.
+    gt_valid: [L] bool, the slots that hold a label.
+    pool_entropy: [N] the pool's entropies from the T'-pass sweep.
+    labelled: [N] bool, X; the rest of the pool is X'.
+
+  Returns:
+    A scalar: each labelled sample counted once (its T-pass entropy), over N.
+  """
+  total = (jnp.sum(jnp.where(gt_valid, gt_entropy, 0.0)) +
+           jnp.sum(jnp.where(labelled, 0.0, pool_entropy)))
+  return total / labelled.shape[0]
+
+
 def acquisition_picks(cfg: LoopConfig, key: jax.Array,
                       sweep: dict[str, jax.Array], available: jax.Array,
                       theta: jax.Array, mean_entropy_all: jax.Array
@@ -333,9 +352,8 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
                                          keys['pool'], cfg.mc_passes_pool,
                                          cfg.chunk_size, cfg.score_names)
   unlabelled = ~labelled
-  entropy_sum_all = (jnp.sum(jnp.where(gt_valid, gt['entropy'], 0.0)) +
-                     jnp.sum(jnp.where(unlabelled, sweep['entropy'], 0.0)))
-  mean_entropy_all = entropy_sum_all / labelled.shape[0]
+  mean_entropy_all = mean_entropy_over_all(gt['entropy'], gt_valid,
+                                           sweep['entropy'], labelled)
 
   # 4. Acquisition (only on query iterations).
   is_query = _is_query_iteration(cfg, i, jnp.sum(labelled))

@@ -1,10 +1,12 @@
 """config.compilation_cache: JAX's persistent cache, placement only."""
 
 import os
+import shutil
 
 import jax
 import pytest
 
+from bass_jax import checkpoint
 from bass_jax import data
 from bass_jax import experiment
 from configs import yinyang
@@ -39,6 +41,7 @@ def test_a_run_fills_its_cache_and_resumes_under_another(tmp_path,
   config = yinyang.get_config('active_semi')
   config.num_iterations, config.initial_epochs = 2, 2
   config.num_seeds, config.mc_passes_gt = 1, 4
+  config.checkpoint_every = 1
   config.compilation_cache = str(tmp_path / 'cache')
   ds = data.load_yinyang(num_per_class=20, seed=0)
   workdir = str(tmp_path / 'run')
@@ -46,9 +49,13 @@ def test_a_run_fills_its_cache_and_resumes_under_another(tmp_path,
   assert jax.config.jax_compilation_cache_dir == config.compilation_cache
   assert any(name.startswith('jit_') for name in
              os.listdir(config.compilation_cache))
+  # The last iteration is computed again, compiled without the cache.
+  shutil.rmtree(checkpoint.step_path(workdir, 3))
   config.compilation_cache = ''
-  again = experiment.run(config, workdir, dataset=ds)
+  lines = []
+  again = experiment.run(config, workdir, dataset=ds, log=lines.append)
   assert jax.config.jax_compilation_cache_dir is None
+  assert any(l.startswith('resuming from iteration 2') for l in lines), lines
   assert again['val_acc'] == first['val_acc']
 
 
