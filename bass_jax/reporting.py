@@ -555,7 +555,18 @@ RESULTS_UNITS = (
     '(unadjusted for multiple comparisons), paired_better / paired_tied the '
     'seeds ahead / level; labels_to_target_by_seed: the labels at the first '
     'iteration with val_acc >= target_acc, null if never; wall_s: the '
-    "run's wall-clock seconds (summary.json)")
+    "run's wall-clock seconds (summary.json); curve: per iteration the "
+    'labels (mean over seeds) and val_acc mean and std over seeds; '
+    'paired_curve: per iteration the mean and standard error over seeds of '
+    "val_acc minus the baseline's (at its newest iteration up to then)")
+
+
+def _curve_lists(its: np.ndarray, **columns: np.ndarray) -> dict[str, list]:
+  """Per-iteration columns as JSON lists (NaN as null)."""
+  out = {'iteration': [int(i) for i in its]}
+  for name, values in columns.items():
+    out[name] = [None if not np.isfinite(v) else float(v) for v in values]
+  return out
 
 
 def results(runs: Sequence[dict], rows: Sequence[dict],
@@ -566,9 +577,10 @@ def results(runs: Sequence[dict], rows: Sequence[dict],
   `rows` are table_rows(runs, target, baseline); each run's entry is its
   row plus its workdir, its config fields that differ between the runs
   (differing_fields, but for `ignore`),
-  its seeds' final accuracies and, with `target` / `baseline`, its seeds'
-  labels to reach the target and paired differences: what a paper's table,
-  a test of one's own or a later report needs without the workdirs.
+  its seeds' final accuracies, its learning curve and, with `target` /
+  `baseline`, its seeds' labels to reach the target and paired differences
+  (final and over the iterations): what a paper's table, a plot or test of
+  one's own or a later report needs without the workdirs.
   """
   varying = differing_fields([run['config'] for run in runs], ignore)
   entries = []
@@ -582,9 +594,17 @@ def results(runs: Sequence[dict], rows: Sequence[dict],
     if target is not None:
       entry['labels_to_target_by_seed'] = {
           str(s): n for s, n in labels_to_reach(run['rows'], target).items()}
+    its, mean, std = curves(run['rows'], 'val_acc')
+    label_its, labels, _ = curves(run['rows'], 'num_labels')
+    if len(label_its) == len(its):
+      entry['curve'] = _curve_lists(its, labels=labels,
+                                    val_acc_mean=100 * mean,
+                                    val_acc_std=100 * std)
     if baseline is not None and i != baseline:
       entry['paired_by_seed'] = {
           str(s): d for s, d in paired_by_seed(run, runs[baseline]).items()}
+      its, mean, se = paired_curve(run, runs[baseline])
+      entry['paired_curve'] = _curve_lists(its, mean=mean, std_error=se)
     entries.append(entry)
   return {'units': RESULTS_UNITS,
           'target_acc': None if target is None else 100 * target,

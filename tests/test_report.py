@@ -407,6 +407,34 @@ def test_results_hold_every_seed_of_merged_and_paired_runs():
   assert json.loads(json.dumps(got)) == got  # JSON as it stands.
 
 
+def test_results_hold_learning_and_paired_curves_golden():
+  """Per iteration: labels, val_acc mean and std over seeds; the paired
+  difference's mean and standard error (std / sqrt(n - 1))."""
+  def run(workdir, accs):  # accs[seed][iteration]
+    rows = [{'iteration': i, 'seed': s, 'val_acc': a, 'num_labels': 10 + 10 * i}
+            for s, per_iter in enumerate(accs) for i, a in enumerate(per_iter)]
+    return {'workdir': workdir, 'rows': rows, 'summary': {'wall_s': 1.0},
+            'config': {'name': 'mnist', 'variant': workdir, 'seed': 0,
+                       'num_seeds': 2}}
+  runs = [run('base', [[0.5, 0.6], [0.7, 0.8]]),
+          run('mine', [[0.6, 0.9], [0.7, 0.7]])]
+  got = reporting.results(runs, reporting.table_rows(runs, baseline=0),
+                          baseline=0)
+  mine = got['runs'][1]
+  assert mine['curve'] == {'iteration': [0, 1], 'labels': [10.0, 20.0],
+                           'val_acc_mean': [pytest.approx(65.0),
+                                            pytest.approx(80.0)],
+                           'val_acc_std': [pytest.approx(5.0),
+                                           pytest.approx(10.0)]}
+  assert mine['paired_curve'] == {'iteration': [0, 1],
+                                  'mean': [pytest.approx(5.0),
+                                           pytest.approx(10.0)],
+                                  'std_error': [pytest.approx(5.0),
+                                                pytest.approx(20.0)]}
+  assert 'paired_curve' not in got['runs'][0]
+  assert json.loads(json.dumps(got)) == got
+
+
 def test_latex_table_golden():
   rows = [{'experiment': 'mnist:semi_100,small', 'labels': 100,
            'paper': 96.08, 'mean': 78.16, 'std': 3.95, 'seeds': 10,
