@@ -4,6 +4,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from bass_jax import models
@@ -141,3 +142,26 @@ def test_steps_per_trip_changes_nothing_but_speed(steps_per_trip):
   counts = [leaf for leaf in jax.tree_util.tree_leaves(one[0].opt_state)
             if leaf.dtype == jnp.int32]
   assert counts and all(int(c[0]) == 10 for c in counts)
+
+
+def test_each_step_of_an_epoch_draws_its_own_dropout_masks():
+  """One sample up-sampled to fill every batch, so the batches are equal and
+  a zero learning rate keeps the parameters: the epoch's mean loss over
+  2 steps equals the 1-step epoch's (step 0's, same key) only if step 1
+  reused step 0's masks."""
+  model, _, x, y = _separable_points(0, 16)
+  opt = optax.sgd(0.0)
+  params = model.init(jax.random.key(0), x[:1])
+  state = training.TrainState(params, opt.init(params))
+  labelled = jnp.zeros(16, bool).at[3].set(True)
+
+  def epoch_loss(upsample):  # upsample copies of sample 3: upsample/8 steps.
+    _, loss = training.train_epochs(
+        state, opt, model.apply, jax.random.key(7), x, y, labelled,
+        jnp.zeros(16, bool), jnp.int32(1), gt_upsample=upsample, mu=1.0,
+        batch_size=8, capacity=upsample, l2=0.0)
+    return float(loss)
+
+  one, two = epoch_loss(8), epoch_loss(16)
+  assert np.isfinite(one) and np.isfinite(two)
+  assert one != two
