@@ -69,7 +69,6 @@ CHOICES = {
 DatasetArg = Optional[data_lib.Dataset | list[data_lib.Dataset]]
 # Datasets drawn from a seed, which `data_per_seed` can draw once per seed.
 GENERATED_DATASETS = ('yinyang',)
-USER_CODE_FIELDS = user_code.CONFIG_FIELDS
 POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
             'query_size', 'gt_upsample', 'batch_size', 'mc_passes_gt',
             'mc_passes_pool', 'checkpoint_every', 'keep_checkpoints', 'log_every',
@@ -166,7 +165,7 @@ def user_code_of(field: str, value: Any) -> Optional[str]:
   """The code of one's own ('scores.py:my_score') a config field's value
   names, None for a built-in value: a model, an acquisition's score (also
   after a sampling, 'power_scores.py:my_score') or the confident score."""
-  if field not in USER_CODE_FIELDS or not isinstance(value, str):
+  if field not in user_code.CONFIG_FIELDS or not isinstance(value, str):
     return None
   if field == 'acquisition':
     value = selection.split_acquisition(value)[1]
@@ -181,7 +180,7 @@ def check_user_code(config: ml_collections.ConfigDict,
   Raises:
     ConfigError: naming the field, the code and what it did.
   """
-  for field in USER_CODE_FIELDS:
+  for field in user_code.CONFIG_FIELDS:
     spec = user_code_of(field, config[field])
     if spec is None or (field == 'confident_score' and
                         config.semi != 'confident'):

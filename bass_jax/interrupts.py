@@ -47,6 +47,16 @@ def install() -> None:
     sys.unraisablehook = _retrying_hook(sys.unraisablehook)
 
 
+def _owns(handler) -> bool:
+  """Whether this thread may replace the SIGINT `handler`: the main thread
+  (the only one that can install handlers) and a handler that raises
+  KeyboardInterrupt (Python's default or `stop_requests`'), not an ignored
+  SIGINT (a background job) or a caller's own handler."""
+  return threading.current_thread() is threading.main_thread() and (
+      handler is signal.default_int_handler or
+      getattr(handler, 'raises_interrupt', False))
+
+
 @contextlib.contextmanager
 def stop_requests(enabled: bool = True):
   """Ctrl-C as a request to stop, for a run's loop.
@@ -62,12 +72,13 @@ def stop_requests(enabled: bool = True):
     An object whose `requested` says whether a stop was asked for.
   """
   request = types.SimpleNamespace(requested=False)
-  if (not enabled or threading.current_thread() is not threading.main_thread()
-      or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+  handler = signal.getsignal(signal.SIGINT)
+  if not (enabled and handler is signal.default_int_handler and
+          _owns(handler)):
     yield request
     return
 
-  def handler(signum, frame):
+  def asked(signum, frame):
     if request.requested:
       signal.default_int_handler(signum, frame)  # Raises KeyboardInterrupt.
     request.requested = True
@@ -75,8 +86,8 @@ def stop_requests(enabled: bool = True):
           '(Ctrl-C again stops at once, losing it)', file=sys.stderr,
           flush=True)
 
-  handler.raises_interrupt = True  # `deferred` may hold it back.
-  previous = signal.signal(signal.SIGINT, handler)
+  asked.raises_interrupt = True  # `deferred` may hold it back.
+  previous = signal.signal(signal.SIGINT, asked)
   try:
     yield request
   finally:
@@ -89,15 +100,11 @@ def deferred():
 
   A checkpoint write interrupted inside orbax's worker threads once printed
   their traceback over the one-line "interrupted" message; deferred, the
-  write completes and the run stops just after it. Only handlers that raise
-  KeyboardInterrupt (Python's default, `stop_requests`') are deferred: an
-  ignored SIGINT (a background job) or a caller's own handler is left
-  alone, as is any thread but the main one (only it can install handlers).
+  write completes and the run stops just after it. Only handlers this thread
+  owns (`_owns`) are deferred.
   """
   previous = signal.getsignal(signal.SIGINT)
-  if (threading.current_thread() is not threading.main_thread() or
-      not (previous is signal.default_int_handler or
-           getattr(previous, 'raises_interrupt', False))):
+  if not _owns(previous):
     yield
     return
   caught = []

@@ -46,3 +46,16 @@ def python_sigint():
   previous = signal.signal(signal.SIGINT, signal.default_int_handler)
   yield
   signal.signal(signal.SIGINT, previous)
+
+
+def run_metrics(config, ds, iterations):
+  """(run, final state, [host metrics of every iteration]) of `iterations`
+  compiled EM steps of `config` on `ds`."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from bass_jax import experiment  # pylint: disable=g-import-not-at-top
+  r = experiment.build(config, ds)
+  state, rows = r.state, []
+  for _ in range(iterations):
+    state, m = r.step(state, r.pool)
+    rows.append(jax.device_get(m))
+  return r, state, rows

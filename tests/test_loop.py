@@ -9,6 +9,7 @@ import pytest
 
 from bass_jax import data
 from bass_jax import experiment
+from conftest import run_metrics
 from configs import yinyang
 
 
@@ -27,15 +28,6 @@ def tiny_config(variant='active_semi', **overrides):
 def toy():
   ds = data.load_yinyang(num_per_class=100, seed=0)
   return ds
-
-
-def run_metrics(config, ds, iterations):
-  r = experiment.build(config, ds)
-  state, rows = r.state, []
-  for _ in range(iterations):
-    state, m = r.step(state, r.pool)
-    rows.append(jax.device_get(m))
-  return r, state, rows
 
 
 def test_iteration_compiles_once(toy):

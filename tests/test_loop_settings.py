@@ -15,6 +15,7 @@ from bass_jax import loop
 from bass_jax import mc_dropout
 from bass_jax import models
 from configs import yinyang
+from conftest import run_metrics
 
 
 def tiny_config(variant='active_semi', **overrides):
@@ -33,13 +34,9 @@ def toy():
 
 def iteration_rows(config, ds, iterations):
   """(final state, [per-iteration metrics of seed 0 as floats])."""
-  r = experiment.build(config, ds)
-  state, rows = r.state, []
-  for _ in range(iterations):
-    state, m = r.step(state, r.pool)
-    rows.append({k: float(np.asarray(v)[0]) for k, v in
-                 jax.device_get(m).items()})
-  return state, rows
+  _, state, rows = run_metrics(config, ds, iterations)
+  return state, [{k: float(np.asarray(v)[0]) for k, v in m.items()}
+                 for m in rows]
 
 
 def test_label_budget_stops_queries_and_semi_start_holds_back_d(toy):
