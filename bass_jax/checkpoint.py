@@ -62,7 +62,13 @@ class CheckpointMismatchError(CheckpointError):
   Not corruption but a different model, config or pool: `latest_valid` lets
   it propagate instead of silently falling back to (equally mismatched) older
   checkpoints and starting the run from scratch.
+
+  Attributes:
+    saved_shape, wanted_shape: the first differing leaf's shapes (checkpoint,
+      template), or None when the leaves differ in number, name or dtype.
   """
+  saved_shape: Optional[tuple[int, ...]] = None
+  wanted_shape: Optional[tuple[int, ...]] = None
 
 
 class Restored(NamedTuple):
@@ -440,9 +446,11 @@ def _check_template(path: str, meta: dict, specs: list[Spec]) -> None:
       raise _error(path, f'leaf {leaf["path"]} where the template has {name}',
                    CheckpointMismatchError)
     if tuple(leaf['shape']) != shape or leaf['dtype'] != dtype:
-      raise _error(path, f'leaf {name} is {leaf["dtype"]}{leaf["shape"]}, '
-                   f'the template wants {dtype}{list(shape)}',
-                   CheckpointMismatchError)
+      error = _error(path, f'leaf {name} is {leaf["dtype"]}{leaf["shape"]}, '
+                     f'the template wants {dtype}{list(shape)}',
+                     CheckpointMismatchError)
+      error.saved_shape, error.wanted_shape = tuple(leaf['shape']), shape
+      raise error
 
 
 def _verify_files(path: str, meta: dict) -> None:

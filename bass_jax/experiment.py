@@ -867,7 +867,7 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
 
 
 def resume_point(workdir: str, template: loop.LoopState,
-                 log: Callable[[str], None]
+                 log: Callable[[str], None], num_seeds: int
                  ) -> Optional[checkpoint.Restored]:
   """The newest valid checkpoint of a workdir; None if it has none at all.
 
@@ -881,6 +881,14 @@ def resume_point(workdir: str, template: loop.LoopState,
   try:
     restored = checkpoint.latest_valid(workdir, template, warn=log)
   except checkpoint.CheckpointMismatchError as e:
+    saved, wanted = e.saved_shape, e.wanted_shape
+    if (saved and wanted and saved[1:] == wanted[1:]
+        and wanted[0] == num_seeds):
+      # Only the seed axis differs: the checkpoint is another run's (copied
+      # in, or config.json edited), which the config check cannot see.
+      raise checkpoint.CheckpointMismatchError(
+          f'{e}: the checkpoint holds {saved[0]} seed(s), this run has '
+          f'{num_seeds}; use a new --workdir or pass --overwrite') from e
     # The config matched (check_workdir_config), so the data changed: e.g.
     # images added to or removed from a folder dataset.
     raise checkpoint.CheckpointMismatchError(
@@ -1083,7 +1091,7 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
       clear_run(workdir)
     sharding.sync('cleared')
   else:
-    restored = resume_point(workdir, state, log)
+    restored = resume_point(workdir, state, log, config.num_seeds)
   data_hash = data_lib.fingerprint(
       *(r.datasets if r.per_seed_data else r.datasets[:1]))
   if restored and restored.extra.get('data', data_hash) != data_hash:

@@ -419,6 +419,11 @@ def damage_all_meta(tmp, workdir):
         '{"format": ')
 
 
+def edit_config_json(workdir, **changes):
+  path = workdir / 'config.json'
+  path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
 def reshape_newest_leaf(tmp, workdir):
   """An intact-looking newest checkpoint whose first leaf has another shape
   (as from a different model): not damage, so no silent fallback."""
@@ -571,6 +576,14 @@ CASES = [
          setup=lambda tmp, workdir: (workdir / 'config.json').unlink()),
     Case('checkpoint_of_other_shape_says_data_changed', (),
          ('the data differ', 'new --workdir'), setup=reshape_newest_leaf),
+        # Another run's checkpoints (copied in, or config.json edited): the
+    # config check passes, the seed axis does not.
+    Case('checkpoint_of_other_seed_count',
+         (f'--config.num_seeds={OVERRIDES["num_seeds"] + 1}',),
+         (f'holds {OVERRIDES["num_seeds"]} seed(s), this run has '
+          f'{OVERRIDES["num_seeds"] + 1}', '--overwrite'),
+         setup=lambda tmp, workdir: edit_config_json(
+             workdir, num_seeds=OVERRIDES['num_seeds'] + 1)),
     # A finished run resumed without its metrics once summarised nothing.
     Case('metrics_deleted', (), ('metrics.jsonl', 'holds 0 of the',
                                  '--overwrite'),
