@@ -54,6 +54,26 @@ def result_table(summaries: list[dict],
   return reporting.markdown_table(rows).rstrip('\n')
 
 
+def cli_overrides() -> list[str]:
+  """The config fields overridden on the command line (`--config.x=v`, in
+  any form absl accepts: `-config.x v`, a --flagfile, ...)."""
+  return list(config_flags.get_override_values(flags.FLAGS['config']))
+
+
+def overrides_text(config) -> str:
+  """'mu=0.5, num_iterations=5': the command line's config overrides that
+  change what a run computes, as labels show fields; '' if none.
+
+  Left out: num_seeds (the table's seeds column) and where and how fast the
+  run ran (experiment.PLACEMENT_FIELDS).
+  """
+  from bass_jax import experiment  # pylint: disable=g-import-not-at-top
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  skip = experiment.PLACEMENT_FIELDS + ('num_seeds',)
+  return reporting.fields_text({k: config[k] for k in sorted(cli_overrides())
+                                if k not in skip})
+
+
 def debug() -> bool:
   """Whether BASS_DEBUG asks for tracebacks."""
   return bool(os.environ.get('BASS_DEBUG'))

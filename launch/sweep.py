@@ -6,7 +6,8 @@ r"""Runs every row of a config's sweep (each row's seeds vmapped) into a table.
 
 Each row gets its own workdir `<workdir>/<row>/` (config.json,
 metrics.jsonl, summary.json); the sweep writes `<workdir>/table.md` and
-prints it. `--config.<field>=...` overrides apply to every row. Rows already
+prints it. `--config.<field>=...` overrides apply to every row (named once
+below the table: `Every row with num_iterations=5.`). Rows already
 finished (a summary.json with the same config) are not run again.
 
 An ablation is one command: `--vary=acquisition_beta=1,2,4,8` runs every
@@ -71,12 +72,6 @@ def row_args(module, base_arg: str) -> list[str]:
   return rows
 
 
-def cli_overrides() -> list[str]:
-  """The config fields overridden on the command line (`--config.x=v`, in
-  any form absl accepts: `-config.x v`, a --flagfile, ...)."""
-  return list(config_flags.get_override_values(flags.FLAGS['config']))
-
-
 def config_path_and_arg() -> tuple[str, str]:
   """The --config file and its ':arg', as absl parsed them."""
   path, _, arg = config_flags.get_config_filename(
@@ -119,13 +114,13 @@ def main(argv):
   summaries = []
   rows = []
   labels = []
-  combos = variations(_VARY.value, overridden, cli_overrides())
+  combos = variations(_VARY.value, overridden, launch_common.cli_overrides())
   # Labels name the fields that take several values, as the report does.
   varied = [k for k in combos[0] if len({str(c[k]) for c in combos}) > 1]
   for arg in selected_rows(row_args(module, base_arg), _ROWS.value):
     for combo in combos:
       config = module.get_config(arg)
-      for key in cli_overrides():
+      for key in launch_common.cli_overrides():
         config[key] = overridden[key]
       for key, value in combo.items():
         config[key] = value
@@ -156,6 +151,9 @@ def main(argv):
     print(launch_common.result_table(summaries[-1:], labels[k:k + 1])
           .splitlines()[-1], flush=True)
   table = launch_common.result_table(summaries, labels)
+  changed = launch_common.overrides_text(overridden)
+  if changed:  # What every row shares, said once rather than in each label.
+    table += f'\n\nEvery row with {changed}.'
   experiment.write_lines(os.path.join(workdir, 'table.md'), [table + '\n'])
   experiment.write_json(os.path.join(workdir, 'summaries.json'), summaries)
   print(table)

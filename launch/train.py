@@ -5,7 +5,9 @@ r"""Runs one experiment (all its seeds, vmapped) and writes its workdir.
 
 With no flags it runs the Yin-Yang `active_semi` experiment (Table 1's
 DeepBASS row, 10 seeds, about 20 seconds on a 2-core CPU) into
-workdirs/<name>_<variant>_<time> and prints the result table.
+workdirs/<name>_<variant>_<time> and prints the result table, whose row
+names the `--config.<field>` overrides that change what ran, e.g.
+`yinyang:active_semi (mu=0.5)`.
 """
 
 import os
@@ -33,12 +35,18 @@ _OVERWRITE = flags.DEFINE_bool(
 def main(argv):
   del argv
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   workdir = _WORKDIR.value or launch_common.default_workdir(config)
   print(f'workdir: {workdir}', flush=True)
   summary = experiment.run(config, workdir, log=launch_common.log_line,
                            overwrite=_OVERWRITE.value)
-  print(launch_common.result_table([summary]))
+  # The row says what differs from the config file's experiment, as a
+  # sweep's rows do: its paper % is the unmodified experiment's.
+  label = reporting.experiment_label(config.name, config.variant)
+  changed = launch_common.overrides_text(config)
+  print(launch_common.result_table(
+      [summary], [f'{label} ({changed})' if changed else label]))
 
 
 if __name__ == '__main__':

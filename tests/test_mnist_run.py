@@ -41,7 +41,12 @@ def test_tiny_mnist_run_learns(tmp_path):
   first = rows[0]['val_acc']
   assert summary['val_acc']['mean'] > 0.5
   assert summary['val_acc']['mean'] >= first
-  assert 'yinyang' not in out.stdout and '| mnist:' in out.stdout
+  assert 'yinyang' not in out.stdout
+  # The row names the overrides that change what ran (not where or how
+  # fast: data_dir, chunk_size; nor num_seeds, the seeds column).
+  assert ('| mnist:alldata_maxent,small (initial_epochs=20, mc_passes_gt=10,'
+          ' num_iterations=3, pool_size=400, query_every=2, test_size=500) |'
+          in out.stdout), out.stdout
 
   # The initial phase in blocks of 6 epochs (0-5, 6-11, 12-17, then 18-19
   # in iteration 0), the CNN's seed mapped on a CPU: the same run to the bit.

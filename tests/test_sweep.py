@@ -22,6 +22,12 @@ TINY = ['--config=' + str(REPO / 'configs' / 'yinyang.py'),
         '--config.initial_epochs=5', '--config.mc_passes_gt=10', '--quiet']
 
 
+def table_labels(path):
+  """The first column of a table.md's rows (header and footer left out)."""
+  lines = pathlib.Path(path).read_text().splitlines()
+  return [l.split('|')[1].strip() for l in lines[2:] if l.startswith('|')]
+
+
 def _sweep(workdir, *args):
   env = {k: v for k, v in os.environ.items() if k != 'BASS_DEBUG'}
   return subprocess.run([sys.executable, SWEEP, f'--workdir={workdir}',
@@ -46,9 +52,14 @@ def test_sweep_table_resume_and_unknown_row(finished):
   heads = [l for l in first.stdout.splitlines() if l.startswith('== ')]
   assert 'left in the sweep' not in heads[0], heads
   assert re.search(r'; about \d+s left in the sweep$', heads[1]), heads
-  table = (tmp_path / 'table.md').read_text().splitlines()
-  assert [l.split('|')[1].strip() for l in table[2:]] == [
+  assert table_labels(tmp_path / 'table.md') == [
       'yinyang:initial', 'yinyang:semi']
+  # The overrides every row shares, once below the table (num_seeds is the
+  # seeds column; --quiet is no config field).
+  table = (tmp_path / 'table.md').read_text().splitlines()
+  assert table[-2:] == ['', 'Every row with initial_epochs=5, '
+                        'mc_passes_gt=10, num_iterations=2.'], table
+  assert table[-1] in first.stdout.splitlines()
   summaries = json.loads((tmp_path / 'summaries.json').read_text())
   assert [s['num_seeds'] for s in summaries] == [2, 2]
   for row in ('initial', 'semi'):
@@ -211,16 +222,14 @@ def test_vary_runs_each_value_in_a_row_folder_labelled_by_it(tmp_path):
   # in the sweep's table as in the report's.
   labels = ['yinyang:initial (dropout_rate=0.25)',
             'yinyang:initial (dropout_rate=0.5)']
-  table = (tmp_path / 'table.md').read_text().splitlines()
-  assert [l.split('|')[1].strip() for l in table[2:]] == labels
+  assert table_labels(tmp_path / 'table.md') == labels
   out = tmp_path / 'report'
   report = subprocess.run(
       [sys.executable, str(REPO / 'launch' / 'report.py'),
        f'--workdir={tmp_path}', f'--out={out}', '--decision=false'],
       cwd=REPO, capture_output=True, text=True, timeout=300)
   assert report.returncode == 0, report.stderr[-2000:]
-  table = (out / 'table.md').read_text().splitlines()
-  assert [l.split('|')[1].strip() for l in table[2:]] == labels
+  assert table_labels(out / 'table.md') == labels
   # The same values written otherwise name the same folders.
   again = _sweep(tmp_path, '--rows=initial', '--vary=dropout_rate=.250,0.50',
                  vary[2])
@@ -248,8 +257,7 @@ def test_vary_over_model_files_names_folders_without_separators(tmp_path):
   assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [
       'initial-model=tests_user_nets.py:TinyNet',
       'initial-model=tests_user_nets.py:tiny_net']
-  table = (tmp_path / 'table.md').read_text().splitlines()
-  assert [l.split('|')[1].strip() for l in table[2:]] == [
+  assert table_labels(tmp_path / 'table.md') == [
       f'yinyang:initial (model={nets}:TinyNet)',
       f'yinyang:initial (model={nets}:tiny_net)']
 
