@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import fcntl
 import json
 import math
@@ -113,15 +114,29 @@ _STR = ((str,), 'a string')
 FIELD_TYPES = {**dict.fromkeys(INT_FIELDS, _INT),
                **dict.fromkeys(REAL_FIELDS, _REAL),
                **dict.fromkeys(STR_FIELDS, _STR)}
+# Every field of configs/common.base_config(): those of FIELD_TYPES and
+# these, checked where they are used (a mesh, bools, a score name).
+OTHER_FIELDS = ('mesh_shape', 'deterministic_ops', 'tensorboard',
+                'distributed', 'confident_score', 'data_per_seed')
+KNOWN_FIELDS = frozenset(FIELD_TYPES) | frozenset(OTHER_FIELDS)
 
 
 def check_types(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError for a missing field or a value of the wrong type.
+  """Raises ConfigError for an unknown or missing field or a value of the
+  wrong type.
 
   A locked ConfigDict refuses most of these on assignment already; this
   also covers unlocked configs and hand-built ones, where e.g. 1.5 for an
   int field would otherwise be truncated somewhere downstream.
   """
+  for field in config:
+    if field not in KNOWN_FIELDS:
+      # An unlocked config (built by hand) takes a misspelt field silently;
+      # nothing would read it.
+      close = difflib.get_close_matches(field, KNOWN_FIELDS, n=1)
+      hint = f"; did you mean '{close[0]}'?" if close else ''
+      raise ConfigError(f'config.{field} is no config field{hint} (the '
+                        'fields are those of configs/common.base_config())')
   for field, (types, what) in FIELD_TYPES.items():
     if field not in config:
       raise ConfigError(f'config.{field} is missing; build configs on '

@@ -183,6 +183,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every = 1
   c.tensorboard = True         # Event files in <workdir>/tensorboard/ when the
                                # tensorboard package is installed.
+  # Locked: a misspelt field (config.acqusition = 'bald') is an error where
+  # it is set, from Python as on the command line, not a field nothing reads.
+  c.lock()
   return c
 
 

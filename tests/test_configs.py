@@ -3,13 +3,32 @@
 import importlib
 import pathlib
 
+import ml_collections
 import pytest
 
 from bass_jax import experiment
+from bass_jax.errors import ConfigError
+from configs import common
+from configs import yinyang
 
 CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1]
                                   / 'configs').glob('*.py')
                  if p.stem not in ('__init__', 'common'))
+
+
+def test_a_misspelt_field_is_an_error_from_python_too():
+  # base_config's fields are the ones the library knows (a field added to
+  # one but not the other fails here).
+  assert set(common.base_config()) == experiment.KNOWN_FIELDS
+  config = yinyang.get_config('active')
+  with pytest.raises(AttributeError, match='Did you mean "acquisition"'):
+    config.acqusition = 'bald'  # Locked.
+  # A hand-built (unlocked) config once ran with the field ignored.
+  loose = ml_collections.ConfigDict(config.to_dict())
+  loose.acqusition = 'bald'
+  with pytest.raises(ConfigError, match=r"config.acqusition is no config "
+                     r"field; did you mean 'acquisition'\?"):
+    experiment.validate_config(loose)
 
 
 @pytest.mark.parametrize('name', CONFIGS)
