@@ -295,12 +295,28 @@ def score_fn(name: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
   return user_code.loaded(name)
 
 
+def example_probs(num_passes: int, num_classes: int) -> jax.Array:
+  """[T, 3, C] MC passes of 3 samples: confident (every pass 0.9 on class
+  0), uncertain (every pass uniform) and disputed (pass t 0.9 on class
+  t mod C); no probability is 0, as a softmax's rarely is."""
+  rest = 0.1 / (num_classes - 1)
+  confident = jnp.full((num_classes,), rest).at[0].set(0.9)
+  uniform = jnp.full((num_classes,), 1.0 / num_classes)
+  disputed = jnp.stack([jnp.roll(confident, t) for t in range(num_passes)])
+  return jnp.stack([jnp.broadcast_to(confident, disputed.shape),
+                    jnp.broadcast_to(uniform, disputed.shape), disputed],
+                   axis=1).astype(jnp.float32)
+
+
 def check_score(name: str, num_passes: int, num_classes: int) -> None:
-  """Traces (never runs) the score `name` on 3 samples' [T, 3, C] passes.
+  """Traces the score `name` on 3 samples' [T, 3, C] passes, then runs it
+  on `example_probs`.
 
   Raises:
     ValueError: "'name' ...": tracing fails (the first line of its error),
-      or it does not return one float score per sample, [3].
+      it does not return one float score per sample, [3], or it returns a
+      NaN or infinite score for those valid probabilities (a score that is
+      never a number would silently rank every sample last).
   """
   probs = jax.ShapeDtypeStruct((num_passes, 3, num_classes), jnp.float32)
   mean_probs = jax.ShapeDtypeStruct((3, num_classes), jnp.float32)
@@ -315,6 +331,15 @@ def check_score(name: str, num_passes: int, num_classes: int) -> None:
     got = f'{shape} {out.dtype}' if shape is not None else type(out).__name__
     raise ValueError(f'{where} returned {got}, expected scores (3,) float '
                      '(one per sample)')
+  probs = example_probs(num_passes, num_classes)
+  try:
+    values = jax.device_get(jax.jit(fn)(probs, probs.mean(axis=0)))
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f'{where}: {user_code.error_line(e)}') from None
+  if not jnp.isfinite(values).all():
+    raise ValueError(
+        f'{where} returned {[float(v) for v in values]} for a confident, a '
+        'uniform and a disputed sample: every score must be a finite number')
 
 
 def mc_sweep(apply_fn: ApplyFn, params, x: jax.Array, key: jax.Array,

@@ -68,8 +68,8 @@ def top_k_confident_membership(member: jax.Array, scores: jax.Array,
     [N] bool.
   """
   available = ~labelled & ~member
-  priority = jnp.where(available, -scores, NEG_INF)
-  values, idx = jax.lax.top_k(priority, k)
+  # NaN, as -NaN, ranks as the least confident.
+  values, idx = jax.lax.top_k(_priority(-scores, available), k)
   added = jnp.zeros_like(member).at[idx].set(values > NEG_INF)
   return (member | added) & ~labelled
 
@@ -87,9 +87,18 @@ def top_k_indices(scores: jax.Array, available: jax.Array,
     (indices [k] int32, valid [k] bool): `valid` is False for picks beyond
     the number of available samples, which must then be ignored.
   """
-  priority = jnp.where(available, scores, NEG_INF)
-  values, idx = jax.lax.top_k(priority, k)
+  values, idx = jax.lax.top_k(_priority(scores, available), k)
   return idx.astype(jnp.int32), values > NEG_INF
+
+
+def _priority(scores: jax.Array, available: jax.Array) -> jax.Array:
+  """[N] scores as a top k ranks them: NaN and -inf as the lowest number
+  (picked last, but picked: lax.top_k ranks NaN first, and a NaN pick once
+  counted as no pick, so a score of NaNs silently stopped acquisition),
+  unavailable samples as -inf (below every available one)."""
+  lowest = jnp.finfo(scores.dtype).min
+  ranked = jnp.where(jnp.isnan(scores), lowest, jnp.maximum(scores, lowest))
+  return jnp.where(available, ranked, NEG_INF)
 
 
 # Stochastic batch acquisition (Kirsch et al., "Stochastic Batch

@@ -38,6 +38,27 @@ def test_top_k_with_fewer_available_than_k():
   assert sorted(np.nonzero(np.asarray(marked))[0]) == [3, 7]
 
 
+def test_nan_and_minus_inf_scores_rank_last_but_are_picked():
+  # lax.top_k ranks NaN first: k NaN scores once filled the query with
+  # picks marked invalid, so acquisition silently stopped.
+  nan, inf = float('nan'), float('inf')
+  scores = jnp.array([0.1, nan, 0.5, -inf, 0.3, nan])
+  available = jnp.ones(6, bool).at[2].set(False)
+  idx, valid = sel.top_k_indices(scores, available, 3)
+  assert list(np.asarray(idx)) == [4, 0, 1] and bool(valid.all())
+  idx, valid = sel.top_k_indices(scores, available, 6)
+  assert sorted(np.asarray(idx)[np.asarray(valid)]) == [0, 1, 3, 4, 5]
+  assert not bool(valid[-1])  # The unavailable one, last and invalid.
+  # Sampled: a NaN weight is the lowest too; 2 picks are the 2 numbers.
+  idx, valid = sel.sampled_indices(jax.random.key(0), scores.at[3].set(nan),
+                                   available, 2, 'softmax', 1.0)
+  assert sorted(np.asarray(idx)) == [0, 4] and bool(valid.all())
+  # Confident membership: NaN is the least confident, never added first.
+  m = sel.top_k_confident_membership(jnp.zeros(6, bool), scores,
+                                     jnp.zeros(6, bool), 3)
+  assert sorted(np.nonzero(np.asarray(m))[0]) == [0, 3, 4]
+
+
 def test_random_picks_distinct_available_and_seeded():
   labelled, _ = _state()
   f = jax.jit(sel.random_indices, static_argnums=2)

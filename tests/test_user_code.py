@@ -162,6 +162,8 @@ def test_a_score_of_ones_own_picks_what_the_built_in_picks(
     ('per_pass', 'returned (10, 3) float32, expected scores (3,) float'),
     ('broken', 'TypeError: mul got incompatible shapes for broadcasting'),
     ('nope', "has no class or function 'nope'"),
+    ('nan_score', 'returned [nan, nan, nan] for a confident, a uniform and '
+     'a disputed sample: every score must be a finite number'),
 ])
 def test_a_score_that_breaks_the_contract_is_a_config_error(in_repo, score,
                                                            message):

@@ -30,3 +30,16 @@ def broken(probs, mean_probs):
   """Fails when traced, as code under development does: [T, B] times
   [B, C], which do not broadcast."""
   return jnp.max(probs, axis=-1) * mean_probs
+
+
+def naive_entropy(probs, mean_probs):
+  """Entropy as log 0 makes it: NaN for a probability of 0 (a softmax
+  rarely gives one), fine otherwise."""
+  del probs
+  return -jnp.sum(mean_probs * jnp.log(mean_probs), axis=-1)
+
+
+def nan_score(probs, mean_probs):
+  """Never a number (a bug under development): [B] of NaN."""
+  del probs
+  return jnp.full(mean_probs.shape[:1], jnp.nan)
