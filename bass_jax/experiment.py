@@ -499,10 +499,21 @@ def check_against_data(config: ml_collections.ConfigDict,
                       'label a few per class')
   counts = np.bincount(known, minlength=ds.num_classes)
   if config.initial_per_class > counts.min():
+    k = int(counts.argmin())
+    why = ''
+    if counts[k] == 0:  # Labels are class indices 0..C-1.
+      why = (' (labels numbered from 1? they are class indices 0..'
+             f'{ds.num_classes - 1})' if k == 0 else
+             ' (a class of y_test or num_classes only?)')
     raise ConfigError(
         f'config.initial_per_class={config.initial_per_class} but class '
-        f'{int(counts.argmin())} has only {int(counts.min())} labelled pool '
-        'samples')
+        f'{k} has only {int(counts[k])} labelled pool samples{why}')
+  if config.model == 'cnn' and ds.x_train.ndim != 4:
+    # Found here, not as a convolution's shape error deep in a trace.
+    hint = '; add a channel axis: x[..., None]' if ds.x_train.ndim == 3 else ''
+    raise ConfigError(f"config.model='cnn' takes images [N, H, W, C]; "
+                      f'dataset {ds.name!r} has inputs '
+                      f'{list(ds.x_train.shape)}{hint}')
   unknown = n - known.size
   # Without acquisition no query is ever asked, so no oracle is needed.
   if unknown and config.oracle == 'simulated' and config.acquisition != 'none':

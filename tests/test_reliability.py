@@ -595,6 +595,21 @@ CASES = [
           'did you mean --config=configs/mnist_blog.py')),
     Case('two_variants', (), ("names two variants, 'active' and 'semi'",),
          config='configs/yinyang.py:active,semi'),
+    Case('cnn_on_vectors', ('--config.dataset={tmp}/v.npz',
+                            '--config.model=cnn'),
+         ("config.model='cnn' takes images [N, H, W, C]", '[40, 2]'),
+         workdir='fresh', setup=lambda tmp, _: write_npz(tmp / 'v.npz')),
+    Case('cnn_on_images_without_channels',
+         ('--config.dataset={tmp}/i.npz', '--config.model=cnn'),
+         ('[40, 4, 4]', 'add a channel axis'), workdir='fresh',
+         setup=lambda tmp, _: write_npz(
+             tmp / 'i.npz', x_train=np.zeros((40, 4, 4), np.uint8),
+             x_test=np.zeros((20, 4, 4), np.uint8))),
+    Case('labels_from_one', ('--config.dataset={tmp}/one_based.npz',),
+         ('class 0 has only 0', 'labels numbered from 1?'), workdir='fresh',
+         setup=lambda tmp, _: write_npz(
+             tmp / 'one_based.npz', y_train=np.arange(40) % 2 + 1,
+             y_test=np.arange(20) % 2 + 1, num_classes=np.int64(3))),
     Case('one_class_npz', ('--config.dataset={tmp}/one.npz',),
          ('1 class', 'at least 2'), workdir='fresh',
          setup=lambda tmp, _: write_npz(
