@@ -131,6 +131,8 @@ def main(argv):
       labels.append(row_label(config, {k: combo[k] for k in varied}))
   if _OVERWRITE.value and rows:
     discard_earlier_runs(rows)
+  else:
+    check_user_code_up_front(rows)
   walls = []  # Of the rows this process ran, for the sweep's ETA.
   # Rows finished before the sweep started do not count in its ETA.
   finished = [finished_summary(row_dir, config)
@@ -236,6 +238,19 @@ def row_label(config, combo: dict) -> str:
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
   label = reporting.experiment_label(config.name, config.variant)
   return f'{label} ({reporting.fields_text(combo)})' if combo else label
+
+
+def check_user_code_up_front(rows: list[tuple[str, object, str]]) -> None:
+  """Traces every row's model or score of one's own against its data
+  (`experiment.checked_setup`) before the first row starts: one that breaks
+  its contract in the last row once stopped the sweep hours in. (Built-in
+  code needs no trace; --overwrite checks every row anyway.)"""
+  from bass_jax import experiment  # pylint: disable=g-import-not-at-top
+  from bass_jax import user_code  # pylint: disable=g-import-not-at-top
+  for _, config, _ in rows:
+    if any(experiment.user_code_of(field, config[field])
+           for field in user_code.CONFIG_FIELDS):
+      experiment.checked_setup(config)
 
 
 def discard_earlier_runs(rows: list[tuple[str, object, str]]) -> None:

@@ -262,6 +262,18 @@ def test_vary_over_model_files_names_folders_without_separators(tmp_path):
       f'yinyang:initial (model={nets}:tiny_net)']
 
 
+def test_a_broken_model_in_a_later_row_stops_the_sweep_before_the_first(
+    tmp_path):
+  nets = os.path.join('tests', 'user_nets.py')
+  run = _sweep(tmp_path, '--rows=initial',
+               f'--vary=model={nets}:TinyNet,{nets}:ThreeLogits')
+  assert run.returncode == 2
+  lines = run.stderr.splitlines()
+  assert len(lines) == 1 and 'ThreeLogits' in lines[0], run.stderr
+  assert '== ' not in run.stdout  # No row started.
+  assert not any(p.is_dir() for p in tmp_path.iterdir())
+
+
 @pytest.mark.parametrize('vary, message', [
     (['--vary=dropout'], '--vary=dropout: expected field=v1,v2,...'),
     (['--vary=no_such=1'], "--vary=no_such=1: the config has no field "
