@@ -187,6 +187,17 @@ def user_code_of(field: str, value: Any) -> Optional[str]:
   return value if user_code.is_spec(value) else None
 
 
+def prefix_hint(value: str, spec: str) -> str:
+  """For an acquisition whose file name begins like a sampling
+  ('power_mine.py:fn' read as power_ of 'mine.py:fn'), how to name the
+  file itself; '' otherwise."""
+  if value == spec or not os.path.isfile(value.rpartition(':')[0]):
+    return ''
+  return (f"; {value!r} reads as {selection.split_acquisition(value)[0]}_ "
+          f"sampling of {spec!r}: for the top k of {value.split(':')[0]}, "
+          f"write './{value}'")
+
+
 def check_user_code(config: ml_collections.ConfigDict,
                     ds: data_lib.Dataset) -> None:
   """Traces the model and scores of one's own on the data's shapes, so
@@ -224,7 +235,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       try:
         user_code.loaded(spec)
       except ValueError as e:
-        raise ConfigError(f'config.{field} {e}') from None
+        raise ConfigError(f'config.{field} {e}'
+                          f'{prefix_hint(config[field], spec)}') from None
     elif config[field] not in allowed:
       raise ConfigError(f'config.{field}={config[field]!r} is not one of '
                         f'{choices_text(field, allowed)}')

@@ -194,3 +194,20 @@ def test_auto_maps_the_seeds_of_a_convolutional_model_on_a_cpu(in_repo):
   assert experiment.preferred_seed_strategy(config, images) == 'map'
   config.seed_strategy = 'vmap'
   assert experiment.preferred_seed_strategy(config, images) == 'vmap'
+
+
+def test_a_file_named_like_a_sampling_is_named_in_the_error(tmp_path,
+                                                            monkeypatch):
+  # 'power_mine.py:fn' reads as power_ sampling of mine.py's fn; the error
+  # says how to name the file itself, and that way works.
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / 'power_mine.py').write_text(
+      'def fn(probs, mean_probs):\n  return 1.0 - mean_probs.max(-1)\n')
+  config = tiny_config('mlp')
+  config.acquisition = 'power_mine.py:fn'
+  with pytest.raises(ConfigError, match=re.escape(
+      "no file 'mine.py'") + '.*' + re.escape(
+          "for the top k of power_mine.py, write './power_mine.py:fn'")):
+    experiment.validate_config(config)
+  config.acquisition = './power_mine.py:fn'
+  experiment.validate_config(config)
