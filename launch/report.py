@@ -52,6 +52,11 @@ _TARGET = flags.DEFINE_float(
     'target_acc', None, 'A validation accuracy in %: the table adds the '
     'median labels each run needed to reach it (Gal et al. 2017).',
     lower_bound=0, upper_bound=100)
+# metrics.jsonl keeps fractions: 0.85 here would be a target of 0.85 %.
+flags.register_validator(
+    'target_acc', lambda v: v is None or not 0 < v <= 1,
+    message='--target_acc is in %, e.g. 85 for 85 % (metrics.jsonl keeps '
+    'fractions; a target of at most 1 % is no target)')
 _PAIRED = flags.DEFINE_string(
     'paired_with', None, 'A run of the report (its variant, e.g. '
     'supervised_100, or its label): the table adds every other run\'s '
@@ -68,7 +73,11 @@ def expanded(workdirs: list[str]) -> list[tuple[str, bool]]:
     else:
       rows = reporting.sweep_order(w, reporting.run_folders(w))
       out.extend([(r, True) for r in rows] or [(w, False)])
-  return out
+  # A workdir given twice (or as itself and in its sweep) is one run.
+  unique = {}
+  for w, in_sweep in out:
+    unique.setdefault(os.path.realpath(w), (w, in_sweep))
+  return list(unique.values())
 
 
 def read_runs(workdirs: list[str]) -> list[dict]:

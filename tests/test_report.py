@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -611,14 +612,26 @@ def test_paired_curve_golden():
       run, {'rows': _rows(5, [0.5], [100])}))
 
 
-def test_report_cli_refuses_to_merge_a_run_with_itself(workdirs, tmp_path):
+def test_report_cli_refuses_to_merge_a_run_with_its_copy(workdirs, tmp_path):
   w = str(workdirs[0][0])
-  status, _, err = script('report', f'--workdir={w}', f'--workdir={w}',
-                          '--merge_seeds', f'--out={tmp_path}',
+  again = copied(workdirs, tmp_path, 'again')
+  status, _, err = script('report', f'--workdir={w}', f'--workdir={again}',
+                          '--merge_seeds', f'--out={tmp_path / "out"}',
                           '--decision=false')
   assert status == 2 and len(err) == 1, err
-  assert err[0].startswith(f'error: {w} and {w} both hold seed 0 of '
+  assert err[0].startswith(f'error: {w} and {again} both hold seed 0 of '
                            'yinyang:active_semi: a rerun, not a part')
+  # One workdir given twice (another spelling of its path) is one run.
+  status, _, err = script('report', f'--workdir={w}',
+                          f'--workdir={w}{os.sep}.', f'--out={tmp_path}',
+                          '--decision=false')
+  assert status == 0, err
+  rows = (tmp_path / 'table.md').read_text().splitlines()[2:]
+  assert [r.split('|')[1].strip() for r in rows] == ['yinyang:active_semi']
+  # A target given as a fraction, as metrics.jsonl keeps it, is refused.
+  status, _, err = script('report', f'--workdir={w}', '--target_acc=0.85',
+                          f'--out={tmp_path}')
+  assert status == 2 and len(err) == 1 and 'is in %, e.g. 85' in err[0], err
   status, _, err = script('report', f'--workdir={w}', f'--out={tmp_path}',
                           '--paired_with=semi_100', '--decision=false')
   assert status == 2 and len(err) == 1, err
