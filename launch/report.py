@@ -106,6 +106,12 @@ def read_runs(workdirs: list[str]) -> list[dict]:
   return runs
 
 
+def may_be_2d(dataset: str) -> bool:
+  """Whether a run's data may be 2-D points (Yin-Yang or a .npz of one's
+  own), worth loading to see; MNIST and image folders never are."""
+  return dataset == 'yinyang' or dataset.endswith('.npz')
+
+
 def decision_panel(run: dict, runs: list[dict], out: str) -> str | None:
   """decision_<run>.png of a 2-D run's newest checkpoint, or None.
 
@@ -122,6 +128,8 @@ def decision_panel(run: dict, runs: list[dict], out: str) -> str | None:
   except DataError as e:
     print(f'note: no decision panel: {e}', file=sys.stderr, flush=True)
     return None
+  if r.seed_dataset(0).x_train.shape[1:] != (2,):
+    return None  # Images or vectors: no plane to draw.
   s = analysis.decision_surface(r, state)
   name = reporting.file_stem(run, runs)
   return reporting.plot_decision_panel(
@@ -192,7 +200,7 @@ def main(argv):
   written.append(reporting.plot_accuracy_vs_labels(
       runs, os.path.join(out, 'accuracy_vs_labels.png'), target))
   for run in runs:
-    if _DECISION.value and run['config'].get('dataset') == 'yinyang':
+    if _DECISION.value and may_be_2d(run['config'].get('dataset', '')):
       written.append(decision_panel(run, runs, out))
   print(table)
   for path in written:

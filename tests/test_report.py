@@ -137,6 +137,28 @@ def test_decision_panel_from_checkpoint(workdirs, tmp_path):
   assert_nontrivial_png(path)
 
 
+def test_report_draws_the_decision_panel_of_2d_data_of_ones_own(tmp_path):
+  # Once drawn for Yin-Yang only, though the README promised 2-D data.
+  rng = np.random.default_rng(0)
+  def points(n):
+    y = np.arange(n) % 3
+    return (rng.normal(size=(n, 2)) + 3 * np.eye(3)[y][:, :2]).astype(
+        np.float32), y
+  (x_train, y_train), (x_test, y_test) = points(90), points(30)
+  npz = tmp_path / 'blobs.npz'
+  np.savez(npz, x_train=x_train, y_train=y_train, x_test=x_test,
+           y_test=y_test, num_classes=np.int64(3))
+  config = yinyang.get_config('active_semi')
+  config.dataset, config.name = str(npz), 'blobs'
+  config.num_iterations, config.num_seeds = 2, 1
+  config.initial_epochs, config.mc_passes_gt = 5, 10
+  experiment.run(config, str(tmp_path / 'run'), dataset=None)
+  status, out, err = script('report', f'--workdir={tmp_path / "run"}',
+                            f'--out={tmp_path / "out"}')
+  assert status == 0, err
+  assert_nontrivial_png(tmp_path / 'out' / 'decision_blobs_active_semi.png')
+
+
 def assert_nontrivial_png(path):
   img = matplotlib.image.imread(str(path))
   assert img.shape[0] > 200 and img.shape[1] > 300
