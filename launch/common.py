@@ -157,6 +157,11 @@ def flag_error_message(error: BaseException, argv: list[str]) -> str:
       hint = re.search(r'Did you mean "([^"]+)"', text)
       return (f'unknown config field {field!r} ({arg})' +
               (f'; did you mean {hint.group(1)!r}?' if hint else ''))
+  order = re.match(r'Found (\S+) in argv before a value for --config was '
+                   'specified', str(error))
+  if order:  # ml_collections reads an override only after the file.
+    return (f'{order.group(1)} comes before --config: give --config=<file> '
+            'first, then its --config.<field> overrides')
   if isinstance(error, (flags.Error, ValueError, TypeError)):
     return one_line(str(error))
   # Anything else came out of executing the config file itself.

@@ -593,6 +593,8 @@ CASES = [
     Case('positional_argument', ('configs/mnist_blog.py',),
          ("unexpected argument 'configs/mnist_blog.py'",
           'did you mean --config=configs/mnist_blog.py')),
+    Case('override_before_config', ('--config=configs/yinyang.py',),
+         (f'{TOY[0]} comes before --config', 'give --config=<file> first')),
     Case('two_variants', (), ("names two variants, 'active' and 'semi'",),
          config='configs/yinyang.py:active,semi'),
     Case('cnn_on_vectors', ('--config.dataset={tmp}/v.npz',
