@@ -574,6 +574,11 @@ def load_npz(path: PathLike, scale: float = 1.0) -> Dataset:
   path = pathlib.Path(path)
   if not path.is_file():
     raise DataError(f'{path}: npz file not found; check the dataset path')
+  if not zipfile.is_zipfile(path):
+    # np.load would read a .npy as one array and anything else as a pickle.
+    raise DataError(f'{path}: not an npz file (an npz is a zip of arrays); '
+                    'write it with np.savez(path, x_train=..., y_train=..., '
+                    'x_test=..., y_test=...)')
   try:
     with np.load(path, allow_pickle=False) as npz:
       arrays = {k: npz[k] for k in npz.files}
@@ -581,6 +586,11 @@ def load_npz(path: PathLike, scale: float = 1.0) -> Dataset:
           zlib.error) as e:
     raise DataError(f'{path}: not a readable npz file ({_first_line(e)}); '
                     'write it with np.savez') from None
+  # np.load hands a member that is no .npy back as its bytes.
+  raw = sorted(k for k, v in arrays.items() if not isinstance(v, np.ndarray))
+  if raw:
+    raise DataError(f'{path}: not a readable npz file ({", ".join(raw)} '
+                    'not numpy arrays); write it with np.savez')
   missing = [k for k in NPZ_KEYS if k not in arrays]
   if missing:
     raise DataError(f'{path}: missing key(s) {", ".join(missing)} (has '

@@ -6,6 +6,8 @@ import os
 import pathlib
 import socket
 
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -461,8 +463,20 @@ def test_npz_missing_and_unreadable(tmp_path):
       data.load_dataset, 'absent.npz', data_dir=str(tmp_path))
   assert f'nor under data_dir ({tmp_path})' in message
   (tmp_path / 'junk.npz').write_bytes(b'not a zip')
-  raises_one_line('junk.npz: not a readable npz', data.load_npz,
+  raises_one_line('junk.npz: not an npz file', data.load_npz,
                   tmp_path / 'junk.npz')
+  # A .npy under an npz's name once reached a TypeError traceback.
+  with open(tmp_path / 'one_array.npz', 'wb') as f:
+    np.save(f, np.zeros(3))
+  raises_one_line('one_array.npz: not an npz file', data.load_npz,
+                  tmp_path / 'one_array.npz')
+  # A zip whose member is no .npy.
+  with zipfile.ZipFile(tmp_path / 'bad_member.npz', 'w') as z:
+    for key in data.NPZ_KEYS:
+      z.writestr(f'{key}.npy', b'not an array')
+  raises_one_line('bad_member.npz: not a readable npz file (x_test, x_train,'
+                  ' y_test, y_train not numpy arrays)', data.load_npz,
+                  tmp_path / 'bad_member.npz')
 
 
 def test_validate_dataset_checks_dtypes():

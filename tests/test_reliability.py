@@ -551,7 +551,7 @@ CASES = [
          setup=lambda tmp, _: write_npz(
              tmp / 'obj.npz', x_train=np.array([{}] * 40, dtype=object))),
     Case('npz_not_a_zip', ('--config.dataset={tmp}/junk.npz',),
-         ('junk.npz', 'not a readable npz'),
+         ('junk.npz', 'not an npz file'),
          setup=lambda tmp, _: (tmp / 'junk.npz').write_bytes(b'PK\x03\x04junk')),
     Case('npz_missing', ('--config.dataset={tmp}/gone.npz',),
          ('gone.npz', 'not found')),
