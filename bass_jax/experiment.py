@@ -271,12 +271,33 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f'config.batchbald_candidates={config.batchbald_candidates} is '
         f'fewer than config.query_size={config.query_size}: BatchBALD picks '
         'the batch among the candidates')
+  check_passes_for_scores(config)
   if config.mesh_shape != sharding.AUTO:
     sharding.parse_mesh_shape(config.mesh_shape)  # The format; sizes at build.
   for field in ('distributed', 'data_per_seed', 'deterministic_ops'):
     if not isinstance(config[field], bool):
       raise ConfigError(f'config.{field}={config[field]!r} must be True or '
                         'False')
+
+
+# Scores that compare MC passes: with one pass they are 0 for every sample.
+PASS_SCORES = ('bald', 'variation_ratio', 'mean_std')
+
+
+def check_passes_for_scores(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for a score of PASS_SCORES on one MC pass, which
+  would rank the pool by index instead of by uncertainty."""
+  if config.mc_passes_pool >= 2:
+    return
+  used = {'acquisition': selection.split_acquisition(config.acquisition)[1]}
+  if config.semi == 'confident':
+    used['confident_score'] = config.confident_score
+  for field, score in used.items():
+    if score in PASS_SCORES:
+      raise ConfigError(
+          f'config.{field}={config[field]!r} compares MC passes: with '
+          f'config.mc_passes_pool={config.mc_passes_pool} every score is 0; '
+          'use 2 or more passes')
 
 
 def compilation_cache_dir(setting: str) -> str:
@@ -520,6 +541,14 @@ def check_against_data(config: ml_collections.ConfigDict,
     raise ConfigError(
         f'config.initial_per_class={config.initial_per_class} but class '
         f'{k} has only {int(counts[k])} labelled pool samples{why}')
+  initial = config.initial_per_class * ds.num_classes
+  if (config.acquisition != 'none' and config.initial_per_class > 0 and
+      0 < config.label_budget < initial + config.query_size):
+    raise ConfigError(
+        f'config.label_budget={config.label_budget} leaves no room for a '
+        f'query: the run starts with {initial} labels '
+        f'({config.initial_per_class} per class) and a query adds '
+        f'{config.query_size}; raise it, or set 0 for no budget')
   if config.model == 'cnn' and ds.x_train.ndim != 4:
     # Found here, not as a convolution's shape error deep in a trace.
     hint = '; add a channel axis: x[..., None]' if ds.x_train.ndim == 3 else ''
