@@ -1408,7 +1408,9 @@ def initial_progress_line(loss: np.ndarray, done: int, epochs: int,
   if steady_epochs == 0:
     return head + f'first block {first_s:.1f}s (compilation included)'
   per_epoch = steady_s / steady_epochs
-  return head + (f'{per_epoch:.2f} s/epoch ETA '
+  rate = (f'{per_epoch:.2f} s/epoch' if per_epoch >= 0.1 else
+          f'{1e3 * per_epoch:.1f} ms/epoch')  # Toy epochs: not '0.00 s'.
+  return head + (f'{rate} ETA '
                  f'{duration_text(per_epoch * (epochs - done))}')
 
 
@@ -1465,8 +1467,10 @@ def diverged_advice(workdir: str) -> str:
   if checkpoint.steps(workdir):
     return ('the last good checkpoint is kept (report and export read it); '
             + retrain)
+  # So early, a model or data that give NaN logits are as likely a cause.
   return ('no checkpoint was written before it, so there is nothing to '
-          'report; ' + retrain)
+          f'report; {retrain}, or, if it fails from the start, check that the '
+          'model gives finite logits on the data')
 
 
 def check_finite(rows: list[dict], where: str, workdir: str) -> None:

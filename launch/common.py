@@ -4,6 +4,7 @@ import ast
 import os
 import re
 import shlex
+import shutil
 import sys
 import time
 import traceback
@@ -99,8 +100,20 @@ def command_line() -> str:
   """
   argv = [a for a in sys.argv if not re.fullmatch(r'--?overwrite(=.*)?', a)]
   if argv and argv[0].endswith('.py'):
-    argv = ['python'] + argv
+    argv = [python_command()] + argv
   return shlex.join(argv)
+
+
+def python_command() -> str:
+  """'python' where that runs this interpreter (an active venv), else its
+  path (a venv's python called by path, which plain 'python' is not)."""
+  found = shutil.which('python')
+  # The same bin folder is the same environment; resolving links is not (a
+  # venv's python links to the system's).
+  if found and (os.path.dirname(os.path.abspath(found)) ==
+                os.path.dirname(os.path.abspath(sys.executable))):
+    return 'python'
+  return sys.executable
 
 
 def one_line(text: str) -> str:

@@ -2,6 +2,7 @@
 
 import csv
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from bass_jax import export
 from bass_jax import oracle
 from conftest import REPO
 from configs import yinyang
+from launch import common as launch_common
 
 
 def toy_config(oracle_kind):
@@ -103,9 +105,12 @@ def test_cli_exit_status_and_bad_answers(tmp_path):
   assert '\niter 0/2 val_acc ' in res.stdout, res.stdout
   # The command to continue with drops --overwrite, which would start over
   # and throw the typed labels away.
+  # Its python is the one that ran (by path unless 'python' runs it).
+  python = launch_common.python_command()
+  assert python in ('python', sys.executable)
   assert res.stdout.rstrip().endswith(
-      'then relaunch without --overwrite to continue:\n  python ' +
-      ' '.join(cmd[1:])), res.stdout
+      'then relaunch without --overwrite to continue:\n  ' +
+      shlex.join([python, *cmd[1:]])), res.stdout
   assert manifest.read_text().splitlines()[0] == 'id,label'
   assert (workdir / 'queries' / '0' / 'contact_sheet.png').exists() is False
   ids = [int(l.split(',')[0]) for l in manifest.read_text().splitlines()[1:]]
