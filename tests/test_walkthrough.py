@@ -91,7 +91,7 @@ def test_walkthrough_as_written(tmp_path):
   assert (tmp_path / 'workdirs/my_images/report/learning_curves.png').exists()
 
 
-def test_from_python_as_written(tmp_path, monkeypatch):
+def test_from_python_as_written(tmp_path, monkeypatch, capsys):
   """The README's 'From Python' snippets on a small .npz, with fewer
   iterations and seeds (the one line changed)."""
   text = (REPO / 'README.md').read_text()
@@ -114,6 +114,9 @@ def test_from_python_as_written(tmp_path, monkeypatch):
   assert scope['summary']['num_seeds'] == 2
   assert len(scope['rows']) == 3 * 2  # Iterations 0-2, 2 seeds.
   assert (tmp_path / 'workdirs' / 'mine' / 'summary.json').exists()
+  assert '| mnist_active:entropy |' in capsys.readouterr().out  # The table.
+  labels = (tmp_path / 'labels.csv').read_text().splitlines()
+  assert labels[0] == 'id,label,confidence,source' and len(labels) == 121
   exec(step_snippet, scope)  # pylint: disable=exec-used
   assert np.asarray(scope['metrics']['val_acc']).shape == (2,)
   assert np.asarray(scope['metrics']['iteration']).tolist() == [1, 1]
