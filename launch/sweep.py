@@ -129,6 +129,10 @@ def main(argv):
       name = row_name(arg.split(',')[0], combo)
       rows.append((name, config, os.path.join(workdir, name)))
       labels.append(row_label(config, {k: combo[k] for k in varied}))
+  for line in replaced_row_values(
+      module, selected_rows(row_args(module, base_arg), _ROWS.value),
+      launch_common.cli_overrides() + list(combos[0])):
+    print(line, flush=True)
   if _OVERWRITE.value and rows:
     discard_earlier_runs(rows)
   else:
@@ -238,6 +242,26 @@ def row_label(config, combo: dict) -> str:
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
   label = reporting.experiment_label(config.name, config.variant)
   return f'{label} ({reporting.fields_text(combo)})' if combo else label
+
+
+def replaced_row_values(module, args: list[str],
+                        fields: list[str]) -> list[str]:
+  """Notes on the fields given for every row (--config.<field>, --vary)
+  that the selected rows set to values of their own, e.g. 'note: every row
+  runs with the num_iterations given, in place of its own (initial: 0,
+  semi: 72)': an override can turn Table 1's initial model into an active
+  learning run, which its label alone does not say."""
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  own = {a: module.get_config(a) for a in args}
+  lines = []
+  for field in dict.fromkeys(fields):  # Once each, in order.
+    if len({str(c[field]) for c in own.values()}) < 2:
+      continue  # The same in every row: nothing tells the rows apart.
+    values = ', '.join(f'{a.split(",")[0]}: {reporting.field_text(own[a][field])}'
+                       for a in args)
+    lines.append(f'note: every row runs with the {field} given, in place '
+                 f'of its own ({values})')
+  return lines
 
 
 def check_user_code_up_front(rows: list[tuple[str, object, str]]) -> None:

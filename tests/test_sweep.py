@@ -47,6 +47,12 @@ def test_sweep_table_resume_and_unknown_row(finished):
   assert first.returncode == 0, first.stderr[-2000:]
   # Rows in the sweep's order (initial before semi), each counted.
   assert '== initial (row 1/2) ->' in first.stdout, first.stdout
+  # An override that replaces what tells the rows apart says so (initial
+  # runs 2 EM iterations here, not none); initial_epochs, the same in both
+  # rows, is not named.
+  notes = [l for l in first.stdout.splitlines() if l.startswith('note: ')]
+  assert notes == ['note: every row runs with the num_iterations given, in '
+                   'place of its own (initial: 0, semi: 72)'], notes
   assert '== semi (row 2/2) ->' in first.stdout, first.stdout
   # From the second row on, the time the sweep has left (none known before).
   heads = [l for l in first.stdout.splitlines() if l.startswith('== ')]
