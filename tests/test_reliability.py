@@ -365,7 +365,9 @@ def test_nan_loss_before_any_checkpoint_says_there_is_none(tmp_path, env):
   assert result.stderr.splitlines() == [
       'error: training diverged at iteration 0 (seed 1, loss nan); no '
       'checkpoint was written before it, so there is nothing to report; '
-      'retrain with a lower config.learning_rate and --overwrite']
+      'retrain with a lower config.learning_rate and --overwrite, or, if it '
+      'fails from the start, check that the model gives finite logits on the '
+      'data']
   assert checkpoint.steps(workdir) == []
 
 
