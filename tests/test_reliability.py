@@ -43,6 +43,7 @@ from bass_jax import checkpoint
 from bass_jax import experiment
 from bass_jax import interrupts
 from configs import yinyang
+from launch import common as launch_common
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TRAIN = str(REPO / 'launch' / 'train.py')
@@ -280,7 +281,8 @@ def test_ctrl_c_stops_at_a_checkpoint_and_the_run_resumes(
   assert 'Traceback' not in output, output
   assert 'Ctrl-C: stopping once this iteration is done and checkpointed' in (
       output), output
-  assert 'interrupted; to continue, run: python ' in output, output
+  assert (f'interrupted; to continue, run: {launch_common.python_command()} '
+          in output), output
   step = newest_step(workdir)
   assert 2 < step < FINAL_STEP
   assert len(metric_lines(workdir)) == step * OVERRIDES['num_seeds']

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from bass_jax import experiment
+from launch import common as launch_common
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SWEEP = str(REPO / 'launch' / 'sweep.py')
@@ -133,7 +134,8 @@ def test_interrupted_overwrite_sweep_continues_without_overwrite(
     proc.kill()
   assert proc.returncode == 130, err[-2000:]
   hint = err.strip().splitlines()[-1]
-  assert hint.startswith('interrupted; to continue, run: python '), err
+  assert hint.startswith('interrupted; to continue, run: '
+                         f'{launch_common.python_command()} '), err
   command = shlex.split(hint.split('run: ', 1)[1])
   assert '--overwrite' not in command
   # The printed command (no --overwrite) finishes the sweep: the earlier
