@@ -36,6 +36,32 @@ os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 
+@pytest.fixture(scope='session')
+def forkserver():
+  """run(argv, env) -> CompletedProcess of `python <argv...>` in the repo
+  root, run as a fork of one process that imported JAX once
+  (tests/cli_forkserver.py): a launch script's one-line errors without
+  ~1.5 s of imports each. (Scripts that must start JAX afresh, or a patched
+  boot, still need a subprocess of their own.)"""
+  import json  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  server = subprocess.Popen(
+      [sys.executable, str(REPO / 'tests' / 'cli_forkserver.py')], cwd=REPO,
+      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+  def run(argv: list[str], env: dict) -> subprocess.CompletedProcess:
+    server.stdin.write(json.dumps({'argv': [str(a) for a in argv],
+                                   'cwd': str(REPO), 'env': env}) + '\n')
+    server.stdin.flush()
+    reply = json.loads(server.stdout.readline())
+    return subprocess.CompletedProcess(argv, reply['returncode'],
+                                       reply['stdout'], reply['stderr'])
+
+  yield run
+  server.stdin.close()
+  server.wait(timeout=60)
+
+
 @pytest.fixture
 def python_sigint():
   """Python's own SIGINT handler (KeyboardInterrupt) for one test, as a

@@ -19,7 +19,7 @@ def tiny_run(workdir, *flags):
          ':alldata_maxent,small',
          f'--workdir={workdir}', f'--config.data_dir={SHARED_DATA}',
          '--config.pool_size=400', '--config.test_size=500',
-         '--config.num_seeds=1', '--config.initial_epochs=20',
+         '--config.num_seeds=1', '--config.initial_epochs=10',
          '--config.num_iterations=3', '--config.query_every=2',
          '--config.mc_passes_gt=10', '--config.chunk_size=200', *flags]
   out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -44,14 +44,14 @@ def test_tiny_mnist_run_learns(tmp_path):
   assert 'yinyang' not in out.stdout
   # The row names the overrides that change what ran (not where or how
   # fast: data_dir, chunk_size; nor num_seeds, the seeds column).
-  assert ('| mnist:alldata_maxent,small (initial_epochs=20, mc_passes_gt=10,'
+  assert ('| mnist:alldata_maxent,small (initial_epochs=10, mc_passes_gt=10,'
           ' num_iterations=3, pool_size=400, query_every=2, test_size=500) |'
           in out.stdout), out.stdout
 
-  # The initial phase in blocks of 6 epochs (0-5, 6-11, 12-17, then 18-19
+  # The initial phase in blocks of 3 epochs (0-2, 3-5, 6-8, then 9
   # in iteration 0), the CNN's seed mapped on a CPU: the same run to the bit.
   blocked = tmp_path / 'blocked'
-  out = tiny_run(blocked, '--config.initial_block_epochs=6')
-  assert 'initial epoch 18/20 loss ' in out.stdout
+  out = tiny_run(blocked, '--config.initial_block_epochs=3')
+  assert 'initial epoch 9/10 loss ' in out.stdout
   assert ((workdir / 'metrics.jsonl').read_text() ==
           (blocked / 'metrics.jsonl').read_text())

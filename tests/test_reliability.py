@@ -660,16 +660,15 @@ def prepare(case: Case, tmp: pathlib.Path, reference) -> pathlib.Path:
 
 
 @pytest.mark.parametrize('case', CASES, ids=[c.name for c in CASES])
-def test_bad_input_is_one_line_and_harmless(case, tmp_path, env, reference):
+def test_bad_input_is_one_line_and_harmless(case, tmp_path, env, reference,
+                                            forkserver):
   workdir = prepare(case, tmp_path, reference)
   before = snapshot(workdir)
   args = [a.replace('{tmp}', str(tmp_path)) for a in case.args]
   config = ([f'--config={case.config.replace("{tmp}", str(tmp_path))}']
             if case.config else [])
-  result = subprocess.run(
-      command(workdir, [*config, *TOY, *args]), cwd=REPO,
-      env=dict(env, **(case.extra_env or {})), capture_output=True,
-      text=True, timeout=300)
+  result = forkserver(command(workdir, [*config, *TOY, *args])[1:],
+                      dict(env, **(case.extra_env or {})))
   assert result.returncode == 2, result.stdout + result.stderr
   lines = result.stderr.splitlines()
   assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr

@@ -29,10 +29,14 @@ def table_labels(path):
   return [l.split('|')[1].strip() for l in lines[2:] if l.startswith('|')]
 
 
-def _sweep(workdir, *args):
+def _sweep(workdir, *args, runner=None):
+  """launch/sweep.py on TINY; through `runner` (the forkserver fixture)
+  where given."""
   env = {k: v for k, v in os.environ.items() if k != 'BASS_DEBUG'}
-  return subprocess.run([sys.executable, SWEEP, f'--workdir={workdir}',
-                         *TINY, *args], cwd=REPO, env=env,
+  argv = [SWEEP, f'--workdir={workdir}', *TINY, *args]
+  if runner is not None:
+    return runner(argv, env)
+  return subprocess.run([sys.executable, *argv], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
 
 
@@ -299,8 +303,9 @@ def test_a_broken_model_in_a_later_row_stops_the_sweep_before_the_first(
     # The last combination is checked before the first row runs.
     (['--vary=dropout_rate=0.5,1.5'], 'config.dropout_rate'),
 ])
-def test_bad_vary_is_a_one_line_error_before_any_row(tmp_path, vary, message):
-  bad = _sweep(tmp_path, '--rows=initial', *vary)
+def test_bad_vary_is_a_one_line_error_before_any_row(tmp_path, vary, message,
+                                                     forkserver):
+  bad = _sweep(tmp_path, '--rows=initial', *vary, runner=forkserver)
   assert bad.returncode == 2, bad.stdout[-2000:]
   lines = bad.stderr.splitlines()
   assert len(lines) == 1 and lines[0].startswith('error: ' + message), lines
