@@ -53,7 +53,10 @@ def forkserver():
     server.stdin.write(json.dumps({'argv': [str(a) for a in argv],
                                    'cwd': str(REPO), 'env': env}) + '\n')
     server.stdin.flush()
-    reply = json.loads(server.stdout.readline())
+    line = server.stdout.readline()
+    if not line:  # Its traceback is on stderr, above.
+      raise RuntimeError('tests/cli_forkserver.py stopped')
+    reply = json.loads(line)
     return subprocess.CompletedProcess(argv, reply['returncode'],
                                        reply['stdout'], reply['stderr'])
 
