@@ -65,12 +65,13 @@ def overrides_text(config) -> str:
   """'mu=0.5, num_iterations=5': the command line's config overrides that
   change what a run computes, as labels show fields; '' if none.
 
-  Left out: num_seeds (the table's seeds column) and where and how fast the
-  run ran (experiment.PLACEMENT_FIELDS).
+  Left out: name and variant (the label's own words), num_seeds (the
+  table's seeds column) and where and how fast the run ran
+  (experiment.PLACEMENT_FIELDS).
   """
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
-  skip = experiment.PLACEMENT_FIELDS + ('num_seeds',)
+  skip = experiment.PLACEMENT_FIELDS + ('name', 'variant', 'num_seeds')
   return reporting.fields_text({k: config[k] for k in sorted(cli_overrides())
                                 if k not in skip})
 

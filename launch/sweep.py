@@ -117,7 +117,8 @@ def main(argv):
   combos = variations(_VARY.value, overridden, launch_common.cli_overrides())
   # Labels name the fields that take several values, as the report does.
   varied = [k for k in combos[0] if len({str(c[k]) for c in combos}) > 1]
-  for arg in selected_rows(row_args(module, base_arg), _ROWS.value):
+  args = selected_rows(row_args(module, base_arg), _ROWS.value)
+  for arg in args:
     for combo in combos:
       config = module.get_config(arg)
       for key in launch_common.cli_overrides():
@@ -130,8 +131,7 @@ def main(argv):
       rows.append((name, config, os.path.join(workdir, name)))
       labels.append(row_label(config, {k: combo[k] for k in varied}))
   for line in replaced_row_values(
-      module, selected_rows(row_args(module, base_arg), _ROWS.value),
-      launch_common.cli_overrides() + list(combos[0])):
+      module, args, launch_common.cli_overrides() + list(combos[0])):
     print(line, flush=True)
   if _OVERWRITE.value and rows:
     discard_earlier_runs(rows)
