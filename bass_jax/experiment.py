@@ -15,6 +15,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -1294,8 +1295,11 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
           if writer:
             manifest = oracle.write_queries(workdir, i, pending['ids'],
                                             r.dataset.x_train)
+          # Checkpointed with the query first: a relaunch asks it again,
+          # with the answers the manifest holds by then (the terminal
+          # oracle records each answer there as it is typed).
+          save(i + 1, state, extra={'pending': pending})
           if config.oracle == 'files':
-            save(i + 1, state, extra={'pending': pending})
             raise oracle.WaitingForLabels(manifest, len(pending['ids']),
                                           r.dataset.class_names)
           state = answered_state(r, state, workdir, pending, log)
@@ -1439,10 +1443,15 @@ def answered_state(r: Run, state: loop.LoopState, workdir: str,
   """
   ids, i = pending['ids'], pending['iteration']
   if r.config.oracle == 'terminal':
-    answers = oracle.ask_terminal(ids, r.dataset.x_train,
-                                  r.dataset.num_classes,
-                                  oracle.query_dir(workdir, i), out=log,
-                                  class_names=r.dataset.class_names)
+    manifest = oracle.manifest_path(workdir, i)
+    names = r.dataset.class_names
+    answers = oracle.ask_terminal(
+        ids, r.dataset.x_train, r.dataset.num_classes,
+        oracle.query_dir(workdir, i), stdin=sys.stdin, out=log,
+        class_names=names,
+        known=oracle.read_answers(manifest, ids, r.dataset.num_classes,
+                                  names, partial=True),
+        record=lambda a: oracle.write_manifest(manifest, ids, a, names))
   else:
     answers = oracle.read_answers(oracle.manifest_path(workdir, i), ids,
                                   r.dataset.num_classes,

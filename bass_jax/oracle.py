@@ -23,7 +23,7 @@ import csv
 import io
 import os
 import sys
-from typing import Callable, Sequence, TextIO
+from typing import Callable, Optional, Sequence, TextIO
 
 import numpy as np
 
@@ -185,14 +185,26 @@ def write_queries(workdir: str, iteration: int, ids: Sequence[int],
     fig.savefig(os.path.join(folder, 'contact_sheet.png'), dpi=80)
     plt.close(fig)
   path = manifest_path(workdir, iteration)
+  write_manifest(path, ids, {})
+  return path
+
+
+def write_manifest(path: str, ids: Sequence[int], answers: dict[int, int],
+                   class_names: Sequence[str] = ()) -> None:
+  """Writes (atomically) the manifest of `ids`, each with its answer (a
+  class name where the classes have names) or an empty label."""
+  def text(i):
+    if int(i) not in answers:
+      return ''
+    label = answers[int(i)]
+    return class_names[label] if class_names else str(label)
   tmp = path + '.tmp'
   with open(tmp, 'w', newline='') as f:
     writer = csv.writer(f)
     writer.writerow(['id', 'label'])
     for i in ids:
-      writer.writerow([int(i), ''])
+      writer.writerow([int(i), text(i)])
   os.replace(tmp, path)
-  return path
 
 
 def manifest_text(path: str) -> str:
@@ -213,13 +225,16 @@ def manifest_text(path: str) -> str:
 
 
 def read_answers(path: str, ids: Sequence[int], num_classes: int,
-                 class_names: Sequence[str] = ()) -> dict[int, int]:
+                 class_names: Sequence[str] = (),
+                 partial: bool = False) -> dict[int, int]:
   """The user's labels from a filled manifest, fully validated.
 
   The manifest is UTF-8 (with or without a byte order mark), any line ends.
+  `partial`: rows without a label yet are skipped, not refused (the
+  answers a terminal session recorded before it stopped).
 
   Returns:
-    id -> label for exactly the queried `ids`.
+    id -> label for exactly the queried `ids` (some of them if partial).
 
   Raises:
     OracleError: missing or non-UTF-8 file, wrong header, unknown /
@@ -235,13 +250,15 @@ def read_answers(path: str, ids: Sequence[int], num_classes: int,
   for line_no, row in enumerate(reader, start=2):
     if not row or all(not c.strip() for c in row):
       continue
+    if partial and len(row) == 2 and not row[1].strip():
+      continue
     where = f'{path} line {line_no}'
     sample, label = _answer(where, row, wanted, num_classes, class_names)
     if sample in answers:
       raise OracleError(f'{where}: id {sample} is answered twice')
     answers[sample] = label
   missing = sorted(wanted - set(answers))
-  if missing:
+  if missing and not partial:
     raise OracleError(f'{path}: no line for id(s) {missing[:10]}')
   return answers
 
@@ -281,15 +298,29 @@ def ascii_preview(x: np.ndarray, width: int = 28) -> str:
 def ask_terminal(ids: Sequence[int], inputs: np.ndarray, num_classes: int,
                  query_folder: str, stdin: TextIO = sys.stdin,
                  out: Callable[[str], None] = print,
-                 class_names: Sequence[str] = ()) -> dict[int, int]:
+                 class_names: Sequence[str] = (),
+                 known: Optional[dict[int, int]] = None,
+                 record: Optional[Callable[[dict[int, int]], None]] = None
+                 ) -> dict[int, int]:
   """Asks for each label on the terminal (image path + ASCII preview).
+
+  Args:
+    known: answers given before (a session that stopped part-way): not
+      asked again.
+    record: called with every answer so far after each new one (the run
+      writes them into the query's manifest, so none is lost to a Ctrl-C).
 
   Raises:
     OracleError: stdin closed before every id was answered.
   """
-  answers = {}
+  answers = dict(known or {})
   choices = label_choices(num_classes, class_names)
+  if answers:
+    out(f'{len(answers)} of {len(ids)} labels were given before; asking for '
+        'the rest')
   for i in ids:
+    if int(i) in answers:
+      continue
     out(ascii_preview(inputs[i]))
     png = os.path.join(query_folder, f'{i}.png')
     while True:
@@ -302,4 +333,6 @@ def ask_terminal(ids: Sequence[int], inputs: np.ndarray, num_classes: int,
         break
       except ValueError as e:
         out(str(e))
+    if record is not None:
+      record(answers)
   return answers

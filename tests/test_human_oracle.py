@@ -2,6 +2,7 @@
 
 import csv
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from bass_jax import checkpoint
 from bass_jax import data
@@ -80,6 +82,41 @@ def test_file_oracle_equals_simulated(tmp_path):
   np.testing.assert_array_equal(a.labels, b.labels)
   for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
     np.testing.assert_array_equal(x, y)
+
+
+def test_terminal_answers_survive_a_stop_part_way(tmp_path, monkeypatch):
+  """Each answer typed is kept in the query's manifest, and the query is
+  checkpointed before it is asked: input that ends (or a Ctrl-C) after one
+  answer loses nothing, and the relaunch asks for the rest only."""
+  ds = data.load_yinyang(num_per_class=60, seed=0)
+  sim, term = str(tmp_path / 'sim'), str(tmp_path / 'term')
+  experiment.run(toy_config('simulated'), sim, dataset=ds)
+  lines = []
+
+  class Truth:
+    """Answers the prompt on the last log line truthfully, `left` times."""
+    left = 1
+
+    def readline(self):
+      if not self.left:
+        return ''
+      self.left -= 1
+      asked = re.search(r'label of id (\d+)', lines[-1])
+      return f'{ds.y_train[int(asked[1])]}\n'
+
+  stdin = Truth()
+  monkeypatch.setattr(sys, 'stdin', stdin)
+  with pytest.raises(oracle.OracleError, match='input ended'):
+    experiment.run(toy_config('terminal'), term, dataset=ds, log=lines.append)
+  manifest = oracle.manifest_path(term, 0)
+  with open(manifest) as f:
+    rows = list(csv.DictReader(f))
+  assert sum(bool(r['label']) for r in rows) == 1 and len(rows) >= 2
+  stdin.left = 100
+  experiment.run(toy_config('terminal'), term, dataset=ds, log=lines.append)
+  assert f'1 of {len(rows)} labels were given before; asking for the rest' in (
+      lines)
+  assert sorted_rows(sim) == sorted_rows(term)
 
 
 def export_note(workdir, ds, tmp_path):
