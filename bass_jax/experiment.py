@@ -1453,9 +1453,16 @@ def answered_state(r: Run, state: loop.LoopState, workdir: str,
                                   names, partial=True),
         record=lambda a: oracle.write_manifest(manifest, ids, a, names))
   else:
-    answers = oracle.read_answers(oracle.manifest_path(workdir, i), ids,
-                                  r.dataset.num_classes,
-                                  r.dataset.class_names)
+    manifest = oracle.manifest_path(workdir, i)
+    names = r.dataset.class_names
+    if not os.path.exists(manifest):  # Deleted: the query is asked again.
+      oracle.write_queries(workdir, i, ids, r.dataset.x_train)
+      raise oracle.WaitingForLabels(manifest, len(ids), names)
+    answers = oracle.read_answers(manifest, ids, r.dataset.num_classes,
+                                  names, partial=True)
+    if len(answers) < len(ids):  # Not answered yet (or part-way): paused.
+      raise oracle.WaitingForLabels(manifest, len(ids), names,
+                                    len(ids) - len(answers))
   query = np.asarray(pending['query'], np.int32)
   labels = np.vectorize(lambda j: answers.get(int(j), 0), otypes=[np.int32])(
       query)

@@ -44,12 +44,14 @@ class WaitingForLabels(Exception):
   """
 
   def __init__(self, manifest: str, num_ids: int,
-               class_names: Sequence[str] = ()):
+               class_names: Sequence[str] = (), unlabelled: int = -1):
     classes = (f'; {label_choices(len(class_names), class_names)}'
                if class_names else '')
+    count = (f'{unlabelled} of {num_ids} samples still without a label'
+             if 0 <= unlabelled < num_ids else f'{num_ids} samples')
     super().__init__(
         f'waiting for labels: fill the label column of {manifest} '
-        f'({num_ids} samples; their images and a contact sheet are beside '
+        f'({count}; their images and a contact sheet are beside '
         f'it{classes}), then relaunch without --overwrite to continue')
     self.manifest = manifest
 
@@ -230,8 +232,9 @@ def read_answers(path: str, ids: Sequence[int], num_classes: int,
   """The user's labels from a filled manifest, fully validated.
 
   The manifest is UTF-8 (with or without a byte order mark), any line ends.
-  `partial`: rows without a label yet are skipped, not refused (the
-  answers a terminal session recorded before it stopped).
+  `partial`: rows without a label yet are skipped, not refused (a
+  manifest filled part-way, or the answers a terminal session recorded
+  before it stopped); every id still needs its line.
 
   Returns:
     id -> label for exactly the queried `ids` (some of them if partial).
@@ -242,6 +245,7 @@ def read_answers(path: str, ids: Sequence[int], num_classes: int,
   """
   wanted = {int(i) for i in ids}
   answers = {}
+  unlabelled = set()
   reader = csv.reader(io.StringIO(manifest_text(path), newline=''))
   header = next(reader, None)
   if header is None or [h.strip() for h in header] != ['id', 'label']:
@@ -251,14 +255,15 @@ def read_answers(path: str, ids: Sequence[int], num_classes: int,
     if not row or all(not c.strip() for c in row):
       continue
     if partial and len(row) == 2 and not row[1].strip():
+      unlabelled.add(_as_int(row[0].strip()))
       continue
     where = f'{path} line {line_no}'
     sample, label = _answer(where, row, wanted, num_classes, class_names)
     if sample in answers:
       raise OracleError(f'{where}: id {sample} is answered twice')
     answers[sample] = label
-  missing = sorted(wanted - set(answers))
-  if missing and not partial:
+  missing = sorted(wanted - set(answers) - unlabelled)
+  if missing:
     raise OracleError(f'{path}: no line for id(s) {missing[:10]}')
   return answers
 

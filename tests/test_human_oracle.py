@@ -170,6 +170,20 @@ def test_cli_exit_status_and_bad_answers(tmp_path):
       'after iteration 0 of 2 (paused, waiting for labels)'), res.stdout
   assert res.stdout.startswith('sweeping the pool: '), res.stdout
   assert snapshot(workdir) == before
+  # Relaunched with the manifest filled part-way: still waiting (status 3),
+  # saying how many are left, not an error (status 2).
+  manifest.write_text('id,label\n' + ''.join(
+      f'{i},{1 if k == 0 else ""}\n' for k, i in enumerate(ids)))
+  res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+  assert res.returncode == oracle.WAITING_FOR_LABELS, res.stderr[-1500:]
+  assert (f'({len(ids) - 1} of {len(ids)} samples still without a label'
+          in res.stdout), res.stdout
+  # A deleted manifest is written again, the query asked again.
+  manifest.unlink()
+  res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+  assert res.returncode == oracle.WAITING_FOR_LABELS, res.stderr[-1500:]
+  assert [int(l.split(',')[0]) for l in
+          manifest.read_text().splitlines()[1:]] == ids
 
 
 def snapshot(root):
