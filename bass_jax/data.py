@@ -937,6 +937,16 @@ def load_dataset(name: str, data_dir: Optional[str] = None,
     return load_npz(path, scale=scale)
   folder = image_folder_root(name, root)
   if source == 'folder' or (source == 'auto' and folder is not None):
+    given = pathlib.Path(name).expanduser()
+    if folder is None and not given.is_absolute() and not given.exists() and (
+        root is None or not (root / given).exists()):
+      # A relative folder found nowhere: a run resumed, reported or
+      # exported from another folder than the one it started in.
+      raise DataError(f'{name}: image folder not found in the working folder '
+                      f'({os.getcwd()}) nor under data_dir ({root}); run '
+                      'from the folder the run started in, or give data_dir '
+                      '(--config.data_dir, --data_dir of report.py and '
+                      'export.py)')
     # Without a match, the name as given yields the 'labelled/ not found' error.
     return load_image_folder(folder or name, scale=scale)
   idx_dir = None if root is None else root / name

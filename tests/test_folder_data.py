@@ -116,8 +116,17 @@ def test_load_dataset_routes_folders(folder, tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   ds = data.load_dataset('shapes', data_dir=str(root.parent), scale=1.0)
   assert ds.x_train.max() > 1 and ds.name == 'shapes'
-  raises_one_line('labelled: folder not found', data.load_dataset,
-                  'absent', data_dir=str(tmp_path), source='folder')
+  # Found nowhere: where it was looked for, and how to point at it (a run
+  # resumed from another folder than the one it started in).
+  message = raises_one_line(
+      f'absent: image folder not found in the working folder ({tmp_path}) '
+      f'nor under data_dir ({tmp_path})', data.load_dataset, 'absent',
+      data_dir=str(tmp_path), source='folder')
+  assert '--config.data_dir' in message
+  # A folder that is there but lacks labelled/: named as such.
+  (tmp_path / 'bare').mkdir()
+  raises_one_line('labelled: folder not found', data.load_dataset, 'bare',
+                  data_dir=str(tmp_path), source='folder')
 
 
 @pytest.mark.parametrize('damage, match', [
