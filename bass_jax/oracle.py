@@ -249,8 +249,10 @@ def read_answers(path: str, ids: Sequence[int], num_classes: int,
   reader = csv.reader(io.StringIO(manifest_text(path), newline=''))
   header = next(reader, None)
   if header is None or [h.strip() for h in header] != ['id', 'label']:
+    hint = ('; save it comma-separated (a spreadsheet used ";")'
+            if header and ';' in header[0] else '')
     raise OracleError(f'{path}: the first line must be the header id,label '
-                      f'(got {header!r})')
+                      f'(got {header!r}){hint}')
   for line_no, row in enumerate(reader, start=2):
     if not row or all(not c.strip() for c in row):
       continue

@@ -77,6 +77,14 @@ def test_read_answers_bad_header_and_missing(tmp_path):
   p.write_text('sample,class\n3,1\n')
   with pytest.raises(oracle.OracleError, match='header'):
     oracle.read_answers(str(p), [3], 10)
+  p.write_text('id;label\n3;1\n')  # A spreadsheet's semicolons.
+  with pytest.raises(oracle.OracleError, match='save it comma-separated'):
+    oracle.read_answers(str(p), [3], 10)
+  # Part-way: the labelled rows, every id still needing its line.
+  p.write_text('id,label\n3,1\n4,\n')
+  assert oracle.read_answers(str(p), [3, 4], 10, partial=True) == {3: 1}
+  with pytest.raises(oracle.OracleError, match=r'no line for id\(s\) \[5\]'):
+    oracle.read_answers(str(p), [3, 4, 5], 10, partial=True)
   with pytest.raises(oracle.OracleError, match='missing'):
     oracle.read_answers(str(tmp_path / 'none.csv'), [3], 10)
 
