@@ -1003,6 +1003,11 @@ def start_backends(config: ml_collections.ConfigDict) -> None:
   sharding.set_cpu_devices(config.cpu_devices)
   sharding.set_deterministic_ops(config.deterministic_ops)
   sharding.initialize_distributed(config.distributed)
+  # Per-host paths may differ; everything else must match across hosts.
+  shared = {k: v for k, v in config.to_dict().items()
+            if k not in ('data_dir', 'compilation_cache')}
+  sharding.check_processes_agree('config', json.dumps(shared, sort_keys=True,
+                                                      default=str))
 
 
 # Held (flock) by the process writing a workdir, for as long as it runs.
@@ -1127,6 +1132,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   # Every config and data check comes first, so a bad input names itself
   # (not the workdir) and leaves the workdir untouched.
   r = build(config, dataset, initial_blocks=True)
+  sharding.check_shared_folder(workdir)
   check_workdir_config(workdir, config, overwrite)
   writer = sharding.is_writer()
   # A first Ctrl-C stops at the next iteration's end, checkpointed; not

@@ -24,7 +24,9 @@ acquisition, pseudo-label and mean, so an uneven split is refused instead.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import uuid
 
 from typing import Any, Optional, Sequence
 
@@ -273,6 +275,59 @@ def sync(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
+def check_processes_agree(what: str, text: str) -> None:
+  """Refuses, on every process, a cluster whose processes hold different
+  `text` (a config, what they read of the workdir).
+
+  Processes started with different configs once met in collectives of
+  different programs (a gloo abort, or one process refusing the workdir
+  while the others waited 30 s and failed with a traceback). A collective
+  itself, so every process must call it, in the same order.
+
+  Raises:
+    ConfigError: naming the processes whose `what` differs from process 0's.
+  """
+  if jax.process_count() == 1:
+    return
+  digest = np.frombuffer(hashlib.sha256(text.encode()).digest()[:8], np.int32)
+  every = np.asarray(multihost_utils.process_allgather(digest))  # [P, 2]
+  others = [p for p in range(len(every)) if not (every[p] == every[0]).all()]
+  if others:
+    raise ConfigError(f'process(es) {others} have another {what} than '
+                      'process 0; start every process with the same command')
+
+
+def check_shared_folder(folder: str) -> None:
+  """Refuses, on every process, a workdir that is not one folder for all:
+  process 0 writes a token there that every process must read back (the
+  other hosts once computed the whole run, then failed on a missing file,
+  or hung on resume). A collective, as `check_processes_agree`.
+
+  Raises:
+    ConfigError: naming the processes that do not see process 0's file.
+  """
+  if jax.process_count() == 1:
+    return
+  path = os.path.join(folder, '.bass_jax_shared_check')
+  if is_writer():
+    os.makedirs(folder, exist_ok=True)
+    with open(path, 'w') as f:
+      f.write(uuid.uuid4().hex)
+  sync('shared folder token written')
+  try:
+    with open(path) as f:
+      seen = f.read()
+  except OSError:
+    seen = ''
+  try:
+    check_processes_agree(f'view of the workdir {folder} (not a folder every '
+                          'host shares?)', seen)
+  finally:
+    sync('shared folder token read')
+    if is_writer():
+      os.remove(path)
+
+
 def _cluster_from_env() -> dict[str, Any]:
   """initialize() arguments from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES
   and JAX_PROCESS_ID when all three are set (a hand-started cluster);
@@ -368,5 +423,6 @@ def initialize_distributed(distributed: bool) -> None:
     raise ConfigError(
         'config.distributed=True but jax.distributed.initialize() failed '
         f'({str(e).splitlines()[0] if str(e) else type(e).__name__}); run '
-        'under a cluster launcher (SLURM, mpirun, a TPU pod) or set '
-        'config.distributed=False') from None
+        'under a cluster launcher (SLURM, mpirun, a TPU pod), or set '
+        'JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID for '
+        'each process, or set config.distributed=False') from None

@@ -97,3 +97,36 @@ def test_two_processes_equal_one_and_only_process_0_writes(tmp_path,
   summary = json.loads((shared / 'summary.json').read_text())
   assert summary['num_seeds'] == 2
   assert (shared / 'checkpoints').is_dir()
+
+
+@pytest.mark.parametrize('other, message', [
+    (['--config.learning_rate=0.01'], 'have another config than process 0'),
+    (['--workdir={tmp}/elsewhere'], 'not a folder every host shares?'),
+])
+def test_processes_that_disagree_stop_with_one_line_each(tmp_path, other,
+                                                         message):
+  """Process 1 started with another config, or seeing another workdir: each
+  process says so in one line (once a gloo abort, a 30 s traceback, or a
+  whole run computed before a missing-file error)."""
+  port = _free_port()
+  common = FLAGS + ['--config.distributed=True',
+                    f'--workdir={tmp_path / "cluster"}']
+  procs = [subprocess.Popen(
+      [sys.executable, str(REPO / 'launch' / 'train.py'), *common,
+       *([a.replace('{tmp}', str(tmp_path)) for a in other] if i else [])],
+      env=_env(JAX_COORDINATOR_ADDRESS=f'localhost:{port}',
+               JAX_NUM_PROCESSES='2', JAX_PROCESS_ID=str(i),
+               JAX_CPU_COLLECTIVES_IMPLEMENTATION='gloo'),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  try:
+    outs = [p.communicate(timeout=120) for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 2, err[-2000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err[-2000:]
+    assert 'process(es) [1]' in lines[0], lines
+  assert not (tmp_path / 'cluster' / 'metrics.jsonl').exists()
