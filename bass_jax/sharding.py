@@ -131,10 +131,12 @@ def axis_sizes(text: str, num_devices: int) -> dict[str, int]:
     sizes = {a: num_devices // known if s == -1 else s
              for a, s in sizes.items()}
   if int(np.prod(list(sizes.values()))) != num_devices:
+    hint = (f'{known} does not divide {num_devices}' if -1 in sizes.values()
+            else "use -1 for one axis, e.g. 'data:-1'")
     raise ConfigError(
         f'config.mesh_shape={text!r} does not fit the {num_devices} '
         f'device(s) here: the axis sizes must multiply to {num_devices} '
-        "(use -1 for one axis, e.g. 'data:-1')")
+        f'({hint})')
   return sizes
 
 

@@ -64,10 +64,13 @@ def test_bad_mesh_shape_names_the_field(text, message):
   assert message in str(e.value)
 
 
-@pytest.mark.parametrize('text', ['data:3', 'data:2,seed:2', 'data:-1,seed:3'])
-def test_mesh_must_use_every_device(text):
-  with pytest.raises(ConfigError, match='does not fit the 8 device'):
+@pytest.mark.parametrize('text, hint', [
+    ('data:3', "use -1 for one axis"), ('data:2,seed:2', "use -1 for one"),
+    ('data:-1,seed:3', '3 does not divide 8')])
+def test_mesh_must_use_every_device(text, hint):
+  with pytest.raises(ConfigError, match='does not fit the 8 device') as e:
     sharding.axis_sizes(text, 8)
+  assert hint in str(e.value)
 
 
 def test_divisibility_errors_name_the_field():
