@@ -323,8 +323,8 @@ def ask_terminal(ids: Sequence[int], inputs: np.ndarray, num_classes: int,
   answers = dict(known or {})
   choices = label_choices(num_classes, class_names)
   if answers:
-    out(f'{len(answers)} of {len(ids)} labels were given before; asking for '
-        'the rest')
+    rest = '; asking for the rest' if len(answers) < len(ids) else ''
+    out(f'{len(answers)} of {len(ids)} labels were given before{rest}')
   for i in ids:
     if int(i) in answers:
       continue
