@@ -90,6 +90,9 @@ PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'deterministic_ops',
                     'eval_chunk_size', 'compilation_cache', 'data_dir',
                     'log_every', 'checkpoint_every', 'keep_checkpoints',
                     'steps_per_trip', 'initial_block_epochs')
+# Paths each host may give its own way (a mount point, a local cache); the
+# rest of a multi-process run's config must agree across processes.
+PER_HOST_FIELDS = ('data_dir', 'compilation_cache')
 # Far above any CPU's core count; more CPU devices only cost start-up time.
 MAX_CPU_DEVICES = 512
 NON_NEGATIVE = ('chunk_size', 'eval_chunk_size', 'initial_block_epochs',
@@ -1003,9 +1006,9 @@ def start_backends(config: ml_collections.ConfigDict) -> None:
   sharding.set_cpu_devices(config.cpu_devices)
   sharding.set_deterministic_ops(config.deterministic_ops)
   sharding.initialize_distributed(config.distributed)
-  # Per-host paths may differ; everything else must match across hosts.
+  # Everything but per-host paths must match across hosts.
   shared = {k: v for k, v in config.to_dict().items()
-            if k not in ('data_dir', 'compilation_cache')}
+            if k not in PER_HOST_FIELDS}
   sharding.check_processes_agree('config', json.dumps(shared, sort_keys=True,
                                                       default=str))
 
@@ -1448,9 +1451,9 @@ def answered_state(r: Run, state: loop.LoopState, workdir: str,
     oracle.OracleError: a missing, incomplete or invalid answer file.
   """
   ids, i = pending['ids'], pending['iteration']
+  manifest = oracle.manifest_path(workdir, i)
+  names = r.dataset.class_names
   if r.config.oracle == 'terminal':
-    manifest = oracle.manifest_path(workdir, i)
-    names = r.dataset.class_names
     answers = oracle.ask_terminal(
         ids, r.dataset.x_train, r.dataset.num_classes,
         oracle.query_dir(workdir, i), stdin=sys.stdin, out=log,
@@ -1459,8 +1462,6 @@ def answered_state(r: Run, state: loop.LoopState, workdir: str,
                                   names, partial=True),
         record=lambda a: oracle.write_manifest(manifest, ids, a, names))
   else:
-    manifest = oracle.manifest_path(workdir, i)
-    names = r.dataset.class_names
     if not os.path.exists(manifest):  # Deleted: the query is asked again.
       oracle.write_queries(workdir, i, ids, r.dataset.x_train)
       raise oracle.WaitingForLabels(manifest, len(ids), names)

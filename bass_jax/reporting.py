@@ -471,9 +471,8 @@ def paper_reference(config) -> float | None:
   paper = config.get('paper_acc', -1)
   if paper is None or paper < 0:
     return None
-  if config.get('dataset', 'mnist') not in PAPER_DATASETS or any(
-      user_code.is_spec(str(config.get(field, '')))
-      for field in user_code.CONFIG_FIELDS):
+  if (config.get('dataset', 'mnist') not in PAPER_DATASETS or
+      user_code.names_any(config)):
     return None
   return paper
 

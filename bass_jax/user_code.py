@@ -17,6 +17,13 @@ from typing import Any, Callable
 CONFIG_FIELDS = ('model', 'acquisition', 'confident_score')
 
 
+def names_any(config) -> bool:
+  """Whether a config (a dict or ConfigDict) names code of one's own in any
+  of CONFIG_FIELDS (an acquisition after a sampling prefix too:
+  'power_scores.py:fn' holds the ':')."""
+  return any(is_spec(str(config.get(field, ''))) for field in CONFIG_FIELDS)
+
+
 def is_spec(name: str) -> bool:
   """True for a name of code of one's own ('nets.py:WideCNN'), which no
   built-in name contains (they have no ':')."""

@@ -272,8 +272,7 @@ def check_user_code_up_front(rows: list[tuple[str, object, str]]) -> None:
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
   from bass_jax import user_code  # pylint: disable=g-import-not-at-top
   for _, config, _ in rows:
-    if any(experiment.user_code_of(field, config[field])
-           for field in user_code.CONFIG_FIELDS):
+    if user_code.names_any(config):
       experiment.checked_setup(config)
 
 
