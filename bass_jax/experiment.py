@@ -288,20 +288,76 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 PASS_SCORES = ('bald', 'variation_ratio', 'mean_std')
 
 
+def pass_scores_used(config: ml_collections.ConfigDict) -> dict[str, str]:
+  """{config field: score} of the scores of PASS_SCORES the config uses."""
+  used = {'acquisition': selection.split_acquisition(config.acquisition)[1]}
+  if config.semi == 'confident':
+    used['confident_score'] = config.confident_score
+  return {f: score for f, score in used.items() if score in PASS_SCORES}
+
+
 def check_passes_for_scores(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for a score of PASS_SCORES on one MC pass, which
   would rank the pool by index instead of by uncertainty."""
   if config.mc_passes_pool >= 2:
     return
-  used = {'acquisition': selection.split_acquisition(config.acquisition)[1]}
-  if config.semi == 'confident':
-    used['confident_score'] = config.confident_score
-  for field, score in used.items():
-    if score in PASS_SCORES:
-      raise ConfigError(
-          f'config.{field}={config[field]!r} compares MC passes: with '
-          f'config.mc_passes_pool={config.mc_passes_pool} every score is 0; '
-          'use 2 or more passes')
+  for field in pass_scores_used(config):
+    raise ConfigError(
+        f'config.{field}={config[field]!r} compares MC passes: with '
+        f'config.mc_passes_pool={config.mc_passes_pool} every score is 0; '
+        'use 2 or more passes')
+
+
+def model_draws_masks(config: ml_collections.ConfigDict,
+                      ds: data_lib.Dataset) -> bool:
+  """Whether the config's model has dropout that makes its MC passes
+  differ: the built-in MLP and CNN at a rate > 0, a model of one's own
+  whose logits depend on the pass's key (traced on ds's inputs)."""
+  if not models.is_user_model(config.model):
+    return config.model != 'softmax' and config.dropout_rate > 0
+  return models.draws_masks(build_model(config, ds.num_classes),
+                            ds.x_train.shape[1:], ds.x_train.dtype)
+
+
+def no_masks_text(config: ml_collections.ConfigDict) -> str:
+  """Why the config's model draws no dropout masks (see
+  `model_draws_masks`), as 'config.model=... <reason>'."""
+  if config.model == 'softmax':
+    why = 'has no dropout'
+  elif models.is_user_model(config.model):
+    why = ("never uses its pass's key (no MaskDropout, or "
+           f'dropout_rate={config.dropout_rate})')
+  else:
+    why = f'draws no dropout masks at dropout_rate={config.dropout_rate}'
+  return f'config.model={config.model!r} {why}'
+
+
+def check_masks_for_scores(config: ml_collections.ConfigDict,
+                           ds: data_lib.Dataset) -> None:
+  """Raises ConfigError for a score of PASS_SCORES on a model without
+  dropout: its passes are the same pass, so every score would be 0."""
+  used = pass_scores_used(config)
+  if not used or model_draws_masks(config, ds):
+    return
+  field = next(iter(used))
+  raise ConfigError(
+      f'config.{field}={config[field]!r} compares MC passes, but '
+      f'{no_masks_text(config)}, so every pass is the same and every score '
+      'is 0: use a network with dropout, or a score of the mean '
+      "prediction ('entropy', 'least_confidence', 'margin')")
+
+
+def identical_passes_note(config: ml_collections.ConfigDict,
+                          ds: data_lib.Dataset) -> str:
+  """A line for a run whose MC passes repeat one pass (no dropout), else
+  ''."""
+  passes = max(config.mc_passes_pool, config.mc_passes_gt)
+  if passes < 2 or model_draws_masks(config, ds):
+    return ''
+  return (f'note: {no_masks_text(config)}, so its {passes} MC passes '
+          'repeat one pass: --config.mc_passes_pool=1 --config.mc_passes_gt=1 '
+          'compute it once; for MC dropout, give the network dropout (README: '
+          'Your own network)')
 
 
 def compilation_cache_dir(setting: str) -> str:
@@ -808,6 +864,7 @@ def checked_setup(config: ml_collections.ConfigDict,
                         f'{d.num_classes} {list(d.class_names)} vs '
                         f'{ds.num_classes} {list(ds.class_names)}')
   check_user_code(config, ds)
+  check_masks_for_scores(config, ds)
   if per_seed and config.oracle != 'simulated':
     raise ConfigError(
         f"config.oracle={config.oracle!r} labels one pool, but the "
@@ -1137,6 +1194,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   r = build(config, dataset, initial_blocks=True)
   sharding.check_shared_folder(workdir)
   check_workdir_config(workdir, config, overwrite)
+  note = identical_passes_note(config, r.dataset)
+  if note and sharding.is_writer():
+    log(note)
   writer = sharding.is_writer()
   # A first Ctrl-C stops at the next iteration's end, checkpointed; not
   # where a process alone cannot checkpoint (several) or reads the terminal.

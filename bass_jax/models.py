@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
+from jax.extend import core as jax_core
 import jax.numpy as jnp
 
 from bass_jax import user_code
@@ -497,6 +498,28 @@ def check_logits(model: Model, sample_shape: Sequence[int], dtype,
              else type(out).__name__)
       raise ValueError(f'{where} ({mode}) returned {got}, expected logits '
                        f'(2, {num_classes}) float')
+
+
+def draws_masks(model: Model, sample_shape: Sequence[int], dtype) -> bool:
+  """Whether `model.apply(params, x, key)`'s logits depend on the key at all
+  (traced on a batch of 2 inputs, never run): False for a network without
+  dropout, or with dropout rate 0, whose MC passes are all the same pass.
+  """
+  x = jax.ShapeDtypeStruct((2,) + tuple(sample_shape), dtype)
+  key = jax.eval_shape(lambda: jax.random.key(0))
+  params = jax.eval_shape(model.init, key, x)
+  closed = jax.make_jaxpr(model.apply)(params, x, key)
+  return closed.jaxpr.invars[-1] in _needed_vars(closed.jaxpr)
+
+
+def _needed_vars(jaxpr) -> set:
+  """The variables `jaxpr`'s outputs depend on (an equation counts whole:
+  every input of one whose outputs are needed is needed)."""
+  needed = {v for v in jaxpr.outvars if isinstance(v, jax_core.Var)}
+  for eqn in reversed(jaxpr.eqns):
+    if any(v in needed for v in eqn.outvars):
+      needed.update(v for v in eqn.invars if isinstance(v, jax_core.Var))
+  return needed
 
 
 def num_params(params: Params) -> int:

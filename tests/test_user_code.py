@@ -129,6 +129,66 @@ def test_train_cli_runs_a_model_from_a_file(tmp_path, in_repo):
   assert again['val_acc']['per_seed'] == summary['val_acc']['per_seed']
 
 
+@pytest.mark.parametrize('model, rate, impl, draws', [
+    ('mlp', 0.33, 'hash', True), ('mlp', 0.33, 'prng', True),
+    ('mlp', 0.0, 'hash', False), ('cnn', 0.33, 'hash', True),
+    ('cnn', 0.0, 'hash', False), ('softmax', 0.33, 'hash', False),
+    (f'{NETS}:TinyNet', 0.5, 'hash', True),
+    (f'{NETS}:TinyNet', 0.0, 'hash', False),
+    (f'{NETS}:NoDropout', 0.5, 'hash', False),
+])
+def test_draws_masks_tells_whether_the_passes_can_differ(in_repo, model, rate,
+                                                        impl, draws):
+  shape = (28, 28, 1) if model == 'cnn' else (2,)
+  net = models.build_model(model, 10, dropout_rate=rate, mask_impl=impl)
+  assert models.draws_masks(net, shape, jnp.float32) == draws
+  if model in ('mlp', 'cnn', 'softmax'):
+    # The built-ins are judged from the config without tracing: the same.
+    config = tiny_config(model)
+    config.dropout_rate = rate
+    assert experiment.model_draws_masks(config, None) == draws
+
+
+@pytest.mark.parametrize('model, rate, field, why', [
+    ('softmax', 0.33, 'acquisition', "config.model='softmax' has no dropout"),
+    ('mlp', 0.0, 'confident_score',
+     "config.model='mlp' draws no dropout masks at dropout_rate=0.0"),
+    (f'{NETS}:NoDropout', 0.33, 'acquisition',
+     f"config.model='{NETS}:NoDropout' never uses its pass's key"),
+])
+def test_a_pass_score_on_a_network_without_dropout_is_a_config_error(
+    in_repo, model, rate, field, why):
+  config = tiny_config(model)
+  config.dropout_rate = rate
+  config.semi, config.confident_score = 'confident', 'bald'
+  config.acquisition = 'bald' if field == 'acquisition' else 'entropy'
+  ds = data.load_yinyang(num_per_class=20, seed=0)
+  with pytest.raises(ConfigError) as e:
+    experiment.checked_setup(config, ds)
+  assert str(e.value).startswith(
+      f"config.{field}='bald' compares MC passes, but {why}")
+  assert 'every score is 0' in str(e.value) and '\n' not in str(e.value)
+
+
+def test_a_run_without_dropout_notes_its_passes_repeat_one(in_repo,
+                                                          tmp_path):
+  config = tiny_config(f'{NETS}:NoDropout')
+  config.num_iterations, config.num_seeds, config.initial_epochs = 0, 1, 1
+  ds = data.load_yinyang(num_per_class=20, seed=0)
+  lines = []
+  experiment.run(config, str(tmp_path / 'a'), lines.append, dataset=ds)
+  notes = [s for s in lines if s.startswith('note: ')]
+  assert notes == [f"note: config.model='{NETS}:NoDropout' never uses its "
+                   "pass's key (no MaskDropout, or dropout_rate=0.33), so its "
+                   '10 MC passes repeat one pass: --config.mc_passes_pool=1 '
+                   '--config.mc_passes_gt=1 compute it once; for MC dropout, '
+                   'give the network dropout (README: Your own network)']
+  config.mc_passes_pool = config.mc_passes_gt = 1
+  lines.clear()
+  experiment.run(config, str(tmp_path / 'b'), lines.append, dataset=ds)
+  assert not [s for s in lines if s.startswith('note: ')]
+
+
 SCORES = os.path.join('tests', 'user_scores.py')
 
 
