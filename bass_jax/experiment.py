@@ -932,6 +932,8 @@ def with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
 # What a run is, named first when two configs differ: another experiment
 # altogether says more than the fields that follow from it.
 IDENTITY_FIELDS = ('name', 'variant', 'dataset', 'model')
+# The oracles a person answers, each way a run may ask them.
+HUMAN_ORACLES = ('files', 'terminal')
 
 
 def config_differences(stored: dict[str, Any],
@@ -943,6 +945,13 @@ def config_differences(stored: dict[str, Any],
   new = json.loads(json.dumps(config.to_dict()))
   diff = [k for k in set(old) | set(new)
           if old.get(k) != new.get(k) and k not in PLACEMENT_FIELDS]
+  if {old.get('oracle'), new.get('oracle')} <= set(HUMAN_ORACLES):
+    # Two ways to give the same answers (the terminal records each in the
+    # query's manifest, which the files oracle reads): a paused run may go
+    # on with either; the folder config's variants differ in that alone.
+    diff = [k for k in diff if k != 'oracle']
+    if diff == ['variant']:
+      diff = []
   return sorted(diff, key=lambda k: (
       IDENTITY_FIELDS.index(k) if k in IDENTITY_FIELDS
       else len(IDENTITY_FIELDS), k))

@@ -119,6 +119,49 @@ def test_terminal_answers_survive_a_stop_part_way(tmp_path, monkeypatch):
   assert sorted_rows(sim) == sorted_rows(term)
 
 
+def test_a_run_may_switch_between_files_and_terminal(tmp_path, monkeypatch):
+  """The files and terminal oracles are two ways to give the same answers:
+  a run paused for a file may go on at the terminal (asking only what the
+  file lacks) and back; simulated answers are another run."""
+  ds = data.load_yinyang(num_per_class=60, seed=0)
+  sim, mixed = str(tmp_path / 'sim'), str(tmp_path / 'mixed')
+  experiment.run(toy_config('simulated'), sim, dataset=ds)
+  with pytest.raises(oracle.WaitingForLabels) as e:
+    experiment.run(toy_config('files'), mixed, dataset=ds)
+  ids = answer_from_truth(e.value.manifest, ds.y_train)
+  with open(e.value.manifest, 'w', newline='') as f:  # The first one only.
+    csv.writer(f).writerows([['id', 'label'], [ids[0], ds.y_train[ids[0]]]] +
+                            [[i, ''] for i in ids[1:]])
+  lines = []
+
+  class Truth:
+    """Answers the prompt on the last log line truthfully, `left` times."""
+    left = len(ids) - 1
+
+    def readline(self):
+      if not self.left:
+        return ''
+      self.left -= 1
+      asked = re.search(r'label of id (\d+)', lines[-1])
+      return f'{ds.y_train[int(asked[1])]}\n'
+
+  monkeypatch.setattr(sys, 'stdin', Truth())
+  # Query 0's rest at the terminal; its input ends at query 2.
+  with pytest.raises(oracle.OracleError, match='input ended'):
+    experiment.run(toy_config('terminal'), mixed, dataset=ds,
+                   log=lines.append)
+  assert f'1 of {len(ids)} labels were given before; asking for the rest' in (
+      lines)
+  with pytest.raises(oracle.WaitingForLabels) as e:
+    experiment.run(toy_config('files'), mixed, dataset=ds)
+  answer_from_truth(e.value.manifest, ds.y_train)
+  experiment.run(toy_config('files'), mixed, dataset=ds)
+  assert sorted_rows(sim) == sorted_rows(mixed)
+  with pytest.raises(experiment.ConfigError,
+                     match=r"\(oracle: 'files' there, 'simulated' now\)"):
+    experiment.run(toy_config('simulated'), mixed, dataset=ds)
+
+
 def export_note(workdir, ds, tmp_path):
   """export_labels' note on which iteration of the run it exported."""
   out = str(tmp_path / 'labels.csv')
