@@ -25,6 +25,7 @@ Single writer per directory: `save` deletes every `.tmp-*` entry it finds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -253,6 +254,26 @@ def _checkpointer() -> ocp.Checkpointer:
       multiprocessing_options=alone)
 
 
+class _OrbaxErrors(logging.Filter):
+  """Drops the log records of orbax's own files."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return f'{os.sep}orbax{os.sep}' not in record.pathname
+
+
+@contextlib.contextmanager
+def _orbax_errors_unlogged():
+  """Orbax's worker threads log a failed write's traceback (a full disk:
+  pages of them) before the save raises it; `save` says it in one line."""
+  absl_logger = logging.getLogger('absl')
+  quiet = _OrbaxErrors()
+  absl_logger.addFilter(quiet)
+  try:
+    yield
+  finally:
+    absl_logger.removeFilter(quiet)
+
+
 def _write_arrays(folder: str, arrays: list[np.ndarray]) -> None:
   """Orbax writes the non-empty leaves (it rejects zero-size arrays)."""
   items = {_array_key(i): a for i, a in enumerate(arrays) if a.size}
@@ -260,7 +281,7 @@ def _write_arrays(folder: str, arrays: list[np.ndarray]) -> None:
     return
   # Orbax requires absolute paths; workdirs are often relative.
   target = os.path.abspath(os.path.join(folder, ARRAYS))
-  with _checkpointer() as checkpointer:
+  with _orbax_errors_unlogged(), _checkpointer() as checkpointer:
     checkpointer.save(target, args=ocp.args.StandardSave(items))
   # Orbax renames its own temp folder into place; check it really did
   # before meta.json declares this checkpoint complete.
@@ -327,6 +348,7 @@ def save(directory: str | os.PathLike, step: int, state: PyTree,
   root = checkpoints_dir(directory)
   os.makedirs(root, exist_ok=True)
   _remove_temp_dirs(root)
+  _check_free_space(root, step, sum(a.nbytes for a in arrays))
   tmp = os.path.join(root, f'{TMP_PREFIX}{step}-{uuid.uuid4().hex}')
   os.mkdir(tmp)
   try:
@@ -337,10 +359,56 @@ def save(directory: str | os.PathLike, step: int, state: PyTree,
     _write_meta(tmp, _meta_text(meta))
     final = step_path(directory, step)
     _publish(tmp, final)
-  except BaseException:
+  except BaseException as e:
     shutil.rmtree(tmp, ignore_errors=True)
+    if isinstance(e, Exception) and not isinstance(e, OSError):
+      # Orbax reports a failed write (a full disk among them) as a
+      # ValueError or RuntimeError, some as 'Event loop is closed'.
+      raise OSError(f'writing checkpoint {step} to {root} failed: '
+                    f'{_one_line(e)} ({_free_space_text(root)})') from e
     raise
   return final
+
+
+# Room a checkpoint needs beyond its arrays' bytes: orbax's metadata and
+# index files, meta.json (a few KB to a few hundred KB).
+_SPACE_MARGIN = 1 << 20
+
+
+def _check_free_space(root: str, step: int, nbytes: int) -> None:
+  """Raises OSError (one line) when `root`'s disk cannot hold `nbytes`
+  more: orbax would run out of space inside its worker threads, whose
+  tracebacks bury the cause."""
+  try:
+    free = shutil.disk_usage(root).free
+  except OSError:
+    return
+  if free < nbytes + _SPACE_MARGIN:
+    raise OSError(f'no room for checkpoint {step} in {root}: it needs about '
+                  f'{(nbytes + _SPACE_MARGIN) / 1e6:.1f} MB, its disk has '
+                  f'{free / 1e6:.1f} MB free; free some space and run the '
+                  'same command again to resume')
+
+
+def _free_space_text(folder: str) -> str:
+  """'12.3 MB free on its disk', the likely cause of a failed write."""
+  try:
+    free = shutil.disk_usage(folder).free
+  except OSError:
+    return 'free space unknown'
+  return f'{free / 1e6:.1f} MB free on its disk'
+
+
+def tidy(directory: str | os.PathLike, n: int) -> None:
+  """Removes what a run killed after its last save may leave: temp folders
+  of an unfinished deletion, and checkpoints beyond the newest `n` complete
+  ones (a kill between `save` and `keep_last`). For the writer of a
+  finished run (whose newest checkpoint is its valid last one), holding
+  the run's lock; an unfinished run tidies as it saves."""
+  root = checkpoints_dir(directory)
+  if os.path.isdir(root):
+    _remove_temp_dirs(root)
+    keep_last(directory, n)
 
 
 # --------------------------------------------------------------- keep_last

@@ -1289,6 +1289,8 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
     if is_finished(config, restored):
       log(f'already finished (iterations 0..{total - 1}, '
           f'{checkpoint.step_path(workdir, first)}); nothing to compute')
+      if writer:  # A run killed after its last save may have left some.
+        checkpoint.tidy(workdir, config.keep_checkpoints)
     elif initial_done:
       log(f'resuming the initial phase after epoch {initial_done} of '
           f'{config.initial_epochs} ({checkpoint.step_path(workdir, 0)})')
@@ -1384,7 +1386,7 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
       if checkpoint_due:
         save(i + 1, state)
       if stopping:
-        raise KeyboardInterrupt
+        raise stop.interrupt()
   if tb:
     tb.close()
   sharding.sync('metrics')  # Every process reads process 0's final rows.
@@ -1469,7 +1471,7 @@ def initial_blocks(r: Run, state: loop.LoopState, done: int,
                               first_end - began, now - first_end,
                               done - first_done))
     if stop.requested:
-      raise KeyboardInterrupt
+      raise stop.interrupt()
   return state
 
 

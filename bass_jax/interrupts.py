@@ -22,7 +22,6 @@ import contextlib
 import signal
 import sys
 import threading
-import types
 
 # Seconds before a dropped Ctrl-C is asked for again.
 RETRY_S = 0.01
@@ -57,61 +56,90 @@ def _owns(handler) -> bool:
       getattr(handler, 'raises_interrupt', False))
 
 
+class Terminated(KeyboardInterrupt):
+  """A run stopped by SIGTERM (a preempted machine, `docker stop`, a
+  scheduler): a KeyboardInterrupt, so whatever cleans up after Ctrl-C
+  cleans up after it too; the CLI exits with 143 (128 + SIGTERM)."""
+
+
+class StopRequest:
+  """What `stop_requests` yields: whether a stop was asked for, and how."""
+
+  def __init__(self):
+    self.requested = False
+    self.by_sigterm = False
+
+  def interrupt(self) -> KeyboardInterrupt:
+    """The exception a loop raises to stop as asked."""
+    return Terminated() if self.by_sigterm else KeyboardInterrupt()
+
+
 @contextlib.contextmanager
 def stop_requests(enabled: bool = True):
-  """Ctrl-C as a request to stop, for a run's loop.
+  """Ctrl-C, or SIGTERM, as a request to stop, for a run's loop.
 
-  Within the block the first Ctrl-C (SIGINT) sets `requested` on the
-  yielded object and says so on stderr: the loop checkpoints the iteration
-  it is in once it ends and stops (no finished iteration is lost, whatever
-  `checkpoint_every`). A second Ctrl-C raises KeyboardInterrupt at once.
-  Only Python's default handler is replaced, on the main thread and when
-  `enabled`; otherwise `requested` stays False and Ctrl-C does what it did.
+  Within the block the first Ctrl-C (SIGINT) or SIGTERM sets `requested` on
+  the yielded object and says so on stderr: the loop checkpoints the
+  iteration it is in once it ends and stops (no finished iteration is lost,
+  whatever `checkpoint_every`), raising `interrupt()`. A second one raises
+  KeyboardInterrupt (`Terminated` for SIGTERM) at once.
+
+  Only Python's default handlers are replaced (SIGINT's, and SIGTERM's
+  SIG_DFL, which ends the process silently), on the main thread and when
+  `enabled`; otherwise `requested` stays False and they do what they did.
 
   Yields:
-    An object whose `requested` says whether a stop was asked for.
+    A `StopRequest`.
   """
-  request = types.SimpleNamespace(requested=False)
-  handler = signal.getsignal(signal.SIGINT)
-  if not (enabled and handler is signal.default_int_handler and
-          _owns(handler)):
+  request = StopRequest()
+  if not enabled or threading.current_thread() is not threading.main_thread():
     yield request
     return
 
   def asked(signum, frame):
+    term = signum == signal.SIGTERM
     if request.requested:
-      signal.default_int_handler(signum, frame)  # Raises KeyboardInterrupt.
-    request.requested = True
-    print('Ctrl-C: stopping once this iteration is done and checkpointed '
-          '(Ctrl-C again stops at once, losing it)', file=sys.stderr,
+      raise Terminated() if term else KeyboardInterrupt()
+    request.requested, request.by_sigterm = True, term
+    what, again = ('SIGTERM', 'a second SIGTERM') if term else (
+        'Ctrl-C', 'Ctrl-C again')
+    print(f'{what}: stopping once this iteration is done and checkpointed '
+          f'({again} stops at once, losing it)', file=sys.stderr,
           flush=True)
 
   asked.raises_interrupt = True  # `deferred` may hold it back.
-  previous = signal.signal(signal.SIGINT, asked)
+  previous = {}
+  for sig, default in ((signal.SIGINT, signal.default_int_handler),
+                       (signal.SIGTERM, signal.SIG_DFL)):
+    if signal.getsignal(sig) is default:
+      previous[sig] = signal.signal(sig, asked)
   try:
     yield request
   finally:
-    signal.signal(signal.SIGINT, previous)
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
 def deferred():
-  """Holds back Ctrl-C (SIGINT) until the block is done, then passes it on.
+  """Holds back Ctrl-C (SIGINT) and SIGTERM until the block is done, then
+  passes them on.
 
   A checkpoint write interrupted inside orbax's worker threads once printed
   their traceback over the one-line "interrupted" message; deferred, the
   write completes and the run stops just after it. Only handlers this thread
   owns (`_owns`) are deferred.
   """
-  previous = signal.getsignal(signal.SIGINT)
-  if not _owns(previous):
-    yield
-    return
+  held = {sig: signal.getsignal(sig) for sig in (signal.SIGINT,
+                                                 signal.SIGTERM)}
+  held = {sig: h for sig, h in held.items() if _owns(h)}
   caught = []
-  signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+  for sig in held:
+    signal.signal(sig, lambda signum, _: caught.append(signum))
   try:
     yield
   finally:
-    signal.signal(signal.SIGINT, previous)
-  for _ in caught:
-    previous(signal.SIGINT, None)
+    for sig, handler in held.items():
+      signal.signal(sig, handler)
+  for signum in caught:
+    held[signum](signum, None)

@@ -49,6 +49,14 @@ def read_workdir(workdir: str) -> dict[str, Any]:
     out[key] = read_json_object(path)
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):
+    ckpts = os.path.join(workdir, 'checkpoints')
+    if out['summary'] is not None or (os.path.isdir(ckpts) and
+                                      os.listdir(ckpts)):
+      # The run has iterations, but their rows are gone (deleted, moved).
+      raise DataError(f'{path} not found, though the run has '
+                      f'{"finished" if out["summary"] else "checkpoints"}: '
+                      'restore the file (its rows are the results), or run '
+                      'again with --overwrite')
     raise NoFinishedIteration(f'{path} not found: the run has not started')
   out['rows'] = read_metrics(path)
   if not out['rows']:

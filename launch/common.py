@@ -262,7 +262,8 @@ def run_main(main) -> None:
   User errors are bad flags or config files (while parsing), BassError (bad
   config values, data, checkpoints, a diverged run) and OSError (e.g. an
   unwritable workdir). Set BASS_DEBUG=1 to see the traceback too. Ctrl-C
-  is one line as well (exit status 130): what was checkpointed is kept.
+  is one line as well (exit status 130), and so is SIGTERM during a run
+  (143): what was checkpointed is kept.
   """
   from bass_jax import interrupts  # pylint: disable=g-import-not-at-top
   from bass_jax.errors import BassError  # pylint: disable=g-import-not-at-top
@@ -282,13 +283,14 @@ def run_main(main) -> None:
       sys.exit(oracle.WAITING_FOR_LABELS)
     except (BassError, OSError) as e:
       fail(str(e))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
       if debug():
         traceback.print_exc()
       # Runs checkpoint every `checkpoint_every` iterations; the same
       # command (without --overwrite) resumes from the newest one.
-      print(f'interrupted; to continue, run: '
-            f'{command_line()}', file=sys.stderr, flush=True)
-      sys.exit(130)
+      term = isinstance(e, interrupts.Terminated)
+      print(f'{"terminated (SIGTERM)" if term else "interrupted"}; to '
+            f'continue, run: {command_line()}', file=sys.stderr, flush=True)
+      sys.exit(143 if term else 130)
 
   app.run(guarded, flags_parser=parse_flags)

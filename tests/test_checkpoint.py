@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import re
 import pathlib
 import shutil
 import signal
@@ -224,6 +225,57 @@ def test_failed_write_leaves_no_checkpoint(tmp_path, state, monkeypatch):
   with pytest.raises(TypeError, match='extra'):
     checkpoint.save(tmp_path, 5, state, {'bad': np.zeros(2)})
   assert checkpoint.latest_valid(tmp_path, state) is None
+
+
+def test_a_write_orbax_fails_is_one_oserror_line(tmp_path, state,
+                                                monkeypatch):
+  def full_disk(*unused_args):  # What orbax raised on a full tmpfs.
+    raise ValueError('RESOURCE_EXHAUSTED: Error writing "leaf_00001/0.0.0"'
+                     '\n  ... No space left on device [os_error_code=28]')
+
+  monkeypatch.setattr(checkpoint, '_write_arrays', full_disk)
+  with pytest.raises(OSError) as e:
+    checkpoint.save(tmp_path, 5, state)
+  message = str(e.value)
+  root = checkpoint.checkpoints_dir(tmp_path)
+  assert message.startswith(f'writing checkpoint 5 to {root} failed: '
+                            'RESOURCE_EXHAUSTED'), message
+  assert re.search(r'No space left on device \[os_error_code=28\] '
+                   r'\([0-9.]+ MB free on its disk\)$', message), message
+  assert os.listdir(root) == []
+
+
+def test_a_disk_without_room_is_refused_before_writing(tmp_path, state,
+                                                      monkeypatch):
+  real = shutil.disk_usage
+  monkeypatch.setattr(checkpoint.shutil, 'disk_usage',
+                      lambda p: real(p)._replace(free=300_000))
+  with pytest.raises(OSError) as e:
+    checkpoint.save(tmp_path, 7, state)
+  root = checkpoint.checkpoints_dir(tmp_path)
+  assert re.fullmatch(
+      f'no room for checkpoint 7 in {re.escape(root)}: it needs about '
+      r'[0-9.]+ MB, its disk has 0\.3 MB free; free some space and run the '
+      'same command again to resume', str(e.value)), str(e.value)
+  assert os.listdir(root) == []
+
+
+def test_tidy_removes_leftovers_of_a_kill_after_the_last_save(tmp_path,
+                                                              state):
+  for step in (1, 2, 3):
+    checkpoint.save(tmp_path, step, state)
+  root = checkpoint.checkpoints_dir(tmp_path)
+  # Killed during keep_last: a renamed, half-deleted old checkpoint.
+  os.rename(checkpoint.step_path(tmp_path, 1),
+            os.path.join(root, checkpoint.TMP_PREFIX + '1-trash'))
+  checkpoint.save(tmp_path, 4, state)  # Removes the temp folder as it saves.
+  os.rename(checkpoint.step_path(tmp_path, 2),
+            os.path.join(root, checkpoint.TMP_PREFIX + '2-trash'))
+  assert sorted(os.listdir(root)) == [checkpoint.TMP_PREFIX + '2-trash', '3',
+                                      '4']
+  checkpoint.tidy(tmp_path, 1)
+  assert sorted(os.listdir(root)) == ['4']
+  checkpoint.tidy(tmp_path / 'none', 1)  # No checkpoints: nothing to do.
 
 
 def test_save_replaces_an_existing_step(tmp_path, state, template):

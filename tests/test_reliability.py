@@ -263,25 +263,30 @@ def test_sigkill_inside_the_initial_blocks_resumes_after_the_last(
   assert_same_run(workdir, reference)
 
 
+@pytest.mark.parametrize('sig, status, asked, ended', [
+    (signal.SIGINT, 130, 'Ctrl-C', 'interrupted'),
+    # What a preempted machine, `docker stop` or a scheduler sends.
+    (signal.SIGTERM, 143, 'SIGTERM', 'terminated (SIGTERM)'),
+])
 def test_ctrl_c_stops_at_a_checkpoint_and_the_run_resumes(
-    tmp_path, env, reference, python_sigint):
-  """The first Ctrl-C stops the run once its iteration is done and
-  checkpointed, though no checkpoint is due for 1000 iterations: it says
-  so in one line and the resume loses no iteration."""
+    tmp_path, env, reference, python_sigint, sig, status, asked, ended):
+  """The first Ctrl-C (or SIGTERM) stops the run once its iteration is
+  done and checkpointed, though no checkpoint is due for 1000 iterations:
+  it says so in one line and the resume loses no iteration."""
   workdir = tmp_path / 'run'
   rare = ['--config.checkpoint_every=1000']
   launch = Launch(workdir, env, rare)
   launch.wait_for(r'^iter 2/')
-  launch.proc.send_signal(signal.SIGINT)
-  assert launch.proc.wait(timeout=120) == 130
+  launch.proc.send_signal(sig)
+  assert launch.proc.wait(timeout=120) == status
   rest = []
   while (line := launch.lines.get(timeout=60)) is not None:
     rest.append(line)
   output = ''.join(rest)
   assert 'Traceback' not in output, output
-  assert 'Ctrl-C: stopping once this iteration is done and checkpointed' in (
+  assert f'{asked}: stopping once this iteration is done and checkpointed' in (
       output), output
-  assert (f'interrupted; to continue, run: {launch_common.python_command()} '
+  assert (f'{ended}; to continue, run: {launch_common.python_command()} '
           in output), output
   step = newest_step(workdir)
   assert 2 < step < FINAL_STEP
@@ -320,6 +325,41 @@ def test_a_second_ctrl_c_stops_at_once_unless_a_save_defers_it(
       os.kill(os.getpid(), signal.SIGINT)
       delivered(lambda: False)
   assert not stop.requested
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason='signal handlers live on the main thread')
+def test_sigterm_asks_to_stop_and_a_second_one_terminates(capsys):
+  def delivered(condition):
+    for _ in range(100):
+      if condition():
+        return True
+      time.sleep(0.01)
+    return False
+
+  before = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+  try:
+    with interrupts.stop_requests() as stop:
+      os.kill(os.getpid(), signal.SIGTERM)
+      assert delivered(lambda: stop.requested) and stop.by_sigterm
+      assert isinstance(stop.interrupt(), interrupts.Terminated)
+      saved = []
+      with pytest.raises(interrupts.Terminated):
+        with interrupts.deferred():
+          os.kill(os.getpid(), signal.SIGTERM)
+          time.sleep(0.1)
+          saved.append(True)
+      assert saved
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert capsys.readouterr().err.startswith('SIGTERM: stopping once')
+    # A handler of the caller's own is left alone.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with interrupts.stop_requests() as stop:
+      os.kill(os.getpid(), signal.SIGTERM)
+      delivered(lambda: False)
+    assert not stop.requested
+  finally:
+    signal.signal(signal.SIGTERM, before)
 
 
 def test_seeds_over_cpu_cores_equal_one_device(tmp_path, env, reference):

@@ -216,6 +216,8 @@ def test_report_cli_unfinished_and_corrupt_workdirs(workdirs, tmp_path):
   shutil.rmtree(killed / 'checkpoints')
   unstarted = copied(workdirs, sweep, 'c')  # Killed before its first row.
   (unstarted / 'metrics.jsonl').unlink()
+  (unstarted / 'summary.json').unlink()
+  shutil.rmtree(unstarted / 'checkpoints')
   status, _, err = script('report', f'--workdir={sweep}',
                           f'--out={tmp_path / "out"}', '--decision=false')
   assert status == 0, err
@@ -231,6 +233,15 @@ def test_report_cli_unfinished_and_corrupt_workdirs(workdirs, tmp_path):
   assert status == 2 and len(err) == 1, err
   assert err[0] == f'error: {killed} has no finished iteration yet (no rows '\
       f'in {killed / "metrics.jsonl"})'
+  # A finished run whose rows were deleted has not merely not started.
+  lost = copied(workdirs, tmp_path, 'a')
+  (lost / 'metrics.jsonl').unlink()
+  status, _, err = script('report', f'--workdir={lost}',
+                          f'--out={tmp_path / "out3"}', '--decision=false')
+  assert status == 2 and err == [
+      f'error: {lost / "metrics.jsonl"} not found, though the run has '
+      'finished: restore the file (its rows are the results), or run again '
+      'with --overwrite'], err
   (killed / 'config.json').write_text('{"name": ')
   status, _, err = script('report', f'--workdir={killed}',
                           f'--out={tmp_path / "out2"}', '--decision=false')

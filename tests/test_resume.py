@@ -198,16 +198,28 @@ def test_resume_refuses_other_data_of_the_same_shapes(tmp_path):
   finished with its own data and refused with other data."""
   config = small_config()
   config.num_iterations, config.num_seeds = 2, 1
+  config.keep_checkpoints = 2
   ds = data.load_yinyang(num_per_class=30, seed=0)
   experiment.run(config, str(tmp_path), dataset=ds)
   metrics = (tmp_path / 'metrics.jsonl').read_bytes()
   summary = (tmp_path / 'summary.json').read_bytes()
+  # What a kill during the last save's keep_last leaves: an old checkpoint
+  # past keep_checkpoints, and one half-deleted under a temp name.
+  root = checkpoint.checkpoints_dir(tmp_path)
+  newest = checkpoint.step_path(tmp_path, 3)
+  shutil.copytree(newest, checkpoint.step_path(tmp_path, 1))
+  shutil.copytree(newest, os.path.join(root, checkpoint.TMP_PREFIX + '0-x'))
+  steps = checkpoint.steps(tmp_path)
+  assert len(steps) > config.keep_checkpoints
   lines = []
   experiment.run(config, str(tmp_path), dataset=ds, log=lines.append)
-  # Nothing to do: nothing recomputed, no wall time added.
+  # Nothing to do: nothing recomputed, no wall time added; the leftovers
+  # are gone.
   assert (tmp_path / 'metrics.jsonl').read_bytes() == metrics
   assert (tmp_path / 'summary.json').read_bytes() == summary
   assert lines[0].startswith('already finished (iterations 0..2, ')
+  assert sorted(os.listdir(root), key=int) == [
+      str(k) for k in steps[-config.keep_checkpoints:]]
   other = data.load_yinyang(num_per_class=30, seed=1)
   with pytest.raises(ConfigError, match='the data differ'):
     experiment.run(config, str(tmp_path), dataset=other)
