@@ -42,6 +42,7 @@ def restored(workdir: str, dataset=None, warn=None, data_dir: str = ''):
 
   Raises:
     DataError: an unreadable config.json, or no usable checkpoint.
+    ConfigError: the data are not those the run was made with.
   """
   stored = stored_config(workdir)
   # Fields added since the run was made take their defaults.
@@ -59,6 +60,11 @@ def restored(workdir: str, dataset=None, warn=None, data_dir: str = ''):
   if found is None:
     damaged = f' ({len(skipped)} damaged)' if skipped else ''
     raise DataError(f'{workdir} has no valid checkpoint{damaged}')
+  # Another pool (rows reordered, files edited) would put the run's labels
+  # on the wrong samples.
+  experiment.check_same_data(found, experiment.data_fingerprint(run),
+                             workdir,
+                             "give the run's own (--data_dir where they moved)")
   if skipped and warn is not None:
     warn(f'{workdir}: skipped {len(skipped)} damaged checkpoint(s), using '
          f'checkpoints/{found.step}')

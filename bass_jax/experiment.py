@@ -1238,15 +1238,11 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
     sharding.sync('cleared')
   else:
     restored = resume_point(workdir, state, log, config.num_seeds)
-  data_hash = data_lib.fingerprint(
-      *(r.datasets if r.per_seed_data else r.datasets[:1]))
-  if restored and restored.extra.get('data', data_hash) != data_hash:
+  data_hash = data_fingerprint(r)
+  if restored:
     # Same config and shapes, other data (a data_dir or image folder that
     # points elsewhere, files edited): the run would go on with other data.
-    raise ConfigError(
-        f'the data differ from those the run in {workdir} was made with '
-        f'(fingerprint {data_hash}, the checkpoint has '
-        f'{restored.extra["data"]}); restore them, or use a new --workdir')
+    check_same_data(restored, data_hash, workdir, 'use a new --workdir')
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
   kept = kept_metrics(metrics_path, restored.step) if restored else []
   if restored and len(kept) < restored.step * config.num_seeds:
@@ -1395,6 +1391,25 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
   if writer:
     write_json(os.path.join(workdir, 'summary.json'), summary)
   return summary
+
+
+def data_fingerprint(r: Run) -> str:
+  """The fingerprint of a run's data (every seed's, if they have their own),
+  kept in each of its checkpoints."""
+  return data_lib.fingerprint(
+      *(r.datasets if r.per_seed_data else r.datasets[:1]))
+
+
+def check_same_data(restored: checkpoint.Restored, data_hash: str,
+                    workdir: str, otherwise: str) -> None:
+  """Raises ConfigError when a checkpoint was made with other data than
+  those of `data_hash` (checkpoints older than the fingerprint pass)."""
+  saved = restored.extra.get('data', data_hash)
+  if saved != data_hash:
+    raise ConfigError(
+        f'the data differ from those the run in {workdir} was made with '
+        f'(fingerprint {data_hash}, the checkpoint has {saved}); restore '
+        f'them, or {otherwise}')
 
 
 def initial_epochs_done(r: Run, restored: checkpoint.Restored) -> int:

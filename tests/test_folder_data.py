@@ -1,6 +1,7 @@
 """Bring your own data: image folders, unknown labels (-1) and the export."""
 
 import csv
+import shutil
 import subprocess
 import sys
 
@@ -268,3 +269,20 @@ def test_export_after_a_run(folder, tmp_path):
       capture_output=True, text=True, timeout=120, cwd=REPO)
   assert bad.returncode == 2 and bad.stderr.count('\n') == 1, bad.stderr
   assert 'nowhere holds no run' in bad.stderr
+  # Edited images: the run's labels would land on other pixels.
+  unlabelled = sorted((root / 'unlabelled').iterdir())
+  kept = unlabelled[1].read_bytes()  # The folder is the module's: put back.
+  try:
+    shutil.copyfile(unlabelled[0], unlabelled[1])
+    edited = subprocess.run(
+        [sys.executable, str(REPO / 'launch' / 'export.py'),
+         f'--workdir={workdir}', f'--out={out}'],
+        capture_output=True, text=True, timeout=300, cwd=REPO)
+  finally:
+    unlabelled[1].write_bytes(kept)
+  assert edited.returncode == 2, edited.stderr
+  assert edited.stderr.startswith(
+      f'error: the data differ from those the run in {workdir} was made '
+      'with (fingerprint '), edited.stderr
+  assert edited.stderr.rstrip().endswith(
+      "restore them, or give the run's own (--data_dir where they moved)")
