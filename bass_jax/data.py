@@ -546,8 +546,14 @@ def _npz_labels(path: pathlib.Path, key: str, y: np.ndarray,
                 unknown_ok: bool = False) -> np.ndarray:
   """y of an npz file as int32 [N] >= 0 (or -1, unknown, if `unknown_ok`)."""
   if not np.issubdtype(y.dtype, np.integer):
+    if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and (
+        np.array_equal(y, np.round(y))):
+      hint = f'; save them as integers: {key}.astype(np.int64)'
+    else:
+      hint = ('; np.unique(labels, return_inverse=True) numbers class names '
+              '0..C-1 (use the same names for y_train and y_test)')
     raise DataError(f'{path}: {key} has dtype {y.dtype}, expected integer '
-                    'class labels')
+                    f'class ids{hint}')
   if y.ndim != 1 or y.shape[0] == 0:
     raise DataError(f'{path}: {key} has shape {y.shape}, expected a '
                     'non-empty [N] array')
@@ -584,6 +590,11 @@ def load_npz(path: PathLike, scale: float = 1.0) -> Dataset:
       arrays = {k: npz[k] for k in npz.files}
   except (OSError, ValueError, EOFError, zipfile.BadZipFile,
           zlib.error) as e:
+    if 'Object arrays' in str(e):  # np.savez wrote it, with a pickle in.
+      raise DataError(f'{path}: a member is an object array (Python objects: '
+                      'mixed types, lists, None), which is never unpickled; '
+                      'save numeric arrays, e.g. y.astype(np.int64)'
+                      ) from None
     raise DataError(f'{path}: not a readable npz file ({_first_line(e)}); '
                     'write it with np.savez') from None
   # np.load hands a member that is no .npy back as its bytes.

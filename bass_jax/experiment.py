@@ -422,8 +422,39 @@ def load_data(config: ml_collections.ConfigDict,
                              source=config.data_source,
                              scale=config.pixel_scale,
                              seed=data_seed_of(config, seed))
-  return data_lib.subset(ds, config.pool_size or None,
+  return shrunk(config, ds)
+
+
+def shrunk(config: ml_collections.ConfigDict,
+           ds: data_lib.Dataset) -> data_lib.Dataset:
+  """`ds` cut to the first config.pool_size / test_size samples (0: all).
+
+  Raises:
+    ConfigError: a size beyond its split, or a cut that leaves out every
+      sample of a class the split has (a file sorted by class: the first
+      2,000 would be one class or two).
+  """
+  splits = (('pool_size', 'pool', ds.y_train), ('test_size', 'test',
+                                                ds.y_test))
+  for field, split, y in splits:
+    if config[field] > y.shape[0]:
+      raise ConfigError(f'config.{field}={config[field]} exceeds the '
+                        f'{y.shape[0]} {split} samples of dataset '
+                        f'{ds.name!r}; set 0 to take them all')
+  part = data_lib.subset(ds, config.pool_size or None,
                          config.test_size or None)
+  for (field, split, y), cut in zip(splits, (part.y_train, part.y_test)):
+    lost = sorted(set(np.unique(y[y >= 0]).tolist()) -
+                  set(np.unique(cut[cut >= 0]).tolist()))
+    if lost:
+      classes = ', '.join(map(str, lost[:5])) + (', ...' if len(lost) > 5
+                                                  else '')
+      raise ConfigError(
+          f'config.{field}={config[field]} keeps the first {cut.shape[0]} '
+          f'of {y.shape[0]} {split} samples, which hold no sample of class '
+          f'{classes} (is the file sorted by class?): shuffle its rows, or '
+          f'set config.{field}=0 to take them all')
+  return part
 
 
 def seed_datasets(config: ml_collections.ConfigDict,
@@ -597,7 +628,8 @@ def check_against_data(config: ml_collections.ConfigDict,
     if counts[k] == 0:  # Labels are class indices 0..C-1.
       why = (' (labels numbered from 1? they are class indices 0..'
              f'{ds.num_classes - 1})' if k == 0 else
-             ' (a class of y_test or num_classes only?)')
+             ' (a class of y_test or num_classes only, or ids with gaps? '
+             'np.unique(y, return_inverse=True)[1] numbers them 0..C-1)')
     raise ConfigError(
         f'config.initial_per_class={config.initial_per_class} but class '
         f'{k} has only {int(counts[k])} labelled pool samples{why}')
@@ -1326,8 +1358,9 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
       sizes = sharding.mesh_sizes(r.mesh)
       seeds_text += (f' on {r.mesh.size} devices, mesh seed:'
                      f'{sizes[sharding.SEED]},data:{sizes[sharding.DATA]}')
-    log(f'iteration {first}: compiling, {work}sweeping the pool '
-        f'({seeds_text}); progress lines follow')
+    log(f'iteration {first}: compiling, {work}sweeping the pool of '
+        f'{r.dataset.x_train.shape[0]:,} samples ({seeds_text}); progress '
+        'lines follow')
   # The first iteration's clock: after a blocked initial phase the launch
   # began many minutes before it.
   began = time.time()
@@ -1634,8 +1667,9 @@ def write_lines(path: str, lines: list[str]) -> None:
 
 def progress_line(rows: list[dict], done: int, todo: int, first_s: float,
                   steady_s: float, iteration: int, total: int) -> str:
-  """'iter 12/72 val_acc 0.871±0.012 labels 32 train 540 | 3.1 it/s ETA 20s'
-  (the ETA as `duration_text`, e.g. 'ETA 3m05s').
+  """'iter 12/72 val_acc 0.871±0.012 labels 32 train 540 | 3.10 it/s ETA 20s'
+  (or '| 31.4 s/it' below 1 it/s; the ETA as `duration_text`, e.g. 'ETA
+  3m05s').
 
   Args:
     rows: this iteration's metrics rows, one per seed.
@@ -1660,7 +1694,9 @@ def progress_line(rows: list[dict], done: int, todo: int, first_s: float,
     return head + f'first iteration {first_s:.1f}s (compilation included)'
   rate = done / max(steady_s, 1e-9)
   eta = (todo - done - 1) / rate
-  return head + f'{rate:.2f} it/s ETA {duration_text(eta)}'
+  # Below 1 it/s, seconds per iteration ('0.03 it/s' says little).
+  speed = f'{rate:.2f} it/s' if rate >= 1 else f'{1 / rate:.1f} s/it'
+  return head + f'{speed} ETA {duration_text(eta)}'
 
 
 def duration_text(seconds: float) -> str:

@@ -1,6 +1,7 @@
 """Helpers shared by the launch scripts: error handling and printing."""
 
 import ast
+import json
 import os
 import re
 import shlex
@@ -71,9 +72,60 @@ def overrides_text(config) -> str:
   """
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
-  skip = experiment.PLACEMENT_FIELDS + ('name', 'variant', 'num_seeds')
+  skip = experiment.PLACEMENT_FIELDS + UNLABELLED_FIELDS
   return reporting.fields_text({k: config[k] for k in sorted(cli_overrides())
                                 if k not in skip})
+
+
+# The checkout: configs/ is beside launch/.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Fields a run's label leaves out: the label's own words, the table's seeds
+# column, and where and how fast it ran (experiment.PLACEMENT_FIELDS).
+UNLABELLED_FIELDS = ('name', 'variant', 'num_seeds')
+
+
+def stored_overrides(stored: dict) -> dict:
+  """{field: value} in which a run's stored config differs from its
+  experiment's (configs/<name>.py at its variant), as a command line's
+  overrides would make it; {} where no config file of that name makes it
+  (a name of one's own, a variant the file no longer has)."""
+  from bass_jax import experiment  # pylint: disable=g-import-not-at-top
+  from bass_jax.errors import BassError  # pylint: disable=g-import-not-at-top
+  name = stored.get('name')
+  if not (isinstance(name, str) and re.fullmatch(r'[a-z_][a-z0-9_]*', name)
+          and os.path.isfile(os.path.join(REPO, 'configs', f'{name}.py'))):
+    return {}
+  import importlib  # pylint: disable=g-import-not-at-top
+  try:
+    made = importlib.import_module(f'configs.{name}').get_config(
+        stored.get('variant'))
+  except (BassError, ValueError, KeyError, AttributeError):
+    return {}
+  made = json.loads(json.dumps(made.to_dict()))
+  old = experiment.with_defaults(stored)
+  skip = experiment.PLACEMENT_FIELDS + UNLABELLED_FIELDS
+  return {k: old[k] for k in sorted(old)
+          if k not in skip and old[k] != made.get(k)}
+
+
+def overrides_note(runs: list[dict]) -> str:
+  """Lines under a report's table for what its labels do not say: the
+  overrides every run shares ('Every run with num_iterations=20.', 'Run
+  with ...' for one), then
+  each run's others that its label does not name; '' if none."""
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  each = [stored_overrides(run['config']) for run in runs]
+  common = {k: v for k, v in each[0].items()
+            if all(k in o and o[k] == v for o in each[1:])}
+  every = 'Every run' if len(runs) > 1 else 'Run'
+  lines = [f'{every} with {reporting.fields_text(common)}.'] if common else []
+  for run, own in zip(runs, each):
+    label = reporting.label_of(run)
+    rest = {k: v for k, v in own.items()
+            if k not in common and f'{k}=' not in label}
+    if rest:
+      lines.append(f'{label} with {reporting.fields_text(rest)}.')
+  return '\n'.join(lines)
 
 
 def debug() -> bool:

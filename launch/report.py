@@ -151,6 +151,9 @@ def write_tables(runs: list[dict], target: float | None,
   rows = reporting.table_rows(runs, target, baseline)
   label = None if baseline is None else reporting.label_of(runs[baseline])
   table = reporting.markdown_table(rows, target, label)
+  note = launch_common.overrides_note(runs)
+  if note:
+    table += f'\n{note}\n'
   paths = [os.path.join(out, name) for name in
            ('table.md', 'table.tex', 'table.csv', 'results.json')]
   with open(paths[0], 'w') as f:
@@ -177,7 +180,8 @@ def main(argv):
   if _MERGE.value:
     runs = reporting.merged_seeds(
         runs, ('seed', 'num_seeds') + experiment.PLACEMENT_FIELDS)
-  runs = reporting.with_distinct_labels(runs, experiment.PLACEMENT_FIELDS)
+  runs = reporting.with_distinct_labels(
+      runs, experiment.PLACEMENT_FIELDS + launch_common.UNLABELLED_FIELDS)
   os.makedirs(out, exist_ok=True)
   target = None if _TARGET.value is None else _TARGET.value / 100
   baseline = (None if _PAIRED.value is None

@@ -41,6 +41,9 @@ def test_durations_read_as_a_person_reads_them():
       '0s', '59s', '1m00s', '3m05s', '59m59s', '2h07m']
   line = experiment.progress_line(ROWS, 1, 3000, 1.0, 1.0, 1, 3000)
   assert line.endswith('| 1.00 it/s ETA 49m58s'), line
+  # Slower than 1 it/s: seconds per iteration (a 60k pool on a CPU).
+  line = experiment.progress_line(ROWS, 2, 10, 80.0, 62.8, 2, 10)
+  assert line.endswith('| 31.4 s/it ETA 3m40s'), line  # 7 left.
 
 
 def test_heartbeat_lines_at_doubling_intervals_and_none_after_the_block():

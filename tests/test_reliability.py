@@ -583,15 +583,20 @@ CASES = [
                                      x_test=np.zeros((0, 2), np.float32),
                                      y_test=np.zeros(0, np.int64))),
     Case('npz_float_labels', ('--config.dataset={tmp}/flt.npz',),
-         ('flt.npz', 'y_train', 'float'),
+         ('flt.npz', 'y_train has dtype float32', 'y_train.astype(np.int64)'),
          setup=lambda tmp, _: write_npz(tmp / 'flt.npz',
                                      y_train=np.zeros(40, np.float32))),
+    Case('npz_string_labels', ('--config.dataset={tmp}/str.npz',),
+         ('str.npz', 'y_test has dtype <U3', 'np.unique(labels, '
+          'return_inverse=True)'),
+         setup=lambda tmp, _: write_npz(tmp / 'str.npz',
+                                     y_test=np.array(['cat', 'dog'] * 10))),
     Case('npz_1d_inputs', ('--config.dataset={tmp}/flat.npz',),
          ('flat.npz', 'x_train', 'shape'),
          setup=lambda tmp, _: write_npz(tmp / 'flat.npz',
                                      x_train=np.zeros(40, np.float32))),
     Case('npz_pickled_objects', ('--config.dataset={tmp}/obj.npz',),
-         ('obj.npz', 'allow_pickle=False'),
+         ('obj.npz', 'a member is an object array', 'never unpickled'),
          setup=lambda tmp, _: write_npz(
              tmp / 'obj.npz', x_train=np.array([{}] * 40, dtype=object))),
     Case('npz_not_a_zip', ('--config.dataset={tmp}/junk.npz',),
@@ -663,6 +668,21 @@ CASES = [
          setup=lambda tmp, _: write_npz(
              tmp / 'one_based.npz', y_train=np.arange(40) % 2 + 1,
              y_test=np.arange(20) % 2 + 1, num_classes=np.int64(3))),
+    Case('ids_with_gaps', ('--config.dataset={tmp}/gaps.npz',),
+         ('class 1 has only 0', 'ids with gaps?'), workdir='fresh',
+         setup=lambda tmp, _: write_npz(
+             tmp / 'gaps.npz', y_train=np.arange(40) % 2 * 2,
+             y_test=np.arange(20) % 2 * 2, num_classes=np.int64(3))),
+    Case('pool_size_cuts_out_a_class', ('--config.dataset={tmp}/sorted.npz',
+                                        '--config.pool_size=20'),
+         ('config.pool_size=20 keeps the first 20 of 40 pool samples, which '
+          'hold no sample of class 1 (is the file sorted by class?)',),
+         workdir='fresh', setup=lambda tmp, _: write_npz(
+             tmp / 'sorted.npz', y_train=np.repeat([0, 1], 20))),
+    Case('test_size_beyond_the_split', ('--config.dataset={tmp}/t.npz',
+                                        '--config.test_size=30'),
+         ('config.test_size=30 exceeds the 20 test samples', 'set 0'),
+         workdir='fresh', setup=lambda tmp, _: write_npz(tmp / 't.npz')),
     Case('one_class_npz', ('--config.dataset={tmp}/one.npz',),
          ('1 class', 'at least 2'), workdir='fresh',
          setup=lambda tmp, _: write_npz(

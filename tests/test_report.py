@@ -18,6 +18,7 @@ from bass_jax import reporting
 from bass_jax.errors import DataError
 from conftest import REPO
 from configs import yinyang
+from launch import common as launch_common
 
 
 @pytest.fixture(scope='module')
@@ -565,6 +566,33 @@ def test_report_cli_labels_an_ablation_by_its_field(workdirs, tmp_path):
         'yinyang:active_semi (acquisition_beta=1)',
         'yinyang:active_semi (acquisition_beta=4)']
   assert 'vs yinyang:active_semi (acquisition_beta=1), paired' in stdout
+  # What both share against the config file is said once; the field that
+  # tells them apart, in the labels, not again; where they ran, never.
+  note = [line for line in stdout.splitlines() if line.startswith('Every')]
+  assert note == ['Every run with initial_epochs=10, mc_passes_gt=10, '
+                  'num_iterations=4.'], stdout
+  assert 'chunk_size' not in stdout
+
+
+def test_overrides_note_says_what_labels_do_not():
+  def run(variant, **changes):
+    config = yinyang.get_config(variant)
+    config.update(changes)
+    return {'config': json.loads(json.dumps(config.to_dict())),
+            'workdir': variant}
+
+  assert launch_common.overrides_note([run('semi')]) == ''
+  one = run('active_semi', mu=0.5, num_iterations=3, chunk_size=64)
+  assert launch_common.overrides_note([one]) == (
+      'Run with mu=0.5, num_iterations=3.')  # chunk_size: only speed.
+  two = [one, run('semi', mu=0.5, dataset='blobs.npz')]
+  assert launch_common.overrides_note(two) == (
+      'Every run with mu=0.5.\n'
+      'yinyang:active_semi with num_iterations=3.\n'
+      'yinyang:semi with dataset=blobs.npz.')
+  # A name no config file has: nothing to compare with.
+  own = run('semi', mu=0.5, name='blobs')
+  assert launch_common.overrides_note([own]) == ''
 
 
 def test_paired_differences_golden():
@@ -660,7 +688,11 @@ def test_report_cli_refuses_to_merge_a_run_with_its_copy(workdirs, tmp_path):
                           '--decision=false')
   assert status == 0, err
   rows = (tmp_path / 'table.md').read_text().splitlines()[2:]
-  assert [r.split('|')[1].strip() for r in rows] == ['yinyang:active_semi']
+  assert [r.split('|')[1].strip() for r in rows if r.startswith('|')] == [
+      'yinyang:active_semi']
+  # What differs from configs/yinyang.py:active_semi, under the table.
+  assert rows[-1] == ('Run with initial_epochs=10, mc_passes_gt=10, '
+                      'num_iterations=4.'), rows
   # A target given as a fraction, as metrics.jsonl keeps it, is refused.
   status, _, err = script('report', f'--workdir={w}', '--target_acc=0.85',
                           f'--out={tmp_path}')
