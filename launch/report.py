@@ -115,17 +115,18 @@ def may_be_2d(dataset: str) -> bool:
 def decision_panel(run: dict, runs: list[dict], out: str) -> str | None:
   """decision_<run>.png of a 2-D run's newest checkpoint, or None.
 
-  None, with a note on stderr, where the run has no valid checkpoint yet:
-  the table and curves are still worth writing.
+  None, with a note on stderr, where the run has no valid checkpoint yet,
+  or its data or model file cannot be had from here: the table and curves
+  are still worth writing.
   """
   from bass_jax import analysis  # pylint: disable=g-import-not-at-top
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
-  from bass_jax.errors import DataError  # pylint: disable=g-import-not-at-top
+  from bass_jax.errors import BassError  # pylint: disable=g-import-not-at-top
   warn = lambda line: print(f'warning: {line}', file=sys.stderr, flush=True)
   try:
     r, state, where = analysis.restored_run(run['workdir'], warn=warn,
                                            data_dir=_DATA_DIR.value)
-  except DataError as e:
+  except BassError as e:  # No checkpoint, data or model file at hand.
     print(f'note: no decision panel: {e}', file=sys.stderr, flush=True)
     return None
   if r.seed_dataset(0).x_train.shape[1:] != (2,):

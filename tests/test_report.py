@@ -574,6 +574,21 @@ def test_report_cli_labels_an_ablation_by_its_field(workdirs, tmp_path):
   assert 'chunk_size' not in stdout
 
 
+def test_a_model_file_out_of_reach_costs_the_decision_panel_only(workdirs,
+                                                                 tmp_path):
+  w = copied(workdirs, tmp_path)
+  config = json.loads((w / 'config.json').read_text())
+  config['model'] = 'elsewhere/nets.py:Net'  # Run from another folder.
+  (w / 'config.json').write_text(json.dumps(config))
+  status, stdout, err = script('report', f'--workdir={w}',
+                               f'--out={tmp_path / "out"}')
+  assert status == 0, err
+  assert len(err) == 1 and err[0].startswith(
+      "note: no decision panel: config.model 'elsewhere/nets.py:Net': no "
+      "file 'elsewhere/nets.py' (paths are relative to "), err
+  assert 'wrote ' in stdout and (tmp_path / 'out' / 'table.md').exists()
+
+
 def test_overrides_note_says_what_labels_do_not():
   def run(variant, **changes):
     config = yinyang.get_config(variant)
