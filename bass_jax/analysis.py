@@ -8,7 +8,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bass_jax import checkpoint
 from bass_jax import experiment
 from bass_jax import mc_dropout
 from bass_jax import reporting
@@ -56,7 +55,7 @@ def restored(workdir: str, dataset=None, warn=None, data_dir: str = ''):
   run = experiment.build(config, dataset)
   skipped = []
   # Collected, not logged: one line in all instead of one per checkpoint.
-  found = checkpoint.latest_valid(workdir, run.state, warn=skipped.append)
+  found = experiment.latest_checkpoint(workdir, run.state, skipped.append)
   if found is None:
     damaged = f' ({len(skipped)} damaged)' if skipped else ''
     raise DataError(f'{workdir} has no valid checkpoint{damaged}')

@@ -1035,6 +1035,34 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
         'a new --workdir or pass --overwrite')
 
 
+def latest_checkpoint(workdir: str, template: loop.LoopState,
+                      warn: Callable[[str], None]
+                      ) -> Optional[checkpoint.Restored]:
+  """`checkpoint.latest_valid`, also of a run made before the state had
+  `skipped` (its last field): read without it, then given none skipped,
+  as nothing could be skipped then.
+
+  Raises:
+    checkpoint.CheckpointMismatchError: the newest intact checkpoint fits
+      neither state.
+  """
+  try:
+    return checkpoint.latest_valid(workdir, template, warn=warn)
+  except checkpoint.CheckpointMismatchError as e:
+    mismatch = e
+  try:  # Damaged checkpoints were reported by the first pass.
+    found = checkpoint.latest_valid(workdir, template.replace(skipped=None),
+                                    warn=lambda _: None)
+  except checkpoint.CheckpointMismatchError:
+    raise mismatch from None
+  if found is None:
+    raise mismatch
+  none = np.zeros(template.skipped.shape, bool)
+  where = getattr(template.skipped, 'sharding', None)
+  return found._replace(state=found.state.replace(
+      skipped=none if where is None else jax.device_put(none, where)))
+
+
 def resume_point(workdir: str, template: loop.LoopState,
                  log: Callable[[str], None], num_seeds: int
                  ) -> Optional[checkpoint.Restored]:
@@ -1048,7 +1076,7 @@ def resume_point(workdir: str, template: loop.LoopState,
       one does not fit this run's state.
   """
   try:
-    restored = checkpoint.latest_valid(workdir, template, warn=log)
+    restored = latest_checkpoint(workdir, template, warn=log)
   except checkpoint.CheckpointMismatchError as e:
     saved, wanted = e.saved_shape, e.wanted_shape
     if (saved and wanted and saved[1:] == wanted[1:]
@@ -1592,7 +1620,9 @@ def answered_state(r: Run, state: loop.LoopState, workdir: str,
   query = np.asarray(pending['query'], np.int32)
   labels = np.vectorize(lambda j: answers.get(int(j), 0), otypes=[np.int32])(
       query)
-  log(f'iteration {i}: {len(answers)} labels from the oracle')
+  skipped = sum(a == oracle.SKIPPED for a in answers.values())
+  log(f'iteration {i}: {len(answers) - skipped} labels from the oracle'
+      + (f' ({skipped} skipped: never asked again)' if skipped else ''))
   return r.reveal(state, query, np.asarray(pending['valid'], bool), labels)
 
 

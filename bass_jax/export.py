@@ -11,7 +11,8 @@ latter two are reported as such by `progress_note`):
   given by the human oracle, the labelled folder, or, with a simulated
   oracle, the dataset's labels),
   else the argmax of the MC-mean probabilities (source 'pseudo' for members
-  of the pseudo-labelled set D, 'model' for the rest).
+  of the pseudo-labelled set D, 'model' for the rest, 'skipped' for a
+  query the human oracle skipped).
 - confidence: the MC-mean probability of that label.
 - class_name, file: the class folder name and the image path, for datasets
   read from an image folder (`data.load_image_folder`).
@@ -74,9 +75,10 @@ def labels_table(run: experiment.Run, state, seed_index: int = 0,
 
   Returns:
     'id' int, 'label' int32, 'confidence' float32 and 'source' str
-    ('human' | 'pseudo' | 'model'), see the module docstring.
+    ('human' | 'pseudo' | 'model' | 'skipped'), see the module docstring.
   """
   labelled = np.asarray(state.labelled[seed_index])
+  skipped = np.asarray(state.skipped[seed_index])
   member = np.asarray(state.member[seed_index])
   given = np.asarray(state.labels[seed_index])
   pred = pool_predictions(run, state, seed_index, num_passes)
@@ -84,8 +86,8 @@ def labels_table(run: experiment.Run, state, seed_index: int = 0,
       'id': np.arange(labelled.shape[0]),
       'label': np.where(labelled, given, pred['label']).astype(np.int32),
       'confidence': np.where(labelled, np.float32(1.0), pred['confidence']),
-      'source': np.where(labelled, 'human',
-                         np.where(member, 'pseudo', 'model')),
+      'source': np.where(labelled, 'human', np.where(
+          skipped, 'skipped', np.where(member, 'pseudo', 'model'))),
   }
 
 

@@ -71,6 +71,9 @@ class LoopState:
     key: raw PRNG key data of this seed (typed keys are rebuilt from it, so
       the state checkpoints as plain arrays).
     iteration: scalar int32, the index of the next iteration.
+    skipped: [N] bool, samples a human oracle could not label: never
+      queried again, pseudo-labelled like the rest of X'. Last, so the
+      checkpoints made before it are a prefix of the state's leaves.
   """
   train: training.TrainState
   labelled: jax.Array
@@ -78,6 +81,7 @@ class LoopState:
   labels: jax.Array
   key: jax.Array
   iteration: jax.Array
+  skipped: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,6 +358,7 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   unlabelled = ~labelled
   mean_entropy_all = mean_entropy_over_all(gt['entropy'], gt_valid,
                                            sweep['entropy'], labelled)
+  askable = unlabelled & ~state.skipped  # What a query may pick.
 
   # 4. Acquisition (only on query iterations).
   is_query = _is_query_iteration(cfg, i, jnp.sum(labelled))
@@ -365,11 +370,11 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
     query, query_valid = jax.lax.cond(
         is_query if may_query is None else may_query,
         lambda: batchbald_picks(cfg, keys['acquire'], sweep['bald'],
-                                unlabelled, candidate_probs),
+                                askable, candidate_probs),
         lambda: no_picks(cfg.query_size))
   else:
     query, query_valid = acquisition_picks(cfg, keys['acquire'], sweep,
-                                           unlabelled, theta,
+                                           askable, theta,
                                            mean_entropy_all)
   query_valid &= is_query
 
@@ -436,17 +441,21 @@ def reveal(state: LoopState, query: jax.Array, query_valid: jax.Array,
     state: loop state.
     query: [k] int32 pool indices.
     query_valid: [k] bool, which picks are real.
-    answers: [k] int32 true labels of the picks.
+    answers: [k] int32 true labels of the picks; -1 (`oracle.SKIPPED`) for
+      one the oracle could not tell, which stays in X' and is never asked
+      again.
   """
-  labelled = selection.mark(state.labelled, query, query_valid)
+  answered = query_valid & (answers >= 0)
+  labelled = selection.mark(state.labelled, query, answered)
+  skipped = selection.mark(state.skipped, query, query_valid & (answers < 0))
   # Invalid picks may repeat a valid one's index (BatchBALD's leftover
   # steps when fewer candidates than k remain), so they are sent out of
   # bounds and dropped rather than written back: a duplicate index must not
   # overwrite the answer with the old label.
   n = state.labels.shape[0]
-  labels = state.labels.at[jnp.where(query_valid, query, n)].set(
+  labels = state.labels.at[jnp.where(answered, query, n)].set(
       answers, mode='drop')
-  return state.replace(labelled=labelled, labels=labels,
+  return state.replace(labelled=labelled, labels=labels, skipped=skipped,
                        member=state.member & ~labelled)
 
 
@@ -484,7 +493,8 @@ def init_state(apply_init: Callable, optimizer: optax.GradientTransformation,
       train=training.TrainState(params, optimizer.init(params)),
       labelled=labelled, member=jnp.zeros_like(labelled),
       labels=jnp.where(labelled, labels, 0).astype(jnp.int32),
-      key=jax.random.key_data(rng_loop), iteration=jnp.int32(0))
+      key=jax.random.key_data(rng_loop), iteration=jnp.int32(0),
+      skipped=jnp.zeros_like(labelled))
 
 
 def any_seed_may_query(cfg: LoopConfig, state: LoopState) -> jax.Array:

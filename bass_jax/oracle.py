@@ -46,7 +46,7 @@ class WaitingForLabels(Exception):
   def __init__(self, manifest: str, num_ids: int,
                class_names: Sequence[str] = (), unlabelled: int = -1):
     classes = (f'; {label_choices(len(class_names), class_names)}'
-               if class_names else '')
+               if class_names else "; 'skip' for one you cannot tell")
     count = (f'{unlabelled} of {num_ids} samples still without a label'
              if 0 <= unlabelled < num_ids else f'{num_ids} samples')
     super().__init__(
@@ -54,6 +54,12 @@ class WaitingForLabels(Exception):
         f'({count}; their images and a contact sheet are beside '
         f'it{classes}), then relaunch without --overwrite to continue')
     self.manifest = manifest
+
+
+# The answer for a sample one cannot label ('skip' or '?' in a manifest or
+# at the terminal): it stays unlabelled and is never asked again.
+SKIPPED = -1
+SKIP_WORDS = ('skip', '?')
 
 
 def class_legend(class_names: Sequence[str]) -> str:
@@ -88,12 +94,13 @@ def names_only(class_names: Sequence[str]) -> bool:
 
 def label_choices(num_classes: int, class_names: Sequence[str] = ()) -> str:
   """What an answer may be, for prompts and errors."""
+  skip = ", or 'skip' for one you cannot tell"
   if not class_names:
-    return f'0..{num_classes - 1}'
+    return f'0..{num_classes - 1}{skip}'
   if names_only(class_names):
     return (f"class names {', '.join(class_names)} (they are numbers, so a "
-            'label is read as a class name, never as a class number)')
-  return f'classes {class_legend(class_names)}'
+            f'label is read as a class name, never as a class number){skip}')
+  return f'classes {class_legend(class_names)}{skip}'
 
 
 def _match_name(text: str, names: Sequence[str]) -> int | None:
@@ -108,11 +115,13 @@ def _match_name(text: str, names: Sequence[str]) -> int | None:
 
 def parse_label(text: str, num_classes: int,
                 class_names: Sequence[str] = ()) -> int:
-  """A class number from an answer: '1', or a class name ('square').
+  """A class number from an answer: '1', or a class name ('square'), or
+  SKIPPED for 'skip' / '?' (any case).
 
   A class name always means that class, matched exactly, else ignoring
-  case. A number means that class number, unless some class name is a
-  number (`names_only`): then only names are accepted.
+  case (a class named 'skip' is that class). A number means that class
+  number, unless some class name is a number (`names_only`): then only
+  names are accepted.
 
   Raises:
     ValueError: one line saying what is accepted.
@@ -121,6 +130,8 @@ def parse_label(text: str, num_classes: int,
   named = _match_name(text, class_names)
   if named is not None:
     return named
+  if text.lower() in SKIP_WORDS:
+    return SKIPPED
   if names_only(class_names):
     raise ValueError(f'{text!r} is not one of the '
                      f'{label_choices(num_classes, class_names)}')
@@ -128,7 +139,7 @@ def parse_label(text: str, num_classes: int,
   if label is None:
     accepted = (f'a class number or name ({class_legend(class_names)})'
                 if class_names else f'an integer in 0..{num_classes - 1}')
-    raise ValueError(f'{text!r} is not {accepted}')
+    raise ValueError(f"{text!r} is not {accepted}, nor 'skip'")
   if not 0 <= label < num_classes:
     raise ValueError(f'{label} is outside 0..{num_classes - 1}')
   return label
@@ -199,6 +210,8 @@ def write_manifest(path: str, ids: Sequence[int], answers: dict[int, int],
     if int(i) not in answers:
       return ''
     label = answers[int(i)]
+    if label == SKIPPED:
+      return SKIP_WORDS[0]
     return class_names[label] if class_names else str(label)
   tmp = path + '.tmp'
   with open(tmp, 'w', newline='') as f:

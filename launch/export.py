@@ -5,8 +5,8 @@ r"""Exports a run's labels as CSV: human labels, else the model's prediction.
 
 Reads the newest checkpoint of a finished, paused or interrupted run (the
 result line then says which iteration it is from) and writes one row per
-pool sample: `id,label,confidence,source` (source 'human', 'pseudo' or
-'model'), plus `class_name,file` for image folder datasets. Run it from the
+pool sample: `id,label,confidence,source` (source 'human', 'pseudo',
+'model' or 'skipped'), plus `class_name,file` for image folder datasets. Run it from the
 folder the run was started in, so that a relative dataset path resolves,
 or give --data_dir.
 """
@@ -53,7 +53,9 @@ def result_line(out: str, table, note: str) -> str:
   from, so that its labels are not taken for a finished run's.
   """
   counts = {s: int(sum(table['source'] == s))
-            for s in ('human', 'pseudo', 'model')}
+            for s in ('human', 'pseudo', 'model', 'skipped')}
+  if not counts['skipped']:  # Only human oracles skip; say it where they did.
+    del counts['skipped']
   line = (f'wrote {out}: {table["id"].shape[0]} rows ('
           + ', '.join(f'{n} {s}' for s, n in counts.items()) + ')')
   return f'{line} {note}' if note else line

@@ -117,7 +117,8 @@ def test_answers_survive_picks_that_repeat_an_index():
                          member=jnp.ones(6, bool),
                          labels=jnp.full(6, 7, jnp.int32),
                          key=jnp.zeros(2, jnp.uint32),
-                         iteration=jnp.int32(0))
+                         iteration=jnp.int32(0),
+                         skipped=jnp.zeros(6, bool))
   answers = jnp.where(ok, jnp.array([1, 2, 0, 0])[idx], 9)
   for reveal in (loop.reveal, jax.jit(loop.reveal)):
     out = reveal(state, query, ok, answers)

@@ -138,7 +138,7 @@ def test_layout_meta_and_no_pickle(tmp_path, state):
   assert meta['step'] == 3 and meta['extra'] == {}
   assert meta['num_leaves'] == len(jax.tree.leaves(state))
   assert all(len(leaf['sha256']) == 64 for leaf in meta['leaves'])
-  assert meta['leaves'][-1]['path'] == '.iteration'
+  assert meta['leaves'][-1]['path'] == '.skipped'
   for f in pathlib.Path(path).rglob('*'):
     if f.is_file() and f.stat().st_size:
       assert f.read_bytes()[:1] != b'\x80', f'{f} looks like a pickle'
@@ -319,7 +319,7 @@ def test_leaf_checksum_is_checked_after_reading(tmp_path, state, template):
   path = checkpoint.save(tmp_path, 4, state)
   meta_path = os.path.join(path, checkpoint.META)
   meta = json.loads(pathlib.Path(meta_path).read_text())
-  meta['leaves'][-2]['sha256'] = '0' * 64
+  meta['leaves'][-3]['sha256'] = '0' * 64
   pathlib.Path(meta_path).write_text(json.dumps(meta))
   with pytest.raises(checkpoint.CheckpointError,
                      match=r'checksum mismatch in leaf \.key$'):

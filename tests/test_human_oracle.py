@@ -1,6 +1,7 @@
 """The file oracle: pause, answer, resume; equal to the simulated oracle."""
 
 import csv
+import json
 import os
 import re
 import shlex
@@ -9,6 +10,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -48,6 +50,21 @@ def answer_from_truth(manifest, y):
 def sorted_rows(workdir):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     return sorted(f.read().splitlines())
+
+
+class TruthfulStdin:
+  """A terminal user who answers the prompt on the last of `lines` (the
+  run's log) with the true label in `y`, `left` times, then ends input."""
+
+  def __init__(self, lines, y, left):
+    self.lines, self.y, self.left = lines, y, left
+
+  def readline(self):
+    if not self.left:
+      return ''
+    self.left -= 1
+    asked = re.search(r'label of id (\d+)', self.lines[-1])
+    return f'{self.y[int(asked[1])]}\n'
 
 
 def test_file_oracle_equals_simulated(tmp_path):
@@ -93,18 +110,7 @@ def test_terminal_answers_survive_a_stop_part_way(tmp_path, monkeypatch):
   experiment.run(toy_config('simulated'), sim, dataset=ds)
   lines = []
 
-  class Truth:
-    """Answers the prompt on the last log line truthfully, `left` times."""
-    left = 1
-
-    def readline(self):
-      if not self.left:
-        return ''
-      self.left -= 1
-      asked = re.search(r'label of id (\d+)', lines[-1])
-      return f'{ds.y_train[int(asked[1])]}\n'
-
-  stdin = Truth()
+  stdin = TruthfulStdin(lines, ds.y_train, 1)
   monkeypatch.setattr(sys, 'stdin', stdin)
   with pytest.raises(oracle.OracleError, match='input ended'):
     experiment.run(toy_config('terminal'), term, dataset=ds, log=lines.append)
@@ -134,18 +140,8 @@ def test_a_run_may_switch_between_files_and_terminal(tmp_path, monkeypatch):
                             [[i, ''] for i in ids[1:]])
   lines = []
 
-  class Truth:
-    """Answers the prompt on the last log line truthfully, `left` times."""
-    left = len(ids) - 1
-
-    def readline(self):
-      if not self.left:
-        return ''
-      self.left -= 1
-      asked = re.search(r'label of id (\d+)', lines[-1])
-      return f'{ds.y_train[int(asked[1])]}\n'
-
-  monkeypatch.setattr(sys, 'stdin', Truth())
+  monkeypatch.setattr(sys, 'stdin', TruthfulStdin(lines, ds.y_train,
+                                                  len(ids) - 1))
   # Query 0's rest at the terminal; its input ends at query 2.
   with pytest.raises(oracle.OracleError, match='input ended'):
     experiment.run(toy_config('terminal'), mixed, dataset=ds,
@@ -160,6 +156,87 @@ def test_a_run_may_switch_between_files_and_terminal(tmp_path, monkeypatch):
   with pytest.raises(experiment.ConfigError,
                      match=r"\(oracle: 'files' there, 'simulated' now\)"):
     experiment.run(toy_config('simulated'), mixed, dataset=ds)
+
+
+def test_a_skipped_sample_stays_unlabelled_and_is_never_asked_again(
+    tmp_path):
+  ds = data.load_yinyang(num_per_class=60, seed=0)
+  workdir = str(tmp_path / 'run')
+  with pytest.raises(oracle.WaitingForLabels) as e:
+    experiment.run(toy_config('files'), workdir, dataset=ds)
+  ids = answer_from_truth(e.value.manifest, ds.y_train)
+  hard = ids[0]
+  asked = [hard in q for q in pending_queries(workdir)]  # By which seeds.
+  with open(e.value.manifest, 'w', newline='') as f:
+    csv.writer(f).writerows([['id', 'label'], [hard, 'skip']] +
+                            [[i, ds.y_train[i]] for i in ids[1:]])
+  lines = []
+  with pytest.raises(oracle.WaitingForLabels) as e:
+    experiment.run(toy_config('files'), workdir, dataset=ds,
+                   log=lines.append)
+  assert (f'iteration 0: {len(ids) - 1} labels from the oracle (1 skipped: '
+          'never asked again)') in lines, lines
+  later = answer_from_truth(e.value.manifest, ds.y_train)
+  assert hard not in later  # Still the most uncertain, perhaps: not asked.
+  experiment.run(toy_config('files'), workdir, dataset=ds)
+  template = experiment.build(toy_config('files'), ds).state
+  state = checkpoint.restore(checkpoint.step_path(workdir, 5), template).state
+  assert not np.asarray(state.labelled)[:, hard].any()
+  np.testing.assert_array_equal(np.asarray(state.skipped)[:, hard], asked)
+  assert np.asarray(state.skipped).sum() == sum(asked)
+  table, _ = export.export_labels(workdir, str(tmp_path / 'labels.csv'),
+                                  dataset=ds, num_passes=2,
+                                  seed_index=asked.index(True))
+  assert table['source'][hard] == 'skipped'
+  assert list(table['source']).count('skipped') == 1
+
+
+def test_a_query_never_picks_a_skipped_sample():
+  """The same iteration from the same state, with its picks marked skipped,
+  picks others: the acquisition's candidates leave skipped samples out."""
+  ds = data.load_yinyang(num_per_class=30, seed=0)
+  r = experiment.build(toy_config('files'), ds)
+  fresh = lambda: jax.tree_util.tree_map(jnp.copy, r.state)
+  _, query, valid, _ = r.em_step(fresh(), r.pool)
+  query, valid = np.asarray(query), np.asarray(valid)
+  assert valid.all()
+  skipped = np.zeros(r.state.skipped.shape, bool)
+  for s, q in enumerate(query):
+    skipped[s, q] = True
+  _, again, valid_again, _ = r.em_step(
+      fresh().replace(skipped=jnp.asarray(skipped)), r.pool)
+  assert np.asarray(valid_again).all()
+  for s, q in enumerate(np.asarray(again)):
+    assert not set(q.tolist()) & set(query[s].tolist()), (q, query[s])
+
+
+def pending_queries(workdir):
+  """The pool indices each seed asked at iteration 0 (from checkpoint 1's
+  pending query)."""
+  with open(os.path.join(checkpoint.step_path(workdir, 1), 'meta.json')) as f:
+    pending = json.load(f)['extra']['pending']
+  return [set(np.asarray(q)[np.asarray(v)].tolist())
+          for q, v in zip(pending['query'], pending['valid'])]
+
+
+def test_a_checkpoint_made_before_skipping_existed_resumes(tmp_path):
+  """The state's last field, `skipped`, is new: a checkpoint without it is
+  read as one in which nothing was skipped."""
+  ds = data.load_yinyang(num_per_class=30, seed=0)
+  template = experiment.build(toy_config('simulated'), ds).state
+  older = template.replace(skipped=None)
+  checkpoint.save(str(tmp_path), 3, jax.device_get(older), {'at': 3})
+  found = experiment.latest_checkpoint(str(tmp_path), template, print)
+  assert found.step == 3 and found.extra == {'at': 3}
+  np.testing.assert_array_equal(found.state.skipped,
+                                np.zeros_like(template.labelled))
+  for a, b in zip(jax.tree_util.tree_leaves(found.state),
+                  jax.tree_util.tree_leaves(template)):
+    np.testing.assert_array_equal(a, b)
+  # Another model's checkpoint fits neither state: refused as before.
+  with pytest.raises(checkpoint.CheckpointMismatchError):
+    experiment.latest_checkpoint(
+        str(tmp_path), template.replace(labels=template.labels[:, :5]), print)
 
 
 def export_note(workdir, ds, tmp_path):

@@ -103,6 +103,31 @@ def test_terminal_oracle_reads_stdin_and_retries():
     oracle.ask_terminal([2], x, 10, '/q', io.StringIO(''), lines.append)
 
 
+def test_skip_is_an_answer_in_files_and_at_the_terminal(tmp_path):
+  assert [oracle.parse_label(t, 3) for t in ('skip', ' SKIP ', '?', '2')] == [
+      oracle.SKIPPED] * 3 + [2]
+  # A class named 'skip' is that class; '?' still skips.
+  names = ('keep', 'skip')
+  assert oracle.parse_label('skip', 2, names) == 1
+  assert oracle.parse_label('?', 2, names) == oracle.SKIPPED
+  with pytest.raises(ValueError, match="is not an integer in 0..2, nor 'skip'"):
+    oracle.parse_label('maybe', 3)
+  p = str(tmp_path / 'm.csv')
+  filled(p, [[3, 'skip'], [7, 1], [11, '?']])
+  answers = oracle.read_answers(p, [3, 7, 11], 3)
+  assert answers == {3: oracle.SKIPPED, 7: 1, 11: oracle.SKIPPED}
+  oracle.write_manifest(p, [3, 7, 11], answers, ('a', 'b', 'c'))
+  with open(p) as f:
+    assert f.read().splitlines() == ['id,label', '3,skip', '7,b', '11,skip']
+  x = np.zeros((5, 2), np.float32)
+  lines = []
+  assert oracle.ask_terminal([2, 4], x, 3, '/q', io.StringIO('?\n1\n'),
+                             lines.append) == {2: oracle.SKIPPED, 4: 1}
+  assert "0..2, or 'skip' for one you cannot tell" in lines[1], lines
+  waiting = str(oracle.WaitingForLabels(p, 3))
+  assert "'skip' for one you cannot tell" in waiting, waiting
+
+
 def test_class_names_that_are_numbers_are_read_as_names(tmp_path):
   # Folders `1` and `2` are classes 0 and 1: `1` must mean the folder `1`,
   # and a class number, which would read `1` as folder `2`, is refused.
