@@ -939,14 +939,21 @@ def summarize(config, rows_by_seed: dict[int, dict], num_params: int,
               wall_s: float) -> dict[str, Any]:
   """summary.json's content from the last metrics row of every seed."""
   seeds = sorted(rows_by_seed)
-  acc = np.array([rows_by_seed[s]['val_acc'] for s in seeds])
   labels = [rows_by_seed[s]['num_labels'] for s in seeds]
+
+  def over_seeds(key):
+    if any(key not in rows_by_seed[s] for s in seeds):
+      return None  # A metric newer than the rows (an older run's).
+    values = np.array([rows_by_seed[s][key] for s in seeds])
+    return {'mean': float(values.mean()), 'std': float(values.std()),
+            'per_seed': {str(s): float(a) for s, a in zip(seeds, values)}}
+
   return {
       'name': config.name,
       'variant': config.variant,
       'paper_acc': reporting.paper_reference(config),
-      'val_acc': {'mean': float(acc.mean()), 'std': float(acc.std()),
-                  'per_seed': {str(s): float(a) for s, a in zip(seeds, acc)}},
+      'val_acc': over_seeds('val_acc'),
+      'val_balanced_acc': over_seeds('val_balanced_acc'),
       'num_labels': int(labels[0]) if len(set(labels)) == 1 else labels,
       'num_params': num_params,
       'iterations': config.num_iterations,

@@ -518,24 +518,44 @@ def labelled_sweep(mesh: Mesh | None, apply_fn: ApplyFn, params,
   return {name: value[:k] for name, value in stats.items()}
 
 
-def data_parallel_accuracy(mesh: Mesh | None, apply_fn: ApplyFn, params,
-                           x: jax.Array, y: jax.Array,
-                           chunk_size: int) -> jax.Array:
-  """`accuracy` with every 'data' device scoring its own shard of (x, y).
+def class_hits(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array,
+               chunk_size: int) -> tuple[jax.Array, jax.Array]:
+  """Deterministic predictions on (x, y) counted per class.
 
-  The correct counts are summed exactly (int32 psum), so the result equals
-  the unsharded accuracy.
+  Returns:
+    (correct [C] int32: samples of class c predicted c, count [C] int32:
+    samples of class c), C the logits' width.
+  """
+  logits = predict_logits(apply_fn, params, x, chunk_size)
+  num_classes = logits.shape[-1]
+  hit = (jnp.argmax(logits, axis=-1) == y).astype(jnp.int32)
+  return (jax.ops.segment_sum(hit, y, num_classes),
+          jax.ops.segment_sum(jnp.ones_like(hit), y, num_classes))
+
+
+def data_parallel_accuracies(mesh: Mesh | None, apply_fn: ApplyFn, params,
+                             x: jax.Array, y: jax.Array,
+                             chunk_size: int) -> tuple[jax.Array, jax.Array]:
+  """(accuracy, balanced accuracy) of the deterministic model on (x, y),
+  every 'data' device scoring its own shard.
+
+  The balanced accuracy is the mean over the classes y holds of their
+  recall (what imbalanced data need: a majority class alone no longer
+  scores high). Counts are summed exactly (int32 psum), so both equal the
+  unsharded values.
   """
   if mesh is None:
-    return accuracy(apply_fn, params, x, y, chunk_size)
+    correct, count = class_hits(apply_fn, params, x, y, chunk_size)
+  else:
+    def local(params, x, y):
+      hits = class_hits(apply_fn, params, x, y, chunk_size)
+      return jax.lax.psum(hits, sharding.DATA)
 
-  def local_correct(params, x, y):
-    logits = predict_logits(apply_fn, params, x, chunk_size)
-    correct = jnp.sum(jnp.argmax(logits, axis=-1) == y, dtype=jnp.int32)
-    return jax.lax.psum(correct, sharding.DATA)
-
-  data = P(sharding.DATA)
-  correct = jax.shard_map(local_correct, mesh=mesh,
-                          in_specs=(P(), data, data), out_specs=P(),
-                          check_vma=_CHECK_VMA)(params, x, y)
-  return correct / y.shape[0]
+    data = P(sharding.DATA)
+    correct, count = jax.shard_map(local, mesh=mesh,
+                                   in_specs=(P(), data, data), out_specs=P(),
+                                   check_vma=_CHECK_VMA)(params, x, y)
+  held = count > 0
+  recall = jnp.where(held, correct / jnp.maximum(count, 1), 0.0)
+  return (jnp.sum(correct) / y.shape[0],
+          jnp.sum(recall) / jnp.sum(held))

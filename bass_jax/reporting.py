@@ -275,13 +275,37 @@ def curves(rows: Sequence[dict], metric: str) -> tuple[np.ndarray, np.ndarray,
           np.array([v.std() for v in vals]))
 
 
-def final_accuracy_by_seed(run: dict) -> dict[int, float]:
-  """{seed: val_acc of its last iteration}, seeds ascending."""
+def final_values_by_seed(run: dict, key: str) -> dict[int, Any]:
+  """{seed: `key` of its last iteration's row (None if it lacks it)},
+  seeds ascending."""
   last = {}
   for r in run['rows']:
     if r['iteration'] >= last.get(r['seed'], {}).get('iteration', -1):
       last[r['seed']] = r
-  return {s: last[s]['val_acc'] for s in sorted(last)}
+  return {s: last[s].get(key) for s in sorted(last)}
+
+
+def final_accuracy_by_seed(run: dict) -> dict[int, float]:
+  """{seed: val_acc of its last iteration}, seeds ascending."""
+  return final_values_by_seed(run, 'val_acc')
+
+
+def last_iterations(run: dict) -> dict[int, int]:
+  """{seed: the last iteration its rows reach}, seeds ascending."""
+  last: dict[int, int] = {}
+  for r in run['rows']:
+    last[r['seed']] = max(last.get(r['seed'], -1), r['iteration'])
+  return dict(sorted(last.items()))
+
+
+def unfinished_text(run: dict) -> str:
+  """'after iteration 26 of 40' for a run whose rows stop before its
+  config's last iteration (stopped, killed or paused for labels); ''."""
+  planned = run['config'].get('num_iterations')
+  reached = min(last_iterations(run).values(), default=planned)
+  if planned is None or reached >= planned:
+    return ''
+  return f'after iteration {reached} of {planned}'
 
 
 def final_accuracies(run: dict) -> np.ndarray:
@@ -449,6 +473,14 @@ def _joined(parts: list[dict]) -> dict[str, Any]:
   """One run of the rows of `parts` (see `merged_seeds`)."""
   if len(parts) == 1:
     return parts[0]
+  ends = {run['workdir']: max(last_iterations(run).values()) for run in parts}
+  if len(set(ends.values())) > 1:
+    # Seeds at iteration 26 and at 40 averaged would be neither.
+    ended = ', '.join(f'{w} at {i}' for w, i in ends.items())
+    raise DataError(
+        f'the parts of {label_of(parts[0])} end at different iterations '
+        f'({ended}): finish the runs (relaunch their commands), or report '
+        'them without --merge_seeds')
   holder = {}
   for run in parts:
     for seed in sorted({r['seed'] for r in run['rows']}):
@@ -519,7 +551,8 @@ def paired_curve(run: dict, baseline: dict) -> tuple[np.ndarray, np.ndarray,
 
 def table_rows(runs: Sequence[dict], target: float | None = None,
                baseline: int | None = None) -> list[dict[str, Any]]:
-  """One row per run: experiment, labels, paper %, mean %, std %, seeds, wall.
+  """One row per run: experiment, labels, paper %, mean %, std %, seeds, wall,
+  and the balanced accuracy's mean % and std % (csv and json only).
 
   With a `target` accuracy (a fraction) also 'labels_to_target' (the median
   over seeds of labels_to_reach, None if half or more never reached it) and
@@ -542,6 +575,12 @@ def table_rows(runs: Sequence[dict], target: float | None = None,
         'iterations': max(r['iteration'] for r in run['rows']),
         'wall_s': (run['summary'] or {}).get('wall_s'),
     })
+    # The mean per-class recall, for imbalanced data (rows written before
+    # it was a metric lack it: None).
+    balanced = list(final_values_by_seed(run, 'val_balanced_acc').values())
+    ok = None not in balanced
+    out[-1]['balanced_mean'] = float(100 * np.mean(balanced)) if ok else None
+    out[-1]['balanced_std'] = float(100 * np.std(balanced)) if ok else None
     if target is not None:
       per_seed = labels_to_reach(run['rows'], target)
       out[-1]['labels_to_target'] = median_labels_to_reach(per_seed)
@@ -751,9 +790,11 @@ def _palette(num_runs: int) -> list:
 
 
 def any_run_iterates(runs: Sequence[dict]) -> bool:
-  """Whether some run has more than one iteration: else plots over
-  iterations have nothing to show (every run an initial model)."""
-  return any(len({r['iteration'] for r in run['rows']}) > 1 for run in runs)
+  """Whether some run has (or is to have) more than one iteration: else
+  plots over iterations have nothing to show (every run an initial
+  model)."""
+  return any(len({r['iteration'] for r in run['rows']}) > 1 or
+             (run['config'].get('num_iterations') or 0) > 0 for run in runs)
 
 
 def plot_learning_curves(runs: Sequence[dict], path: str) -> str:

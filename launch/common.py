@@ -108,11 +108,11 @@ def stored_overrides(stored: dict) -> dict:
           if k not in skip and old[k] != made.get(k)}
 
 
-def overrides_note(runs: list[dict]) -> str:
+def table_notes(runs: list[dict]) -> str:
   """Lines under a report's table for what its labels do not say: the
   overrides every run shares ('Every run with num_iterations=20.', 'Run
-  with ...' for one), then
-  each run's others that its label does not name; '' if none."""
+  with ...' for one), then each run's others that its label does not name,
+  then the runs that have not reached their last iteration; '' if none."""
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
   each = [stored_overrides(run['config']) for run in runs]
   common = {k: v for k, v in each[0].items()
@@ -125,6 +125,10 @@ def overrides_note(runs: list[dict]) -> str:
             if k not in common and f'{k}=' not in label}
     if rest:
       lines.append(f'{label} with {reporting.fields_text(rest)}.')
+  for run in runs:
+    unfinished = reporting.unfinished_text(run)
+    if unfinished:  # Its numbers are not the protocol's end.
+      lines.append(f'{reporting.label_of(run)}: unfinished, {unfinished}.')
   return '\n'.join(lines)
 
 

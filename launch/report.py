@@ -152,19 +152,24 @@ def write_tables(runs: list[dict], target: float | None,
   rows = reporting.table_rows(runs, target, baseline)
   label = None if baseline is None else reporting.label_of(runs[baseline])
   table = reporting.markdown_table(rows, target, label)
-  note = launch_common.overrides_note(runs)
-  if note:
-    table += f'\n{note}\n'
+  tex = reporting.latex_table(rows, target, label)
+  # What the labels do not say (overrides, unfinished runs): under the
+  # table in every form of it a paper may take.
+  notes = launch_common.table_notes(runs).splitlines()
+  if notes:
+    table += '\n' + '\n'.join(notes) + '\n'
+    tex += ''.join(f'\\par {reporting.latex_text(n)}\n' for n in notes)
   paths = [os.path.join(out, name) for name in
            ('table.md', 'table.tex', 'table.csv', 'results.json')]
   with open(paths[0], 'w') as f:
     f.write(table)
   with open(paths[1], 'w') as f:
-    f.write(reporting.latex_table(rows, target, label))
+    f.write(tex)
   reporting.write_csv(paths[2], rows)
   experiment.write_json(paths[3], dict(
       reporting.results(runs, rows, target, baseline,
                         experiment.PLACEMENT_FIELDS),
+      notes=notes,
       command=shlex.join(['python', 'launch/report.py'] + sys.argv[1:])))
   return table, paths
 

@@ -103,7 +103,8 @@ def test_iteration_metrics_golden_values():
   labelled = jnp.array([True, False, False, False, False, False])
   member = jnp.array([False, True, True, True, False, False])
   m = loop.iteration_metrics(
-      jnp.int32(3), jnp.float32(0.8), jnp.float32(0.25), jnp.float32(0.15),
+      jnp.int32(3), jnp.float32(0.8), jnp.float32(0.7), jnp.float32(0.25),
+      jnp.float32(0.15),
       gt_pred=jnp.array([1, 0]), gt_labels=jnp.array([1, 1]),
       gt_valid=jnp.array([True, False]), sweep=sweep, labelled=labelled,
       member=member, truth=truth)
@@ -115,7 +116,8 @@ def test_iteration_metrics_golden_values():
   # No truth known in D's pseudo-labelled part (an image folder's pool):
   # nothing to score, NaN, which metrics.jsonl writes as null.
   unknown = loop.iteration_metrics(
-      jnp.int32(3), jnp.float32(0.8), jnp.float32(0.25), jnp.float32(0.15),
+      jnp.int32(3), jnp.float32(0.8), jnp.float32(0.7), jnp.float32(0.25),
+      jnp.float32(0.15),
       gt_pred=jnp.array([1, 0]), gt_labels=jnp.array([1, 1]),
       gt_valid=jnp.array([True, False]), sweep=sweep, labelled=labelled,
       member=member, truth=jnp.where(labelled, truth, -1))

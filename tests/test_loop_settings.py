@@ -14,6 +14,7 @@ from bass_jax import experiment
 from bass_jax import loop
 from bass_jax import mc_dropout
 from bass_jax import models
+from bass_jax import sharding
 from configs import yinyang
 from conftest import run_metrics
 
@@ -146,13 +147,30 @@ def test_validation_runs_without_dropout():
   assert len(set(np.asarray(jnp.argmax(logits, -1)).tolist())) == 2
   want = float(jnp.mean(jnp.argmax(logits, -1) == y))
   for chunk in (7, 64, x.shape[0]):
-    got = mc_dropout.data_parallel_accuracy(None, model.apply, params, x, y,
-                                            chunk)
+    got, _ = mc_dropout.data_parallel_accuracies(None, model.apply, params,
+                                                 x, y, chunk)
     assert float(got) == want, chunk
   noisy = [float(jnp.mean(jnp.argmax(model.apply(params, x,
                                                  jax.random.key(k)), -1)
                           == y)) for k in range(3)]
   assert any(a != want for a in noisy)  # Dropout would have shown.
+
+
+def test_balanced_accuracy_is_the_mean_recall_over_the_classes_held():
+  """Golden: 3 classes of 6, 2 and 2 test samples (class 3 of 4 absent),
+  recalls 5/6, 1/2 and 0: accuracy 6/10, balanced (5/6 + 1/2 + 0) / 3;
+  the same, summed exactly, with the data split over 2 devices."""
+  y = jnp.array([0] * 6 + [1] * 2 + [2] * 2, jnp.int32)
+  pred = jnp.array([0, 0, 0, 0, 0, 1, 1, 0, 0, 1], jnp.int32)
+  x = jax.nn.one_hot(pred, 4)  # Logits whose argmax is `pred`.
+  apply_fn = lambda params, x, key=None: x
+  want = (0.6, (5 / 6 + 1 / 2 + 0) / 3)
+  got = mc_dropout.data_parallel_accuracies(None, apply_fn, {}, x, y, 3)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  if len(jax.devices()) >= 2:
+    mesh = sharding.make_mesh({'seed': 1, 'data': 2}, jax.devices()[:2])
+    got = mc_dropout.data_parallel_accuracies(mesh, apply_fn, {}, x, y, 3)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 @pytest.mark.parametrize('impl', ['hash', 'prng'])

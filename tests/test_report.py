@@ -54,6 +54,14 @@ def test_report_writes_tables_and_plots(workdirs, tmp_path):
   assert [r['experiment'] for r in rows] == ['yinyang:active_semi',
                                              'yinyang:supervised_80']
   assert rows[0]['seeds'] == '2' and rows[0]['iterations'] == '4'
+  # The balanced accuracy (mean per-class recall) beside it, from the rows.
+  final = [r for r in active if r['iteration'] == 4]
+  balanced = [100 * r['val_balanced_acc'] for r in final]
+  np.testing.assert_allclose(float(rows[0]['balanced_mean']),
+                             np.mean(balanced), rtol=1e-9)
+  summary = json.loads((workdirs[0][0] / 'summary.json').read_text())
+  np.testing.assert_allclose(100 * summary['val_balanced_acc']['mean'],
+                             np.mean(balanced), rtol=1e-9)
   # Paired against the supervised run: seed by seed, from the metrics.
   runs = [reporting.read_workdir(str(w)) for w in workdirs[0]]
   acc = [reporting.final_accuracy_by_seed(r) for r in runs]
@@ -589,25 +597,50 @@ def test_a_model_file_out_of_reach_costs_the_decision_panel_only(workdirs,
   assert 'wrote ' in stdout and (tmp_path / 'out' / 'table.md').exists()
 
 
-def test_overrides_note_says_what_labels_do_not():
+def test_table_notes_says_what_labels_do_not():
   def run(variant, **changes):
     config = yinyang.get_config(variant)
     config.update(changes)
     return {'config': json.loads(json.dumps(config.to_dict())),
-            'workdir': variant}
+            'workdir': variant, 'rows': []}
 
-  assert launch_common.overrides_note([run('semi')]) == ''
+  assert launch_common.table_notes([run('semi')]) == ''
   one = run('active_semi', mu=0.5, num_iterations=3, chunk_size=64)
-  assert launch_common.overrides_note([one]) == (
+  assert launch_common.table_notes([one]) == (
       'Run with mu=0.5, num_iterations=3.')  # chunk_size: only speed.
   two = [one, run('semi', mu=0.5, dataset='blobs.npz')]
-  assert launch_common.overrides_note(two) == (
+  assert launch_common.table_notes(two) == (
       'Every run with mu=0.5.\n'
       'yinyang:active_semi with num_iterations=3.\n'
       'yinyang:semi with dataset=blobs.npz.')
   # A name no config file has: nothing to compare with.
   own = run('semi', mu=0.5, name='blobs')
-  assert launch_common.overrides_note([own]) == ''
+  assert launch_common.table_notes([own]) == ''
+
+
+def test_an_unfinished_run_is_said_so_and_never_merged_with_finished_seeds():
+  def run(workdir, seeds, last, planned=40):
+    config = json.loads(json.dumps(yinyang.get_config('semi').to_dict()))
+    config.update(num_iterations=planned, seed=seeds[0],
+                  num_seeds=len(seeds))
+    rows = [{'iteration': i, 'seed': s, 'val_acc': 0.8, 'num_labels': 8}
+            for i in range(last + 1) for s in seeds]
+    return {'workdir': workdir, 'config': config, 'rows': rows,
+            'summary': None}
+
+  done, stopped = run('a', [0, 1], 40), run('b', [6, 7], 26)
+  assert reporting.unfinished_text(done) == ''
+  assert reporting.unfinished_text(stopped) == 'after iteration 26 of 40'
+  assert launch_common.table_notes([stopped]).splitlines()[-1] == (
+      'yinyang:semi: unfinished, after iteration 26 of 40.')
+  with pytest.raises(DataError, match=r'the parts of yinyang:semi end at '
+                     r'different iterations \(a at 40, b at 26\)'):
+    reporting.merged_seeds([done, stopped])
+  merged = reporting.merged_seeds([stopped, run('c', [2], 26)])
+  assert len(merged) == 1 and merged[0]['config']['num_seeds'] == 3
+  # Stopped in iteration 0 is not an initial model: it is to iterate.
+  assert reporting.any_run_iterates([run('d', [0], 0)])
+  assert not reporting.any_run_iterates([run('e', [0], 0, planned=0)])
 
 
 def test_paired_differences_golden():
