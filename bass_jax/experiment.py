@@ -299,13 +299,14 @@ def pass_scores_used(config: ml_collections.ConfigDict) -> dict[str, str]:
 def check_passes_for_scores(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for a score of PASS_SCORES on one MC pass, which
   would rank the pool by index instead of by uncertainty."""
-  if config.mc_passes_pool >= 2:
+  used = pass_scores_used(config)
+  if config.mc_passes_pool >= 2 or not used:
     return
-  for field in pass_scores_used(config):
-    raise ConfigError(
-        f'config.{field}={config[field]!r} compares MC passes: with '
-        f'config.mc_passes_pool={config.mc_passes_pool} every score is 0; '
-        'use 2 or more passes')
+  field = next(iter(used))
+  raise ConfigError(
+      f'config.{field}={config[field]!r} compares MC passes: with '
+      f'config.mc_passes_pool={config.mc_passes_pool} every score is 0; '
+      'use 2 or more passes')
 
 
 def model_draws_masks(config: ml_collections.ConfigDict,
@@ -1270,10 +1271,10 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   r = build(config, dataset, initial_blocks=True)
   sharding.check_shared_folder(workdir)
   check_workdir_config(workdir, config, overwrite)
-  note = identical_passes_note(config, r.dataset)
-  if note and sharding.is_writer():
-    log(note)
   writer = sharding.is_writer()
+  note = identical_passes_note(config, r.dataset)
+  if note and writer:
+    log(note)
   # A first Ctrl-C stops at the next iteration's end, checkpointed; not
   # where a process alone cannot checkpoint (several) or reads the terminal.
   graceful = jax.process_count() == 1 and config.oracle != 'terminal'

@@ -292,10 +292,7 @@ def final_accuracy_by_seed(run: dict) -> dict[int, float]:
 
 def last_iterations(run: dict) -> dict[int, int]:
   """{seed: the last iteration its rows reach}, seeds ascending."""
-  last: dict[int, int] = {}
-  for r in run['rows']:
-    last[r['seed']] = max(last.get(r['seed'], -1), r['iteration'])
-  return dict(sorted(last.items()))
+  return final_values_by_seed(run, 'iteration')
 
 
 def unfinished_text(run: dict) -> str:

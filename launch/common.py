@@ -62,6 +62,13 @@ def cli_overrides() -> list[str]:
   return list(config_flags.get_override_values(flags.FLAGS['config']))
 
 
+# The checkout: configs/ is beside launch/.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Fields a run's label leaves out: the label's own words, the table's seeds
+# column, and where and how fast it ran (experiment.PLACEMENT_FIELDS).
+UNLABELLED_FIELDS = ('name', 'variant', 'num_seeds')
+
+
 def overrides_text(config) -> str:
   """'mu=0.5, num_iterations=5': the command line's config overrides that
   change what a run computes, as labels show fields; '' if none.
@@ -75,13 +82,6 @@ def overrides_text(config) -> str:
   skip = experiment.PLACEMENT_FIELDS + UNLABELLED_FIELDS
   return reporting.fields_text({k: config[k] for k in sorted(cli_overrides())
                                 if k not in skip})
-
-
-# The checkout: configs/ is beside launch/.
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Fields a run's label leaves out: the label's own words, the table's seeds
-# column, and where and how fast it ran (experiment.PLACEMENT_FIELDS).
-UNLABELLED_FIELDS = ('name', 'variant', 'num_seeds')
 
 
 def stored_overrides(stored: dict) -> dict:
