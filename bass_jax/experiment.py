@@ -713,6 +713,8 @@ class Run:
   # (state, pool, start [S]) -> (state, loss [S]): a block of the initial
   # phase before iteration 0; None when iteration 0 trains all of it.
   initial_block: Optional[Callable] = None
+  # (state, ids [m], labels [m]) -> state: corrections of labels in X.
+  correct: Optional[Callable] = None
 
   @property
   def per_seed_data(self) -> bool:
@@ -848,6 +850,7 @@ def build(config: ml_collections.ConfigDict,
                                    sharding.replicated(mesh)),
                     donate_argnums=0)
   reveal = jax.jit(loop.seeds_reveal, out_shardings=on_seeds)
+  correct = jax.jit(loop.seeds_corrected, out_shardings=on_seeds)
   initial_block = None
   if cfg.initial_blocked_epochs:
     initial_block = jax.jit(
@@ -859,7 +862,7 @@ def build(config: ml_collections.ConfigDict,
   params0 = jax.tree_util.tree_map(lambda a: a[0], state.train.params)
   return Run(config, ds, model, cfg, pool, state, step,
              models.num_params(params0), mesh, em_step, reveal, datasets,
-             initial_block)
+             initial_block, correct)
 
 
 def checked_setup(config: ml_collections.ConfigDict,
@@ -1183,15 +1186,15 @@ def clear_run(workdir: str) -> None:
   later resume cannot pick up one of the other config; its config.json,
   metrics and summary, so that a launch stopped before the new run writes
   its own (e.g. while compiling) is continued by the plain command instead
-  of being refused as another config's workdir; and its queries and
-  TensorBoard events, which would sit beside the new run's (old query
-  images next to a new manifest, two curves per tag)."""
+  of being refused as another config's workdir; and its queries,
+  corrections and TensorBoard events, which would sit beside the new run's
+  (old query images next to a new manifest, two curves per tag)."""
   checkpoint.discard_all(workdir)
-  for name in ('summary.json', 'config.json', 'metrics.jsonl'):
+  for name in ('summary.json', 'config.json', 'metrics.jsonl', CORRECTIONS):
     path = os.path.join(workdir, name)
     if os.path.exists(path):
       os.remove(path)
-  for folder in ('queries', 'tensorboard'):
+  for folder in ('queries', 'tensorboard', 'corrections'):
     path = os.path.join(workdir, folder)
     if os.path.isdir(path):
       shutil.rmtree(path)
@@ -1370,7 +1373,22 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
     if pending:
       # Validated before anything is written: bad answers change nothing.
       state = answered_state(r, state, workdir, pending, log)
+    fixes = {} if is_finished(config, restored) else corrections(r, state,
+                                                                 workdir)
+    if fixes:
+      state = r.correct(state, np.array(list(fixes), np.int32),
+                        np.array(list(fixes.values()), np.int32))
+      log(f'corrected {len(fixes)} label(s) from '
+          f'{os.path.join(workdir, CORRECTIONS)}: ids '
+          f'{", ".join(map(str, list(fixes)[:10]))}'
+          f'{", ..." if len(fixes) > 10 else ""}')
+    if pending or fixes:
       save(first, state)
+    if fixes:
+      # Applied once: the file moves into corrections/, the record of them.
+      sharding.sync('corrected')
+      if writer:
+        archived_corrections(workdir, first)
   tb = None
   if writer:
     write_json(os.path.join(workdir, 'config.json'), config.to_dict())
@@ -1632,6 +1650,52 @@ def answered_state(r: Run, state: loop.LoopState, workdir: str,
   log(f'iteration {i}: {len(answers) - skipped} labels from the oracle'
       + (f' ({skipped} skipped: never asked again)' if skipped else ''))
   return r.reveal(state, query, np.asarray(pending['valid'], bool), labels)
+
+
+# A person's corrections of labels a run has, read when it goes on.
+CORRECTIONS = 'corrections.csv'
+
+
+def corrections(r: Run, state: loop.LoopState,
+                workdir: str) -> dict[int, int]:
+  """{id: label} of the workdir's corrections.csv ({} without one), each
+  for a sample some seed has in X.
+
+  Raises:
+    ConfigError: a run whose labels no person gave (a simulated oracle).
+    oracle.OracleError: a bad file, or an id no seed has a label for.
+  """
+  path = os.path.join(workdir, CORRECTIONS)
+  if not os.path.exists(path):
+    return {}
+  if r.config.oracle not in HUMAN_ORACLES:
+    raise ConfigError(f'{path}: corrections are of labels a person gave '
+                      "(config.oracle 'files' or 'terminal'); this run's "
+                      'oracle is simulated: remove the file')
+  fixes = oracle.read_corrections(path, r.dataset.x_train.shape[0],
+                                  r.dataset.num_classes,
+                                  r.dataset.class_names)
+  labelled = np.asarray(jax.device_get(state.labelled)).any(axis=0)
+  never = sorted(i for i in fixes if not labelled[i])
+  if never:
+    raise oracle.OracleError(
+        f'{path}: id(s) {never[:10]} have no label in the run: only labels '
+        'it has (given or answered) can be corrected; a query asks for new '
+        'ones')
+  return fixes
+
+
+def archived_corrections(workdir: str, iteration: int) -> str:
+  """Moves corrections.csv to corrections/at_iteration_<i>[_<k>].csv."""
+  folder = os.path.join(workdir, 'corrections')
+  os.makedirs(folder, exist_ok=True)
+  name, k = f'at_iteration_{iteration}', 1
+  while os.path.exists(os.path.join(folder, f'{name}.csv')):
+    k += 1
+    name = f'at_iteration_{iteration}_{k}'
+  target = os.path.join(folder, f'{name}.csv')
+  os.replace(os.path.join(workdir, CORRECTIONS), target)
+  return target
 
 
 # What metrics.jsonl's columns mean; kept in every checkpoint. 2: pseudo_acc

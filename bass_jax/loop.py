@@ -462,6 +462,21 @@ def reveal(state: LoopState, query: jax.Array, query_valid: jax.Array,
                        member=state.member & ~labelled)
 
 
+def corrected(state: LoopState, ids: jax.Array,
+              labels: jax.Array) -> LoopState:
+  """The state with the labels of samples in X replaced (a person's
+  corrections of answers given before); ids not in X are left as they are.
+
+  Args:
+    state: loop state.
+    ids: [m] int32 pool indices.
+    labels: [m] int32 their correct labels.
+  """
+  mine = state.labelled[ids]
+  return state.replace(labels=state.labels.at[ids].set(
+      jnp.where(mine, labels, state.labels[ids])))
+
+
 def iteration(cfg: LoopConfig, apply_fn: Callable,
               optimizer: optax.GradientTransformation, state: LoopState,
               pool: Pool, mesh: Mesh | None = None,
@@ -649,3 +664,4 @@ def seeds_gate(cfg: LoopConfig) -> Callable[[LoopState], jax.Array] | None:
 
 
 seeds_reveal = jax.vmap(reveal)
+seeds_corrected = jax.vmap(corrected, in_axes=(0, None, None))

@@ -283,9 +283,41 @@ def read_answers(path: str, ids: Sequence[int], num_classes: int,
   return answers
 
 
+def read_corrections(path: str, num_ids: int, num_classes: int,
+                     class_names: Sequence[str] = ()) -> dict[int, int]:
+  """id -> corrected label from a corrections file (id,label lines, read
+  as a manifest's answers: class numbers or names; no 'skip').
+
+  Raises:
+    OracleError: a bad header, id or label, an id twice, or a 'skip'.
+  """
+  reader = csv.reader(io.StringIO(manifest_text(path), newline=''))
+  header = next(reader, None)
+  if header is None or [h.strip() for h in header] != ['id', 'label']:
+    raise OracleError(f'{path}: the first line must be the header id,label '
+                      f'(got {header!r})')
+  fixes = {}
+  for line_no, row in enumerate(reader, start=2):
+    if not row or all(not c.strip() for c in row):
+      continue
+    where = f'{path} line {line_no}'
+    sample, label = _answer(where, row, set(range(num_ids)), num_classes,
+                            class_names,
+                            f'is not in the pool (ids 0..{num_ids - 1})')
+    if label == SKIPPED:
+      raise OracleError(f'{where}: a correction is a label; a sample the '
+                        'run has a label for cannot be skipped')
+    if sample in fixes:
+      raise OracleError(f'{where}: id {sample} is corrected twice')
+    fixes[sample] = label
+  return fixes
+
+
 def _answer(where: str, row: list[str], wanted: set[int], num_classes: int,
-            class_names: Sequence[str]) -> tuple[int, int]:
-  """(id, label) of one manifest row, or OracleError naming `where`."""
+            class_names: Sequence[str],
+            unwanted: str = 'was not queried') -> tuple[int, int]:
+  """(id, label) of one manifest row, or OracleError naming `where` (and
+  saying an id outside `wanted` is `unwanted`)."""
   if len(row) != 2:
     raise OracleError(f'{where}: expected id,label, got {row!r}')
   sid, text = row[0].strip(), row[1].strip()
@@ -293,7 +325,7 @@ def _answer(where: str, row: list[str], wanted: set[int], num_classes: int,
   if sample is None:
     raise OracleError(f'{where}: id {sid!r} is not an integer')
   if sample not in wanted:
-    raise OracleError(f'{where}: id {sample} was not queried')
+    raise OracleError(f'{where}: id {sample} {unwanted}')
   if not text:
     raise OracleError(f'{where}: id {sample} has no label yet; fill the '
                       'label column')

@@ -210,6 +210,52 @@ def test_a_query_never_picks_a_skipped_sample():
     assert not set(q.tolist()) & set(query[s].tolist()), (q, query[s])
 
 
+def test_corrections_change_labels_the_run_has_from_the_next_iteration(
+    tmp_path):
+  ds = data.load_yinyang(num_per_class=60, seed=0)
+  workdir = str(tmp_path / 'run')
+  with pytest.raises(oracle.WaitingForLabels) as e:
+    experiment.run(toy_config('files'), workdir, dataset=ds)
+  ids = answer_from_truth(e.value.manifest, ds.y_train)
+  wrong = ids[0]
+  with open(e.value.manifest, 'w', newline='') as f:  # One answer wrong.
+    csv.writer(f).writerows([['id', 'label'], [wrong, 1 - ds.y_train[wrong]]]
+                            + [[i, ds.y_train[i]] for i in ids[1:]])
+  with pytest.raises(oracle.WaitingForLabels) as e:
+    experiment.run(toy_config('files'), workdir, dataset=ds)
+  answer_from_truth(e.value.manifest, ds.y_train)
+  fix = os.path.join(workdir, 'corrections.csv')
+  unlabelled = int(np.flatnonzero(ds.y_train >= 0)[-1])  # Never asked.
+  with open(fix, 'w') as f:
+    f.write(f'id,label\n{unlabelled},0\n')
+  with pytest.raises(oracle.OracleError,
+                     match=rf'id\(s\) \[{unlabelled}\] have no label in the'):
+    experiment.run(toy_config('files'), workdir, dataset=ds)
+  with open(fix, 'w') as f:
+    f.write(f'id,label\n{wrong},{ds.y_train[wrong]}\n')
+  lines = []
+  experiment.run(toy_config('files'), workdir, dataset=ds, log=lines.append)
+  assert (f'corrected 1 label(s) from {fix}: ids {wrong}') in lines, lines
+  assert not os.path.exists(fix)  # Applied once, and kept as a record:
+  assert os.listdir(os.path.join(workdir, 'corrections')) == [
+      'at_iteration_3.csv']
+  template = experiment.build(toy_config('files'), ds).state
+  state = checkpoint.restore(checkpoint.step_path(workdir, 5), template).state
+  held = np.asarray(state.labelled)[:, wrong]
+  assert held.any()
+  np.testing.assert_array_equal(np.asarray(state.labels)[held, wrong],
+                                ds.y_train[wrong])
+  # A simulated oracle's labels are no person's to correct.
+  sim = str(tmp_path / 'sim')
+  experiment.run(toy_config('simulated'), sim, dataset=ds)
+  shutil.copy(os.path.join(workdir, 'corrections', 'at_iteration_3.csv'),
+              os.path.join(sim, 'corrections.csv'))
+  shutil.rmtree(checkpoint.step_path(sim, 5))  # Killed before the end.
+  with pytest.raises(experiment.ConfigError, match='corrections are of '
+                     'labels a person gave'):
+    experiment.run(toy_config('simulated'), sim, dataset=ds)
+
+
 def pending_queries(workdir):
   """The pool indices each seed asked at iteration 0 (from checkpoint 1's
   pending query)."""

@@ -128,6 +128,21 @@ def test_skip_is_an_answer_in_files_and_at_the_terminal(tmp_path):
   assert "'skip' for one you cannot tell" in waiting, waiting
 
 
+@pytest.mark.parametrize('rows,match', [
+    ([[3, 'skip']], 'line 2: a correction is a label'),
+    ([[3, 1], [3, 0]], 'line 3: id 3 is corrected twice'),
+    ([[50, 1]], r'id 50 is not in the pool \(ids 0..49\)'),
+    ([[3, 'dog']], "label of id 3: 'dog' is not a class number or name"),
+])
+def test_corrections_are_read_as_answers_are(tmp_path, rows, match):
+  p = str(tmp_path / 'corrections.csv')
+  filled(p, [[3, 'cat'], [7, 0]])
+  assert oracle.read_corrections(p, 50, 2, ('cat', 'cow')) == {3: 0, 7: 0}
+  filled(p, rows)
+  with pytest.raises(oracle.OracleError, match=match):
+    oracle.read_corrections(p, 50, 2, ('cat', 'cow'))
+
+
 def test_class_names_that_are_numbers_are_read_as_names(tmp_path):
   # Folders `1` and `2` are classes 0 and 1: `1` must mean the folder `1`,
   # and a class number, which would read `1` as folder `2`, is refused.

@@ -830,18 +830,20 @@ def test_overwrite_clears_the_previous_run(tmp_path, reference):
   workdir = tmp_path / 'run'
   shutil.copytree(reference, workdir)
   (pathlib.Path(checkpoint.checkpoints_dir(workdir)) / '.tmp-9-x').mkdir()
-  for stale in ('queries/0/34.png', 'tensorboard/events.out'):
+  for stale in ('queries/0/34.png', 'tensorboard/events.out',
+                'corrections.csv', 'corrections/at_iteration_3.csv'):
     (workdir / stale).parent.mkdir(parents=True, exist_ok=True)
     (workdir / stale).write_bytes(b'old run')
   experiment.clear_run(str(workdir))
   assert checkpoint.steps(workdir) == []
   assert os.listdir(checkpoint.checkpoints_dir(workdir)) == []
-  for name in ('summary.json', 'config.json', 'metrics.jsonl'):
+  for name in ('summary.json', 'config.json', 'metrics.jsonl',
+               'corrections.csv'):
     assert not (workdir / name).exists(), name
   # Nothing of the old run is left for the next launch to check against.
   experiment.check_workdir_config(str(workdir), yinyang.get_config('semi'))
-  assert not (workdir / 'queries').exists()
-  assert not (workdir / 'tensorboard').exists()
+  for folder in ('queries', 'tensorboard', 'corrections'):
+    assert not (workdir / folder).exists(), folder
 
 
 def test_nothing_is_read_with_pickle():
