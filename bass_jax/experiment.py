@@ -284,8 +284,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                         'False')
 
 
-# Scores that compare MC passes: with one pass they are 0 for every sample.
-PASS_SCORES = ('bald', 'variation_ratio', 'mean_std')
+# Scores that compare MC passes: with one pass they are 0 for every sample
+# (BatchBALD picks its candidates by BALD).
+PASS_SCORES = ('bald', 'variation_ratio', 'mean_std', 'batchbald')
 
 
 def pass_scores_used(config: ml_collections.ConfigDict) -> dict[str, str]:
@@ -326,8 +327,8 @@ def no_masks_text(config: ml_collections.ConfigDict) -> str:
   if config.model == 'softmax':
     why = 'has no dropout'
   elif models.is_user_model(config.model):
-    why = ("never uses its pass's key (no MaskDropout, or "
-           f'dropout_rate={config.dropout_rate})')
+    why = ("never uses its pass's key (no MaskDropout given the seed, or "
+           'at a dropout rate of 0)')
   else:
     why = f'draws no dropout masks at dropout_rate={config.dropout_rate}'
   return f'config.model={config.model!r} {why}'

@@ -46,7 +46,7 @@ class WaitingForLabels(Exception):
   def __init__(self, manifest: str, num_ids: int,
                class_names: Sequence[str] = (), unlabelled: int = -1):
     classes = (f'; {label_choices(len(class_names), class_names)}'
-               if class_names else "; 'skip' for one you cannot tell")
+               if class_names else "; '?' for one you cannot tell")
     count = (f'{unlabelled} of {num_ids} samples still without a label'
              if 0 <= unlabelled < num_ids else f'{num_ids} samples')
     super().__init__(
@@ -56,10 +56,11 @@ class WaitingForLabels(Exception):
     self.manifest = manifest
 
 
-# The answer for a sample one cannot label ('skip' or '?' in a manifest or
-# at the terminal): it stays unlabelled and is never asked again.
+# The answer for a sample one cannot label ('?' or 'skip' in a manifest or
+# at the terminal): it stays unlabelled and is never asked again. Written
+# back as '?', which no class name can take from it ('skip' can).
 SKIPPED = -1
-SKIP_WORDS = ('skip', '?')
+SKIP_WORDS = ('?', 'skip')
 
 
 def class_legend(class_names: Sequence[str]) -> str:
@@ -94,7 +95,7 @@ def names_only(class_names: Sequence[str]) -> bool:
 
 def label_choices(num_classes: int, class_names: Sequence[str] = ()) -> str:
   """What an answer may be, for prompts and errors."""
-  skip = ", or 'skip' for one you cannot tell"
+  skip = ", or '?' for one you cannot tell"
   if not class_names:
     return f'0..{num_classes - 1}{skip}'
   if names_only(class_names):
@@ -116,7 +117,7 @@ def _match_name(text: str, names: Sequence[str]) -> int | None:
 def parse_label(text: str, num_classes: int,
                 class_names: Sequence[str] = ()) -> int:
   """A class number from an answer: '1', or a class name ('square'), or
-  SKIPPED for 'skip' / '?' (any case).
+  SKIPPED for '?' / 'skip' (any case).
 
   A class name always means that class, matched exactly, else ignoring
   case (a class named 'skip' is that class). A number means that class
@@ -139,7 +140,7 @@ def parse_label(text: str, num_classes: int,
   if label is None:
     accepted = (f'a class number or name ({class_legend(class_names)})'
                 if class_names else f'an integer in 0..{num_classes - 1}')
-    raise ValueError(f"{text!r} is not {accepted}, nor 'skip'")
+    raise ValueError(f"{text!r} is not {accepted}, nor '?'")
   if not 0 <= label < num_classes:
     raise ValueError(f'{label} is outside 0..{num_classes - 1}')
   return label
@@ -338,7 +339,9 @@ def _answer(where: str, row: list[str], wanted: set[int], num_classes: int,
 def ascii_preview(x: np.ndarray, width: int = 28) -> str:
   """A terminal rendering of an image sample (or its values otherwise)."""
   img = _as_image(np.asarray(x, np.float32))
-  if img is None or img.ndim != 2:
+  if img is not None and img.ndim == 3:
+    img = img.mean(axis=-1)  # Colour: its brightness.
+  if img is None:
     return np.array2string(np.asarray(x), precision=3)
   ramp = ' .:-=+*#%@'
   step = max(1, img.shape[1] // width)

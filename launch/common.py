@@ -1,6 +1,7 @@
 """Helpers shared by the launch scripts: error handling and printing."""
 
 import ast
+import errno
 import json
 import os
 import re
@@ -338,6 +339,10 @@ def run_main(main) -> None:
       print(f'{e}:\n  {command_line()}', flush=True)
       sys.exit(oracle.WAITING_FOR_LABELS)
     except (BassError, OSError) as e:
+      if getattr(e, 'errno', None) == errno.ENOSPC:
+        # E.g. metrics.jsonl's write: '[Errno 28] No space left on device'.
+        fail(f'{e}; free some space and run the same command again to '
+             'resume')
       fail(str(e))
     except KeyboardInterrupt as e:
       if debug():

@@ -110,7 +110,7 @@ def test_skip_is_an_answer_in_files_and_at_the_terminal(tmp_path):
   names = ('keep', 'skip')
   assert oracle.parse_label('skip', 2, names) == 1
   assert oracle.parse_label('?', 2, names) == oracle.SKIPPED
-  with pytest.raises(ValueError, match="is not an integer in 0..2, nor 'skip'"):
+  with pytest.raises(ValueError, match="is not an integer in 0..2, nor '?'"):
     oracle.parse_label('maybe', 3)
   p = str(tmp_path / 'm.csv')
   filled(p, [[3, 'skip'], [7, 1], [11, '?']])
@@ -118,14 +118,27 @@ def test_skip_is_an_answer_in_files_and_at_the_terminal(tmp_path):
   assert answers == {3: oracle.SKIPPED, 7: 1, 11: oracle.SKIPPED}
   oracle.write_manifest(p, [3, 7, 11], answers, ('a', 'b', 'c'))
   with open(p) as f:
-    assert f.read().splitlines() == ['id,label', '3,skip', '7,b', '11,skip']
+    assert f.read().splitlines() == ['id,label', '3,?', '7,b', '11,?']
+  # Written back as '?', a skip stays a skip beside a class named 'skip'
+  # (a terminal session's answers are read back from the manifest).
+  oracle.write_manifest(p, [3, 7], {3: oracle.SKIPPED, 7: 1}, names)
+  assert oracle.read_answers(p, [3, 7], 2, names) == {3: oracle.SKIPPED,
+                                                      7: 1}
   x = np.zeros((5, 2), np.float32)
   lines = []
   assert oracle.ask_terminal([2, 4], x, 3, '/q', io.StringIO('?\n1\n'),
                              lines.append) == {2: oracle.SKIPPED, 4: 1}
-  assert "0..2, or 'skip' for one you cannot tell" in lines[1], lines
+  assert "0..2, or '?' for one you cannot tell" in lines[1], lines
   waiting = str(oracle.WaitingForLabels(p, 3))
-  assert "'skip' for one you cannot tell" in waiting, waiting
+  assert "'?' for one you cannot tell" in waiting, waiting
+
+
+def test_colour_images_preview_as_text_pictures():
+  rgb = np.zeros((16, 16, 3), np.float32)
+  rgb[4:12, 4:12] = (1.0, 0.5, 0.0)
+  text = oracle.ascii_preview(rgb)
+  assert set(text) <= set(' .:-=+*#%@\n') and '\n' in text, text
+  assert text.count('\n') < 16
 
 
 @pytest.mark.parametrize('rows,match', [

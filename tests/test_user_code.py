@@ -170,6 +170,18 @@ def test_a_pass_score_on_a_network_without_dropout_is_a_config_error(
   assert 'every score is 0' in str(e.value) and '\n' not in str(e.value)
 
 
+def test_batchbald_without_dropout_or_with_one_pass_is_a_config_error(
+    in_repo):
+  ds = data.load_yinyang(num_per_class=20, seed=0)
+  for field, value in (('dropout_rate', 0.0), ('mc_passes_pool', 1)):
+    config = tiny_config('mlp')
+    config.acquisition = 'batchbald'
+    config[field] = value
+    with pytest.raises(ConfigError, match="^config.acquisition='batchbald' "
+                       'compares MC passes'):
+      experiment.checked_setup(config, ds)
+
+
 def test_a_run_without_dropout_notes_its_passes_repeat_one(in_repo,
                                                           tmp_path):
   config = tiny_config(f'{NETS}:NoDropout')
@@ -179,7 +191,8 @@ def test_a_run_without_dropout_notes_its_passes_repeat_one(in_repo,
   experiment.run(config, str(tmp_path / 'a'), lines.append, dataset=ds)
   notes = [s for s in lines if s.startswith('note: ')]
   assert notes == [f"note: config.model='{NETS}:NoDropout' never uses its "
-                   "pass's key (no MaskDropout, or dropout_rate=0.33), so its "
+                   "pass's key (no MaskDropout given the seed, or at a "
+                   'dropout rate of 0), so its '
                    '10 MC passes repeat one pass: --config.mc_passes_pool=1 '
                    '--config.mc_passes_gt=1 compute it once; for MC dropout, '
                    'give the network dropout (README: Your own network)']
