@@ -85,16 +85,25 @@ def stop_requests(enabled: bool = True):
   KeyboardInterrupt (`Terminated` for SIGTERM) at once.
 
   Only Python's default handlers are replaced (SIGINT's, and SIGTERM's
-  SIG_DFL, which ends the process silently), on the main thread and when
-  `enabled`; otherwise `requested` stays False and they do what they did.
+  SIG_DFL, which ends the process silently), on the main thread. Not
+  `enabled` (a run that cannot wait for an iteration's end: it asks the
+  terminal, or runs in several processes), `requested` stays False, Ctrl-C
+  does what it did and SIGTERM raises `Terminated` at once, so the run
+  still ends with its one line.
 
   Yields:
     A `StopRequest`.
   """
   request = StopRequest()
-  if not enabled or threading.current_thread() is not threading.main_thread():
+  if threading.current_thread() is not threading.main_thread():
     yield request
     return
+
+  def at_once(signum, frame):
+    del signum, frame
+    raise Terminated()
+
+  at_once.raises_interrupt = True
 
   def asked(signum, frame):
     term = signum == signal.SIGTERM
@@ -111,8 +120,12 @@ def stop_requests(enabled: bool = True):
   previous = {}
   for sig, default in ((signal.SIGINT, signal.default_int_handler),
                        (signal.SIGTERM, signal.SIG_DFL)):
-    if signal.getsignal(sig) is default:
+    if signal.getsignal(sig) is not default:
+      continue
+    if enabled:
       previous[sig] = signal.signal(sig, asked)
+    elif sig == signal.SIGTERM:
+      previous[sig] = signal.signal(sig, at_once)
   try:
     yield request
   finally:

@@ -352,6 +352,14 @@ def test_sigterm_asks_to_stop_and_a_second_one_terminates(capsys):
       assert saved
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     assert capsys.readouterr().err.startswith('SIGTERM: stopping once')
+    # Where a run cannot wait (the terminal oracle, several processes):
+    # at once, but still as Terminated, which the CLI says in one line.
+    with pytest.raises(interrupts.Terminated):
+      with interrupts.stop_requests(enabled=False) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        delivered(lambda: False)
+    assert not stop.requested
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     # A handler of the caller's own is left alone.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with interrupts.stop_requests() as stop:
