@@ -158,18 +158,25 @@ def test_a_run_may_switch_between_files_and_terminal(tmp_path, monkeypatch):
     experiment.run(toy_config('simulated'), mixed, dataset=ds)
 
 
+def first_query_answered(workdir, ds, first):
+  """Runs the files-oracle toy to its first query and answers it: the first
+  id with `first(id)`, the rest truthfully; returns the queried ids."""
+  with pytest.raises(oracle.WaitingForLabels) as e:
+    experiment.run(toy_config('files'), workdir, dataset=ds)
+  ids = answer_from_truth(e.value.manifest, ds.y_train)
+  with open(e.value.manifest, 'w', newline='') as f:
+    csv.writer(f).writerows([['id', 'label'], [ids[0], first(ids[0])]] +
+                            [[i, ds.y_train[i]] for i in ids[1:]])
+  return ids
+
+
 def test_a_skipped_sample_stays_unlabelled_and_is_never_asked_again(
     tmp_path):
   ds = data.load_yinyang(num_per_class=60, seed=0)
   workdir = str(tmp_path / 'run')
-  with pytest.raises(oracle.WaitingForLabels) as e:
-    experiment.run(toy_config('files'), workdir, dataset=ds)
-  ids = answer_from_truth(e.value.manifest, ds.y_train)
+  ids = first_query_answered(workdir, ds, lambda i: 'skip')
   hard = ids[0]
   asked = [hard in q for q in pending_queries(workdir)]  # By which seeds.
-  with open(e.value.manifest, 'w', newline='') as f:
-    csv.writer(f).writerows([['id', 'label'], [hard, 'skip']] +
-                            [[i, ds.y_train[i]] for i in ids[1:]])
   lines = []
   with pytest.raises(oracle.WaitingForLabels) as e:
     experiment.run(toy_config('files'), workdir, dataset=ds,
@@ -214,13 +221,7 @@ def test_corrections_change_labels_the_run_has_from_the_next_iteration(
     tmp_path):
   ds = data.load_yinyang(num_per_class=60, seed=0)
   workdir = str(tmp_path / 'run')
-  with pytest.raises(oracle.WaitingForLabels) as e:
-    experiment.run(toy_config('files'), workdir, dataset=ds)
-  ids = answer_from_truth(e.value.manifest, ds.y_train)
-  wrong = ids[0]
-  with open(e.value.manifest, 'w', newline='') as f:  # One answer wrong.
-    csv.writer(f).writerows([['id', 'label'], [wrong, 1 - ds.y_train[wrong]]]
-                            + [[i, ds.y_train[i]] for i in ids[1:]])
+  wrong = first_query_answered(workdir, ds, lambda i: 1 - ds.y_train[i])[0]
   with pytest.raises(oracle.WaitingForLabels) as e:
     experiment.run(toy_config('files'), workdir, dataset=ds)
   answer_from_truth(e.value.manifest, ds.y_train)
