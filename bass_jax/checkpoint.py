@@ -379,24 +379,27 @@ def _check_free_space(root: str, step: int, nbytes: int) -> None:
   """Raises OSError (one line) when `root`'s disk cannot hold `nbytes`
   more: orbax would run out of space inside its worker threads, whose
   tracebacks bury the cause."""
-  try:
-    free = shutil.disk_usage(root).free
-  except OSError:
-    return
-  if free < nbytes + _SPACE_MARGIN:
+  free = _free_bytes(root)
+  if free is not None and free < nbytes + _SPACE_MARGIN:
     raise OSError(f'no room for checkpoint {step} in {root}: it needs about '
                   f'{(nbytes + _SPACE_MARGIN) / 1e6:.1f} MB, its disk has '
                   f'{free / 1e6:.1f} MB free; free some space and run the '
                   'same command again to resume')
 
 
+def _free_bytes(folder: str) -> Optional[int]:
+  """Free bytes on `folder`'s disk; None where the system does not say."""
+  try:
+    return shutil.disk_usage(folder).free
+  except OSError:
+    return None
+
+
 def _free_space_text(folder: str) -> str:
   """'12.3 MB free on its disk', the likely cause of a failed write."""
-  try:
-    free = shutil.disk_usage(folder).free
-  except OSError:
-    return 'free space unknown'
-  return f'{free / 1e6:.1f} MB free on its disk'
+  free = _free_bytes(folder)
+  return ('free space unknown' if free is None else
+          f'{free / 1e6:.1f} MB free on its disk')
 
 
 def tidy(directory: str | os.PathLike, n: int) -> None:

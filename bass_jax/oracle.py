@@ -240,6 +240,25 @@ def manifest_text(path: str) -> str:
                       f'at offset {e.start}); save it as CSV UTF-8') from None
 
 
+def _id_label_rows(path: str):
+  """Yields (where, row) for the non-blank rows of an id,label file (a
+  manifest, the corrections), its header checked.
+
+  Raises:
+    OracleError: a missing or non-UTF-8 file, or another header.
+  """
+  reader = csv.reader(io.StringIO(manifest_text(path), newline=''))
+  header = next(reader, None)
+  if header is None or [h.strip() for h in header] != ['id', 'label']:
+    hint = ('; save it comma-separated (a spreadsheet used ";")'
+            if header and ';' in header[0] else '')
+    raise OracleError(f'{path}: the first line must be the header id,label '
+                      f'(got {header!r}){hint}')
+  for line_no, row in enumerate(reader, start=2):
+    if row and any(c.strip() for c in row):
+      yield f'{path} line {line_no}', row
+
+
 def read_answers(path: str, ids: Sequence[int], num_classes: int,
                  class_names: Sequence[str] = (),
                  partial: bool = False) -> dict[int, int]:
@@ -260,20 +279,10 @@ def read_answers(path: str, ids: Sequence[int], num_classes: int,
   wanted = {int(i) for i in ids}
   answers = {}
   unlabelled = set()
-  reader = csv.reader(io.StringIO(manifest_text(path), newline=''))
-  header = next(reader, None)
-  if header is None or [h.strip() for h in header] != ['id', 'label']:
-    hint = ('; save it comma-separated (a spreadsheet used ";")'
-            if header and ';' in header[0] else '')
-    raise OracleError(f'{path}: the first line must be the header id,label '
-                      f'(got {header!r}){hint}')
-  for line_no, row in enumerate(reader, start=2):
-    if not row or all(not c.strip() for c in row):
-      continue
+  for where, row in _id_label_rows(path):
     if partial and len(row) == 2 and not row[1].strip():
       unlabelled.add(_as_int(row[0].strip()))
       continue
-    where = f'{path} line {line_no}'
     sample, label = _answer(where, row, wanted, num_classes, class_names)
     if sample in answers:
       raise OracleError(f'{where}: id {sample} is answered twice')
@@ -292,16 +301,8 @@ def read_corrections(path: str, num_ids: int, num_classes: int,
   Raises:
     OracleError: a bad header, id or label, an id twice, or a 'skip'.
   """
-  reader = csv.reader(io.StringIO(manifest_text(path), newline=''))
-  header = next(reader, None)
-  if header is None or [h.strip() for h in header] != ['id', 'label']:
-    raise OracleError(f'{path}: the first line must be the header id,label '
-                      f'(got {header!r})')
   fixes = {}
-  for line_no, row in enumerate(reader, start=2):
-    if not row or all(not c.strip() for c in row):
-      continue
-    where = f'{path} line {line_no}'
+  for where, row in _id_label_rows(path):
     sample, label = _answer(where, row, set(range(num_ids)), num_classes,
                             class_names,
                             f'is not in the pool (ids 0..{num_ids - 1})')
