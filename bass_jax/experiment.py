@@ -1590,8 +1590,7 @@ def initial_progress_line(loss: np.ndarray, done: int, epochs: int,
     steady_s, steady_epochs: seconds and epochs of the blocks after it,
       which alone set the rate (as in `progress_line`).
   """
-  head = (f'initial epoch {done}/{epochs} loss {loss.mean():.4f}±'
-          f'{loss.std():.4f} | ')
+  head = f'initial epoch {done}/{epochs} loss {mean_spread_text(loss)} | '
   if steady_epochs == 0:
     return head + f'first block {first_s:.1f}s (compilation included)'
   per_epoch = steady_s / steady_epochs
@@ -1790,8 +1789,8 @@ def progress_line(rows: list[dict], done: int, todo: int, first_s: float,
   overstate the time left many times over on a short run.
   """
   acc = np.array([r['val_acc'] for r in rows])
-  head = (f'iter {iteration}/{total - 1} val_acc {acc.mean():.4f}±'
-          f'{acc.std():.4f} labels {rows[0]["num_labels"]} train '
+  head = (f'iter {iteration}/{total - 1} val_acc {mean_spread_text(acc)} '
+          f'labels {rows[0]["num_labels"]} train '
           f'{rows[0]["num_train"]} theta {rows[0]["theta"]:.3f} | ')
   if done == 0:
     return head + f'first iteration {first_s:.1f}s (compilation included)'
@@ -1800,6 +1799,13 @@ def progress_line(rows: list[dict], done: int, todo: int, first_s: float,
   # Below 1 it/s, seconds per iteration ('0.03 it/s' says little).
   speed = f'{rate:.2f} it/s' if rate >= 1 else f'{1 / rate:.1f} s/it'
   return head + f'{speed} ETA {duration_text(eta)}'
+
+
+def mean_spread_text(values: np.ndarray) -> str:
+  """'0.8710±0.0120': the mean and std over seeds of [S] `values`; one
+  seed's value alone ('0.8710'), as it has no spread."""
+  mean = f'{values.mean():.4f}'
+  return mean if values.size == 1 else f'{mean}±{values.std():.4f}'
 
 
 def duration_text(seconds: float) -> str:

@@ -669,7 +669,8 @@ def table_cells(rows: Sequence[dict], target: float | None = None,
   the paired difference, e.g. '+7.98 ± 2.18 (SE 0.73, p 0.002)', and the seeds
   ahead of the baseline, e.g. '10/10', or '0/10 (10 tied)'.
   """
-  head = ['experiment', 'labels', 'paper %', 'ours % (mean ± std)', 'seeds']
+  head = ['experiment', 'labels', 'paper %',
+          'ours % (mean ± std over seeds, ddof 0)', 'seeds']
   if target is not None:
     head.append(f'labels to {100 * target:g} % (median)')
   if baseline is not None:
@@ -679,8 +680,10 @@ def table_cells(rows: Sequence[dict], target: float | None = None,
   body = []
   for r in rows:
     paper = '–' if r['paper'] is None else f"{r['paper']:.2f}"
-    cells = [r['experiment'], str(r['labels']), paper,
-             f"{r['mean']:.2f} ± {r['std']:.2f}", str(r['seeds'])]
+    # One seed has no spread to show: its number alone, not '± 0.00'.
+    ours = (f"{r['mean']:.2f}" if r['seeds'] == 1 else
+            f"{r['mean']:.2f} ± {r['std']:.2f}")
+    cells = [r['experiment'], str(r['labels']), paper, ours, str(r['seeds'])]
     if target is not None:
       n = r['labels_to_target']
       median = f'> {r["labels"]}' if n is None else f'{n:g}'
@@ -733,7 +736,9 @@ def _paired_cells(row: dict) -> list[str]:
   se = '' if se is None else f' (SE {se:.2f}, p {_p_text(row["paired_p"])})'
   tied = row['paired_tied']
   tied = f' ({tied} tied)' if tied else ''
-  return [f"{row['paired_mean']:+.2f} ± {row['paired_std']:.2f}{se}",
+  spread = ('' if row['paired_seeds'] == 1 else
+            f" ± {row['paired_std']:.2f}")
+  return [f"{row['paired_mean']:+.2f}{spread}{se}",
           f"{row['paired_better']}/{row['paired_seeds']}{tied}"]
 
 

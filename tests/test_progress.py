@@ -19,6 +19,9 @@ def test_first_line_reports_its_time_and_no_eta():
   line = experiment.progress_line(ROWS, 0, 73, 12.34, 0.0, 0, 73)
   assert line == ('iter 0/72 val_acc 0.8500±0.0500 labels 10 train 500 '
                   'theta 0.250 | first iteration 12.3s (compilation included)')
+  # One seed: its accuracy alone, no '±0.0000'.
+  line = experiment.progress_line(ROWS[:1], 0, 73, 12.34, 0.0, 0, 73)
+  assert line.startswith('iter 0/72 val_acc 0.8000 labels 10 '), line
 
 
 def test_eta_is_the_steady_rate_over_the_iterations_left():

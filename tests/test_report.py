@@ -491,7 +491,8 @@ def test_latex_table_golden():
            'paired_mean': None}]
   assert reporting.latex_table(rows, 0.95, 'supervised_100') == (
       '\\begin{tabular}{lrrrrrrrr}\n\\toprule\n'
-      'experiment & labels & paper \\% & ours \\% (mean $\\pm$ std) & seeds & '
+      'experiment & labels & paper \\% & ours \\% (mean $\\pm$ std over seeds, '
+      'ddof 0) & seeds & '
       'labels to 95 \\% (median) & vs supervised\\_100, paired (points, '
       'mean $\\pm$ std; SE, sign-flip p) & seeds ahead & wall s \\\\\n'
       '\\midrule\n'
@@ -507,6 +508,11 @@ def test_latex_table_golden():
   # The markdown table of the same rows keeps its layout.
   assert reporting.markdown_table(rows).splitlines()[2] == (
       '| mnist:semi_100,small | 100 | 96.08 | 78.16 ± 3.95 | 10 | 749 |')
+  # One seed has no spread: its number alone, its paired difference too.
+  rows[0].update(seeds=1, std=0.0, paired_seeds=1, paired_std=0.0,
+                 paired_std_error=None, paired_better=1)
+  assert reporting.markdown_table(rows, baseline='b').splitlines()[2] == (
+      '| mnist:semi_100,small | 100 | 96.08 | 78.16 | 1 | +3.44 | 1/1 | 749 |')
 
 
 def test_namesakes_are_labelled_by_the_fields_they_differ_in():
