@@ -154,15 +154,6 @@ def check_types(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f'config.{field}={value!r} must be a finite number')
 
 
-def check_batch_divisible(batch_size: int, data_size: int) -> None:
-  """Raises ConfigError unless batches split evenly over the 'data' axis."""
-  if batch_size % data_size:
-    raise ConfigError(
-        f'config.batch_size={batch_size} is not divisible by the {data_size} '
-        "devices of the mesh's 'data' axis; use a multiple of "
-        f'{data_size} or change config.mesh_shape')
-
-
 def choices_text(field: str, allowed: tuple) -> str:
   """The allowed values of a field, for an error message.
 
@@ -910,8 +901,7 @@ def checked_setup(config: ml_collections.ConfigDict,
   mesh = sharding.make_mesh(mesh_axis_sizes(config, ds, devices), devices)
   sizes = sharding.mesh_sizes(mesh)
   sharding.check_divisible(sizes, config.num_seeds, ds.x_train.shape[0],
-                           ds.x_test.shape[0])
-  check_batch_divisible(config.batch_size, sizes[sharding.DATA])
+                           ds.x_test.shape[0], config.batch_size)
   seed_strategy(config, mesh, ds)  # Its check; build asks again.
   if config.prng_impl != 'threefry2x32' and sizes[sharding.DATA] > 1:
     # XLA's RngBitGenerator draws a batch of keys' bits together, not key by

@@ -141,32 +141,43 @@ def axis_sizes(text: str, num_devices: int) -> dict[str, int]:
 
 
 def check_divisible(sizes: dict[str, int], num_seeds: int, pool_size: int,
-                    test_size: int) -> None:
-  """Checks that seeds, pool and test set split evenly over the mesh.
+                    test_size: int, batch_size: Optional[int] = None) -> None:
+  """Checks that seeds, pool, test set and batches split evenly over the
+  mesh.
 
   Args:
     sizes: resolved axis sizes (see `axis_sizes`).
     num_seeds: config.num_seeds.
     pool_size: N, the pool's size after config.pool_size.
     test_size: M, the test set's size after config.test_size.
+    batch_size: config.batch_size (None: not checked).
 
   Raises:
-    ConfigError: naming the field to change and the sizes that would work.
+    ConfigError: naming every field to change and the sizes that would work.
   """
   seeds, data = sizes[SEED], sizes[DATA]
+  # Every problem in one message: fixing one at a time would cost a launch
+  # (and its imports) per field.
+  problems = []
   if num_seeds % seeds:
-    raise ConfigError(
+    problems.append(
         f'config.num_seeds={num_seeds} is not divisible by the mesh\'s '
-        f"'seed' axis size {seeds}; use a multiple of {seeds} seeds or "
-        'change config.mesh_shape')
+        f"'seed' axis size {seeds}; use a multiple of {seeds} seeds")
   for what, field, n in (('pool', 'pool_size', pool_size),
                          ('test set', 'test_size', test_size)):
     if n % data:
-      trim = (f'set config.{field}={n - n % data} (a multiple of {data}) or '
+      trim = (f'; set config.{field}={n - n % data} (a multiple of {data})'
               if n > data else '')
-      raise ConfigError(
-          f'the {what} has {n} samples, not divisible by the '
-          f"mesh's 'data' axis size {data}; {trim}change config.mesh_shape")
+      problems.append(f'the {what} has {n} samples, not divisible by the '
+                      f"mesh's 'data' axis size {data}{trim}")
+  if batch_size is not None and batch_size % data:
+    problems.append(
+        f'config.batch_size={batch_size} is not divisible by the {data} '
+        "devices of the mesh's 'data' axis; use a multiple of "
+        f'{data}')
+  if problems:
+    raise ConfigError('; and '.join(problems) +
+                      ' (or change config.mesh_shape)')
 
 
 def make_mesh(mesh_shape: str | dict[str, int],

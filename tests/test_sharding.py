@@ -83,6 +83,20 @@ def test_divisibility_errors_name_the_field():
   with pytest.raises(ConfigError,
                      match=r'test set has 42 .* config.test_size=40'):
     sharding.check_divisible(sizes, 4, 96, 42)
+  with pytest.raises(ConfigError, match=r'config.batch_size=30 .* 4'):
+    sharding.check_divisible(sizes, 4, 96, 40, batch_size=30)
+  # Every problem in one message, the way out named once.
+  with pytest.raises(ConfigError) as e:
+    sharding.check_divisible(sizes, 3, 98, 42, batch_size=30)
+  assert str(e.value) == (
+      "config.num_seeds=3 is not divisible by the mesh's 'seed' axis size "
+      '2; use a multiple of 2 seeds; and the pool has 98 samples, not '
+      "divisible by the mesh's 'data' axis size 4; set "
+      'config.pool_size=96 (a multiple of 4); and the test set has 42 '
+      "samples, not divisible by the mesh's 'data' axis size 4; set "
+      'config.test_size=40 (a multiple of 4); and config.batch_size=30 is '
+      "not divisible by the 4 devices of the mesh's 'data' axis; use a "
+      'multiple of 4 (or change config.mesh_shape)')
 
 
 def test_build_refuses_a_mesh_that_does_not_fit():
