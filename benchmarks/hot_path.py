@@ -1477,6 +1477,8 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
              'cpu_count': os.cpu_count(), 'quick': args.quick}
   if os.environ.get('XLA_FLAGS'):  # Compiler options change what is timed.
     context['xla_flags'] = os.environ['XLA_FLAGS']
+  if jax.config.read('jax_disable_most_optimizations'):  # Slower programs.
+    context['jax_disable_most_optimizations'] = True
   if args.note:
     context['note'] = args.note
   em = Emitter(context, args.out)

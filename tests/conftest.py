@@ -27,6 +27,17 @@ def pytest_addoption(parser):
     pass
 
 
+# XLA's backend (LLVM) optimizations off for the suite: its programs are
+# tiny, so compiling them costs more than running them (the suite takes
+# about 30 % less time). The HLO passes (fusion, buffer assignment,
+# sharding propagation) run as ever, so the shapes, shardings, memory and
+# equalities between programs that tests check are those users get.
+# Subprocesses inherit it; the MNIST CNN run and the benchmarks, where
+# running costs more than compiling, set OPTIMIZED. To test everything
+# fully optimized: JAX_DISABLE_MOST_OPTIMIZATIONS=false python -m pytest ...
+os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', 'true')
+OPTIMIZED = {'JAX_DISABLE_MOST_OPTIMIZATIONS': 'false'}
+
 # One fresh JAX compilation cache for the whole session (subprocesses
 # inherit it): runs of the same tiny configs compile once, and no test
 # reads or fills the user's ~/.cache/bass_jax (config.compilation_cache

@@ -53,6 +53,11 @@ def test_quick_run_prints_valid_json_lines(tmp_path):
                 'cpu_count', 'compile_s'):
       assert key in row, (key, row)
 
+  # The lines say when XLA's optimizations were off (as in this suite).
+  off = os.environ.get('JAX_DISABLE_MOST_OPTIMIZATIONS') == 'true'
+  assert {r.get('jax_disable_most_optimizations', False) for r in rows} == {
+      off}
+
   names = {r['benchmark'] for r in rows}
   missing = set(EXPECTED) - names
   assert not missing, f'missing benchmarks {missing}; got {sorted(names)}'
