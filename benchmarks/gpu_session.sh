@@ -32,6 +32,10 @@
 #   warm1       the full protocol, 1 seed, twice with one fresh compilation
 #               cache (each run under half the stage's limit): the second
 #               run's wall is what a rerun costs once its programs are cached
+#   profile     benchmarks/profile_iteration.py on the full protocol, 1 seed
+#               then 10 seeds (each under half the stage's limit): the
+#               device's busy fraction and its time per HLO op and op kind;
+#               the 1-seed trace comes back too where it is under 20 MB
 #   determinism the 1-seed protocol shortened to 20 iterations, four runs
 #               (each under a quarter of the stage's limit): twice plain,
 #               twice with config.deterministic_ops, compilation cache off;
@@ -127,6 +131,21 @@ PY
   return $rc
 }
 
+profile() {  # Where an iteration's device time goes: 1 seed, then 10.
+  local limit="$(share_of_limit 2)"  # Each of the two runs.
+  local seeds rc=0
+  for seeds in 1 10; do
+    rm -rf "/tmp/profile_trace_$seeds"
+    limited python3 benchmarks/profile_iteration.py \
+        --config=configs/mnist.py:alldata_maxent --config.num_seeds=$seeds \
+        --trace_dir="/tmp/profile_trace_$seeds" --out="$out/profile.jsonl" \
+        ${EXTRA:-} 2>&1 | tee -a "$out/profile.log" || rc=$?
+  done
+  find /tmp/profile_trace_1 -name '*.trace.json.gz' -size -20M \
+      -exec cp {} "$out/profile_trace_1seed.trace.json.gz" \; 2>/dev/null
+  return $rc
+}
+
 warm() {  # The 1-seed protocol twice, sharing a fresh compilation cache.
   local limit="$(share_of_limit 2)"  # Each of the two runs.
   local cache=/tmp/warm_cache rc=0 run
@@ -159,6 +178,7 @@ run_stage() {  # $1 = stage name
       limited python3 benchmarks/step_anatomy.py --out="$out/step_anatomy.jsonl" \
           2>&1 | tee "$out/step_anatomy.log" ;;
     determinism) determinism ;;
+    profile) profile ;;
     warm1) warm ;;
     precision)
       limited python3 benchmarks/mc_precision.py \

@@ -312,3 +312,105 @@ def test_step_anatomy_lines():
   assert set(sweeps) == {'map', 'vmap'}
   assert abs(sweeps['vmap']['vs_map'] - sweeps['vmap']['value'] /
              sweeps['map']['value']) < 1e-2 * sweeps['vmap']['vs_map']
+
+
+def test_profile_iteration_lines(tmp_path):
+  """benchmarks/profile_iteration.py on a tiny toy run: the iteration's
+  time, its ops largest first with their kinds from the HLO, the trace."""
+  rows = _benchmark_rows(
+      'profile_iteration.py', '--config=configs/yinyang.py:active_semi',
+      '--config.num_seeds=2', '--config.initial_epochs=5',
+      '--config.num_iterations=6', '--iterations=2', '--top=8',
+      f'--trace_dir={tmp_path}/trace')
+  by_name = {}
+  for r in rows:
+    by_name.setdefault(r['benchmark'], []).append(r)
+  (it,) = by_name['profile_iteration']
+  assert it['value'] > 0 and it['traced_s'] > 0 and it['compile_s'] > 0
+  assert it['iterations'] == '4-5 traced, 2-3 untraced'
+  assert 0 < it['device_busy_s'] and 0 < it['busy_fraction'] < 1.5
+  ops = by_name['profile_op']
+  assert len(ops) == 8
+  times = [r['ms_per_iteration'] for r in ops]
+  assert times == sorted(times, reverse=True)
+  # The toy's matmuls and fusions, named by the optimized HLO.
+  kinds = {r['op_kind'] for r in by_name['profile_kind']}
+  assert any(k.startswith('fusion:') for k in kinds), kinds
+  assert 'dot' in kinds or any('custom' in k.lower() for k in kinds), kinds
+  assert sum(r['share'] for r in by_name['profile_kind']) == pytest.approx(
+      1, abs=1e-3)
+  (threads,) = by_name['profile_threads']
+  assert threads['value'] >= 1 and all(threads['threads'].values())
+  assert list((tmp_path / 'trace').glob('plugins/profile/*/*.trace.json.gz'))
+  # More iterations than the run has: one line, nothing run.
+  proc = subprocess.run(
+      [sys.executable, str(REPO / 'benchmarks' / 'profile_iteration.py'),
+       '--config=configs/yinyang.py:active_semi', '--config.num_iterations=3',
+       '--iterations=2'], capture_output=True, text=True, cwd=str(REPO),
+      timeout=300, check=False)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert proc.stderr.strip().splitlines()[-1].endswith(
+      "exceed the run's 4 iterations; lower them or raise "
+      'config.num_iterations'), proc.stderr
+
+
+def _event(tid, name, ts, dur, pid=1, **args):
+  return {'ph': 'X', 'pid': pid, 'tid': tid, 'name': name, 'ts': ts,
+          'dur': dur, 'args': args}
+
+
+def _names(pid, process, threads):
+  return ([{'ph': 'M', 'name': 'process_name', 'pid': pid,
+            'args': {'name': process}}] +
+          [{'ph': 'M', 'name': 'thread_name', 'pid': pid, 'tid': tid,
+            'args': {'name': name}} for tid, name in threads.items()])
+
+
+def test_profile_summary_golden():
+  """Self times, the busy union and the device's threads on hand-made
+  traces: a GPU's (two streams, the derived 'XLA Ops' line not counted
+  twice) and a CPU's (a loop's own time less its body's)."""
+  profile = _import_benchmark('trace_summary')
+  gpu = (_names(7, '/device:GPU:0', {1: 'Stream #13(Compute)',
+                                     2: 'Stream #14(MemcpyD2H)',
+                                     3: 'XLA Ops'}) +
+         _names(9, '/host:CPU', {5: 'python'}) +
+         [_event(1, 'sm90_xmma_fprop', 0, 10, pid=7, hlo_op='convolution.3'),
+          _event(1, 'loop_add_fusion', 12, 4, pid=7, hlo_op='add_fusion.2'),
+          _event(1, 'sm90_xmma_fprop', 20, 10, pid=7, hlo_op='convolution.3'),
+          _event(2, 'MemcpyD2H', 28, 6, pid=7),
+          _event(3, 'convolution.3', 0, 10, pid=7),  # Derived: not counted.
+          _event(5, 'PjitFunction', 0, 40, pid=9)])
+  threads = profile.device_threads(gpu)
+  assert sorted(threads.values()) == ['/device:GPU:0 / Stream #13(Compute)',
+                                      '/device:GPU:0 / Stream #14(MemcpyD2H)']
+  kinds = profile.op_kinds(
+      '%convolution.3 = (f32[8,16]{1,0}, u8[0]{0}) custom-call(%p, %k), '
+      'custom_call_target="__cudnn$convForward"\n'
+      '  ROOT %add_fusion.2 = f32[8]{0} fusion(%a, %b), kind=kLoop, '
+      'calls=%fused_add\n')
+  assert kinds == {'convolution.3': 'custom-call:__cudnn$convForward',
+                   'add_fusion.2': 'fusion:kLoop'}
+  rows, busy = profile.op_table(gpu, threads, kinds, iterations=2)
+  assert busy == pytest.approx((10 + 4 + 14) / 2)  # 0-10, 12-16, 20-34.
+  assert [(r['op'], r['op_kind'], r['ms_per_iteration'] * 1e3,
+           r['calls_per_iteration']) for r in rows] == [
+               ('convolution.3', 'custom-call:__cudnn$convForward', 10, 1),
+               ('MemcpyD2H', 'not in the HLO: MemcpyD2H', 3, 0.5),
+               ('add_fusion.2', 'fusion:kLoop', 2, 0.5)]
+  assert [r['share'] for r in rows] == pytest.approx([20 / 30, 6 / 30,
+                                                      4 / 30])
+  assert profile.kind_table(rows)[0]['op_kind'] == (
+      'custom-call:__cudnn$convForward')
+  # A CPU trace: a while loop around two fusions, one nested deeper, and an
+  # op's end marker (not an op).
+  cpu = (_names(1, '/host:CPU', {4: 'tf_XLAEigen/123', 5: 'python'}) +
+         [_event(4, 'while.1', 0, 100), _event(4, 'fusion.1', 10, 30),
+          _event(4, 'dot.2', 15, 5), _event(4, 'fusion.1', 50, 30),
+          _event(4, 'end: fusion.1', 80, 0.1), _event(5, 'np.asarray', 0, 99)])
+  threads = profile.device_threads(cpu)
+  assert list(threads.values()) == ['/host:CPU / tf_XLAEigen/123']
+  rows, busy = profile.op_table(cpu, threads, {}, iterations=1)
+  assert {r['op']: r['ms_per_iteration'] * 1e3 for r in rows} == (
+      pytest.approx({'fusion.1': 55, 'while.1': 40, 'dot.2': 5}))
+  assert busy == 100
