@@ -72,7 +72,9 @@ UNLABELLED_FIELDS = ('name', 'variant', 'num_seeds')
 
 def overrides_text(config) -> str:
   """'mu=0.5, num_iterations=5': the command line's config overrides that
-  change what a run computes, as labels show fields; '' if none.
+  change what a run computes, as labels show fields; '' if none. Those of
+  the config argument (`mnist_blog.py:active_auto,semi=none`) count too,
+  where configs/ has the file to compare with.
 
   Left out: name and variant (the label's own words), num_seeds (the
   table's seeds column) and where and how fast the run ran
@@ -81,8 +83,9 @@ def overrides_text(config) -> str:
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
   skip = experiment.PLACEMENT_FIELDS + UNLABELLED_FIELDS
-  return reporting.fields_text({k: config[k] for k in sorted(cli_overrides())
-                                if k not in skip})
+  fields = {k: config[k] for k in cli_overrides() if k not in skip}
+  fields.update(stored_overrides(json.loads(json.dumps(config.to_dict()))))
+  return reporting.fields_text(dict(sorted(fields.items())))
 
 
 def stored_overrides(stored: dict) -> dict:

@@ -17,11 +17,11 @@ pytestmark = pytest.mark.skipif(
 def tiny_run(workdir, *flags):
   cmd = [sys.executable, str(REPO / 'launch' / 'train.py'),
          '--config=' + str(REPO / 'configs' / 'mnist.py') +
-         ':alldata_maxent,small',
+         ':alldata_maxent,small,query_every=2',
          f'--workdir={workdir}', f'--config.data_dir={SHARED_DATA}',
          '--config.pool_size=400', '--config.test_size=500',
          '--config.num_seeds=1', '--config.initial_epochs=10',
-         '--config.num_iterations=3', '--config.query_every=2',
+         '--config.num_iterations=3',
          '--config.mc_passes_gt=10', '--config.chunk_size=200', *flags]
   # Optimized: the CNN's convolutions run longer than they compile.
   out = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
@@ -45,8 +45,9 @@ def test_tiny_mnist_run_learns(tmp_path):
   assert summary['val_acc']['mean'] > 0.5
   assert summary['val_acc']['mean'] >= first
   assert 'yinyang' not in out.stdout
-  # The row names the overrides that change what ran (not where or how
-  # fast: data_dir, chunk_size; nor num_seeds, the seeds column).
+  # The row names the overrides that change what ran, of the config
+  # argument (query_every) as of flags (not where or how fast: data_dir,
+  # chunk_size; nor num_seeds, the seeds column).
   assert ('| mnist:alldata_maxent,small (initial_epochs=10, mc_passes_gt=10,'
           ' num_iterations=3, pool_size=400, query_every=2, test_size=500) |'
           in out.stdout), out.stdout
