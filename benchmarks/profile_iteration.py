@@ -8,7 +8,12 @@ the initial phase), times --iterations more, then runs as many again under
 * `profile_iteration`: seconds per iteration untraced (value) and traced,
   the device's busy time per iteration (the union of its kernels' intervals)
   and `busy_fraction` = busy / traced wall: how long the device waits
-  between kernels (launches, loop tests, the host).
+  between kernels (launches, loop tests, the host); and this process's CPU
+  seconds per untraced iteration, `cores_busy` = CPU / wall. On a CPU an
+  operation's events are on the thread that started it, though its work
+  may be split over every core, so there `busy_fraction` is left out
+  (null) and `cores_busy`, against the core count, says how busy the
+  cores are.
 * `profile_op` (the --top largest): one line per operation of the compiled
   iteration (an HLO instruction: a fusion, a convolution, a GEMM, a loop
   ...), with its kind from the optimized HLO (`op_kind`: the opcode, a
@@ -110,11 +115,12 @@ def main(argv):
   for _ in range(_WARMUP.value):
     run_one()
   warmup_s = time.perf_counter() - t0
-  untraced = []
+  untraced, cpu = [], []
   for _ in range(n):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run_one()
     untraced.append(time.perf_counter() - t0)
+    cpu.append(time.process_time() - c0)
   trace_dir = _TRACE_DIR.value or tempfile.mkdtemp(prefix='bass_profile_')
   traced = []
   try:
@@ -137,7 +143,10 @@ def main(argv):
           f'{first}-{first + n - 1} untraced',
           untraced_s=[round(s, 6) for s in untraced],
           traced_s=round(traced_s, 6), device_busy_s=round(busy / 1e6, 6),
-          busy_fraction=round(busy * n / 1e6 / sum(traced), 4),
+          busy_fraction=(None if dev.platform == 'cpu' else
+                         round(busy * n / 1e6 / sum(traced), 4)),
+          process_cpu_s=round(statistics.median(cpu), 6),
+          cores_busy=round(sum(cpu) / sum(untraced), 3),
           trace_dir=_TRACE_DIR.value)
   for row in rows[:_TOP.value]:
     em.emit('profile_op', round(row['ms_per_iteration'], 4),

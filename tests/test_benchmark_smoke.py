@@ -328,7 +328,8 @@ def test_profile_iteration_lines(tmp_path):
   (it,) = by_name['profile_iteration']
   assert it['value'] > 0 and it['traced_s'] > 0 and it['compile_s'] > 0
   assert it['iterations'] == '4-5 traced, 2-3 untraced'
-  assert 0 < it['device_busy_s'] and 0 < it['busy_fraction'] < 1.5
+  assert 0 < it['device_busy_s'] and 0 < it['cores_busy'] <= os.cpu_count()
+  assert it['busy_fraction'] is None  # A CPU's: see cores_busy.
   ops = by_name['profile_op']
   assert len(ops) == 8
   times = [r['ms_per_iteration'] for r in ops]
