@@ -109,8 +109,7 @@ def _end(event: dict[str, Any]) -> float:
 
 def busy_us(events: Iterable[dict[str, Any]]) -> float:
   """Microseconds in which at least one of `events` runs (their union)."""
-  spans = sorted((e['ts'], e['ts'] + e.get('dur', 0)) for e in events
-                 if e.get('ph') == 'X')
+  spans = sorted((e['ts'], _end(e)) for e in events if e.get('ph') == 'X')
   total, end = 0.0, None
   for start, stop in spans:
     if end is None or start > end:
@@ -151,12 +150,15 @@ def op_table(events: list[dict[str, Any]],
   rows = []
   for name, us in total_us.most_common():
     base = re.sub(r'\.\d+$', '', name)
+    # A GPU kernel without an 'hlo_op' argument is named after its fusion,
+    # '_' for '.': loop_add_fusion_2 for loop_add_fusion.2.
+    dotted = re.sub(r'_(\d+)$', r'.\1', name)
     rows.append({
         'op': name,
         # Not an instruction of the program: the runtime's own work (a
         # CPU executor's time outside traced ops, a GPU's memcpy).
-        'op_kind': kinds.get(name) or kinds.get(base) or f'not in the HLO: '
-                   f'{base}',
+        'op_kind': (kinds.get(name) or kinds.get(dotted) or kinds.get(base)
+                    or f'not in the HLO: {base}'),
         'calls_per_iteration': calls[name] / iterations,
         'ms_per_iteration': us / iterations / 1e3,
         'share': us / device_us,

@@ -380,6 +380,8 @@ def test_profile_summary_golden():
           _event(1, 'loop_add_fusion', 12, 4, pid=7, hlo_op='add_fusion.2'),
           _event(1, 'sm90_xmma_fprop', 20, 10, pid=7, hlo_op='convolution.3'),
           _event(2, 'MemcpyD2H', 28, 6, pid=7),
+          # No hlo_op argument: the kernel's name says which fusion.
+          _event(1, 'add_fusion_2', 40, 2, pid=7),
           _event(3, 'convolution.3', 0, 10, pid=7),  # Derived: not counted.
           _event(5, 'PjitFunction', 0, 40, pid=9)])
   threads = profile.device_threads(gpu)
@@ -393,14 +395,16 @@ def test_profile_summary_golden():
   assert kinds == {'convolution.3': 'custom-call:__cudnn$convForward',
                    'add_fusion.2': 'fusion:kLoop'}
   rows, busy = profile.op_table(gpu, threads, kinds, iterations=2)
-  assert busy == pytest.approx((10 + 4 + 14) / 2)  # 0-10, 12-16, 20-34.
+  # 0-10, 12-16, 20-34, 40-42.
+  assert busy == pytest.approx((10 + 4 + 14 + 2) / 2)
   assert [(r['op'], r['op_kind'], r['ms_per_iteration'] * 1e3,
            r['calls_per_iteration']) for r in rows] == [
                ('convolution.3', 'custom-call:__cudnn$convForward', 10, 1),
                ('MemcpyD2H', 'not in the HLO: MemcpyD2H', 3, 0.5),
-               ('add_fusion.2', 'fusion:kLoop', 2, 0.5)]
-  assert [r['share'] for r in rows] == pytest.approx([20 / 30, 6 / 30,
-                                                      4 / 30])
+               ('add_fusion.2', 'fusion:kLoop', 2, 0.5),
+               ('add_fusion_2', 'fusion:kLoop', 1, 0.5)]
+  assert [r['share'] for r in rows] == pytest.approx([20 / 32, 6 / 32,
+                                                      4 / 32, 2 / 32])
   assert profile.kind_table(rows)[0]['op_kind'] == (
       'custom-call:__cudnn$convForward')
   # A CPU trace: a while loop around two fusions, one nested deeper, and an
