@@ -65,9 +65,11 @@ CNN_SAMPLE_BYTES = 28 * 28 * 16 * 4
 # 0), in paper-CNN images per platform; other models get the same activation
 # bytes (`auto_chunk_size`). CPU: measured (benchmarks/hot_path.py, its
 # `mc_sweep_chunk` lines; benchmarks/results/cpu_2core_chunk.jsonl): on 2
-# cores batches of 100-1,000 images run the paper CNN's MC sweep faster than
-# one of 10,000 (their activations stay in cache). GPU/TPU: not measured
-# yet; large batches to fill the device (~0.8 GB per CNN layer at 16,384).
+# cores batches of 100-1,000 forwards (10-100 images at T = 10) run the
+# paper CNN's MC sweep faster than one of 10,000 (their activations stay in
+# cache). GPU/TPU: large batches to fill the device (~0.8 GB per CNN layer
+# at 16,384); on an H200 that batch ran within 15 % of the fastest measured
+# (60,000) at a quarter of its memory (benchmarks/results/h200_hot_path.jsonl).
 AUTO_BATCH = {'cpu': 256, 'gpu': 16384, 'tpu': 16384}
 
 
