@@ -257,9 +257,8 @@ def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
   return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
 
 
-def iteration_metrics(i: jax.Array, val_acc: jax.Array,
-                      val_balanced_acc: jax.Array, loss: jax.Array,
-                      theta: jax.Array, gt_pred: jax.Array,
+def iteration_metrics(i: jax.Array, test: dict[str, jax.Array],
+                      loss: jax.Array, theta: jax.Array, gt_pred: jax.Array,
                       gt_labels: jax.Array, gt_valid: jax.Array,
                       sweep: dict[str, jax.Array], labelled: jax.Array,
                       member: jax.Array, truth: jax.Array
@@ -268,8 +267,9 @@ def iteration_metrics(i: jax.Array, val_acc: jax.Array,
 
   Args:
     i: the iteration.
-    val_acc, val_balanced_acc, loss: validation accuracy, its mean over
-      the classes (of per-class recall), and the mean training loss.
+    test: the validation metrics (`mc_dropout.data_parallel_test_metrics`:
+      val_acc, val_balanced_acc, val_nll, val_ece).
+    loss: the mean training loss.
     theta: the mean entropy over X.
     gt_pred, gt_labels, gt_valid: [L] MC predictions on X's slots, their
       true labels, and which slots are real.
@@ -289,8 +289,7 @@ def iteration_metrics(i: jax.Array, val_acc: jax.Array,
   scored = pseudo & (truth >= 0)
   return {
       'iteration': i,
-      'val_acc': val_acc,
-      'val_balanced_acc': val_balanced_acc,
+      **test,
       'gt_acc': _masked_mean(gt_pred == gt_labels, gt_valid),
       # NaN (null in metrics.jsonl) where no such sample has a known truth.
       'pseudo_acc': jnp.where(jnp.any(scored), _masked_mean(
@@ -344,7 +343,7 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   params = train_state.params
 
   # 2. Validation with dropout off.
-  val_acc, val_balanced_acc = mc_dropout.data_parallel_accuracies(
+  test = mc_dropout.data_parallel_test_metrics(
       mesh, apply_fn, params, pool.test_x, pool.test_y, cfg.eval_chunk_size)
 
   # 3. MC inference: T passes on X (theta), T' passes on the whole pool.
@@ -388,7 +387,7 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   new_labels = jnp.where(labelled, state.labels, sweep['pseudo_label'])
 
   metrics = iteration_metrics(
-      i, val_acc, val_balanced_acc, loss, theta, gt['pseudo_label'], state.labels[gt_idx],
+      i, test, loss, theta, gt['pseudo_label'], state.labels[gt_idx],
       gt_valid, sweep, labelled, member, pool.y)
   new_state = state.replace(train=train_state, member=new_member,
                             labels=new_labels, iteration=i + 1)

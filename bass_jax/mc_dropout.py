@@ -520,44 +520,74 @@ def labelled_sweep(mesh: Mesh | None, apply_fn: ApplyFn, params,
   return {name: value[:k] for name, value in stats.items()}
 
 
-def class_hits(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array,
-               chunk_size: int) -> tuple[jax.Array, jax.Array]:
-  """Deterministic predictions on (x, y) counted per class.
+# Equal-width confidence bins of the expected calibration error (Guo et
+# al. 2017's 15).
+ECE_BINS = 15
+
+
+def test_sums(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array,
+              chunk_size: int) -> dict[str, jax.Array]:
+  """Deterministic predictions on (x, y) summed into what the test metrics
+  need; sums, so that shards of (x, y) add up to the whole.
 
   Returns:
-    (correct [C] int32: samples of class c predicted c, count [C] int32:
-    samples of class c), C the logits' width.
+    'correct' [C] int32: samples of class c predicted c; 'count' [C] int32:
+    samples of class c (C the logits' width); 'nll' (): the summed negative
+    log-likelihood of the labels; per confidence bin b of ECE_BINS (the top
+    softmax probability in [b, b + 1) / ECE_BINS): 'bin_count' [B] int32,
+    'bin_correct' [B] int32 and 'bin_confidence' [B], the summed top
+    probability.
   """
   logits = predict_logits(apply_fn, params, x, chunk_size)
   num_classes = logits.shape[-1]
+  log_p = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  confidence = jnp.exp(jnp.max(log_p, axis=-1))
   hit = (jnp.argmax(logits, axis=-1) == y).astype(jnp.int32)
-  return (jax.ops.segment_sum(hit, y, num_classes),
-          jax.ops.segment_sum(jnp.ones_like(hit), y, num_classes))
+  ones = jnp.ones_like(hit)
+  bins = jnp.minimum((confidence * ECE_BINS).astype(jnp.int32), ECE_BINS - 1)
+  return {
+      'correct': jax.ops.segment_sum(hit, y, num_classes),
+      'count': jax.ops.segment_sum(ones, y, num_classes),
+      'nll': -jnp.sum(jnp.take_along_axis(log_p, y[:, None], axis=-1)),
+      'bin_count': jax.ops.segment_sum(ones, bins, ECE_BINS),
+      'bin_correct': jax.ops.segment_sum(hit, bins, ECE_BINS),
+      'bin_confidence': jax.ops.segment_sum(confidence, bins, ECE_BINS)}
 
 
-def data_parallel_accuracies(mesh: Mesh | None, apply_fn: ApplyFn, params,
-                             x: jax.Array, y: jax.Array,
-                             chunk_size: int) -> tuple[jax.Array, jax.Array]:
-  """(accuracy, balanced accuracy) of the deterministic model on (x, y),
+def data_parallel_test_metrics(mesh: Mesh | None, apply_fn: ApplyFn, params,
+                               x: jax.Array, y: jax.Array,
+                               chunk_size: int) -> dict[str, jax.Array]:
+  """The deterministic model's metrics on the test set (x [M, ...], y [M]),
   every 'data' device scoring its own shard.
 
-  The balanced accuracy is the mean over the classes y holds of their
-  recall (what imbalanced data need: a majority class alone no longer
-  scores high). Counts are summed exactly (int32 psum), so both equal the
-  unsharded values.
+  Returns scalars:
+    'val_acc': accuracy.
+    'val_balanced_acc': the mean over the classes y holds of their recall
+      (what imbalanced data need: a majority class alone no longer scores
+      high).
+    'val_nll': the mean negative log-likelihood of the labels.
+    'val_ece': the expected calibration error, sum over confidence bins of
+      |accuracy - mean confidence| weighted by the bin's share of samples.
+  Counts are summed exactly (int32 psum), so the accuracies equal the
+  unsharded values; the float sums up to the order of their additions.
   """
   if mesh is None:
-    correct, count = class_hits(apply_fn, params, x, y, chunk_size)
+    sums = test_sums(apply_fn, params, x, y, chunk_size)
   else:
     def local(params, x, y):
-      hits = class_hits(apply_fn, params, x, y, chunk_size)
-      return jax.lax.psum(hits, sharding.DATA)
+      return jax.lax.psum(test_sums(apply_fn, params, x, y, chunk_size),
+                          sharding.DATA)
 
     data = P(sharding.DATA)
-    correct, count = jax.shard_map(local, mesh=mesh,
-                                   in_specs=(P(), data, data), out_specs=P(),
-                                   check_vma=_CHECK_VMA)(params, x, y)
-  held = count > 0
-  recall = jnp.where(held, correct / jnp.maximum(count, 1), 0.0)
-  return (jnp.sum(correct) / y.shape[0],
-          jnp.sum(recall) / jnp.sum(held))
+    sums = jax.shard_map(local, mesh=mesh, in_specs=(P(), data, data),
+                         out_specs=P(), check_vma=_CHECK_VMA)(params, x, y)
+  n = y.shape[0]
+  held = sums['count'] > 0
+  recall = jnp.where(held, sums['correct'] / jnp.maximum(sums['count'], 1),
+                     0.0)
+  gap = jnp.abs(sums['bin_correct'] - sums['bin_confidence'])
+  return {'val_acc': jnp.sum(sums['correct']) / n,
+          'val_balanced_acc': jnp.sum(recall) / jnp.sum(held),
+          'val_nll': sums['nll'] / n,
+          # sum_b n_b / n |acc_b - conf_b| = sum_b |hits_b - conf sum_b| / n.
+          'val_ece': jnp.sum(gap) / n}

@@ -546,10 +546,18 @@ def paired_curve(run: dict, baseline: dict) -> tuple[np.ndarray, np.ndarray,
           np.array([_std_error(d) for d in diffs]))
 
 
+# (metric, table_rows key, scale) of the final metrics table_rows gives as
+# mean and std beside the accuracy (csv and json only): the mean per-class
+# recall (for imbalanced data) and the calibration of the deterministic
+# model, its NLL (nats) and expected calibration error, in points.
+SIDE_METRICS = (('val_balanced_acc', 'balanced', 100), ('val_nll', 'nll', 1),
+                ('val_ece', 'ece', 100))
+
+
 def table_rows(runs: Sequence[dict], target: float | None = None,
                baseline: int | None = None) -> list[dict[str, Any]]:
   """One row per run: experiment, labels, paper %, mean %, std %, seeds, wall,
-  and the balanced accuracy's mean % and std % (csv and json only).
+  and the SIDE_METRICS' means and stds (csv and json only).
 
   With a `target` accuracy (a fraction) also 'labels_to_target' (the median
   over seeds of labels_to_reach, None if half or more never reached it) and
@@ -572,12 +580,13 @@ def table_rows(runs: Sequence[dict], target: float | None = None,
         'iterations': max(r['iteration'] for r in run['rows']),
         'wall_s': (run['summary'] or {}).get('wall_s'),
     })
-    # The mean per-class recall, for imbalanced data (rows written before
-    # it was a metric lack it: None).
-    balanced = list(final_values_by_seed(run, 'val_balanced_acc').values())
-    ok = None not in balanced
-    out[-1]['balanced_mean'] = float(100 * np.mean(balanced)) if ok else None
-    out[-1]['balanced_std'] = float(100 * np.std(balanced)) if ok else None
+    # Beside the accuracy (rows written before a metric existed lack it:
+    # None).
+    for metric, key, scale in SIDE_METRICS:
+      values = list(final_values_by_seed(run, metric).values())
+      ok = None not in values
+      out[-1][f'{key}_mean'] = float(scale * np.mean(values)) if ok else None
+      out[-1][f'{key}_std'] = float(scale * np.std(values)) if ok else None
     if target is not None:
       per_seed = labels_to_reach(run['rows'], target)
       out[-1]['labels_to_target'] = median_labels_to_reach(per_seed)
@@ -590,7 +599,10 @@ def table_rows(runs: Sequence[dict], target: float | None = None,
 
 
 RESULTS_UNITS = (
-    'accuracies and differences in points (%); val_acc_by_seed: each '
+    'accuracies, ece and differences in points (%), nll in nats; '
+    'balanced_*: the mean over classes of their recall, nll_*, ece_*: the '
+    "deterministic model's test negative log-likelihood and expected "
+    'calibration error (15 equal-width confidence bins); val_acc_by_seed: each '
     "seed's validation accuracy after its last iteration; mean, std: over "
     'seeds, std the population std; paired_*: this run minus the baseline '
     '(paired_with), seed by seed over the seeds both hold, paired_std_error '

@@ -102,9 +102,10 @@ def test_iteration_metrics_golden_values():
   truth = jnp.array([1, 0, 0, -1, 0, 1])
   labelled = jnp.array([True, False, False, False, False, False])
   member = jnp.array([False, True, True, True, False, False])
+  test = {'val_acc': jnp.float32(0.8), 'val_balanced_acc': jnp.float32(0.7),
+          'val_nll': jnp.float32(0.5), 'val_ece': jnp.float32(0.05)}
   m = loop.iteration_metrics(
-      jnp.int32(3), jnp.float32(0.8), jnp.float32(0.7), jnp.float32(0.25),
-      jnp.float32(0.15),
+      jnp.int32(3), test, jnp.float32(0.25), jnp.float32(0.15),
       gt_pred=jnp.array([1, 0]), gt_labels=jnp.array([1, 1]),
       gt_valid=jnp.array([True, False]), sweep=sweep, labelled=labelled,
       member=member, truth=truth)
@@ -113,11 +114,12 @@ def test_iteration_metrics_golden_values():
   np.testing.assert_allclose(m['pool_entropy'], 2.4 / 6, rtol=1e-6)
   np.testing.assert_allclose(m['gt_acc'], 1.0)
   assert (m['num_pseudo'], m['num_labels'], m['num_train']) == (3, 1, 4)
+  assert {k: float(m[k]) for k in test} == pytest.approx(
+      {k: float(v) for k, v in test.items()})
   # No truth known in D's pseudo-labelled part (an image folder's pool):
   # nothing to score, NaN, which metrics.jsonl writes as null.
   unknown = loop.iteration_metrics(
-      jnp.int32(3), jnp.float32(0.8), jnp.float32(0.7), jnp.float32(0.25),
-      jnp.float32(0.15),
+      jnp.int32(3), test, jnp.float32(0.25), jnp.float32(0.15),
       gt_pred=jnp.array([1, 0]), gt_labels=jnp.array([1, 1]),
       gt_valid=jnp.array([True, False]), sweep=sweep, labelled=labelled,
       member=member, truth=jnp.where(labelled, truth, -1))

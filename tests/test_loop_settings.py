@@ -147,30 +147,50 @@ def test_validation_runs_without_dropout():
   assert len(set(np.asarray(jnp.argmax(logits, -1)).tolist())) == 2
   want = float(jnp.mean(jnp.argmax(logits, -1) == y))
   for chunk in (7, 64, x.shape[0]):
-    got, _ = mc_dropout.data_parallel_accuracies(None, model.apply, params,
-                                                 x, y, chunk)
-    assert float(got) == want, chunk
+    got = mc_dropout.data_parallel_test_metrics(None, model.apply, params,
+                                                x, y, chunk)
+    assert float(got['val_acc']) == want, chunk
   noisy = [float(jnp.mean(jnp.argmax(model.apply(params, x,
                                                  jax.random.key(k)), -1)
                           == y)) for k in range(3)]
   assert any(a != want for a in noisy)  # Dropout would have shown.
 
 
-def test_balanced_accuracy_is_the_mean_recall_over_the_classes_held():
+def test_test_metrics_golden():
   """Golden: 3 classes of 6, 2 and 2 test samples (class 3 of 4 absent),
   recalls 5/6, 1/2 and 0: accuracy 6/10, balanced (5/6 + 1/2 + 0) / 3;
-  the same, summed exactly, with the data split over 2 devices."""
+  the NLL and the calibration error of the logits' softmax; the same, the
+  counts summed exactly, with the data split over 2 devices."""
   y = jnp.array([0] * 6 + [1] * 2 + [2] * 2, jnp.int32)
   pred = jnp.array([0, 0, 0, 0, 0, 1, 1, 0, 0, 1], jnp.int32)
-  x = jax.nn.one_hot(pred, 4)  # Logits whose argmax is `pred`.
+  # Logits whose argmax is `pred`, confident (softmax e^3 / (e^3 + 3)) on
+  # the first 5 samples, unsure (e / (e + 3)) on the rest.
+  sure = jnp.arange(10) < 5
+  x = jax.nn.one_hot(pred, 4) * jnp.where(sure, 3.0, 1.0)[:, None]
   apply_fn = lambda params, x, key=None: x
-  want = (0.6, (5 / 6 + 1 / 2 + 0) / 3)
-  got = mc_dropout.data_parallel_accuracies(None, apply_fn, {}, x, y, 3)
-  np.testing.assert_allclose(got, want, rtol=1e-6)
+  high, low = np.e**3 / (np.e**3 + 3), np.e / (np.e + 3)
+  # All 5 confident ones right; of the unsure 5 only sample 6 (class 1).
+  nll = (-5 * np.log(high) - 1 * np.log(low)
+         - 4 * np.log(1 / (np.e + 3))) / 10
+  ece = (5 * abs(1 - high) + 5 * abs(1 / 5 - low)) / 10
+  want = {'val_acc': 0.6, 'val_balanced_acc': (5 / 6 + 1 / 2 + 0) / 3,
+          'val_nll': nll, 'val_ece': ece}
+  assert int(high * mc_dropout.ECE_BINS) != int(low * mc_dropout.ECE_BINS)
+  got = mc_dropout.data_parallel_test_metrics(None, apply_fn, {}, x, y, 3)
+  assert {k: float(v) for k, v in got.items()} == pytest.approx(want,
+                                                                rel=1e-6)
   if len(jax.devices()) >= 2:
     mesh = sharding.make_mesh({'seed': 1, 'data': 2}, jax.devices()[:2])
-    got = mc_dropout.data_parallel_accuracies(mesh, apply_fn, {}, x, y, 3)
-    np.testing.assert_allclose(got, want, rtol=1e-6)
+    got = mc_dropout.data_parallel_test_metrics(mesh, apply_fn, {}, x, y, 3)
+    assert {k: float(v) for k, v in got.items()} == pytest.approx(
+        want, rel=1e-6)
+  # Perfectly calibrated: half right at confidence 1/2 (two classes tied
+  # in the softmax, argmax the first).
+  two = jnp.zeros((4, 2))
+  got = mc_dropout.data_parallel_test_metrics(
+      None, apply_fn, {}, two, jnp.array([0, 0, 1, 1]), 2)
+  assert float(got['val_ece']) == pytest.approx(0, abs=1e-7)
+  assert float(got['val_nll']) == pytest.approx(np.log(2))
 
 
 @pytest.mark.parametrize('impl', ['hash', 'prng'])

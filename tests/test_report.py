@@ -54,14 +54,17 @@ def test_report_writes_tables_and_plots(workdirs, tmp_path):
   assert [r['experiment'] for r in rows] == ['yinyang:active_semi',
                                              'yinyang:supervised_80']
   assert rows[0]['seeds'] == '2' and rows[0]['iterations'] == '4'
-  # The balanced accuracy (mean per-class recall) beside it, from the rows.
+  # The balanced accuracy (mean per-class recall), NLL and calibration
+  # error beside it, from the rows, as summary.json has them.
   final = [r for r in active if r['iteration'] == 4]
-  balanced = [100 * r['val_balanced_acc'] for r in final]
-  np.testing.assert_allclose(float(rows[0]['balanced_mean']),
-                             np.mean(balanced), rtol=1e-9)
   summary = json.loads((workdirs[0][0] / 'summary.json').read_text())
-  np.testing.assert_allclose(100 * summary['val_balanced_acc']['mean'],
-                             np.mean(balanced), rtol=1e-9)
+  for metric, key, scale in reporting.SIDE_METRICS:
+    values = [scale * r[metric] for r in final]
+    np.testing.assert_allclose(float(rows[0][f'{key}_mean']),
+                               np.mean(values), rtol=1e-9)
+    np.testing.assert_allclose(scale * summary[metric]['mean'],
+                               np.mean(values), rtol=1e-9)
+  assert 0 < float(rows[0]['nll_mean']) and 0 < float(rows[0]['ece_mean']) < 100
   # Paired against the supervised run: seed by seed, from the metrics.
   runs = [reporting.read_workdir(str(w)) for w in workdirs[0]]
   acc = [reporting.final_accuracy_by_seed(r) for r in runs]
