@@ -823,18 +823,42 @@ def plot_learning_curves(runs: Sequence[dict], path: str) -> str:
   return _saved(fig, path)
 
 
-def draw_learning_curves(ax, runs: Sequence[dict]) -> None:
-  """plot_learning_curves' content, drawn into a matplotlib Axes."""
+def draw_learning_curves(ax, runs: Sequence[dict], metric: str = 'val_acc',
+                         scale: float = 100,
+                         ylabel: str = 'validation accuracy %',
+                         legend: bool = True) -> None:
+  """plot_learning_curves' content, drawn into a matplotlib Axes: `metric`
+  (times `scale`) over iterations, mean ± std over seeds per run."""
   palette = _palette(len(runs))
-  data = [(run,) + curves(run['rows'], 'val_acc') for run in runs]
+  data = [(run,) + curves(run['rows'], metric) for run in runs]
   longest = max((len(its) for _, its, _, _ in data), default=0)
   for j, (run, its, mean, std) in enumerate(data):
-    _draw_curve(ax, its, 100 * mean, 100 * std, palette[j % len(palette)],
-                label_of(run), as_level=len(its) == 1 and longest > 1)
+    if len(its):  # A run from before `metric` existed has none.
+      _draw_curve(ax, its, scale * mean, scale * std,
+                  palette[j % len(palette)], label_of(run),
+                  as_level=len(its) == 1 and longest > 1)
   ax.set_xlabel('iteration')
-  ax.set_ylabel('validation accuracy % (mean ± std over seeds)')
+  ax.set_ylabel(f'{ylabel} (mean ± std over seeds)')
   ax.grid(alpha=0.3)
-  _legend_beside(ax)
+  if legend:
+    _legend_beside(ax)
+
+
+def plot_calibration_curves(runs: Sequence[dict], path: str) -> str | None:
+  """How well calibrated each run's model is over the iterations: the test
+  set's negative log-likelihood and expected calibration error (val_nll,
+  val_ece), mean ± std over seeds; None where no run has them (runs made
+  before they were metrics)."""
+  if not any(r.get('val_ece') is not None for run in runs
+             for r in run['rows']):
+    return None
+  plt = _pyplot()
+  fig, (nll, ece) = plt.subplots(1, 2, figsize=(13, 4.5))
+  draw_learning_curves(nll, runs, 'val_nll', 1, 'test NLL, nats',
+                       legend=False)
+  draw_learning_curves(ece, runs, 'val_ece', 100,
+                       'expected calibration error %')
+  return _saved(fig, path)
 
 
 def _draw_curve(ax, its: np.ndarray, mean: np.ndarray, spread: np.ndarray,

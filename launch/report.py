@@ -7,8 +7,9 @@ Writes into --out (default <first --workdir>/report): table.md, table.tex (a boo
 table.csv (mean ± std over seeds, the paper's number beside ours),
 results.json (the same rows with every seed's numbers, the fields the runs
 differ in, units stated), learning_curves.png (validation accuracy vs
-iteration, Fig. 3 style) and labels.png (labels, |D| and pseudo-label
-accuracy over iterations) unless every run is an initial model of one
+iteration, Fig. 3 style), labels.png (labels, |D| and pseudo-label
+accuracy over iterations) and calibration.png (the test NLL and expected
+calibration error over iterations) unless every run is an initial model of one
 iteration (Table 2's supervised rows), accuracy_vs_labels.png (validation
 accuracy against the labels used, active learning's curve, the paper's
 accuracies as open diamonds; --target_acc=95 also draws that level and adds
@@ -197,7 +198,9 @@ def main(argv):
     written += [reporting.plot_learning_curves(
         runs, os.path.join(out, 'learning_curves.png')),
                 reporting.plot_label_counts(
-                    runs, os.path.join(out, 'labels.png'))]
+                    runs, os.path.join(out, 'labels.png')),
+                reporting.plot_calibration_curves(
+                    runs, os.path.join(out, 'calibration.png'))]
     if baseline is not None:
       written.append(reporting.plot_paired_curves(
           runs, baseline, os.path.join(out, 'paired_curves.png')))

@@ -78,7 +78,7 @@ def test_report_writes_tables_and_plots(workdirs, tmp_path):
   assert rows[0]['reached'] == str(sum(n is not None
                                        for n in per_seed.values()))
   for name in ('learning_curves.png', 'labels.png', 'accuracy_vs_labels.png',
-               'paired_curves.png'):
+               'paired_curves.png', 'calibration.png'):
     assert_nontrivial_png(tmp_path / name)
   tex = (tmp_path / 'table.tex').read_text()
   assert tex.count(r'\\') == 3 and 'yinyang:active\\_semi' in tex
@@ -848,3 +848,18 @@ def test_the_paper_is_beside_the_papers_runs_only():
     other = dict(config.to_dict(), **{field: value})
     assert reporting.paper_reference(other) is None, (field, value)
     assert reporting.paper_accuracy({'config': other}) is None
+
+
+def test_calibration_plot_of_runs_with_and_without_the_metrics(tmp_path):
+  """calibration.png draws val_nll and val_ece over iterations; a run made
+  before they were metrics draws nothing, and runs that all lack them give
+  no plot."""
+  old = fake_run('w/old', 0, [0.8, 0.9])
+  path = str(tmp_path / 'calibration.png')
+  assert reporting.plot_calibration_curves([old], path) is None
+  new = fake_run('w/new', 0, [0.7, 0.75], variant='supervised_300')
+  new['rows'] = [dict(r, iteration=i, val_nll=1.0 / (i + 1 + s),
+                      val_ece=0.2 / (i + 1) + 0.01 * s)
+                 for i in range(5) for s, r in enumerate(new['rows'])]
+  assert reporting.plot_calibration_curves([old, new], path) == path
+  assert_nontrivial_png(path)
