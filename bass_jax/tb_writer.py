@@ -1,7 +1,7 @@
 """TensorBoard event files beside metrics.jsonl, without TensorFlow.
 
-Uses the `tensorboard` package's event writer and protos directly (it is an
-optional dependency: `pip install 'bass_jax[tensorboard]'`). One run writes
+Uses the `tensorboard` package's record format and protos directly (it is
+an optional dependency: `pip install 'bass_jax[tensorboard]'`). One run writes
 one event file in `<workdir>/tensorboard/` with hparams (the config) at step
 0 and one scalar per metric and seed, tagged `<metric>/seed_<s>`, plus the
 mean over seeds as `<metric>/mean`; a resumed run rewrites it from
@@ -10,6 +10,8 @@ metrics.jsonl (`experiment.rewritten_tensorboard`).
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 import time
 import types
@@ -36,14 +38,25 @@ class Writer:
     sys.modules.setdefault('tensorboard.compat.notf',
                            types.ModuleType('tensorboard.compat.notf'))
     # pylint: disable=g-import-not-at-top
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    from tensorboard.summary.writer.record_writer import RecordWriter
     from tensorboard.compat.proto import event_pb2, summary_pb2
     self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
-    self._writer = EventFileWriter(logdir)
+    # Written here, not by tensorboard's EventFileWriter: its thread would
+    # print a traceback of a full disk and raise it at some later call; a
+    # write in this thread fails as the one-line OSError of any other.
+    os.makedirs(logdir, exist_ok=True)
+    name = (f'events.out.tfevents.{int(time.time()):010d}.'
+            f'{socket.gethostname()}.{os.getpid()}')
+    self._writer = RecordWriter(open(os.path.join(logdir, name), 'wb'))
+    self._add(event_pb2.Event(wall_time=time.time(),
+                              file_version='brain.Event:2'))
+
+  def _add(self, event) -> None:
+    self._writer.write(event.SerializeToString())
 
   def _write(self, step: int, summary) -> None:
-    self._writer.add_event(self._event_pb2.Event(
-        wall_time=time.time(), step=step, summary=summary))
+    self._add(self._event_pb2.Event(wall_time=time.time(), step=step,
+                                    summary=summary))
 
   def hparams(self, config: dict[str, Any]) -> None:
     """The config as hparams (scalars, strings and bools only).
@@ -70,6 +83,7 @@ class Writer:
     self._write(0, pb2.Summary(value=[pb2.Summary.Value(
         tag=metadata.SESSION_START_INFO_TAG,
         metadata=pb2.SummaryMetadata(plugin_data=plugin))]))
+    self._writer.flush()
 
   def scalars(self, step: int, rows: list[dict[str, Any]]) -> None:
     """One iteration's per-seed metric rows (see `experiment.metrics_rows`)."""

@@ -57,3 +57,31 @@ def test_resume_rewrites_the_events_from_metrics(tmp_path):
   assert acc.PluginTagToContent('hparams')
   experiment.run(config, str(tmp_path), dataset=ds)  # Already finished.
   assert sorted(p.name for p in folder.iterdir()) == files
+
+
+def test_a_full_disk_is_an_oserror_here_and_no_thread_traceback(tmp_path,
+                                                                monkeypatch):
+  """Events are written in the caller's thread: a failed write raises
+  there (a launch script prints it as one line) and no writer thread
+  prints a traceback of its own."""
+  import threading  # pylint: disable=g-import-not-at-top
+  from bass_jax import tb_writer  # pylint: disable=g-import-not-at-top
+  threads = threading.active_count()
+  writer = tb_writer.Writer(str(tmp_path / 'tb'))
+  assert threading.active_count() == threads
+  writer.hparams({'mu': 0.5, 'semi': 'all'})
+  rows = [{'iteration': 0, 'seed': 0, 'val_acc': 0.5}]
+  writer.scalars(0, rows)
+
+  def full(data):
+    raise OSError(28, 'No space left on device')
+
+  monkeypatch.setattr(writer._writer._writer, 'write', full)  # pylint: disable=protected-access
+  with pytest.raises(OSError, match='No space left on device'):
+    writer.scalars(1, rows)
+  monkeypatch.undo()
+  writer.close()
+  from tensorboard.backend.event_processing import event_accumulator
+  acc = event_accumulator.EventAccumulator(str(tmp_path / 'tb'))
+  acc.Reload()
+  assert [e.step for e in acc.Scalars('val_acc/mean')] == [0]
