@@ -525,7 +525,7 @@ def labelled_sweep(mesh: Mesh | None, apply_fn: ApplyFn, params,
 ECE_BINS = 15
 
 
-def test_sums(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array,
+def eval_sums(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array,
               chunk_size: int) -> dict[str, jax.Array]:
   """Deterministic predictions on (x, y) summed into what the test metrics
   need; sums, so that shards of (x, y) add up to the whole.
@@ -534,9 +534,9 @@ def test_sums(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array,
     'correct' [C] int32: samples of class c predicted c; 'count' [C] int32:
     samples of class c (C the logits' width); 'nll' (): the summed negative
     log-likelihood of the labels; per confidence bin b of ECE_BINS (the top
-    softmax probability in [b, b + 1) / ECE_BINS): 'bin_count' [B] int32,
-    'bin_correct' [B] int32 and 'bin_confidence' [B], the summed top
-    probability.
+    softmax probability in [b, b + 1) / ECE_BINS): 'bin_correct' [B] int32,
+    the right predictions in it, and 'bin_confidence' [B], the top
+    probabilities of all its samples summed.
   """
   logits = predict_logits(apply_fn, params, x, chunk_size)
   num_classes = logits.shape[-1]
@@ -549,7 +549,6 @@ def test_sums(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array,
       'correct': jax.ops.segment_sum(hit, y, num_classes),
       'count': jax.ops.segment_sum(ones, y, num_classes),
       'nll': -jnp.sum(jnp.take_along_axis(log_p, y[:, None], axis=-1)),
-      'bin_count': jax.ops.segment_sum(ones, bins, ECE_BINS),
       'bin_correct': jax.ops.segment_sum(hit, bins, ECE_BINS),
       'bin_confidence': jax.ops.segment_sum(confidence, bins, ECE_BINS)}
 
@@ -572,10 +571,10 @@ def data_parallel_test_metrics(mesh: Mesh | None, apply_fn: ApplyFn, params,
   unsharded values; the float sums up to the order of their additions.
   """
   if mesh is None:
-    sums = test_sums(apply_fn, params, x, y, chunk_size)
+    sums = eval_sums(apply_fn, params, x, y, chunk_size)
   else:
     def local(params, x, y):
-      return jax.lax.psum(test_sums(apply_fn, params, x, y, chunk_size),
+      return jax.lax.psum(eval_sums(apply_fn, params, x, y, chunk_size),
                           sharding.DATA)
 
     data = P(sharding.DATA)
