@@ -947,10 +947,9 @@ def summarize(config, rows_by_seed: dict[int, dict], num_params: int,
       'name': config.name,
       'variant': config.variant,
       'paper_acc': reporting.paper_reference(config),
-      'val_acc': over_seeds('val_acc'),
-      'val_balanced_acc': over_seeds('val_balanced_acc'),
-      'val_nll': over_seeds('val_nll'),
-      'val_ece': over_seeds('val_ece'),
+      # val_acc and the metrics the report's tables put beside it.
+      **{metric: over_seeds(metric) for metric in
+         ('val_acc',) + tuple(m for m, _, _ in reporting.SIDE_METRICS)},
       'num_labels': int(labels[0]) if len(set(labels)) == 1 else labels,
       'num_params': num_params,
       'iterations': config.num_iterations,

@@ -25,6 +25,7 @@ _FUSION_KIND = re.compile(r'\bkind=(k\w+)')
 # A GPU trace's device threads: kernels and copies run on CUDA/ROCm streams;
 # a TPU's ops are on its 'XLA Ops' line. On a CPU, XLA's runtime threads.
 _STREAM = re.compile(r'^Stream\b')
+_XLA_OPS = re.compile(r'^XLA Ops$')
 _CPU_RUNTIME = re.compile(r'^tf_XLAEigen\b')
 # CPU trace events that mark, not run, something: an op's end, a pool's
 # bookkeeping.
@@ -77,7 +78,7 @@ def device_threads(events: list[dict[str, Any]]
   named = {k: f'{processes.get(k[0], k[0])} / {t}' for k, t in threads.items()}
   devices = {k: n for k, n in named.items()
              if str(processes.get(k[0], '')).startswith('/device:')}
-  for pattern in (_STREAM, re.compile(r'^XLA Ops$')):
+  for pattern in (_STREAM, _XLA_OPS):
     found = {k: n for k, n in devices.items()
              if pattern.match(threads[k])}
     if found:
