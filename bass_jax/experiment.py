@@ -931,8 +931,11 @@ def metrics_rows(metrics: dict[str, np.ndarray],
 
 
 def summarize(config, rows_by_seed: dict[int, dict], num_params: int,
-              wall_s: float) -> dict[str, Any]:
-  """summary.json's content from the last metrics row of every seed."""
+              wall_s: float, ds: Optional[data_lib.Dataset] = None
+              ) -> dict[str, Any]:
+  """summary.json's content from the last metrics row of every seed; with
+  `ds` (a seed's data) also the sizes the run worked on: pool_size,
+  test_size (samples per seed) and num_classes."""
   seeds = sorted(rows_by_seed)
   labels = [rows_by_seed[s]['num_labels'] for s in seeds]
 
@@ -954,6 +957,9 @@ def summarize(config, rows_by_seed: dict[int, dict], num_params: int,
       'num_params': num_params,
       'iterations': config.num_iterations,
       'num_seeds': len(seeds),
+      **({'pool_size': int(ds.x_train.shape[0]),
+          'test_size': int(ds.x_test.shape[0]),
+          'num_classes': int(ds.num_classes)} if ds is not None else {}),
       'wall_s': round(wall_s, 3),
   }
 
@@ -1466,7 +1472,7 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
     tb.close()
   sharding.sync('metrics')  # Every process reads process 0's final rows.
   summary = summarize(config, last_rows(metrics_path), r.num_params,
-                      saved_wall_s)
+                      saved_wall_s, r.dataset)
   if writer:
     write_json(os.path.join(workdir, 'summary.json'), summary)
   return summary

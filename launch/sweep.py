@@ -36,6 +36,7 @@ from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
 from configs import common  # pylint: disable=g-import-not-at-top
 from launch import common as launch_common
+from launch import sweep_eta
 
 _CONFIG = launch_common.define_config_file(
     os.path.join(REPO, 'configs', 'yinyang.py'),
@@ -137,10 +138,15 @@ def main(argv):
     discard_earlier_runs(rows)
   else:
     check_user_code_up_front(rows)
-  walls = []  # Of the rows this process ran, for the sweep's ETA.
-  # Rows finished before the sweep started do not count in its ETA.
+  # (wall s, row_work) of the rows this process ran, for the sweep's ETA;
+  # rows finished before it started only tell their data's sizes.
+  ran = []
   finished = [finished_summary(row_dir, config)
               for _, config, row_dir in rows]
+  known = {}
+  for (_, config, _), summary in zip(rows, finished):
+    if summary:
+      sweep_eta.learn_sizes(known, config, summary)
   for k, (name, config, row_dir) in enumerate(rows):
     log = (lambda s: None) if _QUIET.value else launch_common.log_line
     done = finished[k]
@@ -149,11 +155,15 @@ def main(argv):
             f'{row_dir}', flush=True)
       summaries.append(dict(done, row=name))
       continue
+    left = [sweep_eta.row_work(c, sweep_eta.row_sizes(known, c))
+            for (_, c, _), f in zip(rows[k:], finished[k:]) if not f]
     print(f'== {name} (row {k + 1}/{len(rows)}) -> {row_dir}'
-          f'{sweep_eta(walls, finished[k:].count(None))}', flush=True)
+          f'{sweep_eta.eta_text(ran, left)}', flush=True)
     start = time.monotonic()
     summaries.append(dict(experiment.run(config, row_dir, log=log), row=name))
-    walls.append(time.monotonic() - start)
+    sweep_eta.learn_sizes(known, config, summaries[-1])
+    ran.append((time.monotonic() - start, sweep_eta.row_work(
+        config, sweep_eta.row_sizes(known, config))))
     print(launch_common.result_table(summaries[-1:], labels[k:k + 1])
           .splitlines()[-1], flush=True)
   table = launch_common.result_table(summaries, labels)
@@ -163,17 +173,6 @@ def main(argv):
   experiment.write_lines(os.path.join(workdir, 'table.md'), [table + '\n'])
   experiment.write_json(os.path.join(workdir, 'summaries.json'), summaries)
   print(table)
-
-
-def sweep_eta(walls: list[float], rows_left: int) -> str:
-  """'; about 12m30s left in the sweep' (the rows left to run, this one
-  included and finished ones not, at the mean wall of the rows run so far;
-  rows differ, so an estimate), '' before any ran."""
-  from bass_jax import experiment  # pylint: disable=g-import-not-at-top
-  if not walls:
-    return ''
-  left = sum(walls) / len(walls) * rows_left
-  return f'; about {experiment.duration_text(left)} left in the sweep'
 
 
 def variations(specs: list[str], config, overridden: list[str]

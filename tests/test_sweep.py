@@ -73,6 +73,9 @@ def test_sweep_table_resume_and_unknown_row(finished):
   assert table[-1] in first.stdout.splitlines()
   summaries = json.loads((tmp_path / 'summaries.json').read_text())
   assert [s['num_seeds'] for s in summaries] == [2, 2]
+  # The data's sizes a seed worked on (the sweep's ETA reads them).
+  assert [(s['pool_size'], s['test_size'], s['num_classes'])
+          for s in summaries] == [(1000, 1000, 2)] * 2
   for row in ('initial', 'semi'):
     rows = (tmp_path / row / 'metrics.jsonl').read_text().splitlines()
     # --config.num_iterations=2 overrides every row, 'initial' too.
