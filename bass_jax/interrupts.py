@@ -22,16 +22,20 @@ import contextlib
 import signal
 import sys
 import threading
+from typing import Optional
 
 # Seconds before a dropped Ctrl-C is asked for again.
 RETRY_S = 0.01
 
 
 def _retrying_hook(previous):
-  """`sys.unraisablehook` that re-raises dropped KeyboardInterrupts later."""
+  """`sys.unraisablehook` that re-raises dropped KeyboardInterrupts later
+  (a dropped `Terminated` as SIGTERM, so it stays one)."""
   def hook(unraisable) -> None:
     if isinstance(unraisable.exc_value, KeyboardInterrupt):
-      threading.Timer(RETRY_S, _thread.interrupt_main).start()
+      signum = (signal.SIGTERM if isinstance(unraisable.exc_value, Terminated)
+                else signal.SIGINT)
+      threading.Timer(RETRY_S, _thread.interrupt_main, (signum,)).start()
       return
     previous(unraisable)
 
@@ -40,10 +44,23 @@ def _retrying_hook(previous):
 
 
 def install() -> None:
-  """Makes a Ctrl-C raised where Python drops it come again (once per
-  process: a second call changes nothing)."""
+  """Makes a Ctrl-C raised where Python drops it come again, and SIGTERM
+  raise `Terminated` where no run's `stop_requests` handles it (starting
+  up, between a sweep's rows, printing results) instead of ending the
+  process silently; once per process: a second call changes nothing."""
   if not getattr(sys.unraisablehook, 'retries_interrupts', False):
     sys.unraisablehook = _retrying_hook(sys.unraisablehook)
+  if (threading.current_thread() is threading.main_thread() and
+      signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum, frame):
+  del signum, frame
+  raise Terminated()
+
+
+_terminate.raises_interrupt = True
 
 
 def _owns(handler) -> bool:
@@ -60,6 +77,18 @@ class Terminated(KeyboardInterrupt):
   """A run stopped by SIGTERM (a preempted machine, `docker stop`, a
   scheduler): a KeyboardInterrupt, so whatever cleans up after Ctrl-C
   cleans up after it too; the CLI exits with 143 (128 + SIGTERM)."""
+
+
+# Stop requests a run did not act on: they came in its last iteration, so it
+# finished (`stop_requests`); `unserved_stop` hands them to the caller.
+_unserved: list[StopRequest] = []
+
+
+def unserved_stop() -> Optional[StopRequest]:
+  """The stop asked for in a run's last iteration, once (then None): the
+  run finished, but a caller with more to do (a sweep's next row) stops
+  instead, raising its `interrupt()`."""
+  return _unserved.pop() if _unserved else None
 
 
 class StopRequest:
@@ -120,14 +149,19 @@ def stop_requests(enabled: bool = True):
   previous = {}
   for sig, default in ((signal.SIGINT, signal.default_int_handler),
                        (signal.SIGTERM, signal.SIG_DFL)):
-    if signal.getsignal(sig) is not default:
-      continue
+    current = signal.getsignal(sig)
+    if current is not default and not getattr(current, 'raises_interrupt',
+                                              False):
+      continue  # A caller's own handler, or an ignored signal.
     if enabled:
       previous[sig] = signal.signal(sig, asked)
     elif sig == signal.SIGTERM:
       previous[sig] = signal.signal(sig, at_once)
+  _unserved.clear()
   try:
     yield request
+    if request.requested:
+      _unserved.append(request)
   finally:
     for sig, handler in previous.items():
       signal.signal(sig, handler)

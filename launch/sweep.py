@@ -98,6 +98,7 @@ def check_base_arg(base_arg: str, row_names: list[str],
 def main(argv):
   del argv
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
+  from bass_jax import interrupts  # pylint: disable=g-import-not-at-top
   from bass_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
   path, base_arg = config_path_and_arg()
   module = config_module(path)
@@ -134,20 +135,26 @@ def main(argv):
   for line in replaced_row_values(
       module, args, launch_common.cli_overrides() + list(combos[0])):
     print(line, flush=True)
+  # --overwrite reruns finished rows too.
+  finished = [None if _OVERWRITE.value else finished_summary(row_dir, config)
+              for _, config, row_dir in rows]
+  check_rows_up_front([(row, arg) for row, arg, done in zip(
+      rows, [a for a in args for _ in combos], finished) if not done])
   if _OVERWRITE.value and rows:
     discard_earlier_runs(rows)
-  else:
-    check_user_code_up_front(rows)
   # (wall s, row_work) of the rows this process ran, for the sweep's ETA;
   # rows finished before it started only tell their data's sizes.
   ran = []
-  finished = [finished_summary(row_dir, config)
-              for _, config, row_dir in rows]
   known = {}
   for (_, config, _), summary in zip(rows, finished):
     if summary:
       sweep_eta.learn_sizes(known, config, summary)
   for k, (name, config, row_dir) in enumerate(rows):
+    # Ctrl-C or SIGTERM in the previous row's last iteration let it
+    # finish; the sweep stops before the next one.
+    stop = interrupts.unserved_stop()
+    if stop:
+      raise stop.interrupt()
     log = (lambda s: None) if _QUIET.value else launch_common.log_line
     done = finished[k]
     if done:
@@ -263,25 +270,49 @@ def replaced_row_values(module, args: list[str],
   return lines
 
 
-def check_user_code_up_front(rows: list[tuple[str, object, str]]) -> None:
-  """Traces every row's model or score of one's own against its data
-  (`experiment.checked_setup`) before the first row starts: one that breaks
-  its contract in the last row once stopped the sweep hours in. (Built-in
-  code needs no trace; --overwrite checks every row anyway.)"""
+def check_rows_up_front(rows: list[tuple[tuple[str, object, str], str]]
+                        ) -> None:
+  """Checks every row to run against its data and devices, user code traced
+  (`experiment.checked_setup`, what a run checks before it starts), before
+  the first row starts: a row that cannot run (a query larger than its
+  pool, a class short of initial labels, a broken data file or model) once
+  stopped sweeps minutes or hours in.
+
+  Args:
+    rows: ((name, config, workdir), its --config row arg) of each row.
+
+  Raises:
+    ConfigError: naming every row that cannot run and why, and the --rows
+      that would run the others.
+  """
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
-  from bass_jax import user_code  # pylint: disable=g-import-not-at-top
-  for _, config, _ in rows:
-    if user_code.names_any(config):
+  from bass_jax.errors import BassError  # pylint: disable=g-import-not-at-top
+  from bass_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  problems = {}
+  for (name, config, _), _ in rows:
+    try:
       experiment.checked_setup(config)
+    except BassError as e:
+      problems[name] = str(e)
+  if not problems:
+    return
+  bad = {arg.split(',')[0] for (name, _, _), arg in rows if name in problems}
+  good = list(dict.fromkeys(arg.split(',')[0] for _, arg in rows
+                            if arg.split(',')[0] not in bad))
+  hint = f'; run the others with --rows={",".join(good)}' if good else ''
+  what = '; '.join(f'row {name}: {why}' for name, why in problems.items())
+  if len(rows) > 1:
+    what = f'{len(problems)} of the {len(rows)} rows cannot run: {what}'
+  raise ConfigError(what + hint)
 
 
 def discard_earlier_runs(rows: list[tuple[str, object, str]]) -> None:
   """--overwrite: deletes every selected row's earlier run up front.
 
-  Every row's config is checked first, against its data and devices too
-  (`experiment.checked_setup`, what a run checks before it starts), so a
-  bad value or a missing data file deletes nothing, and so is a row
-  another process is running (its workdir lock is held).
+  Every row was checked against its data and devices before
+  (`check_rows_up_front`), so a bad value or a missing data file deletes
+  nothing, and so is a row another process is running (its workdir lock
+  is held).
   Rows then start afresh, and a sweep stopped part-way (Ctrl-C, a crash)
   is continued by its command without --overwrite: the rows it finished
   are kept, the one it was running resumes, the others start afresh
@@ -291,7 +322,6 @@ def discard_earlier_runs(rows: list[tuple[str, object, str]]) -> None:
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
   from bass_jax import sharding  # pylint: disable=g-import-not-at-top
   for _, config, row_dir in rows:
-    experiment.checked_setup(config)
     experiment.check_workdir_config(row_dir, config, overwrite=True)
   if sharding.is_writer():
     existing = [d for _, _, d in rows if os.path.isdir(d)]

@@ -370,6 +370,49 @@ def test_sigterm_asks_to_stop_and_a_second_one_terminates(capsys):
     signal.signal(signal.SIGTERM, before)
 
 
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason='signal handlers live on the main thread')
+def test_sigterm_outside_a_run_and_in_its_last_iteration(capsys):
+  def delivered(condition):
+    for _ in range(100):
+      if condition():
+        return True
+      time.sleep(0.01)
+    return False
+
+  before = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+  try:
+    # The CLI's install(): SIGTERM outside a run (starting up, between a
+    # sweep's rows) raises Terminated, which it says in one line (exit
+    # 143), where the default action ended the process without a word.
+    interrupts.install()
+    with pytest.raises(interrupts.Terminated):
+      os.kill(os.getpid(), signal.SIGTERM)
+      delivered(lambda: False)
+    # A run still asks to stop at the first one, and gives the handler back.
+    handler = signal.getsignal(signal.SIGTERM)
+    with interrupts.stop_requests() as stop:
+      os.kill(os.getpid(), signal.SIGTERM)
+      assert delivered(lambda: stop.requested)
+    assert signal.getsignal(signal.SIGTERM) is handler
+    # The block ended without acting on it (the run's last iteration): the
+    # caller gets it once, to stop before doing more.
+    unserved = interrupts.unserved_stop()
+    assert unserved is stop and isinstance(unserved.interrupt(),
+                                           interrupts.Terminated)
+    assert interrupts.unserved_stop() is None
+    # A run that stopped as asked raised it: nothing left over.
+    with pytest.raises(interrupts.Terminated):
+      with interrupts.stop_requests() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert delivered(lambda: stop.requested)
+        raise stop.interrupt()
+    assert interrupts.unserved_stop() is None
+    assert capsys.readouterr().err.count('SIGTERM: stopping once') == 2
+  finally:
+    signal.signal(signal.SIGTERM, before)
+
+
 def test_seeds_over_cpu_cores_equal_one_device(tmp_path, env, reference):
   """--config.cpu_devices=2 with 'seed:2': the 2 seeds run on their own
   CPU devices (launch/train.py sets the count before JAX starts) and give
@@ -878,6 +921,7 @@ def test_ctrl_c_inside_a_callback_is_raised_after_it(monkeypatch, where,
   printed and dropped, and the run went on."""
   seen = []
   monkeypatch.setattr(sys, 'unraisablehook', seen.append)
+  monkeypatch.setattr(signal, 'signal', lambda *_: None)  # SIGTERM's kept.
   interrupts.install()
   interrupts.install()  # Once per process: not wrapped twice.
   calls = []

@@ -289,6 +289,59 @@ def test_a_broken_model_in_a_later_row_stops_the_sweep_before_the_first(
   assert not any(p.is_dir() for p in tmp_path.iterdir())
 
 
+def test_rows_that_cannot_run_on_their_data_stop_the_sweep_up_front(
+    tmp_path, forkserver):
+  # A query larger than the pool (1,000) fails its row's data checks: the
+  # sweep names it and the --rows that would run the others before any row
+  # starts, not after the rows before it ran.
+  bad = _sweep(tmp_path, '--rows=semi,active', '--vary=query_size=2,5000',
+               runner=forkserver)
+  assert bad.returncode == 2, bad.stdout[-2000:]
+  lines = bad.stderr.splitlines()
+  assert lines == [
+      'error: 1 of the 4 rows cannot run: row active-query_size=5000: '
+      'config.query_size=5000 exceeds the pool size 1000; run the others '
+      'with --rows=semi'], lines
+  assert '== ' not in bad.stdout
+  assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+# launch/sweep.py after a patch: SIGTERM to itself in the first row's last
+# iteration (2), once, as a preempted machine sends it.
+SIGTERM_IN_LAST_ITERATION = '''
+import os, runpy, signal, sys
+from bass_jax import experiment
+_rows = experiment.metrics_rows
+def metrics_rows(metrics, seeds):
+  rows = _rows(metrics, seeds)
+  if rows[0]['iteration'] == 2 and not getattr(metrics_rows, 'sent', False):
+    metrics_rows.sent = True
+    os.kill(os.getpid(), signal.SIGTERM)
+  return rows
+experiment.metrics_rows = metrics_rows
+sys.argv = ['launch/sweep.py'] + sys.argv[1:]
+runpy.run_path('launch/sweep.py', run_name='__main__')
+'''
+
+
+def test_a_stop_in_a_rows_last_iteration_stops_the_sweep_after_it(tmp_path):
+  # The row has no iteration left to stop after, so it finishes; the sweep
+  # then stops before the next row (it once ran it and exited 0).
+  env = {k: v for k, v in os.environ.items() if k != 'BASS_DEBUG'}
+  run = subprocess.run(
+      [sys.executable, '-c', SIGTERM_IN_LAST_ITERATION,
+       f'--workdir={tmp_path}', *[a for a in TINY if a != '--quiet'],
+       '--rows=initial,semi'],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert run.returncode == 143, run.stdout[-2000:] + run.stderr[-2000:]
+  assert 'SIGTERM: stopping once this iteration is done' in run.stderr
+  assert run.stderr.splitlines()[-1].startswith(
+      'terminated (SIGTERM); to continue, run: '), run.stderr
+  assert 'Traceback' not in run.stderr
+  assert (tmp_path / 'initial' / 'summary.json').exists()
+  assert '== semi' not in run.stdout and not (tmp_path / 'semi').exists()
+
+
 @pytest.mark.parametrize('vary, message', [
     (['--vary=dropout'], '--vary=dropout: expected field=v1,v2,...'),
     (['--vary=no_such=1'], "--vary=no_such=1: the config has no field "
