@@ -1024,10 +1024,10 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
                         'it back, or use a new --workdir or --overwrite')
     return
   try:
-    with open(path) as f:
-      stored = json.load(f)
-  except (OSError, ValueError) as e:
-    raise ConfigError(f'{path} is unreadable ({e}); use a new --workdir')
+    stored = reporting.read_config(path)
+  except BassError as e:
+    raise ConfigError(f'{e}; or use a new --workdir, or pass --overwrite'
+                      ) from None
   diff = config_differences(stored, config)
   if diff:
     k = diff[0]
@@ -1226,19 +1226,16 @@ def kept_metrics(path: str, before_iteration: int) -> list[str]:
 
   Later lines (written after the checkpoint) and a torn last line from a
   crash are dropped, so every (iteration, seed) appears exactly once.
+
+  Raises:
+    DataError: a line before the last is no metrics row (a damaged or
+      hand-edited file; `reporting.read_metrics`).
   """
   if not os.path.exists(path):
     return []
-  kept = []
-  with open(path) as f:
-    for line in f:
-      try:
-        row = json.loads(line)
-      except ValueError:
-        continue
-      if row.get('iteration', before_iteration) < before_iteration:
-        kept.append(line if line.endswith('\n') else line + '\n')
-  return kept
+  # Written back as json.dumps wrote them: the same bytes.
+  return [json.dumps(row) + '\n' for row in reporting.read_metrics(path)
+          if row['iteration'] < before_iteration]
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
@@ -1746,11 +1743,9 @@ def check_finite_params(params: Any, where: str, workdir: str) -> None:
 def last_rows(metrics_path: str) -> dict[int, dict]:
   """The row of the highest iteration per seed, from metrics.jsonl."""
   last = {}
-  with open(metrics_path) as f:
-    for line in f:
-      row = json.loads(line)
-      if row['iteration'] >= last.get(row['seed'], {}).get('iteration', -1):
-        last[row['seed']] = row
+  for row in reporting.read_metrics(metrics_path):
+    if row['iteration'] >= last.get(row['seed'], {}).get('iteration', -1):
+      last[row['seed']] = row
   return last
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from bass_jax import user_code
 from bass_jax.errors import DataError
+from configs import common
 
 # What the tables and plots read from every metrics.jsonl row.
 ROW_KEYS = ('iteration', 'seed', 'val_acc', 'num_labels')
@@ -46,7 +47,7 @@ def read_workdir(workdir: str) -> dict[str, Any]:
         raise DataError(f'{path} not found: not a bass_jax workdir')
       out[key] = None
       continue
-    out[key] = read_json_object(path)
+    out[key] = read_config(path) if key == 'config' else read_summary(path)
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):
     ckpts = os.path.join(workdir, 'checkpoints')
@@ -62,7 +63,83 @@ def read_workdir(workdir: str) -> dict[str, Any]:
   if not out['rows']:
     raise NoFinishedIteration(f'{workdir} has no finished iteration yet '
                               f'(no rows in {path})')
+  check_rows_complete(path, out['config'], out['summary'] is not None,
+                      out['rows'], newest_checkpoint(workdir))
   return out
+
+
+def newest_checkpoint(workdir: str) -> int:
+  """The highest step of the workdir's complete checkpoints (a
+  checkpoints/<step> folder with its meta.json), 0 if none; a run
+  checkpoints step i + 1 after iteration i."""
+  folder = os.path.join(workdir, 'checkpoints')
+  names = os.listdir(folder) if os.path.isdir(folder) else []
+  return max((int(n) for n in names if n.isdigit() and os.path.isfile(
+      os.path.join(folder, n, 'meta.json'))), default=0)
+
+
+def check_rows_complete(path: str, config: dict[str, Any], finished: bool,
+                        rows: list[dict[str, Any]], checkpointed: int) -> None:
+  """Refuses metrics rows that miss an iteration the run has done: all of
+  0..num_iterations of every seed once it `finished`, else those below its
+  newest checkpoint (`checkpointed`); a lost row would silently change a
+  table (train.py refuses to resume from such a file, too).
+
+  Raises:
+    DataError: naming how many rows the file holds and should.
+  """
+  seeds = config.get('num_seeds', 1)
+  done = config.get('num_iterations', 0) + 1 if finished else checkpointed
+  have = {(r['iteration'], r['seed']) for r in rows if r['iteration'] < done}
+  if len(have) < done * seeds:
+    raise DataError(
+        f'{path} holds {len(have)} of the {done * seeds} rows of iterations '
+        f'0..{done - 1} ({seeds} seeds), which the run '
+        f'{"finished" if finished else "checkpointed"}: restore the file '
+        '(its rows are the results), or run again with --overwrite')
+
+
+def read_summary(path: str) -> dict[str, Any]:
+  """A run's summary.json, with what the tables read from it: val_acc's
+  mean and std, num_seeds and wall_s as numbers.
+
+  Raises:
+    DataError: the file is unreadable, not an object, or lacks one of them.
+  """
+  summary = read_json_object(path)
+  number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+  acc = summary.get('val_acc')
+  if not (isinstance(acc, dict) and number(acc.get('mean')) and
+          number(acc.get('std')) and number(summary.get('num_seeds')) and
+          number(summary.get('wall_s'))):
+    raise DataError(f'{path} is unreadable (no val_acc mean and std, '
+                    'num_seeds or wall_s); it must be the file that '
+                    'launch/train.py wrote (relaunching the run rewrites it)')
+  return summary
+
+
+def read_config(path: str) -> dict[str, Any]:
+  """A run's config.json: a JSON object whose fields have their types.
+
+  Raises:
+    DataError: the file is unreadable, not an object, or a field's value
+      is not of the field's type (a hand-edited or damaged file).
+  """
+  stored = read_json_object(path)
+  for field, default in common.base_config().items():
+    value = stored.get(field, default)
+    kind = type(default)
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+          if kind is float else
+          isinstance(value, kind) and (kind is bool or
+                                       not isinstance(value, bool)))
+    if not ok:
+      what = {bool: 'true or false', int: 'an integer', float: 'a number',
+              str: 'a string'}[kind]
+      raise DataError(f'{path} is unreadable (its {field} is {value!r}, not '
+                      f'{what}); it must be the file that launch/train.py '
+                      'wrote')
+  return stored
 
 
 def read_json_object(path: str) -> dict[str, Any]:
@@ -109,12 +186,20 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
 
 
 def _metrics_row(line: str) -> dict[str, Any] | None:
-  """A metrics.jsonl line as a row, or None if it is not one."""
+  """A metrics.jsonl line as a row, or None if it is not one: a JSON
+  object with ROW_KEYS, integer iteration, seed and num_labels, a number
+  for val_acc, and numbers or null (pseudo_acc) elsewhere."""
   try:
     row = json.loads(line)
   except ValueError:
     return None
   if not isinstance(row, dict) or not set(ROW_KEYS) <= set(row):
+    return None
+  number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+  if not (all(v is None or number(v) for v in row.values()) and
+          number(row['val_acc']) and
+          all(isinstance(row[k], int) for k in ('iteration', 'seed',
+                                                'num_labels'))):
     return None
   return row
 

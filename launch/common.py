@@ -153,6 +153,24 @@ def fail(message: str) -> NoReturn:
   sys.exit(2)
 
 
+def out_of_memory(e: BaseException) -> bool:
+  """Whether `e` is XLA failing to allocate (host or device memory)."""
+  return 'RESOURCE_EXHAUSTED' in str(e) and type(e).__name__ in (
+      'JaxRuntimeError', 'XlaRuntimeError')
+
+
+def out_of_memory_message(e: BaseException) -> str:
+  """One line for an allocation XLA could not make: what ran out and what
+  to lower."""
+  what = str(e).split('RESOURCE_EXHAUSTED:', 1)[-1].strip().splitlines()
+  return (f'out of memory ({what[0] if what else "RESOURCE_EXHAUSTED"}): '
+          'lower config.chunk_size / eval_chunk_size (0 is auto; a workdir '
+          'resumes under new ones), or num_seeds, batch_size or the MC '
+          'passes (mc_passes_pool, mc_passes_gt, batchbald_passes: another '
+          'run, so a new --workdir or --overwrite), or run on a device with '
+          'more memory')
+
+
 def command_line() -> str:
   """The command that continues this run, ready to paste.
 
@@ -341,7 +359,11 @@ def run_main(main) -> None:
     except oracle.WaitingForLabels as e:
       print(f'{e}:\n  {command_line()}', flush=True)
       sys.exit(oracle.WAITING_FOR_LABELS)
-    except (BassError, OSError) as e:
+    except Exception as e:  # pylint: disable=broad-except
+      if not isinstance(e, (BassError, OSError)):
+        if out_of_memory(e):
+          fail(out_of_memory_message(e))
+        raise  # A bug: its traceback.
       if getattr(e, 'errno', None) == errno.ENOSPC:
         # E.g. metrics.jsonl's write: '[Errno 28] No space left on device'.
         fail(f'{e}; free some space and run the same command again to '

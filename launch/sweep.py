@@ -23,7 +23,6 @@ on, labelled `<name>:<variant> (acquisition_beta=2)` in the table; several
 import contextlib
 import importlib.util
 import itertools
-import json
 import os
 import sys
 import time
@@ -357,14 +356,21 @@ def selected_rows(args: list[str], rows: list[str] | None) -> list[str]:
 def finished_summary(row_dir: str, config) -> dict | None:
   """The row's summary if it already ran to the end with this config (as
   experiment.run compares them: fields added since the run take their
-  defaults, and where it ran does not count)."""
+  defaults, and where it ran does not count). A damaged config.json or
+  summary.json is no finished row: running it says what is wrong, or
+  rewrites the summary (the run finds itself finished)."""
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  from bass_jax.errors import BassError  # pylint: disable=g-import-not-at-top
+  paths = [os.path.join(row_dir, name) for name in ('config.json',
+                                                    'summary.json')]
+  if not all(os.path.exists(p) for p in paths):
+    return None
   try:
-    with open(os.path.join(row_dir, 'config.json')) as f:
-      same = not experiment.config_differences(json.load(f), config)
-    with open(os.path.join(row_dir, 'summary.json')) as f:
-      return json.load(f) if same else None
-  except (OSError, ValueError):
+    same = not experiment.config_differences(
+        reporting.read_config(paths[0]), config)
+    return reporting.read_summary(paths[1]) if same else None
+  except BassError:
     return None
 
 

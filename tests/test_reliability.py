@@ -688,6 +688,21 @@ CASES = [
     Case('metrics_deleted', (), ('metrics.jsonl', 'holds 0 of the',
                                  '--overwrite'),
          setup=lambda tmp, workdir: (workdir / 'metrics.jsonl').unlink()),
+    # Hand-edited files: a row of the wrong types, config fields too.
+    Case('metrics_row_of_wrong_types', (), (
+        'metrics.jsonl line 3 is not a metrics row', 'corrupt'),
+         setup=lambda tmp, workdir: edit_json_line(
+             workdir / 'metrics.jsonl', 2, val_acc=None)),
+    Case('config_json_field_of_wrong_type', (), (
+        "config.json is unreadable (its num_iterations is '40', not an "
+        'integer)', '--overwrite'),
+         setup=lambda tmp, workdir: (workdir / 'config.json').write_text(
+             json.dumps(dict(json.loads((workdir / 'config.json').read_text()),
+                             num_iterations='40')))),
+    Case('config_json_a_list', (), (
+        'config.json is unreadable (a JSON list, not an object)',),
+         setup=lambda tmp, workdir: (workdir / 'config.json').write_text(
+             '[1, 2]')),
     Case('checkpoints_is_a_file', (), ('checkpoints is not a folder',),
          setup=lambda tmp, workdir: replace_checkpoints_with_a_file(workdir)),
     Case('positional_argument', ('configs/mnist_blog.py',),
@@ -742,6 +757,13 @@ CASES = [
 ]
 
 
+def edit_json_line(path, index, **changes):
+  """Sets fields of the JSON object on line `index` of a file."""
+  lines = path.read_text().splitlines()
+  lines[index] = json.dumps(dict(json.loads(lines[index]), **changes))
+  path.write_text('\n'.join(lines) + '\n')
+
+
 def replace_checkpoints_with_a_file(workdir):
   shutil.rmtree(workdir / 'checkpoints')
   (workdir / 'checkpoints').write_text('not a folder')
@@ -788,6 +810,19 @@ def test_bad_input_is_one_line_and_harmless(case, tmp_path, env, reference,
   assert 'ValueError' not in lines[0]  # The message says it; no type name.
   assert 'Traceback' not in result.stdout + result.stderr
   assert snapshot(workdir) == before
+
+
+def test_out_of_memory_is_one_line_naming_what_to_lower(tmp_path, env,
+                                                        forkserver):
+  # A batch of 10^8 toy samples needs ~300 GB: XLA cannot allocate it,
+  # which once ended in a 40-line traceback and exit status 1 (a bug's).
+  result = forkserver(command(tmp_path / 'run', [
+      *TOY, '--config.batch_size=100000000'])[1:], env)
+  assert result.returncode == 2, result.stdout + result.stderr
+  lines = result.stderr.splitlines()
+  assert len(lines) == 1 and lines[0].startswith(
+      'error: out of memory (Out of memory allocating '), result.stderr
+  assert 'lower config.chunk_size' in lines[0] and 'num_seeds' in lines[0]
 
 
 @pytest.mark.parametrize('script', ['train', 'sweep', 'report', 'export'])

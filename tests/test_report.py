@@ -211,9 +211,33 @@ def test_read_workdir_torn_and_corrupt_files(workdirs, tmp_path):
   with pytest.raises(DataError, match=r'metrics\.jsonl line 4 is not a '
                      'metrics row'):
     reporting.read_workdir(str(w))
+  # So is a row of the wrong types (a hand-edited file).
+  nulled = json.loads(lines[0])
+  nulled['val_acc'] = None
+  metrics.write_text(''.join(lines[:3] + [json.dumps(nulled) + '\n']
+                             + lines[3:]))
+  with pytest.raises(DataError, match=r'metrics\.jsonl line 4 is not a '
+                     'metrics row'):
+    reporting.read_workdir(str(w))
+  # A finished run's rows cut short would make a table of its first
+  # iterations: refused, as a resume refuses them.
+  metrics.write_text(''.join(lines[:3]))
+  with pytest.raises(DataError, match=r'metrics\.jsonl holds 3 of the '
+                     rf'{len(lines)} rows of iterations 0\.\.'):
+    reporting.read_workdir(str(w))
   metrics.write_text('')
   with pytest.raises(reporting.NoFinishedIteration,
                      match='has no finished iteration yet'):
+    reporting.read_workdir(str(w))
+  metrics.write_text(text)
+  config = json.loads((w / 'config.json').read_text())
+  (w / 'config.json').write_text(json.dumps(dict(config, num_iterations='x')))
+  with pytest.raises(DataError, match=r"config\.json is unreadable \(its "
+                     r"num_iterations is 'x', not an integer\)"):
+    reporting.read_workdir(str(w))
+  (w / 'config.json').write_text(json.dumps(config))
+  (w / 'summary.json').write_text(json.dumps({'val_acc': {'mean': 'x'}}))
+  with pytest.raises(DataError, match=r'summary\.json is unreadable'):
     reporting.read_workdir(str(w))
   (w / 'config.json').write_text('{"name": ')
   with pytest.raises(DataError, match=r'config\.json is unreadable'):
