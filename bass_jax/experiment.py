@@ -217,6 +217,10 @@ def check_user_code(config: ml_collections.ConfigDict,
       raise ConfigError(f'config.{field} {e}') from None
 
 
+# The most optimizer steps one trip of an epoch's loop may compile.
+MAX_STEPS_PER_TRIP = 64
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Checks every field's value and the cross-field rules, in one place.
 
@@ -246,6 +250,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'config.cpu_devices={config.cpu_devices} must be at '
                       f'most {MAX_CPU_DEVICES} (one per core is the useful '
                       f'size; this machine has {os.cpu_count()})')
+  if config.steps_per_trip > MAX_STEPS_PER_TRIP:
+    # Each step of a trip is compiled in turn: 100,000 compiled for minutes
+    # at gigabytes of memory.
+    raise ConfigError(f'config.steps_per_trip={config.steps_per_trip} must '
+                      f'be at most {MAX_STEPS_PER_TRIP} (its steps are '
+                      'compiled one after another; 1-16 were measured, '
+                      'benchmarks/README.md)')
   if not config.dataset:
     raise ConfigError('config.dataset is empty: name a dataset, a .npz file '
                       'or an image folder')
@@ -1014,6 +1025,12 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
       raise ConfigError(f'{path} is not a folder; move it away (the run '
                         'keeps its checkpoints and queries there)')
   path = os.path.join(workdir, 'config.json')
+  runs = [] if os.path.exists(path) else reporting.run_folders(workdir)
+  if runs:  # --overwrite clears a run's files, never other runs.
+    names = ', '.join(os.path.basename(r) for r in runs)
+    raise ConfigError(f'workdir {workdir} holds {len(runs)} runs in its '
+                      f'folders ({names}: a sweep?), not one; give this run '
+                      'a --workdir of its own')
   if overwrite:
     return
   if not os.path.exists(path):
@@ -1188,11 +1205,11 @@ def clear_run(workdir: str) -> None:
   corrections and TensorBoard events, which would sit beside the new run's
   (old query images next to a new manifest, two curves per tag)."""
   checkpoint.discard_all(workdir)
-  for name in ('summary.json', 'config.json', 'metrics.jsonl', CORRECTIONS):
+  for name in RUN_FILES:
     path = os.path.join(workdir, name)
     if os.path.exists(path):
       os.remove(path)
-  for folder in ('queries', 'tensorboard', 'corrections'):
+  for folder in RUN_FOLDERS:
     path = os.path.join(workdir, folder)
     if os.path.isdir(path):
       shutil.rmtree(path)
@@ -1648,6 +1665,10 @@ def answered_state(r: Run, state: loop.LoopState, workdir: str,
 
 # A person's corrections of labels a run has, read when it goes on.
 CORRECTIONS = 'corrections.csv'
+# A run's own files and folders in its workdir, besides checkpoints/ and
+# LOCK_FILE: what --overwrite clears (`clear_run`).
+RUN_FILES = ('summary.json', 'config.json', 'metrics.jsonl', CORRECTIONS)
+RUN_FOLDERS = ('queries', 'tensorboard', 'corrections')
 
 
 def corrections(r: Run, state: loop.LoopState,

@@ -106,6 +106,19 @@ def pool_files(config, pool_size: int) -> Optional[list[str]]:
   return [str(p) for p in data_lib.image_folder_files(root).train[:pool_size]]
 
 
+def is_run_file(workdir: str, path: str) -> bool:
+  """Whether `path` is (or would be) one of the run's own files in
+  `workdir`: its config, metrics, summary, lock, corrections, or a file in
+  its checkpoints or query folders, which a labels CSV must not replace."""
+  root = os.path.realpath(workdir)
+  path = os.path.realpath(path)
+  if os.path.dirname(path) == root and os.path.basename(path) in (
+      *experiment.RUN_FILES, experiment.LOCK_FILE):
+    return True
+  return any(path.startswith(os.path.join(root, folder) + os.sep)
+             for folder in ('checkpoints', *experiment.RUN_FOLDERS))
+
+
 def write_csv(path: str, table: dict[str, np.ndarray],
               class_names: tuple[str, ...] = (),
               files: Optional[list[str]] = None) -> str:
@@ -190,7 +203,8 @@ def export_labels(workdir: str, out: str, seed_index: int = 0,
     finished run, else the iteration exported and why the run stopped).
 
   Raises:
-    ConfigError: seed_index out of range, or `out` is a folder.
+    ConfigError: seed_index out of range, or `out` is a folder or one of
+      the run's own files (`is_run_file`).
     DataError: the workdir holds no run, an unreadable config.json or no
       valid checkpoint.
   """
@@ -202,6 +216,10 @@ def export_labels(workdir: str, out: str, seed_index: int = 0,
                       f'{", ".join(os.path.basename(r) for r in rows)})')
     raise DataError(f'{workdir} holds no run (no config.json); pass the '
                     '--workdir of a launch/train.py run')
+  if is_run_file(workdir, out):
+    raise ConfigError(f'--out={out} is a file of the run in {workdir}; give '
+                      'another name, e.g. '
+                      f'--out={os.path.join(workdir, "labels.csv")}')
   if os.path.isdir(out):
     # Checked first: the MC-dropout sweep before the write may take long.
     raise ConfigError(f'--out={out} is a folder; give a file name, e.g. '

@@ -703,6 +703,15 @@ CASES = [
         'config.json is unreadable (a JSON list, not an object)',),
          setup=lambda tmp, workdir: (workdir / 'config.json').write_text(
              '[1, 2]')),
+    # A sweep's folder is no run's: a run written there hid its rows from
+    # report.py; --overwrite does not clear other runs either.
+    Case('workdir_of_a_sweep', ('--overwrite',), (
+        'holds 2 runs in its folders (a, b: a sweep?), not one',),
+         workdir='fresh',
+         setup=lambda tmp, workdir: make_sweep_folder(workdir)),
+    Case('steps_per_trip_past_compiling', ('--config.steps_per_trip=100000',),
+         ('config.steps_per_trip=100000 must be at most 64',),
+         workdir='fresh'),
     Case('checkpoints_is_a_file', (), ('checkpoints is not a folder',),
          setup=lambda tmp, workdir: replace_checkpoints_with_a_file(workdir)),
     Case('positional_argument', ('configs/mnist_blog.py',),
@@ -755,6 +764,14 @@ CASES = [
              tmp / 'one.npz', y_train=np.zeros(40, np.int64),
              y_test=np.zeros(20, np.int64), num_classes=np.int64(1))),
 ]
+
+
+def make_sweep_folder(workdir):
+  """A folder with rows a and b, each a config.json of a run."""
+  for row in ('a', 'b'):
+    (workdir / row).mkdir(parents=True)
+    (workdir / row / 'config.json').write_text(
+        json.dumps(yinyang.get_config().to_dict()))
 
 
 def edit_json_line(path, index, **changes):

@@ -297,6 +297,14 @@ def test_export_cli_bad_workdirs_are_one_line(workdirs, tmp_path):
   # A folder as --out: refused before the work.
   status, _, err = script('export', f'--workdir={w}', f'--out={tmp_path}')
   assert status == 2 and len(err) == 1 and 'is a folder' in err[0], err
+  # So is a file of the run itself, which the CSV once replaced.
+  summary = (w / 'summary.json').read_bytes()
+  status, _, err = script('export', f'--workdir={w}',
+                          f'--out={w / "summary.json"}')
+  assert status == 2 and err == [
+      f'error: --out={w / "summary.json"} is a file of the run in {w}; give '
+      f'another name, e.g. --out={w / "labels.csv"}'], err
+  assert (w / 'summary.json').read_bytes() == summary
   (w / 'config.json').write_text('{"name": ')
   status, _, err = script('export', f'--workdir={w}', f'--out={out}')
   assert status == 2 and len(err) == 1, err
@@ -887,3 +895,15 @@ def test_calibration_plot_of_runs_with_and_without_the_metrics(tmp_path):
                  for i in range(5) for s, r in enumerate(new['rows'])]
   assert reporting.plot_calibration_curves([old, new], path) == path
   assert_nontrivial_png(path)
+
+
+def test_is_run_file_guards_the_runs_own_files(tmp_path):
+  w = tmp_path / 'run'
+  for own in ('config.json', 'metrics.jsonl', 'run.lock',
+              'checkpoints/10/meta.json', 'queries/5/manifest.csv'):
+    assert export.is_run_file(str(w), str(w / own)), own
+  for other in ('labels.csv', 'report/table.csv', '../config.json'):
+    assert not export.is_run_file(str(w), str(w / other)), other
+  # Through another spelling of the same folder.
+  assert export.is_run_file(str(w), str(tmp_path / '.' / 'run' /
+                                        'summary.json'))

@@ -88,6 +88,13 @@ def test_sweep_table_resume_and_unknown_row(finished):
   assert (tmp_path / 'semi' / 'metrics.jsonl').read_bytes() == metrics
   assert (tmp_path / 'table.md').read_text().splitlines() == table
 
+  # A run's workdir is no sweep's: rows written into it hid from report.py.
+  inside = _sweep(tmp_path / 'semi', '--rows=semi')
+  assert inside.returncode == 2 and inside.stderr.splitlines() == [
+      f'error: {tmp_path / "semi"} holds a run (its config.json), not a '
+      'sweep; give the sweep a --workdir of its own'], inside.stderr
+  assert (tmp_path / 'semi' / 'metrics.jsonl').read_bytes() == metrics
+
   bad = _sweep(tmp_path / 'bad', '--rows=semi,nope')
   assert bad.returncode == 2
   lines = bad.stderr.splitlines()
