@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bass_jax import checkpoint
 from bass_jax import experiment
 from bass_jax import mc_dropout
 from bass_jax import reporting
@@ -55,7 +56,11 @@ def restored(workdir: str, dataset=None, warn=None, data_dir: str = ''):
   run = experiment.build(config, dataset)
   skipped = []
   # Collected, not logged: one line in all instead of one per checkpoint.
-  found = experiment.latest_checkpoint(workdir, run.state, skipped.append)
+  try:
+    found = experiment.latest_checkpoint(workdir, run.state, skipped.append)
+  except checkpoint.CheckpointMismatchError as e:
+    raise checkpoint.CheckpointMismatchError(
+        f'{e}: {experiment.mismatch_cause(e, config.num_seeds)}') from e
   if found is None:
     damaged = f' ({len(skipped)} damaged)' if skipped else ''
     raise DataError(f'{workdir} has no valid checkpoint{damaged}')

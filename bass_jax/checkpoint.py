@@ -67,9 +67,11 @@ class CheckpointMismatchError(CheckpointError):
   Attributes:
     saved_shape, wanted_shape: the first differing leaf's shapes (checkpoint,
       template), or None when the leaves differ in number, name or dtype.
+    leaf: the first differing leaf's path ('.train.params[...]'), or ''.
   """
   saved_shape: Optional[tuple[int, ...]] = None
   wanted_shape: Optional[tuple[int, ...]] = None
+  leaf: str = ''
 
 
 class Restored(NamedTuple):
@@ -521,6 +523,7 @@ def _check_template(path: str, meta: dict, specs: list[Spec]) -> None:
                      f'the template wants {dtype}{list(shape)}',
                      CheckpointMismatchError)
       error.saved_shape, error.wanted_shape = tuple(leaf['shape']), shape
+      error.leaf = name
       raise error
 
 

@@ -93,6 +93,7 @@ PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'deterministic_ops',
 # Paths each host may give its own way (a mount point, a local cache); the
 # rest of a multi-process run's config must agree across processes.
 PER_HOST_FIELDS = ('data_dir', 'compilation_cache')
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Far above any CPU's core count; more CPU devices only cost start-up time.
 MAX_CPU_DEVICES = 512
 NON_NEGATIVE = ('chunk_size', 'eval_chunk_size', 'initial_block_epochs',
@@ -245,6 +246,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field in NON_NEGATIVE:
     if not config[field] >= 0:
       raise ConfigError(f'config.{field}={config[field]!r} must be >= 0')
+  for field in REAL_FIELDS:
+    # The device computes in float32: beyond its range a value is inf.
+    if abs(config[field]) > FLOAT32_MAX:
+      raise ConfigError(f'config.{field}={config[field]!r} is beyond float32 '
+                        f'(at most {FLOAT32_MAX:.3g})')
   if config.cpu_devices > MAX_CPU_DEVICES:
     # XLA starts that many devices before any other check: 100,000 hung.
     raise ConfigError(f'config.cpu_devices={config.cpu_devices} must be at '
@@ -380,14 +386,34 @@ def compilation_cache_dir(setting: str) -> str:
   return os.path.expanduser(setting)
 
 
+# Cache folders found unusable (warned about once per process).
+_UNUSABLE_CACHES = set()
+
+
+def is_writable_folder(path: str) -> bool:
+  """Whether `path` is (or can be made) a folder this process may write."""
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError:
+    return False
+  return os.access(path, os.W_OK | os.X_OK)
+
+
 def use_compilation_cache(setting: str) -> None:
   """Points JAX's persistent compilation cache at `setting`'s folder.
 
   Results do not depend on it: JAX keys an entry by the program, the
   compiler options, the backend and the jax version. An unwritable folder
-  costs a warning, not the run.
+  (or a file) costs a one-line warning, once, and the cache, not the run.
   """
   path = compilation_cache_dir(setting)
+  if path and not is_writable_folder(path):
+    if path not in _UNUSABLE_CACHES:
+      _UNUSABLE_CACHES.add(path)
+      print(f'warning: config.compilation_cache: {path} is not a writable '
+            'folder; compiling without the cache', file=sys.stderr,
+            flush=True)
+    path = ''
   if path == (jax.config.jax_compilation_cache_dir or ''):
     return
   jax.config.update('jax_compilation_cache_dir', path or None)
@@ -453,11 +479,13 @@ def shrunk(config: ml_collections.ConfigDict,
     if lost:
       classes = ', '.join(map(str, lost[:5])) + (', ...' if len(lost) > 5
                                                   else '')
+      fix = ('(Yin-Yang is drawn class by class, 0 then 1): set' if
+             ds.name == 'yinyang' else
+             '(is the file sorted by class?): shuffle its rows, or set')
       raise ConfigError(
           f'config.{field}={config[field]} keeps the first {cut.shape[0]} '
           f'of {y.shape[0]} {split} samples, which hold no sample of class '
-          f'{classes} (is the file sorted by class?): shuffle its rows, or '
-          f'set config.{field}=0 to take them all')
+          f'{classes} {fix} config.{field}=0 to take them all')
   return part
 
 
@@ -1089,6 +1117,25 @@ def latest_checkpoint(workdir: str, template: loop.LoopState,
       skipped=none if where is None else jax.device_put(none, where)))
 
 
+def mismatch_cause(e: checkpoint.CheckpointMismatchError,
+                   num_seeds: int) -> str:
+  """What changed, when a workdir's checkpoint does not fit the state its
+  config (which matched) builds: 'the checkpoint holds 2 seed(s), ...'."""
+  saved, wanted = e.saved_shape, e.wanted_shape
+  if saved and wanted and saved[1:] == wanted[1:] and wanted[0] == num_seeds:
+    # Only the seed axis differs: the checkpoint is another run's (copied
+    # in, or config.json edited), which the config check cannot see.
+    return (f'the checkpoint holds {saved[0]} seed(s), this run has '
+            f'{num_seeds}')
+  if e.leaf.startswith(('.train.params', '.train.opt_state')):
+    # The weights' shapes follow the network and the number of classes.
+    return ('the network differs from the one the run was made with (its '
+            "model file edited, or the data's classes changed?)")
+  # E.g. images added to or removed from a folder dataset.
+  return ('the data differ from those the run was made with (their size or '
+          'classes changed?)')
+
+
 def resume_point(workdir: str, template: loop.LoopState,
                  log: Callable[[str], None], num_seeds: int
                  ) -> Optional[checkpoint.Restored]:
@@ -1104,19 +1151,9 @@ def resume_point(workdir: str, template: loop.LoopState,
   try:
     restored = latest_checkpoint(workdir, template, warn=log)
   except checkpoint.CheckpointMismatchError as e:
-    saved, wanted = e.saved_shape, e.wanted_shape
-    if (saved and wanted and saved[1:] == wanted[1:]
-        and wanted[0] == num_seeds):
-      # Only the seed axis differs: the checkpoint is another run's (copied
-      # in, or config.json edited), which the config check cannot see.
-      raise checkpoint.CheckpointMismatchError(
-          f'{e}: the checkpoint holds {saved[0]} seed(s), this run has '
-          f'{num_seeds}; use a new --workdir or pass --overwrite') from e
-    # The config matched (check_workdir_config), so the data changed: e.g.
-    # images added to or removed from a folder dataset.
     raise checkpoint.CheckpointMismatchError(
-        f'{e}: the data differ from those the run was made with (its size '
-        'or classes changed?); restore them, or use a new --workdir') from e
+        f'{e}: {mismatch_cause(e, num_seeds)}; put back what changed, or '
+        'use a new --workdir or --overwrite') from e
   found = checkpoint.steps(workdir)
   if restored is None and found:
     raise checkpoint.CheckpointError(
@@ -1475,8 +1512,9 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
           # oracle records each answer there as it is typed).
           save(i + 1, state, extra={'pending': pending})
           if config.oracle == 'files':
-            raise oracle.WaitingForLabels(manifest, len(pending['ids']),
-                                          r.dataset.class_names)
+            raise oracle.WaitingForLabels(
+                manifest, len(pending['ids']), r.dataset.class_names,
+                num_classes=r.dataset.num_classes)
           state = answered_state(r, state, workdir, pending, log)
       if checkpoint_due:
         save(i + 1, state)
@@ -1648,12 +1686,14 @@ def answered_state(r: Run, state: loop.LoopState, workdir: str,
   else:
     if not os.path.exists(manifest):  # Deleted: the query is asked again.
       oracle.write_queries(workdir, i, ids, r.dataset.x_train)
-      raise oracle.WaitingForLabels(manifest, len(ids), names)
+      raise oracle.WaitingForLabels(manifest, len(ids), names,
+                                    num_classes=r.dataset.num_classes)
     answers = oracle.read_answers(manifest, ids, r.dataset.num_classes,
                                   names, partial=True)
     if len(answers) < len(ids):  # Not answered yet (or part-way): paused.
       raise oracle.WaitingForLabels(manifest, len(ids), names,
-                                    len(ids) - len(answers))
+                                    len(ids) - len(answers),
+                                    r.dataset.num_classes)
   query = np.asarray(pending['query'], np.int32)
   labels = np.vectorize(lambda j: answers.get(int(j), 0), otypes=[np.int32])(
       query)
@@ -1771,13 +1811,19 @@ def last_rows(metrics_path: str) -> dict[int, dict]:
 
 
 def write_lines(path: str, lines: list[str]) -> None:
-  """Replaces a text file atomically with `lines`."""
+  """Replaces a text file atomically with `lines`; a failed write (a full
+  disk) leaves the file as it was and no temp file beside it."""
   tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    f.writelines(lines)
-    f.flush()
-    os.fsync(f.fileno())  # The replace must not outlive its content.
-  os.replace(tmp, path)
+  try:
+    with open(tmp, 'w') as f:
+      f.writelines(lines)
+      f.flush()
+      os.fsync(f.fileno())  # The replace must not outlive its content.
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.isfile(tmp):
+      os.remove(tmp)
+    raise
 
 
 def progress_line(rows: list[dict], done: int, todo: int, first_s: float,

@@ -44,15 +44,22 @@ class WaitingForLabels(Exception):
   """
 
   def __init__(self, manifest: str, num_ids: int,
-               class_names: Sequence[str] = (), unlabelled: int = -1):
-    classes = (f'; {label_choices(len(class_names), class_names)}'
-               if class_names else "; '?' for one you cannot tell")
+               class_names: Sequence[str] = (), unlabelled: int = -1,
+               num_classes: int = 0):
+    num_classes = num_classes or len(class_names)
+    classes = (f'; {label_choices(num_classes, class_names)}'
+               if num_classes else "; '?' for one you cannot tell")
     count = (f'{unlabelled} of {num_ids} samples still without a label'
              if 0 <= unlabelled < num_ids else f'{num_ids} samples')
+    # Inputs that are no images (vectors) get no pictures.
+    shown = ('their images and a contact sheet are beside it' if
+             os.path.exists(os.path.join(os.path.dirname(manifest),
+                                         'contact_sheet.png'))
+             else 'their ids are pool rows')
     super().__init__(
         f'waiting for labels: fill the label column of {manifest} '
-        f'({count}; their images and a contact sheet are beside '
-        f'it{classes}), then relaunch without --overwrite to continue')
+        f'({count}; {shown}{classes}), then relaunch without --overwrite '
+        'to continue')
     self.manifest = manifest
 
 
@@ -252,8 +259,9 @@ def _id_label_rows(path: str):
   if header is None or [h.strip() for h in header] != ['id', 'label']:
     hint = ('; save it comma-separated (a spreadsheet used ";")'
             if header and ';' in header[0] else '')
+    got = 'the file is empty' if header is None else f'got {header!r}'
     raise OracleError(f'{path}: the first line must be the header id,label '
-                      f'(got {header!r}){hint}')
+                      f'({got}){hint}')
   for line_no, row in enumerate(reader, start=2):
     if row and any(c.strip() for c in row):
       yield f'{path} line {line_no}', row

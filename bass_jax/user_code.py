@@ -56,13 +56,17 @@ def loaded(spec: str) -> Callable[..., Any]:
       module = _loaded_file(path, os.stat(path).st_mtime_ns)
     else:
       module = importlib.import_module(where)
-  except Exception as e:  # pylint: disable=broad-except
-    # Whatever the user's code raises on import: one line, naming it.
+  except (Exception, SystemExit) as e:  # pylint: disable=broad-except
+    # Whatever the user's code raises on import (a sys.exit too, which
+    # would end the run with a status of its own): one line, naming it.
     raise ValueError(f'{spec!r}: loading {where} failed: '
                      f'{error_line(e)}') from None
   found = getattr(module, attr, None)
-  if not callable(found):
+  if found is None:
     raise ValueError(f'{spec!r}: {where} has no class or function {attr!r}')
+  if not callable(found):
+    raise ValueError(f'{spec!r}: {attr!r} in {where} is {found!r:.40}, '
+                     'not a class or function')
   return found
 
 

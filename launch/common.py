@@ -334,14 +334,16 @@ def unexpected_argument_message(arg: str) -> str:
   return message
 
 
-def run_main(main) -> None:
+def run_main(main, resumes: bool = True) -> None:
   """`app.run(main)`, turning user errors into one line and exit status 2.
 
   User errors are bad flags or config files (while parsing), BassError (bad
   config values, data, checkpoints, a diverged run) and OSError (e.g. an
-  unwritable workdir). Set BASS_DEBUG=1 to see the traceback too. Ctrl-C
-  is one line as well (exit status 130), and so is SIGTERM during a run
-  (143): what was checkpointed is kept.
+  unwritable workdir), and XLA running out of memory. Set BASS_DEBUG=1 to
+  see the traceback too. Ctrl-C is one line as well (exit status 130), and
+  so is SIGTERM (143): what was checkpointed is kept. `resumes`: a full
+  disk's line says the same command resumes (train, sweep), else that it
+  runs again (report, export).
   """
   from bass_jax import interrupts  # pylint: disable=g-import-not-at-top
   from bass_jax.errors import BassError  # pylint: disable=g-import-not-at-top
@@ -366,8 +368,8 @@ def run_main(main) -> None:
         raise  # A bug: its traceback.
       if getattr(e, 'errno', None) == errno.ENOSPC:
         # E.g. metrics.jsonl's write: '[Errno 28] No space left on device'.
-        fail(f'{e}; free some space and run the same command again to '
-             'resume')
+        fail(f'{e}; free some space and run the same command again'
+             + ' to resume' * resumes)
       fail(str(e))
     except KeyboardInterrupt as e:
       if debug():

@@ -62,4 +62,4 @@ def result_line(out: str, table, note: str) -> str:
 
 
 if __name__ == '__main__':
-  launch_common.run_main(main)
+  launch_common.run_main(main, resumes=False)

@@ -182,6 +182,9 @@ def main(argv):
   if not _WORKDIRS.value:
     raise BassError('give at least one --workdir')
   out = _OUT.value or os.path.join(_WORKDIRS.value[0], 'report')
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise BassError(f'--out={out} is a file; give the folder to write the '
+                    'report into')
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
   runs = read_runs(_WORKDIRS.value)
   if _MERGE.value:
@@ -222,4 +225,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  launch_common.run_main(main)
+  launch_common.run_main(main, resumes=False)

@@ -112,6 +112,9 @@ def main(argv):
   # Named for the sweep, not for the config's default row.
   workdir = _WORKDIR.value or launch_common.default_workdir(
       overridden, 'sweep' + (f',{base_arg}' if base_arg else ''))
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f'workdir {workdir} exists and is not a folder; use '
+                      'another --workdir')
   if os.path.isfile(os.path.join(workdir, 'config.json')):
     raise ConfigError(f'{workdir} holds a run (its config.json), not a '
                       'sweep; give the sweep a --workdir of its own')

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import warnings
 
 import jax
 import pytest
@@ -59,12 +60,24 @@ def test_a_run_fills_its_cache_and_resumes_under_another(tmp_path,
   assert again['val_acc'] == first['val_acc']
 
 
-def test_an_unusable_cache_folder_costs_warnings_not_the_run(tmp_path,
-                                                             restore_cache):
+def test_an_unusable_cache_folder_costs_a_warning_not_the_run(
+    tmp_path, restore_cache, capsys):
   config = yinyang.get_config('initial')
   config.num_seeds, config.initial_epochs = 1, 2
-  config.compilation_cache = '/proc/bass_jax_no_such_folder/cache'
   ds = data.load_yinyang(num_per_class=20, seed=0)
-  with pytest.warns(UserWarning, match='persistent compilation cache'):
-    summary = experiment.run(config, str(tmp_path / 'run'), dataset=ds)
-  assert summary['num_seeds'] == 1
+  (tmp_path / 'a_file').write_text('x')
+  for folder in ('/proc/bass_jax_no_such_folder/cache',
+                 str(tmp_path / 'a_file')):
+    config.compilation_cache = folder
+    # One line of ours, once, instead of JAX's two-line warning at every
+    # compilation.
+    with warnings.catch_warnings():
+      warnings.filterwarnings('error', message='.*compilation cache')
+      summary = experiment.run(config, str(tmp_path / 'run'), dataset=ds,
+                               overwrite=True)
+      experiment.use_compilation_cache(folder)
+    assert summary['num_seeds'] == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f'warning: config.compilation_cache: {folder} is not a writable '
+        'folder; compiling without the cache']
+    assert jax.config.jax_compilation_cache_dir is None

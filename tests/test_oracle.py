@@ -77,6 +77,10 @@ def test_read_answers_bad_header_and_missing(tmp_path):
   p.write_text('sample,class\n3,1\n')
   with pytest.raises(oracle.OracleError, match='header'):
     oracle.read_answers(str(p), [3], 10)
+  p.write_text('')
+  with pytest.raises(oracle.OracleError, match=r'header id,label \(the file '
+                     r'is empty\)'):
+    oracle.read_answers(str(p), [3], 10)
   p.write_text('id;label\n3;1\n')  # A spreadsheet's semicolons.
   with pytest.raises(oracle.OracleError, match='save it comma-separated'):
     oracle.read_answers(str(p), [3], 10)
@@ -131,6 +135,14 @@ def test_skip_is_an_answer_in_files_and_at_the_terminal(tmp_path):
   assert "0..2, or '?' for one you cannot tell" in lines[1], lines
   waiting = str(oracle.WaitingForLabels(p, 3))
   assert "'?' for one you cannot tell" in waiting, waiting
+  # Vectors get no pictures: the message does not promise any, and names
+  # the labels a run's classes allow.
+  waiting = str(oracle.WaitingForLabels(p, 3, num_classes=3))
+  assert "(3 samples; their ids are pool rows; 0..2, or '?'" in waiting, (
+      waiting)
+  (tmp_path / 'contact_sheet.png').write_bytes(b'')
+  assert 'their images and a contact sheet are beside it' in str(
+      oracle.WaitingForLabels(p, 3))
 
 
 def test_colour_images_preview_as_text_pictures():

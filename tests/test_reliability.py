@@ -519,13 +519,16 @@ def edit_config_json(workdir, **changes):
   path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
 
 
-def reshape_newest_leaf(tmp, workdir):
-  """An intact-looking newest checkpoint whose first leaf has another shape
-  (as from a different model): not damage, so no silent fallback."""
+def reshape_newest_leaf(tmp, workdir, name=None):
+  """An intact-looking newest checkpoint whose first leaf (or the leaf
+  `name`) has another shape (as from a different model or pool): not
+  damage, so no silent fallback."""
+  del tmp
   path = pathlib.Path(checkpoint.step_path(workdir, newest_step(workdir)),
                       'meta.json')
   meta = json.loads(path.read_text())
-  meta['leaves'][0]['shape'][-1] += 1
+  leaf = next(l for l in meta['leaves'] if name in (None, l['path']))
+  leaf['shape'][-1] += 1
   path.write_text(json.dumps(meta))
 
 
@@ -674,8 +677,15 @@ CASES = [
     Case('config_json_deleted', ('--config.mu=0.5',),
          ('has checkpoints but no config.json', '--overwrite'),
          setup=lambda tmp, workdir: (workdir / 'config.json').unlink()),
-    Case('checkpoint_of_other_shape_says_data_changed', (),
-         ('the data differ', 'new --workdir'), setup=reshape_newest_leaf),
+    # What changed, by the leaf that does not fit: the network's weights,
+    # or the pool's labels.
+    Case('checkpoint_of_other_weights_says_the_network_changed', (),
+         ('leaf .train.params', 'the network differs', 'model file edited',
+          'new --workdir'), setup=reshape_newest_leaf),
+    Case('checkpoint_of_other_pool_says_the_data_changed', (),
+         ('leaf .labelled', 'the data differ', 'new --workdir'),
+         setup=lambda tmp, workdir: reshape_newest_leaf(tmp, workdir,
+                                                        '.labelled')),
         # Another run's checkpoints (copied in, or config.json edited): the
     # config check passes, the seed axis does not.
     Case('checkpoint_of_other_seed_count',
@@ -696,9 +706,8 @@ CASES = [
     Case('config_json_field_of_wrong_type', (), (
         "config.json is unreadable (its num_iterations is '40', not an "
         'integer)', '--overwrite'),
-         setup=lambda tmp, workdir: (workdir / 'config.json').write_text(
-             json.dumps(dict(json.loads((workdir / 'config.json').read_text()),
-                             num_iterations='40')))),
+         setup=lambda tmp, workdir: edit_config_json(
+             workdir, num_iterations='40')),
     Case('config_json_a_list', (), (
         'config.json is unreadable (a JSON list, not an object)',),
          setup=lambda tmp, workdir: (workdir / 'config.json').write_text(
@@ -709,6 +718,10 @@ CASES = [
         'holds 2 runs in its folders (a, b: a sweep?), not one',),
          workdir='fresh',
          setup=lambda tmp, workdir: make_sweep_folder(workdir)),
+    Case('beta_beyond_float32', ('--config.acquisition=softmax_entropy',
+                                 '--config.acquisition_beta=1e300'),
+         ('config.acquisition_beta=1e+300 is beyond float32',),
+         workdir='fresh'),
     Case('steps_per_trip_past_compiling', ('--config.steps_per_trip=100000',),
          ('config.steps_per_trip=100000 must be at most 64',),
          workdir='fresh'),

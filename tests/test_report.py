@@ -283,6 +283,11 @@ def test_report_cli_unfinished_and_corrupt_workdirs(workdirs, tmp_path):
                           f'--out={tmp_path / "out2"}', '--decision=false')
   assert status == 2 and len(err) == 1, err
   assert f'{killed / "config.json"} is unreadable' in err[0]
+  status, _, err = script('report', f'--workdir={lost}',
+                          f'--out={lost / "config.json"}')
+  assert status == 2 and err == [
+      f'error: --out={lost / "config.json"} is a file; give the folder to '
+      'write the report into'], err
 
 
 def test_export_cli_bad_workdirs_are_one_line(workdirs, tmp_path):
@@ -907,3 +912,12 @@ def test_is_run_file_guards_the_runs_own_files(tmp_path):
   # Through another spelling of the same folder.
   assert export.is_run_file(str(w), str(tmp_path / '.' / 'run' /
                                         'summary.json'))
+
+
+def test_a_failed_atomic_write_keeps_the_file_and_leaves_no_temp(tmp_path):
+  path = tmp_path / 'results.json'
+  experiment.write_json(str(path), {'a': 1})
+  with pytest.raises(TypeError):  # As a full disk fails it part-way.
+    experiment.write_lines(str(path), ['{"a": 2', None])
+  assert json.loads(path.read_text()) == {'a': 1}
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['results.json']

@@ -208,6 +208,11 @@ def test_empty_rows_and_a_config_without_sweep_are_errors(tmp_path):
       f'error: {plain} defines no sweep(add) listing its rows; run it with '
       'launch/train.py, or add one (see configs/yinyang.py)']
   assert not (tmp_path / 'a').exists() and not (tmp_path / 'b').exists()
+  (tmp_path / 'file').write_text('x')
+  a_file = _sweep(tmp_path / 'file', '--rows=initial')
+  assert a_file.returncode == 2 and a_file.stderr.splitlines() == [
+      f'error: workdir {tmp_path / "file"} exists and is not a folder; use '
+      'another --workdir'], a_file.stderr
 
 
 def test_sweep_refuses_a_variant_in_the_config_arg(tmp_path):

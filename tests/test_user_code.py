@@ -89,6 +89,16 @@ def test_an_error_on_import_is_named_in_one_line(tmp_path):
       f"config.model '{tmp_path}/nets.py:Net': loading {tmp_path}/nets.py "
       'failed: ValueError: math domain error')):
     experiment.validate_config(tiny_config(f'{tmp_path}/nets.py:Net'))
+  # A sys.exit on import once ended the run with the oracle's status 3.
+  (tmp_path / 'exits.py').write_text('import sys\nsys.exit(3)\n')
+  with pytest.raises(ConfigError, match=re.escape(
+      f'loading {tmp_path}/exits.py failed: SystemExit: 3')):
+    experiment.validate_config(tiny_config(f'{tmp_path}/exits.py:Net'))
+  # A name that is there but is no class or function says so.
+  (tmp_path / 'values.py').write_text('Net = 5\n')
+  with pytest.raises(ConfigError, match=re.escape(
+      f"'Net' in {tmp_path}/values.py is 5, not a class or function")):
+    experiment.validate_config(tiny_config(f'{tmp_path}/values.py:Net'))
 
 
 @pytest.mark.parametrize('name, message', [
