@@ -534,7 +534,10 @@ def eval_sums(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array,
     'correct' [C] int32: samples of class c predicted c; 'count' [C] int32:
     samples of class c (C the logits' width); 'nll' (): the summed negative
     log-likelihood of the labels; per confidence bin b of ECE_BINS (the top
-    softmax probability in [b, b + 1) / ECE_BINS): 'bin_correct' [B] int32,
+    softmax probability in [b, b + 1) / ECE_BINS, as float32 computes
+    them: a confidence on an edge, such as 1/15 for 15 equal logits, falls
+    on the side its rounding puts it; Guo et al.'s bins are (b, b + 1],
+    which differs only there): 'bin_correct' [B] int32,
     the right predictions in it, and 'bin_confidence' [B], the top
     probabilities of all its samples summed.
   """

@@ -122,7 +122,8 @@ def sampling_log_weights(scores: jax.Array, available: jax.Array,
     available: [N] bool; the ranks of 'softrank' count available samples
       only.
     sampling: 'power' (p ~ score^beta), 'softmax' (p ~ exp(beta * score))
-      or 'softrank' (p ~ rank^-beta, rank 1 = the highest available score).
+      or 'softrank' (p ~ rank^-beta, rank 1 = the highest available score;
+      equal scores take consecutive ranks in index order, not their mean).
     beta: coldness; beta -> inf is top-k, beta = 0 is uniform.
 
   Returns:

@@ -297,20 +297,23 @@ def test_ctrl_c_stops_at_a_checkpoint_and_the_run_resumes(
   assert_same_run(workdir, reference)
 
 
+def signal_delivered(condition) -> bool:
+  """Whether `condition()` holds within a second: a signal's handler runs
+  between bytecodes, soon after os.kill."""
+  for _ in range(100):
+    if condition():
+      return True
+    time.sleep(0.01)
+  return False
+
+
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
                     reason='signal handlers live on the main thread')
 def test_a_second_ctrl_c_stops_at_once_unless_a_save_defers_it(
     python_sigint, capsys):
-  def delivered(condition):  # A signal's handler runs between bytecodes.
-    for _ in range(100):
-      if condition():
-        return True
-      time.sleep(0.01)
-    return False
-
   with interrupts.stop_requests() as stop:
     os.kill(os.getpid(), signal.SIGINT)
-    assert delivered(lambda: stop.requested)  # Asked, not raised.
+    assert signal_delivered(lambda: stop.requested)  # Asked, not raised.
     saved = []
     with pytest.raises(KeyboardInterrupt):
       with interrupts.deferred():  # A checkpoint write.
@@ -323,25 +326,18 @@ def test_a_second_ctrl_c_stops_at_once_unless_a_save_defers_it(
   with pytest.raises(KeyboardInterrupt):  # Off: Ctrl-C as it was.
     with interrupts.stop_requests(enabled=False) as stop:
       os.kill(os.getpid(), signal.SIGINT)
-      delivered(lambda: False)
+      signal_delivered(lambda: False)
   assert not stop.requested
 
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
                     reason='signal handlers live on the main thread')
 def test_sigterm_asks_to_stop_and_a_second_one_terminates(capsys):
-  def delivered(condition):
-    for _ in range(100):
-      if condition():
-        return True
-      time.sleep(0.01)
-    return False
-
   before = signal.signal(signal.SIGTERM, signal.SIG_DFL)
   try:
     with interrupts.stop_requests() as stop:
       os.kill(os.getpid(), signal.SIGTERM)
-      assert delivered(lambda: stop.requested) and stop.by_sigterm
+      assert signal_delivered(lambda: stop.requested) and stop.by_sigterm
       assert isinstance(stop.interrupt(), interrupts.Terminated)
       saved = []
       with pytest.raises(interrupts.Terminated):
@@ -357,14 +353,14 @@ def test_sigterm_asks_to_stop_and_a_second_one_terminates(capsys):
     with pytest.raises(interrupts.Terminated):
       with interrupts.stop_requests(enabled=False) as stop:
         os.kill(os.getpid(), signal.SIGTERM)
-        delivered(lambda: False)
+        signal_delivered(lambda: False)
     assert not stop.requested
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     # A handler of the caller's own is left alone.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with interrupts.stop_requests() as stop:
       os.kill(os.getpid(), signal.SIGTERM)
-      delivered(lambda: False)
+      signal_delivered(lambda: False)
     assert not stop.requested
   finally:
     signal.signal(signal.SIGTERM, before)
@@ -373,13 +369,6 @@ def test_sigterm_asks_to_stop_and_a_second_one_terminates(capsys):
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
                     reason='signal handlers live on the main thread')
 def test_sigterm_outside_a_run_and_in_its_last_iteration(capsys):
-  def delivered(condition):
-    for _ in range(100):
-      if condition():
-        return True
-      time.sleep(0.01)
-    return False
-
   before = signal.signal(signal.SIGTERM, signal.SIG_DFL)
   try:
     # The CLI's install(): SIGTERM outside a run (starting up, between a
@@ -388,12 +377,12 @@ def test_sigterm_outside_a_run_and_in_its_last_iteration(capsys):
     interrupts.install()
     with pytest.raises(interrupts.Terminated):
       os.kill(os.getpid(), signal.SIGTERM)
-      delivered(lambda: False)
+      signal_delivered(lambda: False)
     # A run still asks to stop at the first one, and gives the handler back.
     handler = signal.getsignal(signal.SIGTERM)
     with interrupts.stop_requests() as stop:
       os.kill(os.getpid(), signal.SIGTERM)
-      assert delivered(lambda: stop.requested)
+      assert signal_delivered(lambda: stop.requested)
     assert signal.getsignal(signal.SIGTERM) is handler
     # The block ended without acting on it (the run's last iteration): the
     # caller gets it once, to stop before doing more.
@@ -405,7 +394,7 @@ def test_sigterm_outside_a_run_and_in_its_last_iteration(capsys):
     with pytest.raises(interrupts.Terminated):
       with interrupts.stop_requests() as stop:
         os.kill(os.getpid(), signal.SIGTERM)
-        assert delivered(lambda: stop.requested)
+        assert signal_delivered(lambda: stop.requested)
         raise stop.interrupt()
     assert interrupts.unserved_stop() is None
     assert capsys.readouterr().err.count('SIGTERM: stopping once') == 2
