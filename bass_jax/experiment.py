@@ -1419,11 +1419,21 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
             'pool_entropy follow its definitions (labels trained on, '
             'unlabelled part); val_acc and the rest are unchanged')
     pending = restored.extra.get('pending')
+    fixes_path = os.path.join(workdir, CORRECTIONS)
+    if pending and os.path.exists(fixes_path):
+      # The file's format checked before the answers are taken (its ids
+      # may be among them: those are checked after).
+      oracle.read_corrections(fixes_path, r.dataset.x_train.shape[0],
+                              r.dataset.num_classes, r.dataset.class_names)
+      log(f'{fixes_path}: applied once the query is answered')
     if pending:
       # Validated before anything is written: bad answers change nothing.
       state = answered_state(r, state, workdir, pending, log)
-    fixes = {} if is_finished(config, restored) else corrections(r, state,
-                                                                 workdir)
+    finished = is_finished(config, restored)
+    if finished and os.path.exists(fixes_path):
+      log(f'note: {fixes_path} is not trained on: the run has finished; '
+          'launch/export.py applies it to the labels it writes')
+    fixes = {} if finished else corrections(r, state, workdir)
     if fixes:
       state = r.correct(state, np.array(list(fixes), np.int32),
                         np.array(list(fixes.values()), np.int32))

@@ -236,6 +236,16 @@ def export_labels(workdir: str, out: str, seed_index: int = 0,
   with (experiment.heartbeat(log, 'the sweep', time.time()) if log else
         contextlib.nullcontext()):
     table = labels_table(run, found.state, seed_index, num_passes)
+  # Corrections the run has not trained on yet (it finished, or has not
+  # been relaunched since): a person's latest word on a label.
+  fixes = experiment.corrections(run, found.state, workdir)
+  ids = [i for i in fixes if table['source'][i] == 'human']
+  if ids:
+    table['label'][ids] = [fixes[i] for i in ids]
+    if log:
+      log(f'applied {len(ids)} label correction(s) from '
+          f'{os.path.join(workdir, experiment.CORRECTIONS)} (not trained on '
+          'yet)')
   files = None if dataset is not None else pool_files(
       run.config, table['id'].shape[0])
   write_csv(out, table, run.dataset.class_names, files)

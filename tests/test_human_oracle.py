@@ -226,6 +226,15 @@ def test_corrections_change_labels_the_run_has_from_the_next_iteration(
     experiment.run(toy_config('files'), workdir, dataset=ds)
   answer_from_truth(e.value.manifest, ds.y_train)
   fix = os.path.join(workdir, 'corrections.csv')
+  # A file without its header is refused before the query's answers are
+  # taken (they once were, and looked saved).
+  with open(fix, 'w') as f:
+    f.write(f'{wrong},{ds.y_train[wrong]}\n')
+  lines = []
+  with pytest.raises(oracle.OracleError, match='header id,label'):
+    experiment.run(toy_config('files'), workdir, dataset=ds,
+                   log=lines.append)
+  assert not any('labels from the oracle' in l for l in lines), lines
   unlabelled = int(np.flatnonzero(ds.y_train >= 0)[-1])  # Never asked.
   with open(fix, 'w') as f:
     f.write(f'id,label\n{unlabelled},0\n')
@@ -246,6 +255,24 @@ def test_corrections_change_labels_the_run_has_from_the_next_iteration(
   assert held.any()
   np.testing.assert_array_equal(np.asarray(state.labels)[held, wrong],
                                 ds.y_train[wrong])
+  # A correction after the run finished trains nothing, and says so; the
+  # labels export.py writes take it.
+  with open(fix, 'w') as f:
+    f.write(f'id,label\n{wrong},{1 - ds.y_train[wrong]}\n')
+  lines = []
+  experiment.run(toy_config('files'), workdir, dataset=ds, log=lines.append)
+  assert (f'note: {fix} is not trained on: the run has finished; '
+          'launch/export.py applies it to the labels it writes') in lines
+  seed = int(np.flatnonzero(held)[0])
+  exported = []
+  table, _ = export.export_labels(workdir, str(tmp_path / 'labels.csv'),
+                                  dataset=ds, num_passes=2, seed_index=seed,
+                                  log=exported.append)
+  assert table['label'][wrong] == 1 - ds.y_train[wrong]
+  assert table['source'][wrong] == 'human'
+  assert (f'applied 1 label correction(s) from {fix} (not trained on yet)'
+          in exported), exported
+  os.remove(fix)
   # A simulated oracle's labels are no person's to correct.
   sim = str(tmp_path / 'sim')
   experiment.run(toy_config('simulated'), sim, dataset=ds)
