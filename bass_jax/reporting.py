@@ -990,24 +990,37 @@ def plot_paired_curves(runs: Sequence[dict], baseline: int,
   return _saved(fig, path)
 
 
+# Config fields that change how many labels a run ends with: a run with
+# one of them overridden ends elsewhere than its paper row's labels.
+LABEL_COUNT_FIELDS = ('num_iterations', 'query_every', 'query_size',
+                      'initial_per_class', 'label_budget', 'acquisition')
+
+
 def plot_accuracy_vs_labels(runs: Sequence[dict], path: str,
-                            target: float | None = None) -> str:
+                            target: float | None = None,
+                            paper_points: Sequence[bool] | None = None
+                            ) -> str:
   """Active learning's curve: validation accuracy vs ground-truth labels."""
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(9.5, 4.5))
-  draw_accuracy_vs_labels(ax, runs, target)
+  draw_accuracy_vs_labels(ax, runs, target, paper_points)
   return _saved(fig, path)
 
 
 def draw_accuracy_vs_labels(ax, runs: Sequence[dict],
-                            target: float | None = None) -> None:
+                            target: float | None = None,
+                            paper_points: Sequence[bool] | None = None
+                            ) -> None:
   """plot_accuracy_vs_labels' content, drawn into a matplotlib Axes.
 
   Per run, the mean ± std over seeds at each iteration against the mean
   labels then; a run whose labels never change (no acquisition) is one
   point, its final accuracy. The paper's accuracy for a run, where its
   config names one, is an open diamond in the run's colour at the run's
-  final labels. `target` (a fraction) draws a dotted level. Label counts
+  final labels, unless `paper_points` (one per run) says the run does not
+  end with the paper row's labels (an override of LABEL_COUNT_FIELDS: the
+  paper's number belongs elsewhere on the axis). `target` (a fraction)
+  draws a dotted level. Label counts
   spanning 20x or more (Table 2's 100 to 60,000) get a log axis, where the
   few-label end is not crowded into a corner.
   """
@@ -1027,7 +1040,7 @@ def draw_accuracy_vs_labels(ax, runs: Sequence[dict],
       ax.fill_between(labels, 100 * (mean - std), 100 * (mean + std),
                       color=color, alpha=0.2)
     paper = paper_accuracy(run)
-    if paper is not None:
+    if paper is not None and (paper_points is None or paper_points[j]):
       any_paper = True
       ax.plot(labels[-1:], [paper], linestyle='none', marker='D',
               markerfacecolor='none', markersize=8, color=color)

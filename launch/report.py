@@ -213,8 +213,13 @@ def main(argv):
     print('note: every run is an initial model (one iteration): no '
           'learning_curves.png or labels.png; accuracy_vs_labels.png plots '
           'them', file=sys.stderr, flush=True)
+  # A run cut short (or querying otherwise) ends elsewhere than its paper
+  # row: no paper point at its labels.
+  paper_points = [not set(launch_common.stored_overrides(run['config'])) &
+                  set(reporting.LABEL_COUNT_FIELDS) for run in runs]
   written.append(reporting.plot_accuracy_vs_labels(
-      runs, os.path.join(out, 'accuracy_vs_labels.png'), target))
+      runs, os.path.join(out, 'accuracy_vs_labels.png'), target,
+      paper_points))
   for run in runs:
     if _DECISION.value and may_be_2d(run['config'].get('dataset', '')):
       written.append(decision_panel(run, runs, out))

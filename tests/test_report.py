@@ -840,6 +840,14 @@ def test_accuracy_vs_labels_marks_the_paper_on_a_log_axis():
               and len(l.get_xdata())]
   assert (diamond.get_xdata()[0], diamond.get_ydata()[0]) == (100, 90.0)
   plt.close(fig)
+  # A run cut short (report.py: an override of a label-count field) gets
+  # no diamond at its labels: the paper's number is at the paper's.
+  fig, ax = plt.subplots()
+  reporting.draw_accuracy_vs_labels(ax, runs, paper_points=[True, False,
+                                                            True])
+  assert [float(l.get_xdata()[0]) for l in ax.get_lines()
+          if l.get_marker() == 'D' and len(l.get_xdata())] == [100.0]
+  plt.close(fig)
 
 
 def test_report_of_initial_models_plots_them_against_labels_only(tmp_path):
