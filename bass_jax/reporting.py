@@ -1079,14 +1079,20 @@ def plot_label_counts(runs: Sequence[dict], path: str) -> str:
   # have no pseudo_acc curve.
   palette = _palette(len(runs))
   for ax, (metric, title, scale) in zip(axes, panels):
+    drawn = False
     for j, run in enumerate(runs):
       its, mean, std = curves(run['rows'], metric)
       if len(its):
+        drawn = True
         color = palette[j % len(palette)]
         ax.plot(its, scale * mean, label=label_of(run), color=color,
                 marker='o' if len(its) == 1 else None)
         ax.fill_between(its, scale * (mean - std), scale * (mean + std),
                         color=color, alpha=0.2)
+    if not drawn:  # E.g. a pool without known labels: an empty box says why.
+      ax.text(0.5, 0.5, 'no pseudo-label with a known\nlabel to score it by'
+              if metric == 'pseudo_acc' else 'no values', ha='center',
+              va='center', transform=ax.transAxes, color='gray')
     ax.set_title(title, fontsize=10)
     ax.set_xlabel('iteration')
     ax.grid(alpha=0.3)

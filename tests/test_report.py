@@ -929,3 +929,20 @@ def test_a_failed_atomic_write_keeps_the_file_and_leaves_no_temp(tmp_path):
     experiment.write_lines(str(path), ['{"a": 2', None])
   assert json.loads(path.read_text()) == {'a': 1}
   assert sorted(p.name for p in tmp_path.iterdir()) == ['results.json']
+
+
+def test_label_counts_say_why_a_panel_is_empty(tmp_path, monkeypatch):
+  """A pool without known labels (an image folder): no pseudo_acc to draw,
+  and the panel says so instead of standing empty."""
+  rows = [{'iteration': i, 'seed': 0, 'val_acc': 0.5, 'num_labels': 9 + i,
+           'num_train': 100, 'pseudo_acc': None} for i in range(3)]
+  figures = []
+  monkeypatch.setattr(reporting, '_saved',
+                      lambda fig, path: figures.append(fig) or path)
+  reporting.plot_label_counts([{'workdir': '/w/a', 'rows': rows,
+                                'config': {'name': 'folder'}}],
+                              str(tmp_path / 'labels.png'))
+  labels, train, pseudo = figures[0].axes
+  assert [t.get_text() for t in pseudo.texts] == [
+      'no pseudo-label with a known\nlabel to score it by']
+  assert not labels.texts and not train.texts and len(labels.get_lines()) == 1
