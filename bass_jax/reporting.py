@@ -63,9 +63,23 @@ def read_workdir(workdir: str) -> dict[str, Any]:
   if not out['rows']:
     raise NoFinishedIteration(f'{workdir} has no finished iteration yet '
                               f'(no rows in {path})')
+  newest = newest_checkpoint(workdir)
   check_rows_complete(path, out['config'], out['summary'] is not None,
-                      out['rows'], newest_checkpoint(workdir))
+                      out['rows'], newest)
+  out['paused'] = out['summary'] is None and waits_for_labels(workdir, newest)
   return out
+
+
+def waits_for_labels(workdir: str, step: int) -> bool:
+  """Whether checkpoint `step` holds a query waiting for a person's labels
+  (its meta.json's extra 'pending')."""
+  try:
+    with open(os.path.join(workdir, 'checkpoints', str(step),
+                           'meta.json')) as f:
+      extra = json.load(f).get('extra')
+  except (OSError, ValueError, AttributeError):
+    return False
+  return isinstance(extra, dict) and bool(extra.get('pending'))
 
 
 def newest_checkpoint(workdir: str) -> int:
@@ -382,12 +396,14 @@ def last_iterations(run: dict) -> dict[int, int]:
 
 def unfinished_text(run: dict) -> str:
   """'after iteration 26 of 40' for a run whose rows stop before its
-  config's last iteration (stopped, killed or paused for labels); ''."""
+  config's last iteration (stopped or killed), '..., waiting for labels'
+  for one paused at a person's query (`read_workdir`'s 'paused'); ''."""
   planned = run['config'].get('num_iterations')
   reached = min(last_iterations(run).values(), default=planned)
   if planned is None or reached >= planned:
     return ''
-  return f'after iteration {reached} of {planned}'
+  paused = ', waiting for labels' if run.get('paused') else ''
+  return f'after iteration {reached} of {planned}{paused}'
 
 
 def final_accuracies(run: dict) -> np.ndarray:

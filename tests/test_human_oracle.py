@@ -19,6 +19,7 @@ from bass_jax import data
 from bass_jax import experiment
 from bass_jax import export
 from bass_jax import oracle
+from bass_jax import reporting
 from conftest import REPO
 from configs import yinyang
 from launch import common as launch_common
@@ -224,6 +225,9 @@ def test_corrections_change_labels_the_run_has_from_the_next_iteration(
   wrong = first_query_answered(workdir, ds, lambda i: 1 - ds.y_train[i])[0]
   with pytest.raises(oracle.WaitingForLabels) as e:
     experiment.run(toy_config('files'), workdir, dataset=ds)
+  # report.py says a paused run waits, as export.py does.
+  assert reporting.unfinished_text(reporting.read_workdir(workdir)).endswith(
+      ', waiting for labels')
   answer_from_truth(e.value.manifest, ds.y_train)
   fix = os.path.join(workdir, 'corrections.csv')
   # A file without its header is refused before the query's answers are

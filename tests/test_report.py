@@ -677,6 +677,8 @@ def test_an_unfinished_run_is_said_so_and_never_merged_with_finished_seeds():
   done, stopped = run('a', [0, 1], 40), run('b', [6, 7], 26)
   assert reporting.unfinished_text(done) == ''
   assert reporting.unfinished_text(stopped) == 'after iteration 26 of 40'
+  assert reporting.unfinished_text(dict(stopped, paused=True)) == (
+      'after iteration 26 of 40, waiting for labels')
   assert launch_common.table_notes([stopped]).splitlines()[-1] == (
       'yinyang:semi: unfinished, after iteration 26 of 40.')
   with pytest.raises(DataError, match=r'the parts of yinyang:semi end at '
