@@ -20,14 +20,14 @@ def stored_config(workdir: str) -> dict:
   """The config.json of a workdir as a dict.
 
   Raises:
-    DataError: the file is missing, not JSON (torn or edited) or not an
-      object.
+    DataError: the file is missing, not JSON (torn or edited), not an
+      object, or a field of the wrong type.
   """
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     raise DataError(f'{path} not found: {workdir} is not the --workdir of a '
                     'launch/train.py run')
-  return reporting.read_json_object(path)
+  return reporting.read_config(path)
 
 
 def restored(workdir: str, dataset=None, warn=None, data_dir: str = ''):
@@ -53,7 +53,12 @@ def restored(workdir: str, dataset=None, warn=None, data_dir: str = ''):
   # Reading a run needs no bit-exact kernels, and a process that already
   # started JAX (a notebook, a report over several runs) could not set them.
   config.deterministic_ops = False
-  run = experiment.build(config, dataset)
+  # Nor the devices it ran on (a mesh, several processes or CPU devices:
+  # placement only): read on this process's first device, which any
+  # machine has.
+  config.mesh_shape, config.distributed = 'data:-1', False
+  config.cpu_devices = 0
+  run = experiment.build(config, dataset, devices=jax.devices()[:1])
   skipped = []
   # Collected, not logged: one line in all instead of one per checkpoint.
   try:

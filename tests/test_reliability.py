@@ -39,8 +39,10 @@ import ml_collections
 import numpy as np
 import pytest
 
+from bass_jax import analysis
 from bass_jax import checkpoint
 from bass_jax import experiment
+from bass_jax import export
 from bass_jax import interrupts
 from configs import yinyang
 from launch import common as launch_common
@@ -422,6 +424,14 @@ def test_seeds_over_cpu_cores_equal_one_device(tmp_path, env, reference):
         assert g[name] == pytest.approx(value, abs=1e-5), (name, w)
       else:
         assert g[name] == value, (name, w)
+  # Read back in this process, which has one CPU device: where a run ran
+  # is placement only (export.py and report.py once refused it).
+  assert len(jax.devices()) == 1
+  run, found = analysis.restored(str(workdir))
+  assert run.mesh.size == 1 and found.step == FINAL_STEP
+  table, _ = export.export_labels(str(workdir), str(tmp_path / 'l.csv'),
+                                  num_passes=2)
+  assert (table['source'] == 'human').sum() == got[-1]['num_labels']
 
 
 def test_nan_loss_stops_with_one_line_and_keeps_last_checkpoint(
