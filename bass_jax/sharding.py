@@ -24,6 +24,7 @@ acquisition, pseudo-label and mean, so an uneven split is refused instead.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import uuid
@@ -302,6 +303,16 @@ def check_processes_agree(what: str, text: str) -> None:
   """
   if jax.process_count() == 1:
     return
+  # The gather below needs as many devices in every process; every process
+  # sees every device, so each refuses a mismatch alike, without a
+  # collective (the gather failed with a reshape's traceback).
+  per_process = collections.Counter(d.process_index for d in jax.devices())
+  if len(set(per_process.values())) > 1:
+    counts = ', '.join(f'process {p}: {n}'
+                       for p, n in sorted(per_process.items()))
+    raise ConfigError(f'the processes have different numbers of devices '
+                      f'({counts}); start each with as many (the same '
+                      'config.cpu_devices, XLA_FLAGS or visible GPUs)')
   digest = np.frombuffer(hashlib.sha256(text.encode()).digest()[:8], np.int32)
   every = np.asarray(multihost_utils.process_allgather(digest))  # [P, 2]
   others = [p for p in range(len(every)) if not (every[p] == every[0]).all()]
