@@ -940,7 +940,8 @@ def checked_setup(config: ml_collections.ConfigDict,
   mesh = sharding.make_mesh(mesh_axis_sizes(config, ds, devices), devices)
   sizes = sharding.mesh_sizes(mesh)
   sharding.check_divisible(sizes, config.num_seeds, ds.x_train.shape[0],
-                           ds.x_test.shape[0], config.batch_size)
+                           ds.x_test.shape[0], config.batch_size,
+                           config.cpu_devices)
   seed_strategy(config, mesh, ds)  # Its check; build asks again.
   if config.prng_impl != 'threefry2x32' and sizes[sharding.DATA] > 1:
     # XLA's RngBitGenerator draws a batch of keys' bits together, not key by

@@ -142,7 +142,8 @@ def axis_sizes(text: str, num_devices: int) -> dict[str, int]:
 
 
 def check_divisible(sizes: dict[str, int], num_seeds: int, pool_size: int,
-                    test_size: int, batch_size: Optional[int] = None) -> None:
+                    test_size: int, batch_size: Optional[int] = None,
+                    cpu_devices: int = 0) -> None:
   """Checks that seeds, pool, test set and batches split evenly over the
   mesh.
 
@@ -152,9 +153,12 @@ def check_divisible(sizes: dict[str, int], num_seeds: int, pool_size: int,
     pool_size: N, the pool's size after config.pool_size.
     test_size: M, the test set's size after config.test_size.
     batch_size: config.batch_size (None: not checked).
+    cpu_devices: config.cpu_devices; one that does not divide num_seeds is
+      named as a way out too.
 
   Raises:
-    ConfigError: naming every field to change and the sizes that would work.
+    ConfigError: naming every field to change and the sizes that would work,
+      and that a workdir resumes under another mesh, not other sizes.
   """
   seeds, data = sizes[SEED], sizes[DATA]
   # Every problem in one message: fixing one at a time would cost a launch
@@ -177,8 +181,14 @@ def check_divisible(sizes: dict[str, int], num_seeds: int, pool_size: int,
         "devices of the mesh's 'data' axis; use a multiple of "
         f'{data}')
   if problems:
-    raise ConfigError('; and '.join(problems) +
-                      ' (or change config.mesh_shape)')
+    devices = ''
+    if cpu_devices and num_seeds % cpu_devices:
+      divisor = max(k for k in range(1, cpu_devices + 1) if num_seeds % k == 0)
+      devices = (f', or config.cpu_devices to a divisor of the {num_seeds} '
+                 f'seeds, such as {divisor}')
+    raise ConfigError('; and '.join(problems) + ' (or change config.mesh_shape'
+                      f'{devices}: a workdir resumes under another mesh, not '
+                      'under other sizes)')
 
 
 def make_mesh(mesh_shape: str | dict[str, int],

@@ -96,7 +96,14 @@ def test_divisibility_errors_name_the_field():
       "samples, not divisible by the mesh's 'data' axis size 4; set "
       'config.test_size=40 (a multiple of 4); and config.batch_size=30 is '
       "not divisible by the 4 devices of the mesh's 'data' axis; use a "
-      'multiple of 4 (or change config.mesh_shape)')
+      'multiple of 4 (or change config.mesh_shape: a workdir resumes under '
+      'another mesh, not under other sizes)')
+  # 4 seeds on 3 CPU devices: the way out is a device count that divides
+  # the seeds (each device runs its own), not a pool cut to thirds.
+  with pytest.raises(ConfigError, match=r'pool_size=999 .* or config\.'
+                     r'cpu_devices to a divisor of the 4 seeds, such as 2:'):
+    sharding.check_divisible({'seed': 1, 'data': 3}, 4, 1000, 999,
+                             cpu_devices=3)
 
 
 def test_build_refuses_a_mesh_that_does_not_fit():
