@@ -99,6 +99,8 @@ def main(argv):
   em = hot_path.Emitter(
       {'device': dev.device_kind, 'platform': dev.platform,
        'num_devices': jax.device_count(), 'jax_version': jax.__version__,
+       # The mesh the run resolved to (config.mesh_shape 'auto' included).
+       'mesh': ','.join(f'{a}:{n}' for a, n in r.mesh.shape.items()),
        'config': f'{config.name}:{config.variant}',
        'num_seeds': config.num_seeds,
        'pool_size': int(r.dataset.x_train.shape[0])}, _OUT.value)

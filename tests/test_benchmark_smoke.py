@@ -330,6 +330,7 @@ def test_profile_iteration_lines(tmp_path):
   assert it['iterations'] == '4-5 traced, 2-3 untraced'
   assert 0 < it['device_busy_s'] and 0 < it['cores_busy'] <= os.cpu_count()
   assert it['busy_fraction'] is None  # A CPU's: see cores_busy.
+  assert it['mesh'] == 'seed:1,data:1'  # The mesh it ran on.
   ops = by_name['profile_op']
   assert len(ops) == 8
   times = [r['ms_per_iteration'] for r in ops]
