@@ -70,6 +70,11 @@ def read_workdir(workdir: str) -> dict[str, Any]:
   return out
 
 
+def _is_number(value: Any) -> bool:
+  """An int or float from JSON, not a bool (which JSON keeps apart)."""
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def waits_for_labels(workdir: str, step: int) -> bool:
   """Whether checkpoint `step` holds a query waiting for a person's labels
   (its meta.json's extra 'pending')."""
@@ -121,11 +126,10 @@ def read_summary(path: str) -> dict[str, Any]:
     DataError: the file is unreadable, not an object, or lacks one of them.
   """
   summary = read_json_object(path)
-  number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
   acc = summary.get('val_acc')
-  if not (isinstance(acc, dict) and number(acc.get('mean')) and
-          number(acc.get('std')) and number(summary.get('num_seeds')) and
-          number(summary.get('wall_s'))):
+  if not (isinstance(acc, dict) and _is_number(acc.get('mean')) and
+          _is_number(acc.get('std')) and _is_number(summary.get('num_seeds')) and
+          _is_number(summary.get('wall_s'))):
     raise DataError(f'{path} is unreadable (no val_acc mean and std, '
                     'num_seeds or wall_s); it must be the file that '
                     'launch/train.py wrote (relaunching the run rewrites it)')
@@ -143,8 +147,7 @@ def read_config(path: str) -> dict[str, Any]:
   for field, default in common.base_config().items():
     value = stored.get(field, default)
     kind = type(default)
-    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-          if kind is float else
+    ok = (_is_number(value) if kind is float else
           isinstance(value, kind) and (kind is bool or
                                        not isinstance(value, bool)))
     if not ok:
@@ -209,9 +212,8 @@ def _metrics_row(line: str) -> dict[str, Any] | None:
     return None
   if not isinstance(row, dict) or not set(ROW_KEYS) <= set(row):
     return None
-  number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-  if not (all(v is None or number(v) for v in row.values()) and
-          number(row['val_acc']) and
+  if not (all(v is None or _is_number(v) for v in row.values()) and
+          _is_number(row['val_acc']) and
           all(isinstance(row[k], int) for k in ('iteration', 'seed',
                                                 'num_labels'))):
     return None
