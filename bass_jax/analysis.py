@@ -8,7 +8,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bass_jax import checkpoint
 from bass_jax import experiment
 from bass_jax import mc_dropout
 from bass_jax import reporting
@@ -61,11 +60,7 @@ def restored(workdir: str, dataset=None, warn=None, data_dir: str = ''):
   run = experiment.build(config, dataset, devices=jax.devices()[:1])
   skipped = []
   # Collected, not logged: one line in all instead of one per checkpoint.
-  try:
-    found = experiment.latest_checkpoint(workdir, run.state, skipped.append)
-  except checkpoint.CheckpointMismatchError as e:
-    raise checkpoint.CheckpointMismatchError(
-        f'{e}: {experiment.mismatch_cause(e, config.num_seeds)}') from e
+  found = experiment.latest_checkpoint(workdir, run.state, skipped.append)
   if found is None:
     damaged = f' ({len(skipped)} damaged)' if skipped else ''
     raise DataError(f'{workdir} has no valid checkpoint{damaged}')

@@ -1099,7 +1099,7 @@ def latest_checkpoint(workdir: str, template: loop.LoopState,
 
   Raises:
     checkpoint.CheckpointMismatchError: the newest intact checkpoint fits
-      neither state.
+      neither state; the message says what changed (`mismatch_cause`).
   """
   try:
     return checkpoint.latest_valid(workdir, template, warn=warn)
@@ -1109,9 +1109,11 @@ def latest_checkpoint(workdir: str, template: loop.LoopState,
     found = checkpoint.latest_valid(workdir, template.replace(skipped=None),
                                     warn=lambda _: None)
   except checkpoint.CheckpointMismatchError:
-    raise mismatch from None
+    found = None
   if found is None:
-    raise mismatch
+    num_seeds = template.iteration.shape[0]
+    raise checkpoint.CheckpointMismatchError(
+        f'{mismatch}: {mismatch_cause(mismatch, num_seeds)}') from mismatch
   none = np.zeros(template.skipped.shape, bool)
   where = getattr(template.skipped, 'sharding', None)
   return found._replace(state=found.state.replace(
@@ -1138,7 +1140,7 @@ def mismatch_cause(e: checkpoint.CheckpointMismatchError,
 
 
 def resume_point(workdir: str, template: loop.LoopState,
-                 log: Callable[[str], None], num_seeds: int
+                 log: Callable[[str], None]
                  ) -> Optional[checkpoint.Restored]:
   """The newest valid checkpoint of a workdir; None if it has none at all.
 
@@ -1153,8 +1155,8 @@ def resume_point(workdir: str, template: loop.LoopState,
     restored = latest_checkpoint(workdir, template, warn=log)
   except checkpoint.CheckpointMismatchError as e:
     raise checkpoint.CheckpointMismatchError(
-        f'{e}: {mismatch_cause(e, num_seeds)}; put back what changed, or '
-        'use a new --workdir or --overwrite') from e
+        f'{e}; put back what changed, or use a new --workdir or --overwrite'
+    ) from e
   found = checkpoint.steps(workdir)
   if restored is None and found:
     raise checkpoint.CheckpointError(
@@ -1358,7 +1360,7 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
       clear_run(workdir)
     sharding.sync('cleared')
   else:
-    restored = resume_point(workdir, state, log, config.num_seeds)
+    restored = resume_point(workdir, state, log)
   data_hash = data_fingerprint(r)
   if restored:
     # Same config and shapes, other data (a data_dir or image folder that
@@ -1814,11 +1816,7 @@ def check_finite_params(params: Any, where: str, workdir: str) -> None:
 
 def last_rows(metrics_path: str) -> dict[int, dict]:
   """The row of the highest iteration per seed, from metrics.jsonl."""
-  last = {}
-  for row in reporting.read_metrics(metrics_path):
-    if row['iteration'] >= last.get(row['seed'], {}).get('iteration', -1):
-      last[row['seed']] = row
-  return last
+  return reporting.last_row_by_seed(reporting.read_metrics(metrics_path))
 
 
 def write_lines(path: str, lines: list[str]) -> None:

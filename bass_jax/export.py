@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import os
 import time
 from typing import Callable, Optional
@@ -129,21 +130,13 @@ def write_csv(path: str, table: dict[str, np.ndarray],
   """
   header = list(HEADER) + ['class_name'] * bool(class_names) + (
       ['file'] if files is not None else [])
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  tmp = path + '.tmp'
-  try:
-    with open(tmp, 'w', newline='') as f:
-      writer = csv.writer(f)
-      writer.writerow(header)
-      for i in range(table['id'].shape[0]):
-        writer.writerow(_csv_row(table, i, class_names, files))
-    os.replace(tmp, path)
-  except BaseException:
-    # Also on Ctrl-C: a half-written temp file is of no use to anyone.
-    if os.path.isfile(tmp):
-      os.remove(tmp)
-    raise
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  text = io.StringIO(newline='')
+  writer = csv.writer(text)
+  writer.writerow(header)
+  for i in range(table['id'].shape[0]):
+    writer.writerow(_csv_row(table, i, class_names, files))
+  experiment.write_lines(path, [text.getvalue()])
   return path
 
 

@@ -376,14 +376,19 @@ def curves(rows: Sequence[dict], metric: str) -> tuple[np.ndarray, np.ndarray,
           np.array([v.std() for v in vals]))
 
 
+def last_row_by_seed(rows: Sequence[dict]) -> dict[int, dict]:
+  """{seed: its row of the highest iteration}, seeds ascending."""
+  last = {}
+  for r in rows:
+    if r['iteration'] >= last.get(r['seed'], {}).get('iteration', -1):
+      last[r['seed']] = r
+  return dict(sorted(last.items()))
+
+
 def final_values_by_seed(run: dict, key: str) -> dict[int, Any]:
   """{seed: `key` of its last iteration's row (None if it lacks it)},
   seeds ascending."""
-  last = {}
-  for r in run['rows']:
-    if r['iteration'] >= last.get(r['seed'], {}).get('iteration', -1):
-      last[r['seed']] = r
-  return {s: last[s].get(key) for s in sorted(last)}
+  return {s: row.get(key) for s, row in last_row_by_seed(run['rows']).items()}
 
 
 def final_accuracy_by_seed(run: dict) -> dict[int, float]:
