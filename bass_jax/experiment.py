@@ -41,6 +41,7 @@ from bass_jax import tb_writer
 from bass_jax import training
 from bass_jax import uncertainty
 from bass_jax import user_code
+from bass_jax import writing
 from bass_jax.errors import BassError
 from bass_jax.errors import ConfigError
 from configs import common
@@ -1453,8 +1454,8 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
         archived_corrections(workdir, first)
   tb = None
   if writer:
-    write_json(os.path.join(workdir, 'config.json'), config.to_dict())
-    write_lines(metrics_path, kept)
+    writing.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+    writing.write_lines(metrics_path, kept)
     if first < total:
       tb = rewritten_tensorboard(workdir, config, kept)
   seeds = seeds_of(config)
@@ -1497,12 +1498,13 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
       checkpoint_due = ((i + 1) % config.checkpoint_every == 0 or
                         i == total - 1 or stopping)
       if writer:
-        f.write(''.join(json.dumps(row) + '\n' for row in rows))
-        f.flush()
-        if config.oracle != 'simulated' or checkpoint_due:
-          # A checkpoint follows: its rows must outlive a host crash as the
-          # (fsynced) checkpoint does, or the resume would lack them.
-          os.fsync(f.fileno())
+        with writing.naming_file(metrics_path):
+          f.write(''.join(json.dumps(row) + '\n' for row in rows))
+          f.flush()
+          if config.oracle != 'simulated' or checkpoint_due:
+            # A checkpoint follows: its rows must outlive a host crash as
+            # the (fsynced) checkpoint does, or the resume would lack them.
+            os.fsync(f.fileno())
       if tb:
         tb.scalars(i, rows)
       # Logged before a query, so an iteration that pauses for labels
@@ -1539,7 +1541,7 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
   summary = summarize(config, last_rows(metrics_path), r.num_params,
                       saved_wall_s, r.dataset)
   if writer:
-    write_json(os.path.join(workdir, 'summary.json'), summary)
+    writing.write_json(os.path.join(workdir, 'summary.json'), summary)
   return summary
 
 
@@ -1819,22 +1821,6 @@ def last_rows(metrics_path: str) -> dict[int, dict]:
   return reporting.last_row_by_seed(reporting.read_metrics(metrics_path))
 
 
-def write_lines(path: str, lines: list[str]) -> None:
-  """Replaces a text file atomically with `lines`; a failed write (a full
-  disk) leaves the file as it was and no temp file beside it."""
-  tmp = path + '.tmp'
-  try:
-    with open(tmp, 'w') as f:
-      f.writelines(lines)
-      f.flush()
-      os.fsync(f.fileno())  # The replace must not outlive its content.
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.isfile(tmp):
-      os.remove(tmp)
-    raise
-
-
 def progress_line(rows: list[dict], done: int, todo: int, first_s: float,
                   steady_s: float, iteration: int, total: int) -> str:
   """'iter 12/72 val_acc 0.871±0.012 labels 32 train 540 | 3.10 it/s ETA 20s'
@@ -1922,8 +1908,3 @@ def heartbeat(log: Callable[[str], None], what: str, start: float,
   finally:
     done.set()
     thread.join()
-
-
-def write_json(path: str, obj: Any) -> None:
-  """Writes JSON atomically (`write_lines`): never a half-written file."""
-  write_lines(path, [json.dumps(obj, indent=2, sort_keys=True)])

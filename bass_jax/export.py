@@ -36,6 +36,7 @@ from bass_jax import data as data_lib
 from bass_jax import experiment
 from bass_jax import mc_dropout
 from bass_jax import reporting
+from bass_jax import writing
 from bass_jax.errors import ConfigError
 from bass_jax.errors import DataError
 
@@ -136,7 +137,7 @@ def write_csv(path: str, table: dict[str, np.ndarray],
   writer.writerow(header)
   for i in range(table['id'].shape[0]):
     writer.writerow(_csv_row(table, i, class_names, files))
-  experiment.write_lines(path, [text.getvalue()])
+  writing.write_lines(path, [text.getvalue()], newline='')
   return path
 
 

@@ -27,6 +27,7 @@ from typing import Callable, Optional, Sequence, TextIO
 
 import numpy as np
 
+from bass_jax import writing
 from bass_jax.errors import BassError
 
 WAITING_FOR_LABELS = 3  # Exit status of a run paused for the file oracle.
@@ -221,13 +222,12 @@ def write_manifest(path: str, ids: Sequence[int], answers: dict[int, int],
     if label == SKIPPED:
       return SKIP_WORDS[0]
     return class_names[label] if class_names else str(label)
-  tmp = path + '.tmp'
-  with open(tmp, 'w', newline='') as f:
-    writer = csv.writer(f)
-    writer.writerow(['id', 'label'])
-    for i in ids:
-      writer.writerow([int(i), text(i)])
-  os.replace(tmp, path)
+  table = io.StringIO(newline='')
+  writer = csv.writer(table)
+  writer.writerow(['id', 'label'])
+  for i in ids:
+    writer.writerow([int(i), text(i)])
+  writing.write_lines(path, [table.getvalue()], newline='')
 
 
 def manifest_text(path: str) -> str:

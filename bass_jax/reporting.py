@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import io
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from bass_jax import user_code
+from bass_jax import writing
 from bass_jax.errors import DataError
 from configs import common
 
@@ -870,10 +872,12 @@ def _p_text(p: float) -> str:
 
 
 def write_csv(path: str, rows: Sequence[dict]) -> None:
-  with open(path, 'w', newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
+  """Writes `rows` (one dict each, the first's keys as header) atomically."""
+  text = io.StringIO(newline='')
+  writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+  writer.writeheader()
+  writer.writerows(rows)
+  writing.write_lines(path, [text.getvalue()], newline='')
 
 
 def _pyplot():

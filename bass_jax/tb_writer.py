@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from bass_jax import writing
+
 
 def available() -> bool:
   try:
@@ -47,12 +49,14 @@ class Writer:
     os.makedirs(logdir, exist_ok=True)
     name = (f'events.out.tfevents.{int(time.time()):010d}.'
             f'{socket.gethostname()}.{os.getpid()}')
-    self._writer = RecordWriter(open(os.path.join(logdir, name), 'wb'))
+    self._path = os.path.join(logdir, name)
+    self._writer = RecordWriter(open(self._path, 'wb'))
     self._add(event_pb2.Event(wall_time=time.time(),
                               file_version='brain.Event:2'))
 
   def _add(self, event) -> None:
-    self._writer.write(event.SerializeToString())
+    with writing.naming_file(self._path):
+      self._writer.write(event.SerializeToString())
 
   def _write(self, step: int, summary) -> None:
     self._add(self._event_pb2.Event(wall_time=time.time(), step=step,
@@ -83,7 +87,7 @@ class Writer:
     self._write(0, pb2.Summary(value=[pb2.Summary.Value(
         tag=metadata.SESSION_START_INFO_TAG,
         metadata=pb2.SummaryMetadata(plugin_data=plugin))]))
-    self._writer.flush()
+    self._flush()
 
   def scalars(self, step: int, rows: list[dict[str, Any]]) -> None:
     """One iteration's per-seed metric rows (see `experiment.metrics_rows`)."""
@@ -101,7 +105,12 @@ class Writer:
     self._write(step, self._summary_pb2.Summary(value=[
         self._summary_pb2.Summary.Value(tag=t, simple_value=v)
         for t, v in values]))
-    self._writer.flush()  # A paused or killed run keeps what it logged.
+    self._flush()  # A paused or killed run keeps what it logged.
+
+  def _flush(self) -> None:
+    with writing.naming_file(self._path):
+      self._writer.flush()
 
   def close(self) -> None:
-    self._writer.close()
+    with writing.naming_file(self._path):
+      self._writer.close()

@@ -150,6 +150,7 @@ def write_tables(runs: list[dict], target: float | None,
   """
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  from bass_jax import writing  # pylint: disable=g-import-not-at-top
   rows = reporting.table_rows(runs, target, baseline)
   label = None if baseline is None else reporting.label_of(runs[baseline])
   table = reporting.markdown_table(rows, target, label)
@@ -162,12 +163,10 @@ def write_tables(runs: list[dict], target: float | None,
     tex += ''.join(f'\\par {reporting.latex_text(n)}\n' for n in notes)
   paths = [os.path.join(out, name) for name in
            ('table.md', 'table.tex', 'table.csv', 'results.json')]
-  with open(paths[0], 'w') as f:
-    f.write(table)
-  with open(paths[1], 'w') as f:
-    f.write(tex)
+  writing.write_lines(paths[0], [table])
+  writing.write_lines(paths[1], [tex])
   reporting.write_csv(paths[2], rows)
-  experiment.write_json(paths[3], dict(
+  writing.write_json(paths[3], dict(
       reporting.results(runs, rows, target, baseline,
                         experiment.PLACEMENT_FIELDS),
       notes=notes,
@@ -211,8 +210,8 @@ def main(argv):
     # Curves over iterations of runs that each have one would be a column
     # of dots at iteration 0.
     print('note: every run is an initial model (one iteration): no '
-          'learning_curves.png or labels.png; accuracy_vs_labels.png plots '
-          'them', file=sys.stderr, flush=True)
+          'learning_curves.png, labels.png or calibration.png; '
+          'accuracy_vs_labels.png plots them', file=sys.stderr, flush=True)
   # A run cut short (or querying otherwise) ends elsewhere than its paper
   # row: no paper point at its labels.
   paper_points = [not set(launch_common.stored_overrides(run['config'])) &

@@ -98,6 +98,7 @@ def main(argv):
   del argv
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
   from bass_jax import interrupts  # pylint: disable=g-import-not-at-top
+  from bass_jax import writing  # pylint: disable=g-import-not-at-top
   from bass_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
   path, base_arg = config_path_and_arg()
   module = config_module(path)
@@ -182,8 +183,8 @@ def main(argv):
   changed = launch_common.overrides_text(overridden)
   if changed:  # What every row shares, said once rather than in each label.
     table += f'\n\nEvery row with {changed}.'
-  experiment.write_lines(os.path.join(workdir, 'table.md'), [table + '\n'])
-  experiment.write_json(os.path.join(workdir, 'summaries.json'), summaries)
+  writing.write_lines(os.path.join(workdir, 'table.md'), [table + '\n'])
+  writing.write_json(os.path.join(workdir, 'summaries.json'), summaries)
   print(table)
 
 

@@ -15,6 +15,7 @@ from bass_jax import data
 from bass_jax import experiment
 from bass_jax import export
 from bass_jax import reporting
+from bass_jax import writing
 from bass_jax.errors import DataError
 from conftest import REPO
 from configs import yinyang
@@ -926,11 +927,34 @@ def test_is_run_file_guards_the_runs_own_files(tmp_path):
 
 def test_a_failed_atomic_write_keeps_the_file_and_leaves_no_temp(tmp_path):
   path = tmp_path / 'results.json'
-  experiment.write_json(str(path), {'a': 1})
+  writing.write_json(str(path), {'a': 1})
   with pytest.raises(TypeError):  # As a full disk fails it part-way.
-    experiment.write_lines(str(path), ['{"a": 2', None])
+    writing.write_lines(str(path), ['{"a": 2', None])
   assert json.loads(path.read_text()) == {'a': 1}
   assert sorted(p.name for p in tmp_path.iterdir()) == ['results.json']
+
+
+def test_a_full_disk_names_the_file_it_failed_to_write(tmp_path,
+                                                      monkeypatch):
+  """A write or fsync that fails on a full disk raises OSError without a
+  file name; the one-line error names the file all the same."""
+  path = tmp_path / 'summary.json'
+
+  def full(unused_fd):
+    raise OSError(28, 'No space left on device')
+
+  monkeypatch.setattr(writing.os, 'fsync', full)
+  with pytest.raises(OSError) as e:
+    writing.write_json(str(path), {'a': 1})
+  assert str(e.value) == (f"[Errno 28] No space left on device: '{path}'")
+  assert list(tmp_path.iterdir()) == []
+  # One that names its file already keeps it; other errors pass unchanged.
+  with pytest.raises(OSError, match="'other'"):
+    with writing.naming_file(str(path)):
+      raise FileNotFoundError(2, 'No such file or directory', 'other')
+  with pytest.raises(ValueError):
+    with writing.naming_file(str(path)):
+      raise ValueError('not an OSError')
 
 
 def test_label_counts_say_why_a_panel_is_empty(tmp_path, monkeypatch):
