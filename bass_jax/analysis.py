@@ -11,6 +11,7 @@ import numpy as np
 from bass_jax import experiment
 from bass_jax import mc_dropout
 from bass_jax import reporting
+from bass_jax import workdirs
 from bass_jax.errors import DataError
 from configs import common
 
@@ -60,7 +61,7 @@ def restored(workdir: str, dataset=None, warn=None, data_dir: str = ''):
   run = experiment.build(config, dataset, devices=jax.devices()[:1])
   skipped = []
   # Collected, not logged: one line in all instead of one per checkpoint.
-  found = experiment.latest_checkpoint(workdir, run.state, skipped.append)
+  found = workdirs.latest_checkpoint(workdir, run.state, skipped.append)
   if found is None:
     damaged = f' ({len(skipped)} damaged)' if skipped else ''
     raise DataError(f'{workdir} has no valid checkpoint{damaged}')
@@ -77,12 +78,12 @@ def restored(workdir: str, dataset=None, warn=None, data_dir: str = ''):
 
 def restored_run(workdir: str, dataset=None, warn=None, data_dir: str = ''):
   """(Run, LoopState [S, ...], where) of a workdir's newest checkpoint;
-  `where` as `experiment.checkpoint_point` says it, e.g. 'after iteration 12'.
+  `where` as `workdirs.checkpoint_point` says it, e.g. 'after iteration 12'.
 
   See `restored`.
   """
   run, found = restored(workdir, dataset, warn, data_dir)
-  return run, found.state, experiment.checkpoint_point(run.config, found)
+  return run, found.state, workdirs.checkpoint_point(run.config, found)
 
 
 def seed_params(state, seed_index: int):

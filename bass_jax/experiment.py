@@ -3,20 +3,18 @@
 The only long function of the library lives here: it loads data, builds the
 model and the vmapped, jitted iteration, then loops over iterations, handing
 metrics to a writer. Everything inside an iteration stays on the device.
+The config's own checks are `config_checks`'s, the workdir's (its config,
+lock, resume point and files) `workdirs`'s, the progress lines `progress`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
-import fcntl
 import json
 import math
 import os
-import shutil
 import sys
-import threading
 import time
 from typing import Any, Callable, Optional
 
@@ -28,171 +26,32 @@ from jax.experimental.compilation_cache import compilation_cache
 from jax.sharding import Mesh
 
 from bass_jax import checkpoint
+from bass_jax import config_checks
 from bass_jax import data as data_lib
 from bass_jax import interrupts
 from bass_jax import loop
 from bass_jax import mc_dropout
 from bass_jax import models
 from bass_jax import oracle
+from bass_jax import progress
 from bass_jax import reporting
-from bass_jax import selection
 from bass_jax import sharding
-from bass_jax import tb_writer
 from bass_jax import training
-from bass_jax import uncertainty
 from bass_jax import user_code
+from bass_jax import workdirs
 from bass_jax import writing
 from bass_jax.errors import BassError
 from bass_jax.errors import ConfigError
-from configs import common
 
 
 class TrainingDivergedError(BassError):
   """The loss became NaN or Inf."""
 
 
-CHOICES = {
-    'model': tuple(models.MODELS),
-    'semi': loop.SEMI_MODES,
-    'confident_score': uncertainty.SCORE_NAMES,
-    'acquisition': ('none',) + uncertainty.SCORE_NAMES + tuple(
-        f'{sampling}_{score}' for sampling in selection.SAMPLINGS
-        for score in uncertainty.SCORE_NAMES) + loop.RANDOM_ACQUISITIONS +
-                   loop.JOINT_ACQUISITIONS,
-    'oracle': ('simulated', 'files', 'terminal'),
-    'seed_strategy': ('auto', 'vmap', 'map'),
-    'data_source': data_lib.SOURCES,
-    'prng_impl': ('threefry2x32', 'rbg', 'unsafe_rbg'),
-    'dropout_bits': (8, 16, 32),
-    'mask_impl': models.MASK_IMPLS,
-    'conv_impl': models.CONV_IMPLS,
-    'mc_precision': mc_dropout.MC_PRECISIONS,
-}
 # One dataset shared by every seed, or one per seed; None: the config's.
 DatasetArg = Optional[data_lib.Dataset | list[data_lib.Dataset]]
 # Datasets drawn from a seed, which `data_per_seed` can draw once per seed.
 GENERATED_DATASETS = ('yinyang',)
-POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
-            'query_size', 'gt_upsample', 'batch_size', 'mc_passes_gt',
-            'mc_passes_pool', 'checkpoint_every', 'keep_checkpoints', 'log_every',
-            'confident_k', 'batchbald_candidates', 'batchbald_passes',
-            'batchbald_configs', 'steps_per_trip')
-# Where a run executes or what it logs, not what it computes (equal up to
-# float reduction order): a workdir may be resumed on another mesh, e.g.
-# more GPUs, with TensorBoard logging switched or checkpoints kept more
-# often or longer (log_every, checkpoint_every, keep_checkpoints: when the
-# host logs and saves, not what the device computes; initial_block_epochs:
-# how the host splits the initial phase into calls). data_dir is where the
-# data files are (moved data: md5-checked idx files, or a checkpoint of
-# other shapes refused), not which data.
-PLACEMENT_FIELDS = ('mesh_shape', 'distributed', 'deterministic_ops',
-                    'seed_strategy',
-                    'tensorboard', 'conv_impl', 'cpu_devices', 'chunk_size',
-                    'eval_chunk_size', 'compilation_cache', 'data_dir',
-                    'log_every', 'checkpoint_every', 'keep_checkpoints',
-                    'steps_per_trip', 'initial_block_epochs')
-# Paths each host may give its own way (a mount point, a local cache); the
-# rest of a multi-process run's config must agree across processes.
-PER_HOST_FIELDS = ('data_dir', 'compilation_cache')
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-# Far above any CPU's core count; more CPU devices only cost start-up time.
-MAX_CPU_DEVICES = 512
-NON_NEGATIVE = ('chunk_size', 'eval_chunk_size', 'initial_block_epochs',
-                'num_iterations', 'epochs_per_iteration', 'pool_size',
-                'cpu_devices', 'label_budget', 'semi_start',
-                'test_size', 'seed', 'data_seed', 'mu', 'l2',
-                'acquisition_beta')
-INT_FIELDS = POSITIVE + ('chunk_size', 'eval_chunk_size',
-                         'num_iterations', 'epochs_per_iteration',
-                         'cpu_devices', 'pool_size', 'label_budget',
-                         'semi_start', 'test_size', 'seed', 'data_seed',
-                         'initial_per_class', 'dropout_bits',
-                         'initial_block_epochs')
-REAL_FIELDS = ('mu', 'l2', 'dropout_rate', 'learning_rate', 'pixel_scale',
-               'negative_slope', 'paper_acc', 'acquisition_beta')
-STR_FIELDS = ('name', 'variant', 'dataset', 'data_dir', 'data_source',
-              'model', 'semi', 'acquisition', 'oracle', 'prng_impl',
-              'seed_strategy', 'mask_impl', 'conv_impl', 'mc_precision',
-              'compilation_cache')
-_INT = ((int, np.integer), 'an int')
-_REAL = ((int, float, np.integer, np.floating), 'a number')
-_STR = ((str,), 'a string')
-FIELD_TYPES = {**dict.fromkeys(INT_FIELDS, _INT),
-               **dict.fromkeys(REAL_FIELDS, _REAL),
-               **dict.fromkeys(STR_FIELDS, _STR)}
-# Every field of configs/common.base_config(): those of FIELD_TYPES and
-# these, checked where they are used (a mesh, bools, a score name).
-OTHER_FIELDS = ('mesh_shape', 'deterministic_ops', 'tensorboard',
-                'distributed', 'confident_score', 'data_per_seed')
-KNOWN_FIELDS = frozenset(FIELD_TYPES) | frozenset(OTHER_FIELDS)
-
-
-def check_types(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError for an unknown or missing field or a value of the
-  wrong type.
-
-  A locked ConfigDict refuses most of these on assignment already; this
-  also covers unlocked configs and hand-built ones, where e.g. 1.5 for an
-  int field would otherwise be truncated somewhere downstream.
-  """
-  for field in config:
-    if field not in KNOWN_FIELDS:
-      # An unlocked config (built by hand) takes a misspelt field silently;
-      # nothing would read it.
-      close = difflib.get_close_matches(field, KNOWN_FIELDS, n=1)
-      hint = f"; did you mean '{close[0]}'?" if close else ''
-      raise ConfigError(f'config.{field} is no config field{hint} (the '
-                        'fields are those of configs/common.base_config())')
-  for field, (types, what) in FIELD_TYPES.items():
-    if field not in config:
-      raise ConfigError(f'config.{field} is missing; build configs on '
-                        'configs/common.base_config()')
-    value = config[field]
-    # bool is an int subclass, but True is never a sensible count or rate.
-    if isinstance(value, bool) or not isinstance(value, types):
-      raise ConfigError(f'config.{field}={value!r} has type '
-                        f'{type(value).__name__}, expected {what}')
-    if types is _REAL[0] and not math.isfinite(value):
-      raise ConfigError(f'config.{field}={value!r} must be a finite number')
-
-
-def choices_text(field: str, allowed: tuple) -> str:
-  """The allowed values of a field, for an error message.
-
-  The sampled acquisitions (every sampling x every score) are summarized
-  as their pattern instead of being listed one by one.
-  """
-  if field in ('model', 'confident_score'):
-    return f"{list(allowed)} or one of your own as 'file.py:name'"
-  if field != 'acquisition':
-    return str(list(allowed))
-  plain = [a for a in allowed
-           if selection.split_acquisition(a)[0] == 'top_k']
-  return (f'{plain} or <sampling>_<score> with a sampling of '
-          f'{list(selection.SAMPLINGS)} and a score of '
-          f"{list(uncertainty.SCORE_NAMES)} or of your own as 'file.py:name'")
-
-
-def user_code_of(field: str, value: Any) -> Optional[str]:
-  """The code of one's own ('scores.py:my_score') a config field's value
-  names, None for a built-in value: a model, an acquisition's score (also
-  after a sampling, 'power_scores.py:my_score') or the confident score."""
-  if field not in user_code.CONFIG_FIELDS or not isinstance(value, str):
-    return None
-  if field == 'acquisition':
-    value = selection.split_acquisition(value)[1]
-  return value if user_code.is_spec(value) else None
-
-
-def prefix_hint(value: str, spec: str) -> str:
-  """For an acquisition whose file name begins like a sampling
-  ('power_mine.py:fn' read as power_ of 'mine.py:fn'), how to name the
-  file itself; '' otherwise."""
-  if value == spec or not os.path.isfile(value.rpartition(':')[0]):
-    return ''
-  return (f"; {value!r} reads as {selection.split_acquisition(value)[0]}_ "
-          f"sampling of {spec!r}: for the top k of {value.split(':')[0]}, "
-          f"write './{value}'")
 
 
 def check_user_code(config: ml_collections.ConfigDict,
@@ -204,7 +63,7 @@ def check_user_code(config: ml_collections.ConfigDict,
     ConfigError: naming the field, the code and what it did.
   """
   for field in user_code.CONFIG_FIELDS:
-    spec = user_code_of(field, config[field])
+    spec = config_checks.user_code_of(field, config[field])
     if spec is None or (field == 'confident_score' and
                         config.semi != 'confident'):
       continue
@@ -217,106 +76,6 @@ def check_user_code(config: ml_collections.ConfigDict,
         mc_dropout.check_score(spec, config.mc_passes_pool, ds.num_classes)
     except ValueError as e:
       raise ConfigError(f'config.{field} {e}') from None
-
-
-# The most optimizer steps one trip of an epoch's loop may compile.
-MAX_STEPS_PER_TRIP = 64
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks every field's value and the cross-field rules, in one place.
-
-  Raises:
-    ConfigError: naming the field, its value and what is allowed.
-  """
-  check_types(config)
-  for field, allowed in CHOICES.items():
-    spec = user_code_of(field, config[field])
-    if spec is not None:
-      try:
-        user_code.loaded(spec)
-      except ValueError as e:
-        raise ConfigError(f'config.{field} {e}'
-                          f'{prefix_hint(config[field], spec)}') from None
-    elif config[field] not in allowed:
-      raise ConfigError(f'config.{field}={config[field]!r} is not one of '
-                        f'{choices_text(field, allowed)}')
-  for field in POSITIVE:
-    if not config[field] > 0:
-      raise ConfigError(f'config.{field}={config[field]!r} must be > 0')
-  for field in NON_NEGATIVE:
-    if not config[field] >= 0:
-      raise ConfigError(f'config.{field}={config[field]!r} must be >= 0')
-  for field in REAL_FIELDS:
-    # The device computes in float32: beyond its range a value is inf.
-    if abs(config[field]) > FLOAT32_MAX:
-      raise ConfigError(f'config.{field}={config[field]!r} is beyond float32 '
-                        f'(at most {FLOAT32_MAX:.3g})')
-  if config.cpu_devices > MAX_CPU_DEVICES:
-    # XLA starts that many devices before any other check: 100,000 hung.
-    raise ConfigError(f'config.cpu_devices={config.cpu_devices} must be at '
-                      f'most {MAX_CPU_DEVICES} (one per core is the useful '
-                      f'size; this machine has {os.cpu_count()})')
-  if config.steps_per_trip > MAX_STEPS_PER_TRIP:
-    # Each step of a trip is compiled in turn: 100,000 compiled for minutes
-    # at gigabytes of memory.
-    raise ConfigError(f'config.steps_per_trip={config.steps_per_trip} must '
-                      f'be at most {MAX_STEPS_PER_TRIP} (its steps are '
-                      'compiled one after another; 1-16 were measured, '
-                      'benchmarks/README.md)')
-  if not config.dataset:
-    raise ConfigError('config.dataset is empty: name a dataset, a .npz file '
-                      'or an image folder')
-  if config.initial_per_class == 0 or config.initial_per_class < -1:
-    raise ConfigError(f'config.initial_per_class={config.initial_per_class}'
-                      ' must be > 0, or -1 to label every known pool label')
-  if not 0.0 <= config.dropout_rate < 1.0:
-    raise ConfigError(f'config.dropout_rate={config.dropout_rate!r} must be '
-                      'in [0, 1)')
-  if not config.learning_rate > 0:
-    raise ConfigError(f'config.learning_rate={config.learning_rate!r} must '
-                      'be > 0')
-  if not 0 < config.pixel_scale:
-    raise ConfigError(f'config.pixel_scale={config.pixel_scale!r} must be > 0')
-  if (config.acquisition in loop.JOINT_ACQUISITIONS and
-      config.batchbald_candidates < config.query_size):
-    raise ConfigError(
-        f'config.batchbald_candidates={config.batchbald_candidates} is '
-        f'fewer than config.query_size={config.query_size}: BatchBALD picks '
-        'the batch among the candidates')
-  check_passes_for_scores(config)
-  if config.mesh_shape != sharding.AUTO:
-    sharding.parse_mesh_shape(config.mesh_shape)  # The format; sizes at build.
-  for field in ('distributed', 'data_per_seed', 'deterministic_ops'):
-    if not isinstance(config[field], bool):
-      raise ConfigError(f'config.{field}={config[field]!r} must be True or '
-                        'False')
-
-
-# Scores that compare MC passes: with one pass they are 0 for every sample
-# (BatchBALD picks its candidates by BALD).
-PASS_SCORES = ('bald', 'variation_ratio', 'mean_std', 'batchbald')
-
-
-def pass_scores_used(config: ml_collections.ConfigDict) -> dict[str, str]:
-  """{config field: score} of the scores of PASS_SCORES the config uses."""
-  used = {'acquisition': selection.split_acquisition(config.acquisition)[1]}
-  if config.semi == 'confident':
-    used['confident_score'] = config.confident_score
-  return {f: score for f, score in used.items() if score in PASS_SCORES}
-
-
-def check_passes_for_scores(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError for a score of PASS_SCORES on one MC pass, which
-  would rank the pool by index instead of by uncertainty."""
-  used = pass_scores_used(config)
-  if config.mc_passes_pool >= 2 or not used:
-    return
-  field = next(iter(used))
-  raise ConfigError(
-      f'config.{field}={config[field]!r} compares MC passes: with '
-      f'config.mc_passes_pool={config.mc_passes_pool} every score is 0; '
-      'use 2 or more passes')
 
 
 def model_draws_masks(config: ml_collections.ConfigDict,
@@ -347,7 +106,7 @@ def check_masks_for_scores(config: ml_collections.ConfigDict,
                            ds: data_lib.Dataset) -> None:
   """Raises ConfigError for a score of PASS_SCORES on a model without
   dropout: its passes are the same pass, so every score would be 0."""
-  used = pass_scores_used(config)
+  used = config_checks.pass_scores_used(config)
   if not used or model_draws_masks(config, ds):
     return
   field = next(iter(used))
@@ -912,7 +671,7 @@ def checked_setup(config: ml_collections.ConfigDict,
     (the datasets: one, or one per seed; whether they are per seed; the
     mesh of `config.mesh_shape`).
   """
-  validate_config(config)
+  config_checks.validate_config(config)
   start_backends(config)
   use_compilation_cache(config.compilation_cache)
   datasets = seed_datasets(config, dataset)
@@ -1005,189 +764,6 @@ def summarize(config, rows_by_seed: dict[int, dict], num_params: int,
   }
 
 
-def with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
-  """A stored config.json's fields, with the defaults of fields added since
-  the run was made (as analysis.restored_run does): it computed with them."""
-  return {**json.loads(json.dumps(common.base_config().to_dict())), **stored}
-
-
-# What a run is, named first when two configs differ: another experiment
-# altogether says more than the fields that follow from it.
-IDENTITY_FIELDS = ('name', 'variant', 'dataset', 'model')
-# The oracles a person answers, each way a run may ask them.
-HUMAN_ORACLES = ('files', 'terminal')
-
-
-def config_differences(stored: dict[str, Any],
-                       config: ml_collections.ConfigDict) -> list[str]:
-  """The fields in which `config` computes differently from a run whose
-  config.json holds `stored`, IDENTITY_FIELDS first, then sorted; placement
-  fields do not count."""
-  old = with_defaults(stored)
-  new = json.loads(json.dumps(config.to_dict()))
-  diff = [k for k in set(old) | set(new)
-          if old.get(k) != new.get(k) and k not in PLACEMENT_FIELDS]
-  if {old.get('oracle'), new.get('oracle')} <= set(HUMAN_ORACLES):
-    # Two ways to give the same answers (the terminal records each in the
-    # query's manifest, which the files oracle reads): a paused run may go
-    # on with either; the folder config's variants differ in that alone.
-    diff = [k for k in diff if k != 'oracle']
-    if diff == ['variant']:
-      diff = []
-  return sorted(diff, key=lambda k: (
-      IDENTITY_FIELDS.index(k) if k in IDENTITY_FIELDS
-      else len(IDENTITY_FIELDS), k))
-
-
-def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
-                         overwrite: bool = False) -> None:
-  """Refuses a workdir that holds a run of a different config.
-
-  Raises:
-    ConfigError: naming the first differing field (unless `overwrite`).
-  """
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise ConfigError(f'workdir {workdir} exists and is not a folder; use '
-                      'another --workdir')
-  for name in ('checkpoints', 'queries'):
-    path = os.path.join(workdir, name)
-    if os.path.exists(path) and not os.path.isdir(path):
-      raise ConfigError(f'{path} is not a folder; move it away (the run '
-                        'keeps its checkpoints and queries there)')
-  path = os.path.join(workdir, 'config.json')
-  runs = [] if os.path.exists(path) else reporting.run_folders(workdir)
-  if runs:  # --overwrite clears a run's files, never other runs.
-    names = ', '.join(os.path.basename(r) for r in runs)
-    raise ConfigError(f'workdir {workdir} holds {len(runs)} runs in its '
-                      f'folders ({names}: a sweep?), not one; give this run '
-                      'a --workdir of its own')
-  if overwrite:
-    return
-  if not os.path.exists(path):
-    if os.path.isdir(workdir) and checkpoint.steps(workdir):
-      # Resuming would continue the checkpointed run under any config.
-      raise ConfigError(f'workdir {workdir} has checkpoints but no '
-                        'config.json, so its config cannot be checked; put '
-                        'it back, or use a new --workdir or --overwrite')
-    return
-  try:
-    stored = reporting.read_config(path)
-  except BassError as e:
-    raise ConfigError(f'{e}; or use a new --workdir, or pass --overwrite'
-                      ) from None
-  diff = config_differences(stored, config)
-  if diff:
-    k = diff[0]
-    old = with_defaults(stored)
-    new = json.loads(json.dumps(config.to_dict()))
-    # A field added since the run was made: the run computed with its
-    # default, and setting that continues it as it was made.
-    since = (f'; the run predates config.{k}: --config.{k}='
-             f'{old.get(k)!r} continues it' if k not in stored else '')
-    more = f' and {len(diff) - 1} more field(s)' if len(diff) > 1 else ''
-    raise ConfigError(
-        f'workdir {workdir} holds a run with a different config '
-        f'({k}: {old.get(k)!r} there, {new.get(k)!r} now{more}){since}; use '
-        'a new --workdir or pass --overwrite')
-
-
-def latest_checkpoint(workdir: str, template: loop.LoopState,
-                      warn: Callable[[str], None]
-                      ) -> Optional[checkpoint.Restored]:
-  """`checkpoint.latest_valid`, also of a run made before the state had
-  `skipped` (its last field): read without it, then given none skipped,
-  as nothing could be skipped then.
-
-  Raises:
-    checkpoint.CheckpointMismatchError: the newest intact checkpoint fits
-      neither state; the message says what changed (`mismatch_cause`).
-  """
-  try:
-    return checkpoint.latest_valid(workdir, template, warn=warn)
-  except checkpoint.CheckpointMismatchError as e:
-    mismatch = e
-  try:  # Damaged checkpoints were reported by the first pass.
-    found = checkpoint.latest_valid(workdir, template.replace(skipped=None),
-                                    warn=lambda _: None)
-  except checkpoint.CheckpointMismatchError:
-    found = None
-  if found is None:
-    num_seeds = template.iteration.shape[0]
-    raise checkpoint.CheckpointMismatchError(
-        f'{mismatch}: {mismatch_cause(mismatch, num_seeds)}') from mismatch
-  none = np.zeros(template.skipped.shape, bool)
-  where = getattr(template.skipped, 'sharding', None)
-  return found._replace(state=found.state.replace(
-      skipped=none if where is None else jax.device_put(none, where)))
-
-
-def mismatch_cause(e: checkpoint.CheckpointMismatchError,
-                   num_seeds: int) -> str:
-  """What changed, when a workdir's checkpoint does not fit the state its
-  config (which matched) builds: 'the checkpoint holds 2 seed(s), ...'."""
-  saved, wanted = e.saved_shape, e.wanted_shape
-  if saved and wanted and saved[1:] == wanted[1:] and wanted[0] == num_seeds:
-    # Only the seed axis differs: the checkpoint is another run's (copied
-    # in, or config.json edited), which the config check cannot see.
-    return (f'the checkpoint holds {saved[0]} seed(s), this run has '
-            f'{num_seeds}')
-  if e.leaf.startswith(('.train.params', '.train.opt_state')):
-    # The weights' shapes follow the network and the number of classes.
-    return ('the network differs from the one the run was made with (its '
-            "model file edited, or the data's classes changed?)")
-  # E.g. images added to or removed from a folder dataset.
-  return ('the data differ from those the run was made with (their size or '
-          'classes changed?)')
-
-
-def resume_point(workdir: str, template: loop.LoopState,
-                 log: Callable[[str], None]
-                 ) -> Optional[checkpoint.Restored]:
-  """The newest valid checkpoint of a workdir; None if it has none at all.
-
-  Damaged checkpoints are reported through `log` and skipped.
-
-  Raises:
-    checkpoint.CheckpointError: there are checkpoints but none is valid
-      (starting afresh would silently discard the run), or the newest intact
-      one does not fit this run's state.
-  """
-  try:
-    restored = latest_checkpoint(workdir, template, warn=log)
-  except checkpoint.CheckpointMismatchError as e:
-    raise checkpoint.CheckpointMismatchError(
-        f'{e}; put back what changed, or use a new --workdir or --overwrite'
-    ) from e
-  found = checkpoint.steps(workdir)
-  if restored is None and found:
-    raise checkpoint.CheckpointError(
-        f'no valid checkpoint in {checkpoint.checkpoints_dir(workdir)} '
-        f'(steps {found} are all damaged); pass --overwrite to start afresh')
-  return restored
-
-
-def is_finished(config: ml_collections.ConfigDict,
-                found: checkpoint.Restored) -> bool:
-  """Whether a checkpoint is a finished run's last one.
-
-  A checkpoint at step s holds the state after iterations 0..s-1, and a run
-  does iterations 0..num_iterations; a paused human-oracle run keeps its
-  unanswered query in the checkpoint's `pending`.
-  """
-  return (found.step > config.num_iterations and
-          not found.extra.get('pending'))
-
-
-def checkpoint_point(config: ml_collections.ConfigDict,
-                     found: checkpoint.Restored) -> str:
-  """Where a checkpoint's run stands: 'after iteration 12', or inside the
-  initial phase (a checkpoint at step 0) 'after initial epoch 40 of 100'."""
-  if found.step == 0:
-    return (f'after initial epoch {found.extra.get("initial_epochs_done", 0)}'
-            f' of {config.initial_epochs}')
-  return f'after iteration {found.step - 1}'
-
-
 def start_backends(config: ml_collections.ConfigDict) -> None:
   """The CPU device count, the compiler's determinism and the multi-host
   cluster of `config`.
@@ -1201,99 +777,9 @@ def start_backends(config: ml_collections.ConfigDict) -> None:
   sharding.initialize_distributed(config.distributed)
   # Everything but per-host paths must match across hosts.
   shared = {k: v for k, v in config.to_dict().items()
-            if k not in PER_HOST_FIELDS}
+            if k not in config_checks.PER_HOST_FIELDS}
   sharding.check_processes_agree('config', json.dumps(shared, sort_keys=True,
                                                       default=str))
-
-
-# Held (flock) by the process writing a workdir, for as long as it runs.
-LOCK_FILE = 'run.lock'
-
-
-@contextlib.contextmanager
-def workdir_lock(workdir: str):
-  """Holds the workdir for one run at a time.
-
-  Two runs writing one workdir delete each other's checkpoints in progress;
-  the second is refused. The lock (flock on an empty file, which a refused
-  or failed run leaves as it was) goes with the process, so a crash or
-  SIGKILL leaves nothing to clean up; on a filesystem without locks the
-  run goes on unlocked.
-
-  Raises:
-    ConfigError: another process holds the lock.
-  """
-  os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, LOCK_FILE)
-  with open(path, 'a') as f:
-    try:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      raise ConfigError(
-          f'{workdir} is in use by another run (its process holds {path});'
-          ' wait for it to end, or use another --workdir') from None
-    except OSError:
-      pass  # No locks on this filesystem.
-    yield
-
-
-def clear_run(workdir: str) -> None:
-  """Deletes an earlier run (for --overwrite): its checkpoints, so that a
-  later resume cannot pick up one of the other config; its config.json,
-  metrics and summary, so that a launch stopped before the new run writes
-  its own (e.g. while compiling) is continued by the plain command instead
-  of being refused as another config's workdir; and its queries,
-  corrections and TensorBoard events, which would sit beside the new run's
-  (old query images next to a new manifest, two curves per tag)."""
-  checkpoint.discard_all(workdir)
-  for name in RUN_FILES:
-    path = os.path.join(workdir, name)
-    if os.path.exists(path):
-      os.remove(path)
-  for folder in RUN_FOLDERS:
-    path = os.path.join(workdir, folder)
-    if os.path.isdir(path):
-      shutil.rmtree(path)
-
-
-def rewritten_tensorboard(workdir: str, config: ml_collections.ConfigDict,
-                          kept: list[str]) -> Optional[tb_writer.Writer]:
-  """The run's TensorBoard writer (None when off or not installed), its
-  folder rewritten from the kept metrics.jsonl lines: the hparams and every
-  iteration before the resume point, so the points a killed run logged
-  after its last checkpoint do not stay beside the resumed run's (one
-  events file, one point per step and tag)."""
-  if not (config.tensorboard and tb_writer.available()):
-    return None
-  folder = os.path.join(workdir, 'tensorboard')
-  if os.path.isdir(folder):
-    shutil.rmtree(folder)
-  tb = tb_writer.Writer(folder)
-  tb.hparams(config.to_dict())
-  by_iteration = {}
-  for line in kept:  # In iteration order, as the run wrote them.
-    row = json.loads(line)
-    by_iteration.setdefault(row['iteration'], []).append(row)
-  for i, rows in by_iteration.items():
-    tb.scalars(i, rows)
-  return tb
-
-
-def kept_metrics(path: str, before_iteration: int) -> list[str]:
-  """metrics.jsonl lines of iterations < before_iteration (a resume point).
-
-  Later lines (written after the checkpoint) and a torn last line from a
-  crash are dropped, so every (iteration, seed) appears exactly once.
-
-  Raises:
-    DataError: a line before the last is no metrics row (a damaged or
-      hand-edited file; `reporting.read_metrics`).
-  """
-  if not os.path.exists(path):
-    return []
-  # Written back as json.dumps wrote them: the same bytes.
-  return [json.dumps(row) + '\n' for row in reporting.read_metrics(path)
-          if row['iteration'] < before_iteration]
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
@@ -1326,7 +812,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   # (not the workdir) and leaves the workdir untouched.
   r = build(config, dataset, initial_blocks=True)
   sharding.check_shared_folder(workdir)
-  check_workdir_config(workdir, config, overwrite)
+  workdirs.check_workdir_config(workdir, config, overwrite)
   writer = sharding.is_writer()
   note = identical_passes_note(config, r.dataset)
   if note and writer:
@@ -1334,7 +820,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   # A first Ctrl-C stops at the next iteration's end, checkpointed; not
   # where a process alone cannot checkpoint (several) or reads the terminal.
   graceful = jax.process_count() == 1 and config.oracle != 'terminal'
-  with (workdir_lock(workdir) if writer else contextlib.nullcontext()), \
+  with (workdirs.workdir_lock(workdir) if writer else contextlib.nullcontext()), \
       interrupts.stop_requests(graceful) as stop:
     return _checked_run(r, workdir, log, overwrite, start, stop)
 
@@ -1358,17 +844,17 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
   restored = None
   if overwrite:
     if writer:
-      clear_run(workdir)
+      workdirs.clear_run(workdir)
     sharding.sync('cleared')
   else:
-    restored = resume_point(workdir, state, log)
+    restored = workdirs.resume_point(workdir, state, log)
   data_hash = data_fingerprint(r)
   if restored:
     # Same config and shapes, other data (a data_dir or image folder that
     # points elsewhere, files edited): the run would go on with other data.
     check_same_data(restored, data_hash, workdir, 'use a new --workdir')
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
-  kept = kept_metrics(metrics_path, restored.step) if restored else []
+  kept = workdirs.kept_metrics(metrics_path, restored.step) if restored else []
   if restored and len(kept) < restored.step * config.num_seeds:
     # Resuming would summarise the missing iterations as nothing.
     raise ConfigError(
@@ -1399,14 +885,14 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
         checkpoint.save(workdir, step, host,
                         extra={**(extra or {}), 'wall_s': saved_wall_s,
                                'data': data_hash,
-                               'metrics_version': METRICS_VERSION})
+                               'metrics_version': workdirs.METRICS_VERSION})
         checkpoint.keep_last(workdir, config.keep_checkpoints)
 
   initial_done = 0
   if restored is not None:
     state, first = restored.state, restored.step
     initial_done = initial_epochs_done(r, restored)
-    if is_finished(config, restored):
+    if workdirs.is_finished(config, restored):
       log(f'already finished (iterations 0..{total - 1}, '
           f'{checkpoint.step_path(workdir, first)}); nothing to compute')
       if writer:  # A run killed after its last save may have left some.
@@ -1417,13 +903,13 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
     else:
       log(f'resuming from iteration {first} '
           f'({checkpoint.step_path(workdir, first)})')
-      if restored.extra.get('metrics_version', 1) != METRICS_VERSION:
+      if restored.extra.get('metrics_version', 1) != workdirs.METRICS_VERSION:
         log(f'note: metrics.jsonl rows of iterations 0..{first - 1} were '
             'written by an earlier bass_jax: their pseudo_acc and '
             'pool_entropy follow its definitions (labels trained on, '
             'unlabelled part); val_acc and the rest are unchanged')
     pending = restored.extra.get('pending')
-    fixes_path = os.path.join(workdir, CORRECTIONS)
+    fixes_path = os.path.join(workdir, workdirs.CORRECTIONS)
     if pending and os.path.exists(fixes_path):
       # The file's format checked before the answers are taken (its ids
       # may be among them: those are checked after).
@@ -1433,7 +919,7 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
     if pending:
       # Validated before anything is written: bad answers change nothing.
       state = answered_state(r, state, workdir, pending, log)
-    finished = is_finished(config, restored)
+    finished = workdirs.is_finished(config, restored)
     if finished and os.path.exists(fixes_path):
       log(f'note: {fixes_path} is not trained on: the run has finished; '
           'launch/export.py applies it to the labels it writes')
@@ -1442,7 +928,7 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
       state = r.correct(state, np.array(list(fixes), np.int32),
                         np.array(list(fixes.values()), np.int32))
       log(f'corrected {len(fixes)} label(s) from '
-          f'{os.path.join(workdir, CORRECTIONS)}: ids '
+          f'{os.path.join(workdir, workdirs.CORRECTIONS)}: ids '
           f'{", ".join(map(str, list(fixes)[:10]))}'
           f'{", ..." if len(fixes) > 10 else ""}')
     if pending or fixes:
@@ -1451,13 +937,13 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
       # Applied once: the file moves into corrections/, the record of them.
       sharding.sync('corrected')
       if writer:
-        archived_corrections(workdir, first)
+        workdirs.archived_corrections(workdir, first)
   tb = None
   if writer:
     writing.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
     writing.write_lines(metrics_path, kept)
     if first < total:
-      tb = rewritten_tensorboard(workdir, config, kept)
+      tb = workdirs.rewritten_tensorboard(workdir, config, kept)
   seeds = seeds_of(config)
   cfg = r.loop_config
   if first == 0 and r.initial_block is not None:
@@ -1484,7 +970,7 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
   with (open(metrics_path, 'a') if writer else contextlib.nullcontext()) as f:
     for i in range(first, total):
       query = None
-      with (heartbeat(log, f'iteration {i}', began) if i == first else
+      with (progress.heartbeat(log, f'iteration {i}', began) if i == first else
             contextlib.nullcontext()):
         if config.oracle == 'simulated':
           state, metrics = r.step(state, r.pool)
@@ -1513,7 +999,7 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
       if i == first:
         first_done = now
       if i % config.log_every == 0 or i == total - 1:
-        log(progress_line(rows, i - first, total - first, first_done - began,
+        log(progress.progress_line(rows, i - first, total - first, first_done - began,
                           now - first_done, i, total))
       if query is not None:
         pending = pending_query(i, query, valid)
@@ -1538,7 +1024,7 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
   if tb:
     tb.close()
   sharding.sync('metrics')  # Every process reads process 0's final rows.
-  summary = summarize(config, last_rows(metrics_path), r.num_params,
+  summary = summarize(config, workdirs.last_rows(metrics_path), r.num_params,
                       saved_wall_s, r.dataset)
   if writer:
     writing.write_json(os.path.join(workdir, 'summary.json'), summary)
@@ -1621,7 +1107,7 @@ def initial_blocks(r: Run, state: loop.LoopState, done: int,
   began, first_done, first_end = time.time(), None, None
   while done < total:
     start_epochs = sharding.put(np.full(len(seeds), done, np.int32), on_seeds)
-    with (heartbeat(log, f'initial epochs from {done}', began)
+    with (progress.heartbeat(log, f'initial epochs from {done}', began)
           if first_end is None else contextlib.nullcontext()):
       state, loss = r.initial_block(state, r.pool, start_epochs)
       loss = np.asarray(jax.device_get(loss))
@@ -1634,34 +1120,12 @@ def initial_blocks(r: Run, state: loop.LoopState, done: int,
     now = time.time()
     if first_end is None:
       first_end, first_done = now, done
-    log(initial_progress_line(loss, done, cfg.initial_epochs,
+    log(progress.initial_progress_line(loss, done, cfg.initial_epochs,
                               first_end - began, now - first_end,
                               done - first_done))
     if stop.requested:
       raise stop.interrupt()
   return state
-
-
-def initial_progress_line(loss: np.ndarray, done: int, epochs: int,
-                          first_s: float, steady_s: float,
-                          steady_epochs: int) -> str:
-  """'initial epoch 40/100 loss 0.1234±0.0100 | 12.3 s/epoch ETA 12m18s'.
-
-  Args:
-    loss: [S] the last epoch's mean loss of every seed.
-    done, epochs: initial epochs trained so far, and in all.
-    first_s: seconds of this launch's first block (compilation included).
-    steady_s, steady_epochs: seconds and epochs of the blocks after it,
-      which alone set the rate (as in `progress_line`).
-  """
-  head = f'initial epoch {done}/{epochs} loss {mean_spread_text(loss)} | '
-  if steady_epochs == 0:
-    return head + f'first block {first_s:.1f}s (compilation included)'
-  per_epoch = steady_s / steady_epochs
-  rate = (f'{per_epoch:.2f} s/epoch' if per_epoch >= 0.1 else
-          f'{1e3 * per_epoch:.1f} ms/epoch')  # Toy epochs: not '0.00 s'.
-  return head + (f'{rate} ETA '
-                 f'{duration_text(per_epoch * (epochs - done))}')
 
 
 def pending_query(iteration: int, query: jax.Array,
@@ -1718,14 +1182,6 @@ def answered_state(r: Run, state: loop.LoopState, workdir: str,
   return r.reveal(state, query, np.asarray(pending['valid'], bool), labels)
 
 
-# A person's corrections of labels a run has, read when it goes on.
-CORRECTIONS = 'corrections.csv'
-# A run's own files and folders in its workdir, besides checkpoints/ and
-# LOCK_FILE: what --overwrite clears (`clear_run`).
-RUN_FILES = ('summary.json', 'config.json', 'metrics.jsonl', CORRECTIONS)
-RUN_FOLDERS = ('queries', 'tensorboard', 'corrections')
-
-
 def corrections(r: Run, state: loop.LoopState,
                 workdir: str) -> dict[int, int]:
   """{id: label} of the workdir's corrections.csv ({} without one), each
@@ -1735,10 +1191,10 @@ def corrections(r: Run, state: loop.LoopState,
     ConfigError: a run whose labels no person gave (a simulated oracle).
     oracle.OracleError: a bad file, or an id no seed has a label for.
   """
-  path = os.path.join(workdir, CORRECTIONS)
+  path = os.path.join(workdir, workdirs.CORRECTIONS)
   if not os.path.exists(path):
     return {}
-  if r.config.oracle not in HUMAN_ORACLES:
+  if r.config.oracle not in workdirs.HUMAN_ORACLES:
     raise ConfigError(f'{path}: corrections are of labels a person gave '
                       "(config.oracle 'files' or 'terminal'); this run's "
                       'oracle is simulated: remove the file')
@@ -1755,38 +1211,6 @@ def corrections(r: Run, state: loop.LoopState,
   return fixes
 
 
-def archived_corrections(workdir: str, iteration: int) -> str:
-  """Moves corrections.csv to corrections/at_iteration_<i>[_<k>].csv."""
-  folder = os.path.join(workdir, 'corrections')
-  os.makedirs(folder, exist_ok=True)
-  name, k = f'at_iteration_{iteration}', 1
-  while os.path.exists(os.path.join(folder, f'{name}.csv')):
-    k += 1
-    name = f'at_iteration_{iteration}_{k}'
-  target = os.path.join(folder, f'{name}.csv')
-  os.replace(os.path.join(workdir, CORRECTIONS), target)
-  return target
-
-
-# What metrics.jsonl's columns mean; kept in every checkpoint. 2: pseudo_acc
-# scores the iteration's new pseudo-labels, pool_entropy the whole pool (the
-# original code's CSV); 1 (checkpoints without it): the labels trained on,
-# and the unlabelled part.
-METRICS_VERSION = 2
-
-def diverged_advice(workdir: str) -> str:
-  """What a diverged run in `workdir` leaves and what to do (a resume must
-  keep the config, so a lower learning rate means a new run)."""
-  retrain = 'retrain with a lower config.learning_rate and --overwrite'
-  if checkpoint.steps(workdir):
-    return ('the last good checkpoint is kept (report and export read it); '
-            + retrain)
-  # So early, a model or data that give NaN logits are as likely a cause.
-  return ('no checkpoint was written before it, so there is nothing to '
-          f'report; {retrain}, or, if it fails from the start, check that the '
-          'model gives finite logits on the data')
-
-
 def check_finite(rows: list[dict], where: str, workdir: str) -> None:
   """Stops a diverged run (NaN/Inf loss) in `workdir` with a clear error.
 
@@ -1799,7 +1223,7 @@ def check_finite(rows: list[dict], where: str, workdir: str) -> None:
     if not np.isfinite(row['loss']):
       raise TrainingDivergedError(
           f'training diverged at {where} (seed {row["seed"]}, '
-          f'loss {row["loss"]}); {diverged_advice(workdir)}')
+          f'loss {row["loss"]}); {workdirs.diverged_advice(workdir)}')
 
 
 def check_finite_params(params: Any, where: str, workdir: str) -> None:
@@ -1813,98 +1237,6 @@ def check_finite_params(params: Any, where: str, workdir: str) -> None:
   if not all(np.isfinite(leaf).all() for leaf in leaves):
     raise TrainingDivergedError(
         f'training diverged at {where} (NaN/Inf parameters); '
-        f'{diverged_advice(workdir)}')
+        f'{workdirs.diverged_advice(workdir)}')
 
 
-def last_rows(metrics_path: str) -> dict[int, dict]:
-  """The row of the highest iteration per seed, from metrics.jsonl."""
-  return reporting.last_row_by_seed(reporting.read_metrics(metrics_path))
-
-
-def progress_line(rows: list[dict], done: int, todo: int, first_s: float,
-                  steady_s: float, iteration: int, total: int) -> str:
-  """'iter 12/72 val_acc 0.871±0.012 labels 32 train 540 | 3.10 it/s ETA 20s'
-  (or '| 31.4 s/it' below 1 it/s; the ETA as `duration_text`, e.g. 'ETA
-  3m05s').
-
-  Args:
-    rows: this iteration's metrics rows, one per seed.
-    done: iterations this process ran before this one (0 for the first,
-      also after a resume, so the ETA stays right).
-    todo: iterations this process runs in all.
-    first_s: seconds this process's first iteration took (its
-      compilation and, at iteration 0, the initial training left after
-      any blocks).
-    steady_s: seconds since the end of that first iteration.
-    iteration, total: the run's iteration index and count.
-
-  The rate and ETA use only the iterations after the first: the first one
-  also pays for the compilation, which would make an average over it
-  overstate the time left many times over on a short run.
-  """
-  acc = np.array([r['val_acc'] for r in rows])
-  head = (f'iter {iteration}/{total - 1} val_acc {mean_spread_text(acc)} '
-          f'labels {rows[0]["num_labels"]} train '
-          f'{rows[0]["num_train"]} theta {rows[0]["theta"]:.3f} | ')
-  if done == 0:
-    return head + f'first iteration {first_s:.1f}s (compilation included)'
-  rate = done / max(steady_s, 1e-9)
-  eta = (todo - done - 1) / rate
-  # Below 1 it/s, seconds per iteration ('0.03 it/s' says little).
-  speed = f'{rate:.2f} it/s' if rate >= 1 else f'{1 / rate:.1f} s/it'
-  return head + f'{speed} ETA {duration_text(eta)}'
-
-
-def mean_spread_text(values: np.ndarray) -> str:
-  """'0.8710±0.0120': the mean and std over seeds of [S] `values`; one
-  seed's value alone ('0.8710'), as it has no spread."""
-  mean = f'{values.mean():.4f}'
-  return mean if values.size == 1 else f'{mean}±{values.std():.4f}'
-
-
-def duration_text(seconds: float) -> str:
-  """'45s', '3m05s', '2h07m': a wall time as a person reads it."""
-  s = int(round(seconds))
-  if s < 60:
-    return f'{s}s'
-  if s < 3600:
-    return f'{s // 60}m{s % 60:02d}s'
-  return f'{s // 3600}h{s % 3600 // 60:02d}m'
-
-
-@contextlib.contextmanager
-def heartbeat(log: Callable[[str], None], what: str, start: float,
-              first_s: float = 30.0, max_s: float = 600.0):
-  """Logs '<what> still running after 1m30s' until the block ends.
-
-  The first iteration of a launch is one compiled call (the compilation,
-  at iteration 0 the initial epochs of every seed, the sweeps): it says
-  nothing until it returns, which on a CPU can be many minutes. A line at
-  growing intervals (`first_s` after the block starts, then doubling up to
-  `max_s`) shows the run is alive. Host side only: the compiled program,
-  and so every result, is the same as without it, and nothing leaves the
-  device inside an iteration to report progress.
-
-  Args:
-    log: receives the lines (from a daemon thread).
-    what: the line's subject, e.g. 'iteration 0'.
-    start: time.time() the reported time counts from.
-    first_s, max_s: the first interval and the largest, in seconds.
-  """
-  done = threading.Event()
-
-  def beat():
-    wait = first_s
-    while not done.wait(wait):
-      log(f'{what} still running after {duration_text(time.time() - start)}'
-          ' (one compiled call: it reports when it is done)')
-      wait = min(2 * wait, max_s)
-
-  thread = threading.Thread(target=beat, name='bass_jax-heartbeat',
-                            daemon=True)
-  thread.start()
-  try:
-    yield
-  finally:
-    done.set()
-    thread.join()

@@ -35,7 +35,9 @@ from bass_jax import checkpoint
 from bass_jax import data as data_lib
 from bass_jax import experiment
 from bass_jax import mc_dropout
+from bass_jax import progress
 from bass_jax import reporting
+from bass_jax import workdirs
 from bass_jax import writing
 from bass_jax.errors import ConfigError
 from bass_jax.errors import DataError
@@ -115,10 +117,10 @@ def is_run_file(workdir: str, path: str) -> bool:
   root = os.path.realpath(workdir)
   path = os.path.realpath(path)
   if os.path.dirname(path) == root and os.path.basename(path) in (
-      *experiment.RUN_FILES, experiment.LOCK_FILE):
+      *workdirs.RUN_FILES, workdirs.LOCK_FILE):
     return True
   return any(path.startswith(os.path.join(root, folder) + os.sep)
-             for folder in ('checkpoints', *experiment.RUN_FOLDERS))
+             for folder in ('checkpoints', *workdirs.RUN_FOLDERS))
 
 
 def write_csv(path: str, table: dict[str, np.ndarray],
@@ -158,13 +160,13 @@ def _csv_row(table: dict[str, np.ndarray], i: int,
 def progress_note(config, found: checkpoint.Restored) -> str:
   """'' for a finished run, else which iteration the export is from and why.
 
-  See `experiment.is_finished`.
+  See `workdirs.is_finished`.
   """
-  if experiment.is_finished(config, found):
+  if workdirs.is_finished(config, found):
     return ''
   why = ('paused, waiting for labels' if found.extra.get('pending') else
          'unfinished run')
-  where = experiment.checkpoint_point(config, found)
+  where = workdirs.checkpoint_point(config, found)
   if found.step:
     where += f' of {config.num_iterations}'
   return f'{where} ({why})'
@@ -190,7 +192,7 @@ def export_labels(workdir: str, out: str, seed_index: int = 0,
     log: gets a line before the pool's MC-dropout sweep (one compiled
       call: 60,000 MNIST images x 100 passes are 6 M forwards, ~10 minutes
       at the ~10,000 a second `hot_path.py` measured on a 2-core CPU) and,
-      while it runs, `experiment.heartbeat`'s lines.
+      while it runs, `progress.heartbeat`'s lines.
 
   Returns:
     The table written (see `labels_table`) and `progress_note` ('' for a
@@ -227,7 +229,7 @@ def export_labels(workdir: str, out: str, seed_index: int = 0,
     passes = num_passes or run.loop_config.mc_passes_gt
     log(f'sweeping the pool: {run.dataset.x_train.shape[0]:,} samples x '
         f'{passes} MC-dropout passes (seed {run.config.seed + seed_index})')
-  with (experiment.heartbeat(log, 'the sweep', time.time()) if log else
+  with (progress.heartbeat(log, 'the sweep', time.time()) if log else
         contextlib.nullcontext()):
     table = labels_table(run, found.state, seed_index, num_passes)
   # Corrections the run has not trained on yet (it finished, or has not
@@ -238,7 +240,7 @@ def export_labels(workdir: str, out: str, seed_index: int = 0,
     table['label'][ids] = [fixes[i] for i in ids]
     if log:
       log(f'applied {len(ids)} label correction(s) from '
-          f'{os.path.join(workdir, experiment.CORRECTIONS)} (not trained on '
+          f'{os.path.join(workdir, workdirs.CORRECTIONS)} (not trained on '
           'yet)')
   files = None if dataset is not None else pool_files(
       run.config, table['id'].shape[0])

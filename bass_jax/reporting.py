@@ -184,7 +184,7 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
   """The rows of metrics.jsonl.
 
   A torn last line (a run killed, or still running, mid-write) is skipped,
-  as `experiment.kept_metrics` does on resume; a bad line before it is
+  as `workdirs.kept_metrics` does on resume; a bad line before it is
   corruption and an error.
 
   Raises:

@@ -5,7 +5,7 @@ an optional dependency: `pip install 'bass_jax[tensorboard]'`). One run writes
 one event file in `<workdir>/tensorboard/` with hparams (the config) at step
 0 and one scalar per metric and seed, tagged `<metric>/seed_<s>`, plus the
 mean over seeds as `<metric>/mean`; a resumed run rewrites it from
-metrics.jsonl (`experiment.rewritten_tensorboard`).
+metrics.jsonl (`workdirs.rewritten_tensorboard`).
 """
 
 from __future__ import annotations

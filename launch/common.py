@@ -66,7 +66,7 @@ def cli_overrides() -> list[str]:
 # The checkout: configs/ is beside launch/.
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Fields a run's label leaves out: the label's own words, the table's seeds
-# column, and where and how fast it ran (experiment.PLACEMENT_FIELDS).
+# column, and where and how fast it ran (config_checks.PLACEMENT_FIELDS).
 UNLABELLED_FIELDS = ('name', 'variant', 'num_seeds')
 
 
@@ -78,11 +78,11 @@ def overrides_text(config) -> str:
 
   Left out: name and variant (the label's own words), num_seeds (the
   table's seeds column) and where and how fast the run ran
-  (experiment.PLACEMENT_FIELDS).
+  (config_checks.PLACEMENT_FIELDS).
   """
-  from bass_jax import experiment  # pylint: disable=g-import-not-at-top
+  from bass_jax import config_checks  # pylint: disable=g-import-not-at-top
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
-  skip = experiment.PLACEMENT_FIELDS + UNLABELLED_FIELDS
+  skip = config_checks.PLACEMENT_FIELDS + UNLABELLED_FIELDS
   fields = {k: config[k] for k in cli_overrides() if k not in skip}
   fields.update(stored_overrides(json.loads(json.dumps(config.to_dict()))))
   return reporting.fields_text(dict(sorted(fields.items())))
@@ -93,7 +93,8 @@ def stored_overrides(stored: dict) -> dict:
   experiment's (configs/<name>.py at its variant), as a command line's
   overrides would make it; {} where no config file of that name makes it
   (a name of one's own, a variant the file no longer has)."""
-  from bass_jax import experiment  # pylint: disable=g-import-not-at-top
+  from bass_jax import config_checks  # pylint: disable=g-import-not-at-top
+  from bass_jax import workdirs  # pylint: disable=g-import-not-at-top
   from bass_jax.errors import BassError  # pylint: disable=g-import-not-at-top
   name = stored.get('name')
   if not (isinstance(name, str) and re.fullmatch(r'[a-z_][a-z0-9_]*', name)
@@ -106,8 +107,8 @@ def stored_overrides(stored: dict) -> dict:
   except (BassError, ValueError, KeyError, AttributeError):
     return {}
   made = json.loads(json.dumps(made.to_dict()))
-  old = experiment.with_defaults(stored)
-  skip = experiment.PLACEMENT_FIELDS + UNLABELLED_FIELDS
+  old = workdirs.with_defaults(stored)
+  skip = config_checks.PLACEMENT_FIELDS + UNLABELLED_FIELDS
   return {k: old[k] for k in sorted(old)
           if k not in skip and old[k] != made.get(k)}
 

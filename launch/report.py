@@ -148,7 +148,7 @@ def write_tables(runs: list[dict], target: float | None,
   Returns:
     (the markdown table, the paths written).
   """
-  from bass_jax import experiment  # pylint: disable=g-import-not-at-top
+  from bass_jax import config_checks  # pylint: disable=g-import-not-at-top
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
   from bass_jax import writing  # pylint: disable=g-import-not-at-top
   rows = reporting.table_rows(runs, target, baseline)
@@ -168,7 +168,7 @@ def write_tables(runs: list[dict], target: float | None,
   reporting.write_csv(paths[2], rows)
   writing.write_json(paths[3], dict(
       reporting.results(runs, rows, target, baseline,
-                        experiment.PLACEMENT_FIELDS),
+                        config_checks.PLACEMENT_FIELDS),
       notes=notes,
       command=shlex.join(['python', 'launch/report.py'] + sys.argv[1:])))
   return table, paths
@@ -184,13 +184,13 @@ def main(argv):
   if os.path.exists(out) and not os.path.isdir(out):
     raise BassError(f'--out={out} is a file; give the folder to write the '
                     'report into')
-  from bass_jax import experiment  # pylint: disable=g-import-not-at-top
+  from bass_jax import config_checks  # pylint: disable=g-import-not-at-top
   runs = read_runs(_WORKDIRS.value)
   if _MERGE.value:
     runs = reporting.merged_seeds(
-        runs, ('seed', 'num_seeds') + experiment.PLACEMENT_FIELDS)
+        runs, ('seed', 'num_seeds') + config_checks.PLACEMENT_FIELDS)
   runs = reporting.with_distinct_labels(
-      runs, experiment.PLACEMENT_FIELDS + launch_common.UNLABELLED_FIELDS)
+      runs, config_checks.PLACEMENT_FIELDS + launch_common.UNLABELLED_FIELDS)
   os.makedirs(out, exist_ok=True)
   target = None if _TARGET.value is None else _TARGET.value / 100
   baseline = (None if _PAIRED.value is None

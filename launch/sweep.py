@@ -96,6 +96,7 @@ def check_base_arg(base_arg: str, row_names: list[str],
 
 def main(argv):
   del argv
+  from bass_jax import config_checks  # pylint: disable=g-import-not-at-top
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
   from bass_jax import interrupts  # pylint: disable=g-import-not-at-top
   from bass_jax import writing  # pylint: disable=g-import-not-at-top
@@ -134,7 +135,7 @@ def main(argv):
       for key, value in combo.items():
         config[key] = value
       # A bad value in the last combination fails now, not hours in.
-      experiment.validate_config(config)
+      config_checks.validate_config(config)
       name = row_name(arg.split(',')[0], combo)
       rows.append((name, config, os.path.join(workdir, name)))
       labels.append(row_label(config, {k: combo[k] for k in varied}))
@@ -325,19 +326,19 @@ def discard_earlier_runs(rows: list[tuple[str, object, str]]) -> None:
   (deleting each row only when its turn came left the later rows holding
   runs of the old config, which the plain command refused).
   """
-  from bass_jax import experiment  # pylint: disable=g-import-not-at-top
   from bass_jax import sharding  # pylint: disable=g-import-not-at-top
+  from bass_jax import workdirs  # pylint: disable=g-import-not-at-top
   for _, config, row_dir in rows:
-    experiment.check_workdir_config(row_dir, config, overwrite=True)
+    workdirs.check_workdir_config(row_dir, config, overwrite=True)
   if sharding.is_writer():
     existing = [d for _, _, d in rows if os.path.isdir(d)]
     # Every row's lock first: a row another process is running (a train.py
     # or another sweep) is refused with one line before anything is deleted.
     with contextlib.ExitStack() as locks:
       for row_dir in existing:
-        locks.enter_context(experiment.workdir_lock(row_dir))
+        locks.enter_context(workdirs.workdir_lock(row_dir))
       for row_dir in existing:
-        experiment.clear_run(row_dir)
+        workdirs.clear_run(row_dir)
   sharding.sync('sweep rows cleared')
 
 
@@ -366,15 +367,15 @@ def finished_summary(row_dir: str, config) -> dict | None:
   defaults, and where it ran does not count). A damaged config.json or
   summary.json is no finished row: running it says what is wrong, or
   rewrites the summary (the run finds itself finished)."""
-  from bass_jax import experiment  # pylint: disable=g-import-not-at-top
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  from bass_jax import workdirs  # pylint: disable=g-import-not-at-top
   from bass_jax.errors import BassError  # pylint: disable=g-import-not-at-top
   paths = [os.path.join(row_dir, name) for name in ('config.json',
                                                     'summary.json')]
   if not all(os.path.exists(p) for p in paths):
     return None
   try:
-    same = not experiment.config_differences(
+    same = not workdirs.config_differences(
         reporting.read_config(paths[0]), config)
     return reporting.read_summary(paths[1]) if same else None
   except BassError:

@@ -16,13 +16,13 @@ def eta_text(done: list[tuple[float, float | None]],
   unknown work count the mean wall. Rows differ in ways the work does not
   count, so an estimate.
   """
-  from bass_jax import experiment  # pylint: disable=g-import-not-at-top
+  from bass_jax import progress  # pylint: disable=g-import-not-at-top
   if not done:
     return ''
   mean = sum(wall for wall, _ in done) / len(done)
   model = wall_model([(wall, work) for wall, work in done if work])
   seconds = sum(model(work) if model and work else mean for work in left)
-  return f'; about {experiment.duration_text(seconds)} left in the sweep'
+  return f'; about {progress.duration_text(seconds)} left in the sweep'
 
 
 def wall_model(points: list[tuple[float, float]]):

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from bass_jax import config_checks
 from bass_jax import experiment
 from bass_jax import loop
 from bass_jax import mc_dropout
@@ -215,7 +216,7 @@ def test_config_refuses_fewer_candidates_than_the_batch():
   config = _tiny('auto', batchbald_candidates=3)
   with pytest.raises(ConfigError, match='batchbald_candidates=3 is fewer '
                      'than config.query_size=4'):
-    experiment.validate_config(config)
+    config_checks.validate_config(config)
   config.batchbald_candidates = 0
   with pytest.raises(ConfigError, match='batchbald_candidates=0 must be > 0'):
-    experiment.validate_config(config)
+    config_checks.validate_config(config)

@@ -6,7 +6,8 @@ import pathlib
 import ml_collections
 import pytest
 
-from bass_jax import experiment
+from bass_jax import config_checks
+from bass_jax import workdirs
 from bass_jax.errors import ConfigError
 from configs import common
 from configs import yinyang
@@ -19,7 +20,7 @@ CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1]
 def test_a_misspelt_field_is_an_error_from_python_too():
   # base_config's fields are the ones the library knows (a field added to
   # one but not the other fails here).
-  assert set(common.base_config()) == experiment.KNOWN_FIELDS
+  assert set(common.base_config()) == config_checks.KNOWN_FIELDS
   config = yinyang.get_config('active')
   with pytest.raises(AttributeError, match='Did you mean "acquisition"'):
     config.acqusition = 'bald'  # Locked.
@@ -28,7 +29,7 @@ def test_a_misspelt_field_is_an_error_from_python_too():
   loose.acqusition = 'bald'
   with pytest.raises(ConfigError, match=r"config.acqusition is no config "
                      r"field; did you mean 'acquisition'\?"):
-    experiment.validate_config(loose)
+    config_checks.validate_config(loose)
 
 
 @pytest.mark.parametrize('name', CONFIGS)
@@ -44,7 +45,7 @@ def test_every_sweep_row_and_modifier_validates(name):
       config = module.get_config(arg)
       if not config.dataset:  # configs/folder.py: the user names it.
         config.dataset = 'my_images'
-      experiment.validate_config(config)
+      config_checks.validate_config(config)
       if row:
         assert config.variant.split(',')[0] == row, (name, arg)
 
@@ -89,7 +90,7 @@ def test_config_differences_as_a_resume_sees_them():
   del stored['acquisition_beta'], stored['batchbald_passes']
   # ... and where it ran does not change what it computed.
   stored['cpu_devices'], stored['mesh_shape'] = 2, 'seed:2'
-  assert experiment.config_differences(stored, config) == []
+  assert workdirs.config_differences(stored, config) == []
   config.acquisition_beta, config.mu = 2.0, 0.5
-  assert experiment.config_differences(stored, config) == [
+  assert workdirs.config_differences(stored, config) == [
       'acquisition_beta', 'mu']

@@ -20,6 +20,7 @@ from bass_jax import experiment
 from bass_jax import export
 from bass_jax import oracle
 from bass_jax import reporting
+from bass_jax import workdirs
 from conftest import REPO
 from configs import yinyang
 from launch import common as launch_common
@@ -304,7 +305,7 @@ def test_a_checkpoint_made_before_skipping_existed_resumes(tmp_path):
   template = experiment.build(toy_config('simulated'), ds).state
   older = template.replace(skipped=None)
   checkpoint.save(str(tmp_path), 3, jax.device_get(older), {'at': 3})
-  found = experiment.latest_checkpoint(str(tmp_path), template, print)
+  found = workdirs.latest_checkpoint(str(tmp_path), template, print)
   assert found.step == 3 and found.extra == {'at': 3}
   np.testing.assert_array_equal(found.state.skipped,
                                 np.zeros_like(template.labelled))
@@ -313,7 +314,7 @@ def test_a_checkpoint_made_before_skipping_existed_resumes(tmp_path):
     np.testing.assert_array_equal(a, b)
   # Another model's checkpoint fits neither state: refused as before.
   with pytest.raises(checkpoint.CheckpointMismatchError):
-    experiment.latest_checkpoint(
+    workdirs.latest_checkpoint(
         str(tmp_path), template.replace(labels=template.labels[:, :5]), print)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from bass_jax import data
 from bass_jax import experiment
+from bass_jax import progress
 from configs import yinyang
 
 ROWS = [{'val_acc': 0.8, 'num_labels': 10, 'num_train': 500, 'theta': 0.25},
@@ -16,43 +17,43 @@ ROWS = [{'val_acc': 0.8, 'num_labels': 10, 'num_train': 500, 'theta': 0.25},
 
 
 def test_first_line_reports_its_time_and_no_eta():
-  line = experiment.progress_line(ROWS, 0, 73, 12.34, 0.0, 0, 73)
+  line = progress.progress_line(ROWS, 0, 73, 12.34, 0.0, 0, 73)
   assert line == ('iter 0/72 val_acc 0.8500±0.0500 labels 10 train 500 '
                   'theta 0.250 | first iteration 12.3s (compilation included)')
   # One seed: its accuracy alone, no '±0.0000'.
-  line = experiment.progress_line(ROWS[:1], 0, 73, 12.34, 0.0, 0, 73)
+  line = progress.progress_line(ROWS[:1], 0, 73, 12.34, 0.0, 0, 73)
   assert line.startswith('iter 0/72 val_acc 0.8000 labels 10 '), line
 
 
 def test_eta_is_the_steady_rate_over_the_iterations_left():
   # 10 iterations after the first took 2 s: 5 it/s; 73 - 11 = 62 left.
   # A 60 s compilation must not enter the rate (it would say 0.16 it/s).
-  line = experiment.progress_line(ROWS, 10, 73, 60.0, 2.0, 10, 73)
+  line = progress.progress_line(ROWS, 10, 73, 60.0, 2.0, 10, 73)
   assert line.endswith('| 5.00 it/s ETA 12s'), line
 
 
 def test_eta_after_a_resume_counts_this_process_only():
   # Resumed at iteration 40: done counts from there, 33 iterations to run.
-  line = experiment.progress_line(ROWS, 4, 33, 30.0, 2.0, 44, 73)
+  line = progress.progress_line(ROWS, 4, 33, 30.0, 2.0, 44, 73)
   assert line.startswith('iter 44/72 '), line
   assert line.endswith('| 2.00 it/s ETA 14s'), line
 
 
 def test_durations_read_as_a_person_reads_them():
-  assert [experiment.duration_text(s) for s in (0.4, 59.4, 60, 185, 3599,
+  assert [progress.duration_text(s) for s in (0.4, 59.4, 60, 185, 3599,
                                                 7620)] == [
       '0s', '59s', '1m00s', '3m05s', '59m59s', '2h07m']
-  line = experiment.progress_line(ROWS, 1, 3000, 1.0, 1.0, 1, 3000)
+  line = progress.progress_line(ROWS, 1, 3000, 1.0, 1.0, 1, 3000)
   assert line.endswith('| 1.00 it/s ETA 49m58s'), line
   # Slower than 1 it/s: seconds per iteration (a 60k pool on a CPU).
-  line = experiment.progress_line(ROWS, 2, 10, 80.0, 62.8, 2, 10)
+  line = progress.progress_line(ROWS, 2, 10, 80.0, 62.8, 2, 10)
   assert line.endswith('| 31.4 s/it ETA 3m40s'), line  # 7 left.
 
 
 def test_heartbeat_lines_at_doubling_intervals_and_none_after_the_block():
   lines = []
   start = time.time() - 100  # The run started before the block.
-  with experiment.heartbeat(lines.append, 'iteration 0', start,
+  with progress.heartbeat(lines.append, 'iteration 0', start,
                             first_s=0.05, max_s=0.1):
     time.sleep(0.5)
   count = len(lines)
@@ -67,7 +68,7 @@ def test_heartbeat_lines_at_doubling_intervals_and_none_after_the_block():
 def test_heartbeat_stops_when_the_block_raises():
   lines = []
   with pytest.raises(KeyboardInterrupt):
-    with experiment.heartbeat(lines.append, 'iteration 3', time.time(),
+    with progress.heartbeat(lines.append, 'iteration 3', time.time(),
                               first_s=0.02):
       raise KeyboardInterrupt
   time.sleep(0.1)
@@ -77,13 +78,13 @@ def test_heartbeat_stops_when_the_block_raises():
 
 def test_a_run_beats_during_its_first_iteration_only(tmp_path, monkeypatch):
   entered = []
-  original = experiment.heartbeat
+  original = progress.heartbeat
 
   def quick(log, what, start, **_):
     entered.append(what)
     return original(log, what, start, first_s=0.001, max_s=0.05)
 
-  monkeypatch.setattr(experiment, 'heartbeat', quick)
+  monkeypatch.setattr(progress, 'heartbeat', quick)
   config = yinyang.get_config('active_semi')
   config.num_iterations, config.initial_epochs, config.num_seeds = 2, 5, 1
   lines = []
@@ -102,13 +103,13 @@ def test_first_iteration_beats_count_from_its_own_start(tmp_path, monkeypatch):
   counts from iteration 0's start, not the launch's (a supervised_3000 run
   once said 'after 33m32s' a minute into iteration 0)."""
   began = {}
-  original = experiment.heartbeat
+  original = progress.heartbeat
 
   def recorded(log, what, start, **kwargs):
     began[what] = (start, time.time())
     return original(log, what, start, **kwargs)
 
-  monkeypatch.setattr(experiment, 'heartbeat', recorded)
+  monkeypatch.setattr(progress, 'heartbeat', recorded)
   config = yinyang.get_config('active_semi')
   config.num_iterations, config.num_seeds = 1, 1
   config.initial_epochs, config.initial_block_epochs = 10, 3

@@ -41,9 +41,11 @@ import pytest
 
 from bass_jax import analysis
 from bass_jax import checkpoint
+from bass_jax import config_checks
 from bass_jax import experiment
 from bass_jax import export
 from bass_jax import interrupts
+from bass_jax import workdirs
 from configs import yinyang
 from launch import common as launch_common
 
@@ -79,13 +81,13 @@ checkpoint._write_meta = _write_meta
 # the block ending at epoch 6.
 KILL_AFTER_INITIAL_EPOCH_6 = '''
 import os, signal
-from bass_jax import experiment
-_line = experiment.initial_progress_line
+from bass_jax import progress
+_line = progress.initial_progress_line
 def initial_progress_line(loss, done, *args):
   if done == 6:
     os.kill(os.getpid(), signal.SIGKILL)
   return _line(loss, done, *args)
-experiment.initial_progress_line = initial_progress_line
+progress.initial_progress_line = initial_progress_line
 '''
 # A NaN loss at iteration 5 (host side: the compiled program is unchanged).
 NAN_AT_5 = '''
@@ -888,7 +890,7 @@ def test_validate_config_names_wrong_types(field, value, message):
   config[field] = value
   with pytest.raises(experiment.ConfigError, match=f'config.{field}=.*'
                      f'{re.escape(message)}'):
-    experiment.validate_config(ml_collections.ConfigDict(config))
+    config_checks.validate_config(ml_collections.ConfigDict(config))
 
 
 @pytest.mark.parametrize('field, value', [
@@ -901,7 +903,7 @@ def test_validate_config_names_the_allowed_choices(field, value):
   config[field] = value
   with pytest.raises(experiment.ConfigError,
                      match=f"config.{field}='{value}' is not one of .*"):
-    experiment.validate_config(config)
+    config_checks.validate_config(config)
 
 
 def test_validate_config_names_a_missing_field():
@@ -909,7 +911,7 @@ def test_validate_config_names_a_missing_field():
   del config['gt_upsample']
   with pytest.raises(experiment.ConfigError, match='config.gt_upsample is '
                      'missing'):
-    experiment.validate_config(ml_collections.ConfigDict(config))
+    config_checks.validate_config(ml_collections.ConfigDict(config))
 
 
 @pytest.mark.parametrize('arg, message', [
@@ -949,14 +951,14 @@ def test_overwrite_clears_the_previous_run(tmp_path, reference):
                 'corrections.csv', 'corrections/at_iteration_3.csv'):
     (workdir / stale).parent.mkdir(parents=True, exist_ok=True)
     (workdir / stale).write_bytes(b'old run')
-  experiment.clear_run(str(workdir))
+  workdirs.clear_run(str(workdir))
   assert checkpoint.steps(workdir) == []
   assert os.listdir(checkpoint.checkpoints_dir(workdir)) == []
   for name in ('summary.json', 'config.json', 'metrics.jsonl',
                'corrections.csv'):
     assert not (workdir / name).exists(), name
   # Nothing of the old run is left for the next launch to check against.
-  experiment.check_workdir_config(str(workdir), yinyang.get_config('semi'))
+  workdirs.check_workdir_config(str(workdir), yinyang.get_config('semi'))
   for folder in ('queries', 'tensorboard', 'corrections'):
     assert not (workdir / folder).exists(), folder
 

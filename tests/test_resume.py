@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from bass_jax import checkpoint
+from bass_jax import config_checks
 from bass_jax import data
 from bass_jax import experiment
 from bass_jax import mc_dropout
+from bass_jax import workdirs
 from bass_jax.errors import ConfigError
 from configs import yinyang
 
@@ -63,7 +65,7 @@ def test_resume_after_crash_is_identical(tmp_path):
   summary = experiment.run(small_config(), cut, log=lines.append, dataset=ds)
   assert any('resuming from iteration 4' in l for l in lines)
   assert not any(l.startswith('note: ') for l in lines)
-  assert earlier.extra['metrics_version'] == experiment.METRICS_VERSION
+  assert earlier.extra['metrics_version'] == workdirs.METRICS_VERSION
   # wall_s counts the launch that made checkpoint 4, not only the last one.
   assert summary['wall_s'] > earlier.extra['wall_s'] > 0
   full_set, rows = metric_set(full)
@@ -82,20 +84,20 @@ def test_workdir_from_before_a_field_was_added_is_accepted(tmp_path):
   stored = json.loads(json.dumps(config.to_dict()))
   del stored['mc_precision']
   (tmp_path / 'config.json').write_text(json.dumps(stored))
-  experiment.check_workdir_config(str(tmp_path), config)
+  workdirs.check_workdir_config(str(tmp_path), config)
   config.mc_precision = 'bfloat16'
   with pytest.raises(ConfigError, match="mc_precision: 'default' there"):
-    experiment.check_workdir_config(str(tmp_path), config)
+    workdirs.check_workdir_config(str(tmp_path), config)
 
 
 def test_workdir_resumes_with_moved_data_not_with_other_data(tmp_path):
   config = small_config()
   (tmp_path / 'config.json').write_text(json.dumps(config.to_dict()))
   config.data_dir = str(tmp_path / 'moved')  # Where, not which: accepted.
-  experiment.check_workdir_config(str(tmp_path), config)
+  workdirs.check_workdir_config(str(tmp_path), config)
   config.dataset = 'fashion_mnist'
   with pytest.raises(ConfigError, match='dataset:'):
-    experiment.check_workdir_config(str(tmp_path), config)
+    workdirs.check_workdir_config(str(tmp_path), config)
 
 
 def test_chunk_sizes_auto_per_platform_and_resumable_under_others(tmp_path):
@@ -117,10 +119,10 @@ def test_chunk_sizes_auto_per_platform_and_resumable_under_others(tmp_path):
   assert (fixed.chunk_size, fixed.gt_chunk_size,
           fixed.eval_chunk_size) == (1000, 1000, 2000)
   (tmp_path / 'config.json').write_text(json.dumps(stored))
-  experiment.check_workdir_config(str(tmp_path), config)
+  workdirs.check_workdir_config(str(tmp_path), config)
   config.chunk_size = -1
   with pytest.raises(ConfigError, match='chunk_size=-1'):
-    experiment.validate_config(config)
+    config_checks.validate_config(config)
 
 
 def test_a_workdir_in_use_by_another_run_is_refused(tmp_path):
@@ -129,12 +131,12 @@ def test_a_workdir_in_use_by_another_run_is_refused(tmp_path):
   config = small_config()
   config.num_iterations = 1
   workdir = str(tmp_path / 'run')
-  with experiment.workdir_lock(workdir):  # Another run, still going.
+  with workdirs.workdir_lock(workdir):  # Another run, still going.
     with pytest.raises(ConfigError, match=(
         r'run is in use by another run \(its process holds .*run.lock\); '
         'wait for it to end, or use another --workdir')):
       experiment.run(config, workdir, dataset=ds)
-    assert os.listdir(workdir) == [experiment.LOCK_FILE]
+    assert os.listdir(workdir) == [workdirs.LOCK_FILE]
   # Released when that run ends; one run after another is fine.
   experiment.run(config, workdir, dataset=ds)
   summary = experiment.run(config, workdir, dataset=ds)
@@ -232,5 +234,5 @@ def test_a_workdir_of_another_experiment_names_it_first():
   stored = json.loads(json.dumps(small_config().to_dict()))
   config = small_config()
   config.dataset, config.mu, config.data_per_seed = 'mine.npz', 0.5, False
-  assert experiment.config_differences(stored, config) == [
+  assert workdirs.config_differences(stored, config) == [
       'dataset', 'data_per_seed', 'mu']

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bass_jax import experiment
+from bass_jax import config_checks
 from bass_jax import loop
 from bass_jax import selection as sel
 from bass_jax.errors import ConfigError
@@ -159,12 +159,12 @@ def test_config_accepts_sampled_names_and_refuses_others():
   config = yinyang.get_config('active')
   config.acquisition = 'softrank_entropy'
   config.acquisition_beta = 2.0
-  experiment.validate_config(config)
+  config_checks.validate_config(config)
   for bad in ('power_', 'power_foo', 'powerbald'):
     config.acquisition = bad
     with pytest.raises(ConfigError, match=r'<sampling>_<score>'):
-      experiment.validate_config(config)
+      config_checks.validate_config(config)
   config.acquisition = 'power_entropy'
   config.acquisition_beta = -1.0
   with pytest.raises(ConfigError, match='acquisition_beta'):
-    experiment.validate_config(config)
+    config_checks.validate_config(config)

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import sharding_check
+from bass_jax import config_checks
 from bass_jax import data
 from bass_jax import experiment
 from bass_jax import sharding
@@ -114,7 +115,7 @@ def test_build_refuses_a_mesh_that_does_not_fit():
     experiment.build(config, sharding_check.toy_dataset())
   config.mesh_shape = 'data:1,gpu:1'
   with pytest.raises(ConfigError, match="'gpu:1' is not axis:size"):
-    experiment.validate_config(config)
+    config_checks.validate_config(config)
 
 
 PAPER_SPLITS = (60_000, 10_000, 256)  # Pool, test set, batch.

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from bass_jax import experiment
+from bass_jax import workdirs
 from launch import common as launch_common
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -181,7 +181,7 @@ def test_overwrite_with_bad_values_or_a_busy_row_deletes_nothing(
     after = {p: p.read_bytes() for p in tmp_path.rglob('*') if p.is_file()}
     assert after == before, bad_value
   # Nor is a row deleted while another process runs it (holds its lock).
-  with experiment.workdir_lock(str(tmp_path / 'semi')):
+  with workdirs.workdir_lock(str(tmp_path / 'semi')):
     busy = _sweep(tmp_path, '--rows=initial,semi', '--overwrite')
   assert busy.returncode == 2, busy.stderr[-2000:]
   assert busy.stderr.splitlines() == [

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from bass_jax import config_checks
 from bass_jax import data
 from bass_jax import experiment
 from bass_jax import models
@@ -78,7 +79,7 @@ def test_a_module_path_loads_the_same_network(in_repo):
 def test_a_model_that_cannot_be_found_is_a_config_error(in_repo, model,
                                                        message):
   with pytest.raises(ConfigError, match=re.escape(message)) as e:
-    experiment.validate_config(tiny_config(model))
+    config_checks.validate_config(tiny_config(model))
   assert str(e.value).startswith('config.model')
 
 
@@ -88,17 +89,17 @@ def test_an_error_on_import_is_named_in_one_line(tmp_path):
   with pytest.raises(ConfigError, match=re.escape(
       f"config.model '{tmp_path}/nets.py:Net': loading {tmp_path}/nets.py "
       'failed: ValueError: math domain error')):
-    experiment.validate_config(tiny_config(f'{tmp_path}/nets.py:Net'))
+    config_checks.validate_config(tiny_config(f'{tmp_path}/nets.py:Net'))
   # A sys.exit on import once ended the run with the oracle's status 3.
   (tmp_path / 'exits.py').write_text('import sys\nsys.exit(3)\n')
   with pytest.raises(ConfigError, match=re.escape(
       f'loading {tmp_path}/exits.py failed: SystemExit: 3')):
-    experiment.validate_config(tiny_config(f'{tmp_path}/exits.py:Net'))
+    config_checks.validate_config(tiny_config(f'{tmp_path}/exits.py:Net'))
   # A name that is there but is no class or function says so.
   (tmp_path / 'values.py').write_text('Net = 5\n')
   with pytest.raises(ConfigError, match=re.escape(
       f"'Net' in {tmp_path}/values.py is 5, not a class or function")):
-    experiment.validate_config(tiny_config(f'{tmp_path}/values.py:Net'))
+    config_checks.validate_config(tiny_config(f'{tmp_path}/values.py:Net'))
 
 
 @pytest.mark.parametrize('name, message', [
@@ -291,6 +292,6 @@ def test_a_file_named_like_a_sampling_is_named_in_the_error(tmp_path,
   with pytest.raises(ConfigError, match=re.escape(
       "no file 'mine.py'") + '.*' + re.escape(
           "for the top k of power_mine.py, write './power_mine.py:fn'")):
-    experiment.validate_config(config)
+    config_checks.validate_config(config)
   config.acquisition = './power_mine.py:fn'
-  experiment.validate_config(config)
+  config_checks.validate_config(config)
