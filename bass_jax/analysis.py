@@ -31,7 +31,8 @@ def stored_config(workdir: str) -> dict:
 
 
 def restored(workdir: str, dataset=None, warn=None, data_dir: str = ''):
-  """(Run, checkpoint.Restored) of a workdir's newest valid checkpoint.
+  """(Run, checkpoint.Restored) of a workdir's newest valid checkpoint;
+  Restored.state is a LoopState [S, ...] (a leading seed axis).
 
   `dataset` overrides loading the data named by the workdir's config (for a
   run that was given its dataset directly). Damaged checkpoints are skipped
@@ -95,9 +96,13 @@ def decision_surface(run, state, seed_index: int = 0, grid_size: int = 150,
                      margin: float = 0.3) -> dict[str, np.ndarray]:
   """MC-dropout prediction and entropy over a grid covering 2-D pool data.
 
+  Args:
+    run: the built run (`restored_run`).
+    state: LoopState [S, ...] (a leading seed axis).
+
   Returns:
-    'grid_x', 'grid_y', 'pred', 'entropy' [G, G]; 'points' [N, 2], 'labels'
-    [N], 'labelled' [N] bool of the chosen seed.
+    'grid_x', 'grid_y', 'pred', 'entropy' [G, G] (G = grid_size);
+    'points' [N, 2], 'labels' [N], 'labelled' [N] bool of the chosen seed.
   """
   ds = run.seed_dataset(seed_index)
   x = np.asarray(ds.x_train)

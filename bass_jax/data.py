@@ -72,7 +72,7 @@ class Dataset:
   compare (and hash) by identity.
 
   Attributes:
-    x_train: [N, ...] float32 pool inputs (images: [N, H, W, C]).
+    x_train: [N, ...] float32 pool inputs (images: [N, H, W, C_in]).
     y_train: [N] int32 pool labels in [0, num_classes), or -1 where the
       label is unknown (a pool to be labelled by a human oracle).
     x_test: [M, ...] float32 test inputs, same trailing shape as x_train.
@@ -100,6 +100,10 @@ def _check_split(name: str, split: str, x: np.ndarray, y: np.ndarray,
 
   `unknown_ok` also admits the label -1 (unknown), as in a pool that a human
   oracle labels.
+
+  Args:
+    x: [N, ...] float32 (ndim >= 2), finite.
+    y: [N] int32 in [0, num_classes) (or -1 with `unknown_ok`).
   """
   where = f'dataset {name!r}: x_{split}'
   if not isinstance(x, np.ndarray) or x.dtype != np.float32:
@@ -364,7 +368,7 @@ def load_mnist_idx(directory: PathLike, verify_md5: bool = True,
 
   Returns:
     Dataset 'mnist': x [60000 | 10000, 28, 28, 1] float32 = pixel * scale,
-    y int32 in 0..9, num_classes 10.
+    y [60000 | 10000] int32 in 0..9, num_classes 10.
   """
   return _load_idx_directory(directory, MNIST_MD5 if verify_md5 else None,
                              'mnist', scale)
@@ -475,7 +479,7 @@ def load_tfds(name: str, data_dir: Optional[PathLike] = None,
     scale: input multiplier (1/256 for uint8 pixels).
 
   Returns:
-    Dataset with x [N, ...] float32 (images [N, H, W, C]) = raw * scale and
+    Dataset with x [N, ...] float32 (images [N, H, W, C_in]) = raw * scale and
     y [N] int32, from the builder's supervised keys.
   """
   tfds = _import_tfds()
@@ -573,9 +577,10 @@ def load_npz(path: PathLike, scale: float = 1.0) -> Dataset:
       float inputs are used as they are.
 
   Returns:
-    Dataset named after the file's stem; num_classes is the optional scalar
-    key `num_classes`, else the largest label + 1. y_train may hold -1
-    (unknown: a pool for a human oracle).
+    Dataset named after the file's stem with x [N, ...] float32 (shaped as
+    saved, ndim >= 2; integers * scale) and y [N] int32; num_classes is the
+    optional scalar key `num_classes`, else the largest label + 1. y_train
+    may hold -1 (unknown: a pool for a human oracle).
   """
   path = pathlib.Path(path)
   if not path.is_file():
@@ -777,7 +782,8 @@ def _read_image(path: pathlib.Path) -> np.ndarray:
 
 
 def _image_stack(paths: list[pathlib.Path]) -> np.ndarray:
-  """[N, H, W, C] uint8 images: C = 1 if all are grey, else 3 (grey repeated).
+  """[N, H, W, C_in] uint8 images: C_in = 1 if all are grey, else 3 (grey
+  repeated).
 
   Raises:
     DataError: naming the first image whose size differs from the first's.
@@ -809,8 +815,9 @@ def load_image_folder(root: PathLike, scale: float = 1 / 256) -> Dataset:
     scale: pixel multiplier (1/256 for 8-bit images).
 
   Returns:
-    Dataset named after the folder: x [N, H, W, C] float32 = pixel * scale,
-    C = 1 if every image is grey, else 3 (RGB); y [N] int32; class_names.
+    Dataset named after the folder: x [N, H, W, C_in] float32 = pixel *
+    scale, C_in = 1 if every image is grey, else 3 (RGB); y [N] int32;
+    class_names.
 
   Raises:
     DataError: one line naming the path, for a bad layout (see

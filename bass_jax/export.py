@@ -77,6 +77,10 @@ def labels_table(run: experiment.Run, state, seed_index: int = 0,
                  num_passes: Optional[int] = None) -> dict[str, np.ndarray]:
   """The exported labels of one seed, as columns of [N] arrays.
 
+  Args:
+    run, seed_index, num_passes: as for `pool_predictions`.
+    state: its LoopState with a leading seed axis [S, ...].
+
   Returns:
     'id' int, 'label' int32, 'confidence' float32 and 'source' str
     ('human' | 'pseudo' | 'model' | 'skipped'), see the module docstring.
@@ -130,6 +134,12 @@ def write_csv(path: str, table: dict[str, np.ndarray],
 
   A failed write (e.g. `path` is a folder) removes its temp file, so it
   leaves nothing behind.
+
+  Args:
+    path: the CSV file.
+    table: columns of [N] arrays (see `labels_table`).
+    class_names: [C] names of the labels' classes, or ().
+    files: N paths, row i's file; None: no file column.
   """
   header = list(HEADER) + ['class_name'] * bool(class_names) + (
       ['file'] if files is not None else [])

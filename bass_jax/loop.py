@@ -183,7 +183,20 @@ def acquisition_picks(cfg: LoopConfig, key: jax.Array,
                       sweep: dict[str, jax.Array], available: jax.Array,
                       theta: jax.Array, mean_entropy_all: jax.Array
                       ) -> tuple[jax.Array, jax.Array]:
-  """The `query_size` pool samples to send to the oracle: ([k] int32, [k] bool)."""
+  """The `query_size` pool samples to send to the oracle.
+
+  Args:
+    cfg: loop config.
+    key: this iteration's acquisition key.
+    sweep: the pool sweep (`mc_statistics`): [N] 'entropy', and the scores
+      of `cfg.score_names` [N].
+    available: [N] bool, the samples a query may pick.
+    theta: scalar, the bar of 'above_theta'.
+    mean_entropy_all: scalar, the bar of 'above_average'.
+
+  Returns:
+    (indices [k] int32, valid [k] bool), k = cfg.query_size.
+  """
   k = cfg.query_size
   if cfg.acquisition == 'none':
     return no_picks(k)
@@ -239,8 +252,8 @@ def refreshed_membership(cfg: LoopConfig, member: jax.Array,
                          labelled: jax.Array) -> jax.Array:
   """D's pseudo-labelled part after this iteration's E-step: [N] bool.
 
-  `sweep` holds the pool's [N] 'entropy' and the scores of
-  `cfg.score_names`.
+  `member` and `labelled` are [N] bool, `theta` a scalar; `sweep` holds
+  the pool's [N] 'entropy' and the scores of `cfg.score_names`.
   """
   if cfg.semi == 'none':
     return jnp.zeros_like(member)
@@ -481,7 +494,13 @@ def iteration(cfg: LoopConfig, apply_fn: Callable,
               pool: Pool, mesh: Mesh | None = None,
               may_query: jax.Array | None = None
               ) -> tuple[LoopState, dict]:
-  """One full iteration with the simulated oracle (hidden labels in pool.y)."""
+  """One full iteration with the simulated oracle (hidden labels in pool.y).
+
+  Returns:
+    (state, metrics): the state after `em_step` and `reveal` of the
+    oracle's answers; metrics, all scalars: `iteration_metrics`' plus
+    'num_queried' (int32, the valid picks).
+  """
   state, query, query_valid, metrics = em_step(cfg, apply_fn, optimizer,
                                                state, pool, mesh, may_query)
   metrics['num_queried'] = jnp.sum(query_valid)
@@ -605,7 +624,11 @@ def seeds_iteration(cfg: LoopConfig, apply_fn: Callable,
                     pool_per_seed: bool = False
                     ) -> Callable[[LoopState, Pool], tuple[LoopState, dict]]:
   """`iteration` over a leading seed axis of the state (and of the pool if
-  `pool_per_seed`, else the pool is shared)."""
+  `pool_per_seed`, else the pool is shared).
+
+  Returns:
+    fn(state [S, ...], pool) -> (state [S, ...], metrics dict of [S]).
+  """
   def make(m):
     return lambda state, pool, may_query: iteration(
         cfg, apply_fn, optimizer, state, pool, m, may_query)

@@ -421,7 +421,8 @@ def consistent_probs(apply_fn: ApplyFn, params, x: jax.Array,
 
 def predict_logits(apply_fn: ApplyFn, params, x: jax.Array,
                    chunk_size: int) -> jax.Array:
-  """Deterministic (dropout off) logits [N, C], computed chunk by chunk."""
+  """Deterministic (dropout off) logits [N, C] of x [N, ...], computed
+  chunk by chunk."""
   n = x.shape[0]
   return map_chunks(lambda xc: apply_fn(params, xc, None), n,
                     min(chunk_size, n), x)
@@ -429,7 +430,8 @@ def predict_logits(apply_fn: ApplyFn, params, x: jax.Array,
 
 def accuracy(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array,
              chunk_size: int) -> jax.Array:
-  """Deterministic accuracy (a scalar in [0, 1]) of the model on (x, y)."""
+  """Deterministic accuracy (a scalar in [0, 1]) of the model on
+  x [N, ...] with labels y [N] int32."""
   logits = predict_logits(apply_fn, params, x, chunk_size)
   return jnp.mean(jnp.argmax(logits, axis=-1) == y)
 
@@ -493,7 +495,7 @@ def labelled_sweep(mesh: Mesh | None, apply_fn: ApplyFn, params,
   """`mc_sweep` of the pool rows `idx`, split over 'data' like the pool's.
 
   The ground-truth sweep (T passes over the labelled samples, for theta):
-  with a 'data' axis each device sweeps its share of the K slots instead
+  with a 'data' axis each device sweeps its share of the L slots instead
   of all of them, the slots padded to a multiple of the axis size (padding
   rows are swept and dropped). Each row's masks are keyed by its pool
   index, so the statistics are those of the unsharded sweep.
@@ -502,14 +504,15 @@ def labelled_sweep(mesh: Mesh | None, apply_fn: ApplyFn, params,
     mesh: the run's mesh; None: one device.
     apply_fn, params, key, num_passes, chunk_size: as for `mc_sweep`.
     pool_x: [N, ...] the pool, split along N over 'data'.
-    idx: [K] int32 pool indices (labelled slots).
+    idx: [L] int32 pool indices of the label slots
+      (`selection.labelled_slots`).
     num_valid: optional int32 scalar: only the first num_valid slots hold
       labels (`selection.labelled_slots`), so only the chunks holding them
-      are swept: early in a run, when few of the K slots are filled, the
+      are swept: early in a run, when few of the L slots are filled, the
       T-pass sweep costs what the labels need. The other rows may be zeros.
 
   Returns:
-    Dict of [K, ...] arrays, see `mc_statistics`.
+    Dict of [L, ...] arrays, see `mc_statistics`.
   """
   k = idx.shape[0]
   devices = 1 if mesh is None else mesh.shape[sharding.DATA]
@@ -530,6 +533,11 @@ def eval_sums(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array,
   """Deterministic predictions on (x, y) summed into what the test metrics
   need; sums, so that shards of (x, y) add up to the whole.
 
+  Args:
+    apply_fn, params, chunk_size: as for `predict_logits`.
+    x: [N, ...] inputs.
+    y: [N] int32 labels.
+
   Returns:
     'correct' [C] int32: samples of class c predicted c; 'count' [C] int32:
     samples of class c (C the logits' width); 'nll' (): the summed negative
@@ -537,8 +545,8 @@ def eval_sums(apply_fn: ApplyFn, params, x: jax.Array, y: jax.Array,
     softmax probability in [b, b + 1) / ECE_BINS, as float32 computes
     them: a confidence on an edge, such as 1/15 for 15 equal logits, falls
     on the side its rounding puts it; Guo et al.'s bins are (b, b + 1],
-    which differs only there): 'bin_correct' [B] int32,
-    the right predictions in it, and 'bin_confidence' [B], the top
+    which differs only there): 'bin_correct' [ECE_BINS] int32,
+    the right predictions in it, and 'bin_confidence' [ECE_BINS], the top
     probabilities of all its samples summed.
   """
   logits = predict_logits(apply_fn, params, x, chunk_size)

@@ -143,6 +143,13 @@ class MaskDropout(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool,
                seed: Optional[jax.Array] = None) -> jax.Array:
+    """x with dropout applied: the same shape (x itself when off).
+
+    Args:
+      x: [B, ...] activations.
+      deterministic: True: no dropout.
+      seed: [2] uint32 (`seed_words`), used only when impl is 'hash'.
+    """
     if deterministic or self.rate == 0.0:
       return x
     if self.impl == 'hash':
@@ -158,12 +165,12 @@ def shifted_patches(x: jax.Array, size: int) -> jax.Array:
   """'SAME'-padded size x size neighbourhoods stacked on the channel axis.
 
   Args:
-    x: [B, H, W, C].
+    x: [B, H, W, C_in].
     size: odd kernel size k.
 
   Returns:
-    [B, H, W, k*k*C], patch channels ordered (dy, dx, c) like a flax
-    kernel [k, k, C, F] reshaped to [k*k*C, F].
+    [B, H, W, k*k*C_in], patch channels ordered (dy, dx, c) like a flax
+    kernel [k, k, C_in, F] reshaped to [k*k*C_in, F].
   """
   pad = size // 2
   xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
@@ -177,21 +184,25 @@ _CONV_DIMS = ('NHWC', 'HWIO', 'NHWC')
 
 
 def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Stride-1 'SAME' convolution, x [B, H, W, C] * kernel [k, k, C, F] -> [B, H, W, F]."""
+  """Stride-1 'SAME' convolution.
+
+  x [B, H, W, C_in] * kernel [k, k, C_in, F] -> [B, H, W, F].
+  """
   return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME',
                                       dimension_numbers=_CONV_DIMS)
 
 
 def conv_kernel_grad(x: jax.Array, g: jax.Array, size: int) -> jax.Array:
-  """The kernel gradient of `conv_same` as k matmuls, [k, k, C, F].
+  """The kernel gradient of `conv_same` as k matmuls, [k, k, C_in, F].
 
   dw[dy, dx, c, f] = sum_{b,h,w} x_pad[b, h+dy, w+dx, c] * g[b, h, w, f].
   The k horizontal shifts of x are stacked on the channel axis
-  ([B, H+k-1, W, k*C]: k x less memory than full k*k patches); kernel row dy
-  is then one [k*C, B*H*W] x [B*H*W, F] matmul over the rows it sees.
+  ([B, H+k-1, W, k*C_in]: k x less memory than full k*k patches); kernel
+  row dy is then one [k*C_in, B*H*W] x [B*H*W, F] matmul over the rows it
+  sees.
 
   Args:
-    x: [B, H, W, C] the convolution's input.
+    x: [B, H, W, C_in] the convolution's input.
     g: [B, H, W, F] the gradient of its output.
     size: odd kernel size k.
   """
@@ -210,6 +221,9 @@ def conv_kernel_grad(x: jax.Array, g: jax.Array, size: int) -> jax.Array:
 @jax.custom_vjp
 def conv_same_fast_grad(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """`conv_same` whose gradient XLA:CPU runs fast inside loops.
+
+  x [B, H, W, C_in] * kernel [k, k, C_in, F] -> [B, H, W, F], as
+  `conv_same`.
 
   Why: XLA:CPU runs the gradients autodiff derives for a convolution (a
   batch-contracting convolution for the kernel, a padded/reversed one for
@@ -253,6 +267,7 @@ class SameConv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
+    """x [B, H, W, C_in] -> [B, H, W, features]."""
     k, c = self.kernel_size, x.shape[-1]
     kernel = self.param('kernel', glorot, (k, k, c, self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
@@ -275,10 +290,10 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
   gradient is shared between them instead of all going to the first.)
 
   Args:
-    x: [B, H, W, C].
+    x: [B, H, W, C_in].
 
   Returns:
-    [B, H // 2, W // 2, C].
+    [B, H // 2, W // 2, C_in].
   """
   b, h, w, c = x.shape
   x = x[:, :h - h % 2, :w - w % 2]
@@ -309,6 +324,17 @@ class ToyMLP(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool = True,
                seed: Optional[jax.Array] = None) -> jax.Array:
+    """Logits of the MLP.
+
+    Args:
+      x: [B, ...] inputs, flattened to [B, D].
+      deterministic: True: no dropout.
+      seed: [2] uint32 (`seed_words`), the masks' words with mask_impl
+        'hash'.
+
+    Returns:
+      [B, C] logits.
+    """
     x = x.reshape((x.shape[0], -1))
     for i, width in enumerate(self.hidden):
       x = nn.Dense(width, kernel_init=glorot)(x)
@@ -336,6 +362,17 @@ class PaperCNN(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool = True,
                seed: Optional[jax.Array] = None) -> jax.Array:
+    """Logits of the CNN.
+
+    Args:
+      x: [B, H, W, C_in] images, e.g. [B, 28, 28, 1].
+      deterministic: True: no dropout.
+      seed: [2] uint32 (`seed_words`), the masks' words with mask_impl
+        'hash'.
+
+    Returns:
+      [B, C] logits.
+    """
     for i in range(self.num_convs):
       name = f'Conv_{i}'
       if self.conv_impl == 'xla':
@@ -359,6 +396,7 @@ class SoftmaxRegression(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, deterministic: bool = True,
                seed: Optional[jax.Array] = None) -> jax.Array:
+    """x [B, ...] (flattened to [B, D]) -> logits [B, C]; no dropout."""
     del deterministic, seed  # No dropout: MC passes all agree.
     x = x.reshape((x.shape[0], -1))
     return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros)(x)

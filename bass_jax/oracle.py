@@ -346,7 +346,11 @@ def _answer(where: str, row: list[str], wanted: set[int], num_classes: int,
 
 
 def ascii_preview(x: np.ndarray, width: int = 28) -> str:
-  """A terminal rendering of an image sample (or its values otherwise)."""
+  """A terminal rendering of an image sample (or its values otherwise).
+
+  x: one pool sample: [H, W] or [H, W, C_in] (channels averaged) is drawn
+  as ASCII; other shapes (e.g. [D] features) are printed as values.
+  """
   img = _as_image(np.asarray(x, np.float32))
   if img is not None and img.ndim == 3:
     img = img.mean(axis=-1)  # Colour: its brightness.
@@ -369,6 +373,8 @@ def ask_terminal(ids: Sequence[int], inputs: np.ndarray, num_classes: int,
   """Asks for each label on the terminal (image path + ASCII preview).
 
   Args:
+    ids: pool indices to ask about.
+    inputs: [N, ...] pool inputs, indexed by ids.
     known: answers given before (a session that stopped part-way): not
       asked again.
     record: called with every answer so far after each new one (the run

@@ -45,7 +45,10 @@ def stepwise_membership(member: jax.Array, entropy: jax.Array,
 
 
 def all_data_membership(labelled: jax.Array) -> jax.Array:
-  """'All data' (theta = 1): every unlabelled pool sample is in D."""
+  """'All data' (theta = 1): every unlabelled pool sample is in D.
+
+  labelled [N] bool -> [N] bool.
+  """
   return ~labelled
 
 
@@ -207,12 +210,29 @@ def above_average_indices(key: jax.Array, entropy: jax.Array,
   """Eq. 14: random picks among available samples with H above `mean_entropy`.
 
   The paper's mean is over X u X'; the original code's variant passes theta.
+
+  Args:
+    key: PRNG key.
+    entropy: [N] normalized entropy.
+    mean_entropy: scalar, the bar.
+    available: [N] bool.
+    k: static number of picks.
+
+  Returns:
+    (indices [k] int32, valid [k] bool) as in `random_indices`, those
+    above the bar preferred.
   """
   return random_indices(key, available, k, preferred=entropy > mean_entropy)
 
 
 def mark(mask: jax.Array, indices: jax.Array, valid: jax.Array) -> jax.Array:
-  """Sets mask[indices[j]] = True for the valid picks j; [N] bool."""
+  """Sets mask[indices[j]] = True for the valid picks j; [N] bool.
+
+  Args:
+    mask: [N] bool.
+    indices: [k] int32 pool indices.
+    valid: [k] bool, which picks are real.
+  """
   return mask.at[indices].max(valid)
 
 
@@ -222,10 +242,11 @@ def labelled_slots(labelled: jax.Array,
 
   Args:
     labelled: [N] bool.
-    capacity: static buffer size, at least the number of labels ever held.
+    capacity: static buffer size L, at least the number of labels ever
+      held.
 
   Returns:
-    (indices [capacity] int32, valid [capacity] bool).
+    (indices [L] int32, valid [L] bool): the label slots.
   """
   idx = jnp.nonzero(labelled, size=capacity, fill_value=0)[0].astype(
       jnp.int32)
@@ -237,7 +258,7 @@ def joint_entropies(log_q: jax.Array, log_scale: jax.Array,
                     probs: jax.Array) -> jax.Array:
   """H(y_1..y_{n-1}, y_m) of every candidate m, from sampled configurations.
 
-  The configurations s of the labels already picked were drawn from their
+  The R configurations s of the labels already picked were drawn from their
   MC mixture p(y_1..y_{n-1}) = mean_t prod_i p_t(y_i); `q[s, t]` = prod_i
   p_t(y_i^s) up to the factor exp(log_scale[s]). With p(s, c) = mean_t
   q[s, t] p_t(c | x_m), the estimate is
@@ -245,9 +266,9 @@ def joint_entropies(log_q: jax.Array, log_scale: jax.Array,
   every s is the empty configuration: the entropy of the MC mean).
 
   Args:
-    log_q: [S, T] log of q / exp(log_scale) (rows peak at 0, so q's
+    log_q: [R, T] log of q / exp(log_scale) (rows peak at 0, so q's
       products of many probabilities do not underflow).
-    log_scale: [S] log of each row's scale.
+    log_scale: [R] log of each row's scale.
     probs: [M, T, C] softmax samples of the candidates, pass t one network
       for all of them (consistent dropout).
 
@@ -286,7 +307,7 @@ def batchbald_indices(key: jax.Array, probs: jax.Array, valid: jax.Array,
       `mc_dropout.consistent_probs`).
     valid: [M] bool, which candidates may be picked.
     k: static number of picks.
-    num_configs: static number of sampled label configurations.
+    num_configs: static number R of sampled label configurations.
 
   Returns:
     (indices [k] int32 into M, valid [k] bool) as in `top_k_indices`.
@@ -307,8 +328,8 @@ def batchbald_indices(key: jax.Array, probs: jax.Array, valid: jax.Array,
     # Every configuration s gets a label of the pick from its own pass.
     p_pick = probs[pick]                                             # [T, C]
     labels = jax.random.categorical(
-        step_key, jnp.log(p_pick[passes]), axis=-1)                  # [S]
-    factor = p_pick[:, labels].T                                     # [S, T]
+        step_key, jnp.log(p_pick[passes]), axis=-1)                  # [R]
+    factor = p_pick[:, labels].T                                     # [R, T]
     log_q = log_q + jnp.log(factor)  # -inf where a pass rules s out.
     # Rows rescaled to peak at 1 (their scale moves to log_scale), so
     # products of many probabilities do not underflow.

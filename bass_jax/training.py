@@ -70,7 +70,11 @@ def train_step(state: TrainState, optimizer: optax.GradientTransformation,
                apply_fn: Callable, x: jax.Array, y: jax.Array,
                weight: jax.Array, key: jax.Array, l2: float
                ) -> tuple[TrainState, jax.Array]:
-  """One Adam step on one batch; returns (new state, loss)."""
+  """One Adam step on one batch; returns (new state, loss).
+
+  x [B, ...], y [B] int32 and weight [B] float32 as for `weighted_loss`;
+  the loss is its float32 scalar (L2 term included), before the step.
+  """
   loss, grads = jax.value_and_grad(weighted_loss)(state.params, apply_fn, x,
                                                   y, weight, key, l2)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -80,7 +84,10 @@ def train_step(state: TrainState, optimizer: optax.GradientTransformation,
 
 def slot_counts(labelled: jax.Array, member: jax.Array,
                 gt_upsample: int) -> jax.Array:
-  """Copies of each pool sample in the multiset D: [N] int32 in {0, 1, up}."""
+  """Copies of each pool sample in the multiset D: [N] int32 in {0, 1, up}.
+
+  labelled [N] bool (gt_upsample copies each), member [N] bool (one each).
+  """
   return jnp.where(labelled, gt_upsample, member.astype(jnp.int32)).astype(
       jnp.int32)
 
@@ -133,8 +140,9 @@ def shuffled_slots(key: jax.Array, counts: jax.Array,
     capacity: static slot count, at least sum(counts).
 
   Returns:
-    (samples [capacity] int32, total): the first `total` entries list every
-    sample counts[i] times in random order; the rest are padding.
+    (samples [capacity] int32, total int32 scalar = sum(counts)): the
+    first `total` entries list every sample counts[i] times in random
+    order; the rest are padding.
   """
   ends = jnp.cumsum(counts)
   total = ends[-1]

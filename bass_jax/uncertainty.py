@@ -13,7 +13,10 @@ import jax.numpy as jnp
 
 
 def entropy(p: jax.Array, axis: int = -1) -> jax.Array:
-  """Shannon entropy in nats along `axis` (0 log 0 := 0)."""
+  """Shannon entropy in nats along `axis` (0 log 0 := 0).
+
+  p [..., C] (C along `axis`, the last by default) -> [...].
+  """
   return -jnp.sum(jax.scipy.special.xlogy(p, p), axis=axis)
 
 
