@@ -121,6 +121,7 @@ def decision_panel(run: dict, runs: list[dict], out: str) -> str | None:
   are still worth writing.
   """
   from bass_jax import analysis  # pylint: disable=g-import-not-at-top
+  from bass_jax import plots  # pylint: disable=g-import-not-at-top
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
   from bass_jax.errors import BassError  # pylint: disable=g-import-not-at-top
   warn = lambda line: print(f'warning: {line}', file=sys.stderr, flush=True)
@@ -134,7 +135,7 @@ def decision_panel(run: dict, runs: list[dict], out: str) -> str | None:
     return None  # Images or vectors: no plane to draw.
   s = analysis.decision_surface(r, state)
   name = reporting.file_stem(run, runs)
-  return reporting.plot_decision_panel(
+  return plots.plot_decision_panel(
       s['grid_x'], s['grid_y'], s['pred'], s['entropy'], s['points'],
       s['labels'], s['labelled'],
       f'{reporting.label_of(run)}, seed {run["config"]["seed"]}, {where}',
@@ -176,6 +177,7 @@ def write_tables(runs: list[dict], target: float | None,
 
 def main(argv):
   del argv
+  from bass_jax import plots  # pylint: disable=g-import-not-at-top
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
   from bass_jax.errors import BassError
   if not _WORKDIRS.value:
@@ -196,15 +198,15 @@ def main(argv):
   baseline = (None if _PAIRED.value is None
               else reporting.baseline_index(runs, _PAIRED.value))
   table, written = write_tables(runs, target, baseline, out)
-  if reporting.any_run_iterates(runs):
-    written += [reporting.plot_learning_curves(
+  if plots.any_run_iterates(runs):
+    written += [plots.plot_learning_curves(
         runs, os.path.join(out, 'learning_curves.png')),
-                reporting.plot_label_counts(
+                plots.plot_label_counts(
                     runs, os.path.join(out, 'labels.png')),
-                reporting.plot_calibration_curves(
+                plots.plot_calibration_curves(
                     runs, os.path.join(out, 'calibration.png'))]
     if baseline is not None:
-      written.append(reporting.plot_paired_curves(
+      written.append(plots.plot_paired_curves(
           runs, baseline, os.path.join(out, 'paired_curves.png')))
   else:
     # Curves over iterations of runs that each have one would be a column
@@ -215,8 +217,8 @@ def main(argv):
   # A run cut short (or querying otherwise) ends elsewhere than its paper
   # row: no paper point at its labels.
   paper_points = [not set(launch_common.stored_overrides(run['config'])) &
-                  set(reporting.LABEL_COUNT_FIELDS) for run in runs]
-  written.append(reporting.plot_accuracy_vs_labels(
+                  set(plots.LABEL_COUNT_FIELDS) for run in runs]
+  written.append(plots.plot_accuracy_vs_labels(
       runs, os.path.join(out, 'accuracy_vs_labels.png'), target,
       paper_points))
   for run in runs:

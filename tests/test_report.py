@@ -14,6 +14,7 @@ import pytest
 from bass_jax import data
 from bass_jax import experiment
 from bass_jax import export
+from bass_jax import plots
 from bass_jax import reporting
 from bass_jax import writing
 from bass_jax.errors import DataError
@@ -136,7 +137,7 @@ def test_labels_to_reach_golden():
 
 def test_decision_panel_from_checkpoint(workdirs, tmp_path):
   from bass_jax import analysis
-  from bass_jax import reporting
+  from bass_jax import plots
   dirs, ds = workdirs
   run, state, where = analysis.restored_run(str(dirs[0]), ds)
   assert where == 'after iteration 4'
@@ -144,7 +145,7 @@ def test_decision_panel_from_checkpoint(workdirs, tmp_path):
   assert s['pred'].shape == (40, 40) and 0 < s['pred'].mean() < 1
   # Queries of 2 at iterations 0 and 2; the last, 4, asks none.
   assert s['labelled'].sum() == 8 + 2 * 2
-  path = reporting.plot_decision_panel(
+  path = plots.plot_decision_panel(
       s['grid_x'], s['grid_y'], s['pred'], s['entropy'], s['points'],
       s['labels'], s['labelled'], 'test', str(tmp_path / 'd.png'))
   assert_nontrivial_png(path)
@@ -373,13 +374,13 @@ def test_initial_model_rows_are_levels_beside_learning_curves(tmp_path):
             for i in range(iterations) for s in range(2)]
     return {'workdir': f'/w/{name}', 'rows': rows,
             'config': {'name': 'toy', 'variant': name}}
-  fig, ax = reporting._pyplot().subplots()  # pylint: disable=protected-access
-  reporting.draw_learning_curves(ax, [run('em', 5), run('supervised', 1)])
+  fig, ax = plots._pyplot().subplots()  # pylint: disable=protected-access
+  plots.draw_learning_curves(ax, [run('em', 5), run('supervised', 1)])
   level = [l for l in ax.get_lines()
            if l.get_label() == 'toy:supervised (initial model)']
   assert len(level) == 1 and level[0].get_linestyle() == '--'
   np.testing.assert_allclose(level[0].get_ydata(), [81.0, 81.0])
-  reporting._pyplot().close(fig)  # pylint: disable=protected-access
+  plots._pyplot().close(fig)  # pylint: disable=protected-access
 
 
 def test_twelve_runs_get_twelve_colours_and_the_legend_hides_nothing():
@@ -388,14 +389,14 @@ def test_twelve_runs_get_twelve_colours_and_the_legend_hides_nothing():
   runs = [{'workdir': f'/w/r{j}', 'config': {'name': 'toy', 'variant': f'r{j}'},
            'rows': [{'iteration': i, 'seed': 0, 'val_acc': 0.5 + 0.01 * j}
                     for i in range(3)]} for j in range(12)]
-  fig, ax = reporting._pyplot().subplots()  # pylint: disable=protected-access
-  reporting.draw_learning_curves(ax, runs)
+  fig, ax = plots._pyplot().subplots()  # pylint: disable=protected-access
+  plots.draw_learning_curves(ax, runs)
   from matplotlib import colors  # pylint: disable=g-import-not-at-top
   assert len({colors.to_hex(l.get_color()) for l in ax.get_lines()}) == 12
   fig.canvas.draw()
   legend = ax.get_legend().get_window_extent()
   assert legend.x0 >= ax.get_window_extent().x1
-  reporting._pyplot().close(fig)  # pylint: disable=protected-access
+  plots._pyplot().close(fig)  # pylint: disable=protected-access
 
 
 def test_sweep_rows_are_reported_in_sweep_order(tmp_path):
@@ -688,8 +689,8 @@ def test_an_unfinished_run_is_said_so_and_never_merged_with_finished_seeds():
   merged = reporting.merged_seeds([stopped, run('c', [2], 26)])
   assert len(merged) == 1 and merged[0]['config']['num_seeds'] == 3
   # Stopped in iteration 0 is not an initial model: it is to iterate.
-  assert reporting.any_run_iterates([run('d', [0], 0)])
-  assert not reporting.any_run_iterates([run('e', [0], 0, planned=0)])
+  assert plots.any_run_iterates([run('d', [0], 0)])
+  assert not plots.any_run_iterates([run('e', [0], 0, planned=0)])
 
 
 def test_paired_differences_golden():
@@ -814,9 +815,9 @@ def test_accuracy_vs_labels_marks_the_paper_on_a_log_axis():
   runs = [run('supervised_100', 100, [0.81, 0.83], 82.03),
           run('supervised_3000', 3000, [0.97, 0.98], 97.89),
           run('mine', 1000, [0.9, 0.9], -1.0)]
-  plt = reporting._pyplot()  # pylint: disable=protected-access
+  plt = plots._pyplot()  # pylint: disable=protected-access
   fig, ax = plt.subplots()
-  reporting.draw_accuracy_vs_labels(ax, runs)
+  plots.draw_accuracy_vs_labels(ax, runs)
   assert ax.get_xscale() == 'log'
   diamonds = [l for l in ax.get_lines()
               if l.get_marker() == 'D' and len(l.get_xdata())]
@@ -837,7 +838,7 @@ def test_accuracy_vs_labels_marks_the_paper_on_a_log_axis():
   active = run('bald', 20, [0.5], 90.0)
   active['rows'] += [{'iteration': 1, 'seed': 0, 'val_acc': 0.9,
                       'num_labels': 100}]
-  reporting.draw_accuracy_vs_labels(ax, [active])
+  plots.draw_accuracy_vs_labels(ax, [active])
   assert ax.get_xscale() == 'linear'
   diamond, = [l for l in ax.get_lines() if l.get_marker() == 'D'
               and len(l.get_xdata())]
@@ -846,7 +847,7 @@ def test_accuracy_vs_labels_marks_the_paper_on_a_log_axis():
   # A run cut short (report.py: an override of a label-count field) gets
   # no diamond at its labels: the paper's number is at the paper's.
   fig, ax = plt.subplots()
-  reporting.draw_accuracy_vs_labels(ax, runs, paper_points=[True, False,
+  plots.draw_accuracy_vs_labels(ax, runs, paper_points=[True, False,
                                                             True])
   assert [float(l.get_xdata()[0]) for l in ax.get_lines()
           if l.get_marker() == 'D' and len(l.get_xdata())] == [100.0]
@@ -904,12 +905,12 @@ def test_calibration_plot_of_runs_with_and_without_the_metrics(tmp_path):
   no plot."""
   old = fake_run('w/old', 0, [0.8, 0.9])
   path = str(tmp_path / 'calibration.png')
-  assert reporting.plot_calibration_curves([old], path) is None
+  assert plots.plot_calibration_curves([old], path) is None
   new = fake_run('w/new', 0, [0.7, 0.75], variant='supervised_300')
   new['rows'] = [dict(r, iteration=i, val_nll=1.0 / (i + 1 + s),
                       val_ece=0.2 / (i + 1) + 0.01 * s)
                  for i in range(5) for s, r in enumerate(new['rows'])]
-  assert reporting.plot_calibration_curves([old, new], path) == path
+  assert plots.plot_calibration_curves([old, new], path) == path
   assert_nontrivial_png(path)
 
 
@@ -963,9 +964,9 @@ def test_label_counts_say_why_a_panel_is_empty(tmp_path, monkeypatch):
   rows = [{'iteration': i, 'seed': 0, 'val_acc': 0.5, 'num_labels': 9 + i,
            'num_train': 100, 'pseudo_acc': None} for i in range(3)]
   figures = []
-  monkeypatch.setattr(reporting, '_saved',
+  monkeypatch.setattr(plots, '_saved',
                       lambda fig, path: figures.append(fig) or path)
-  reporting.plot_label_counts([{'workdir': '/w/a', 'rows': rows,
+  plots.plot_label_counts([{'workdir': '/w/a', 'rows': rows,
                                 'config': {'name': 'folder'}}],
                               str(tmp_path / 'labels.png'))
   labels, train, pseudo = figures[0].axes
