@@ -559,8 +559,9 @@ def _read_arrays(path: str, specs: list[Spec]) -> list[np.ndarray]:
   if targets:
     try:
       with _checkpointer() as checkpointer:
-        loaded = checkpointer.restore(os.path.abspath(os.path.join(path, ARRAYS)),
-                                      args=ocp.args.StandardRestore(targets))
+        loaded = checkpointer.restore(
+            os.path.abspath(os.path.join(path, ARRAYS)),
+            args=ocp.args.StandardRestore(targets))
     except Exception as e:  # pylint: disable=broad-except
       # Orbax and tensorstore raise a zoo of types for damaged files; to the
       # caller they all mean the same: this checkpoint is unreadable.

@@ -49,9 +49,9 @@ CHOICES = {
 
 POSITIVE = ('num_seeds', 'initial_epochs', 'query_every',
             'query_size', 'gt_upsample', 'batch_size', 'mc_passes_gt',
-            'mc_passes_pool', 'checkpoint_every', 'keep_checkpoints', 'log_every',
-            'confident_k', 'batchbald_candidates', 'batchbald_passes',
-            'batchbald_configs', 'steps_per_trip')
+            'mc_passes_pool', 'checkpoint_every', 'keep_checkpoints',
+            'log_every', 'confident_k', 'batchbald_candidates',
+            'batchbald_passes', 'batchbald_configs', 'steps_per_trip')
 # Where a run executes or what it logs, not what it computes (equal up to
 # float reduction order): a workdir may be resumed on another mesh, e.g.
 # more GPUs, with TensorBoard logging switched or checkpoints kept more

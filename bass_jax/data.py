@@ -862,7 +862,8 @@ def image_folder_root(name: str, data_dir: Optional[PathLike] = None
 
 
 # The data folder beside a source checkout (<repo>/../shared/data).
-CHECKOUT_DATA_DIR = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data'
+CHECKOUT_DATA_DIR = (pathlib.Path(__file__).resolve().parents[2] / 'shared' /
+                     'data')
 
 
 def default_data_dir() -> Optional[pathlib.Path]:

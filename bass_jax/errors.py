@@ -1,4 +1,5 @@
-"""User-facing errors: one line naming the problem, printed without a traceback."""
+"""User-facing errors: one line naming the problem, printed without a
+traceback."""
 
 
 class BassError(Exception):

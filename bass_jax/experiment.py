@@ -185,9 +185,9 @@ def use_compilation_cache(setting: str) -> None:
 
 
 def data_dir(config: ml_collections.ConfigDict) -> str:
-  """The data root: config.data_dir, else `data.default_data_dir` ($BASS_DATA_DIR,
-  else ../shared/data from here or beside the checkout), else ../shared/data
-  (which then names what is missing in the error)."""
+  """The data root: config.data_dir, else `data.default_data_dir`
+  ($BASS_DATA_DIR, else ../shared/data from here or beside the checkout),
+  else ../shared/data (which then names what is missing in the error)."""
   if config.data_dir:
     return config.data_dir
   found = data_lib.default_data_dir()
@@ -820,8 +820,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   # A first Ctrl-C stops at the next iteration's end, checkpointed; not
   # where a process alone cannot checkpoint (several) or reads the terminal.
   graceful = jax.process_count() == 1 and config.oracle != 'terminal'
-  with (workdirs.workdir_lock(workdir) if writer else contextlib.nullcontext()), \
-      interrupts.stop_requests(graceful) as stop:
+  lock = (workdirs.workdir_lock(workdir) if writer
+          else contextlib.nullcontext())
+  with lock, interrupts.stop_requests(graceful) as stop:
     return _checked_run(r, workdir, log, overwrite, start, stop)
 
 
@@ -999,8 +1000,9 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
       if i == first:
         first_done = now
       if i % config.log_every == 0 or i == total - 1:
-        log(progress.progress_line(rows, i - first, total - first, first_done - began,
-                          now - first_done, i, total))
+        log(progress.progress_line(rows, i - first, total - first,
+                                   first_done - began, now - first_done, i,
+                                   total))
       if query is not None:
         pending = pending_query(i, query, valid)
         if pending['ids']:

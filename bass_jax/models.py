@@ -313,7 +313,8 @@ def resolved_conv_impl(conv_impl: str) -> str:
 
 
 class ToyMLP(nn.Module):
-  """The paper's §4 network: 2 -> 50 -> 50 -> 50 -> C, 5,352 parameters for C=2."""
+  """The paper's §4 network: 2 -> 50 -> 50 -> 50 -> C, 5,352 parameters for
+  C=2."""
   num_classes: int = 2
   hidden: Sequence[int] = (50, 50, 50)
   dropout_rate: float = 0.33
@@ -390,7 +391,8 @@ class PaperCNN(nn.Module):
 
 
 class SoftmaxRegression(nn.Module):
-  """The blog baseline: one dense layer 784 -> 10 starting at zero (7,850 params)."""
+  """The blog baseline: one dense layer 784 -> 10 starting at zero (7,850
+  params)."""
   num_classes: int = 10
 
   @nn.compact

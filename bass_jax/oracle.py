@@ -11,10 +11,11 @@ checkpoints, and exits with status 3 ("waiting for labels"). The user fills
 the `label` column (a class number 0..C-1, or a class name where the dataset
 has them; where a class name is itself a number, as folders named `1` and
 `2`, labels are read as class names only, see `names_only`) and relaunches
-the command (without --overwrite); the answers are checked here (unknown or missing ids,
-unknown labels, a file not in UTF-8 -> one-line error, nothing changed) and
-the run continues. `id` is the sample's index in the dataset's training
-split in its original order. Nothing is ever read with pickle.
+the command (without --overwrite); the answers are checked here (unknown
+or missing ids, unknown labels, a file not in UTF-8 -> one-line error,
+nothing changed) and the run continues. `id` is the sample's index in the
+dataset's training split in its original order. Nothing is ever read with
+pickle.
 """
 
 from __future__ import annotations

@@ -132,7 +132,8 @@ def read_summary(path: str) -> dict[str, Any]:
   summary = read_json_object(path)
   acc = summary.get('val_acc')
   if not (isinstance(acc, dict) and _is_number(acc.get('mean')) and
-          _is_number(acc.get('std')) and _is_number(summary.get('num_seeds')) and
+          _is_number(acc.get('std')) and
+          _is_number(summary.get('num_seeds')) and
           _is_number(summary.get('wall_s'))):
     raise DataError(f'{path} is unreadable (no val_acc mean and std, '
                     'num_seeds or wall_s); it must be the file that '

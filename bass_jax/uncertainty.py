@@ -34,7 +34,8 @@ def normalized_entropy(mean_probs: jax.Array) -> jax.Array:
 
 
 def mutual_information(probs: jax.Array) -> jax.Array:
-  """BALD (Houlsby et al. 2011): H[mean_t p_t] - mean_t H[p_t], normalized by log C.
+  """BALD (Houlsby et al. 2011): H[mean_t p_t] - mean_t H[p_t], normalized
+  by log C.
 
   Args:
     probs: [T, B, C] softmax samples.

@@ -49,8 +49,8 @@ def config_differences(stored: dict[str, Any],
   fields do not count."""
   old = with_defaults(stored)
   new = json.loads(json.dumps(config.to_dict()))
-  diff = [k for k in set(old) | set(new)
-          if old.get(k) != new.get(k) and k not in config_checks.PLACEMENT_FIELDS]
+  diff = [k for k in set(old) | set(new) if old.get(k) != new.get(k) and
+          k not in config_checks.PLACEMENT_FIELDS]
   if {old.get('oracle'), new.get('oracle')} <= set(HUMAN_ORACLES):
     # Two ways to give the same answers (the terminal records each in the
     # query's manifest, which the files oracle reads): a paused run may go
@@ -328,6 +328,7 @@ def archived_corrections(workdir: str, iteration: int) -> str:
 # original code's CSV); 1 (checkpoints without it): the labels trained on,
 # and the unlabelled part.
 METRICS_VERSION = 2
+
 
 def diverged_advice(workdir: str) -> str:
   """What a diverged run in `workdir` leaves and what to do (a resume must

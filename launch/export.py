@@ -6,9 +6,9 @@ r"""Exports a run's labels as CSV: human labels, else the model's prediction.
 Reads the newest checkpoint of a finished, paused or interrupted run (the
 result line then says which iteration it is from) and writes one row per
 pool sample: `id,label,confidence,source` (source 'human', 'pseudo',
-'model' or 'skipped'), plus `class_name,file` for image folder datasets. Run it from the
-folder the run was started in, so that a relative dataset path resolves,
-or give --data_dir.
+'model' or 'skipped'), plus `class_name,file` for image folder datasets.
+Run it from the folder the run was started in, so that a relative dataset
+path resolves, or give --data_dir.
 """
 
 import os

@@ -3,29 +3,28 @@ r"""Tables and plots from one or more workdirs.
   python launch/report.py --workdir=workdirs/table1/initial \
       --workdir=workdirs/table1/active_semi --out=workdirs/report
 
-Writes into --out (default <first --workdir>/report): table.md, table.tex (a booktabs tabular for a paper) and
-table.csv (mean ± std over seeds, the paper's number beside ours),
-results.json (the same rows with every seed's numbers, the fields the runs
-differ in, units stated), learning_curves.png (validation accuracy vs
-iteration, Fig. 3 style), labels.png (labels, |D| and pseudo-label
-accuracy over iterations) and calibration.png (the test NLL and expected
-calibration error over iterations) unless every run is an initial model of one
-iteration (Table 2's supervised rows), accuracy_vs_labels.png (validation
-accuracy against the labels used, active learning's curve, the paper's
-accuracies as open diamonds; --target_acc=95 also draws that level and adds
-the median labels each run needed to reach it to the table) and, for 2-D
-data, decision_<run>.png (Figs. 1-2 style: class and uncertainty over the
-plane, labelled points starred). A folder given as
+Writes into --out (default <first --workdir>/report): table.md, table.tex (a
+booktabs tabular for a paper) and table.csv (mean ± std over seeds, the
+paper's number beside ours), results.json (the same rows with every seed's
+numbers, the fields the runs differ in, units stated), learning_curves.png
+(validation accuracy vs iteration, Fig. 3 style), labels.png (labels, |D|
+and pseudo-label accuracy over iterations) and calibration.png (the test NLL
+and expected calibration error over iterations) unless every run is an
+initial model of one iteration (Table 2's supervised rows),
+accuracy_vs_labels.png (validation accuracy against the labels used, active
+learning's curve, the paper's accuracies as open diamonds; --target_acc=95
+also draws that level and adds the median labels each run needed to reach it
+to the table) and, for 2-D data, decision_<run>.png (Figs. 1-2 style: class
+and uncertainty over the plane, labelled points starred). A folder given as
 --workdir that holds a sweep (sub-workdirs with config.json) is expanded.
---merge_seeds joins the workdirs of one config that hold different seeds
-(a row's seeds run in parts: `--config.seed=5 --config.num_seeds=5`) into
-one row. --paired_with=supervised_100 adds each run's final accuracy minus
-that run's, seed by seed (a seed's rows share its data draw and initial
-labels, so the paired spread is the one that decides), and in how many
-seeds it is ahead; paired_curves.png draws that difference over iterations
-(mean ± standard error over seeds). Runs of one variant are labelled by the
-config fields they differ in: 'mnist_active:power_bald,small
-(acquisition_beta=4)'.
+--merge_seeds joins the workdirs of one config that hold different seeds (a
+row's seeds run in parts: `--config.seed=5 --config.num_seeds=5`) into one
+row. --paired_with=supervised_100 adds each run's final accuracy minus that
+run's, seed by seed (a seed's rows share its data draw and initial labels,
+so the paired spread is the one that decides), and in how many seeds it is
+ahead; paired_curves.png draws that difference over iterations (mean ±
+standard error over seeds). Runs of one variant are labelled by the config
+fields they differ in: 'mnist_active:power_bald,small (acquisition_beta=4)'.
 """
 
 import os

@@ -270,8 +270,9 @@ def replaced_row_values(module, args: list[str],
   for field in dict.fromkeys(fields):  # Once each, in order.
     if len({str(c[field]) for c in own.values()}) < 2:
       continue  # The same in every row: nothing tells the rows apart.
-    values = ', '.join(f'{a.split(",")[0]}: {reporting.field_text(own[a][field])}'
-                       for a in args)
+    values = ', '.join(
+        f'{a.split(",")[0]}: {reporting.field_text(own[a][field])}'
+        for a in args)
     lines.append(f'note: every row runs with the {field} given, in place '
                  f'of its own ({values})')
   return lines

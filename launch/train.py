@@ -26,7 +26,8 @@ _CONFIG = launch_common.define_config_file(
     '--config.<field>=<value> (see configs/common.py).')
 flags.declare_key_flag('config')  # Listed by --help, not only --helpfull.
 _WORKDIR = flags.DEFINE_string(
-    'workdir', None, 'Output folder (default: workdirs/<name>_<variant>_<time>).'
+    'workdir', None,
+    'Output folder (default: workdirs/<name>_<variant>_<time>).'
     ' Relaunching on the same workdir resumes from its newest checkpoint.')
 _OVERWRITE = flags.DEFINE_bool(
     'overwrite', False, 'Start afresh in a workdir that holds another run.')
