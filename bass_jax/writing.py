@@ -13,14 +13,15 @@ from typing import Any, Iterable
 
 
 @contextlib.contextmanager
-def naming_file(path: str):
+def naming_file(path: str, temp: str | None = None):
   """Gives an OSError raised inside without a file name (a write or fsync
-  on a full disk: '[Errno 28] No space left on device') the name `path`,
-  so its one line says which file failed."""
+  on a full disk: '[Errno 28] No space left on device'), or naming `temp`
+  (the file written aside, which the user never sees), the name `path`, so
+  its one line says which file failed."""
   try:
     yield
   except OSError as e:
-    if e.filename is not None or e.errno is None:
+    if e.errno is None or e.filename not in (None, temp):
       raise
     raise OSError(e.errno, e.strerror, path) from None
 
@@ -32,11 +33,12 @@ def write_lines(path: str, lines: Iterable[str], newline: str | None = None
   as for `open` ('' keeps a CSV writer's line ends)."""
   tmp = path + '.tmp'
   try:
-    with naming_file(path), open(tmp, 'w', newline=newline) as f:
-      f.writelines(lines)
-      f.flush()
-      os.fsync(f.fileno())  # The replace must not outlive its content.
-    os.replace(tmp, path)
+    with naming_file(path, tmp):
+      with open(tmp, 'w', newline=newline) as f:
+        f.writelines(lines)
+        f.flush()
+        os.fsync(f.fileno())  # The replace must not outlive its content.
+      os.replace(tmp, path)
   except BaseException:
     if os.path.isfile(tmp):
       os.remove(tmp)

@@ -949,6 +949,12 @@ def test_a_full_disk_names_the_file_it_failed_to_write(tmp_path,
     writing.write_json(str(path), {'a': 1})
   assert str(e.value) == (f"[Errno 28] No space left on device: '{path}'")
   assert list(tmp_path.iterdir()) == []
+  # Its temp file cannot be made (here a folder of that name is in the
+  # way): the error names the file, not the temp file the user never sees.
+  (tmp_path / 'table.json.tmp').mkdir()
+  with pytest.raises(IsADirectoryError) as e:
+    writing.write_json(str(tmp_path / 'table.json'), {})
+  assert str(e.value).endswith(f"'{tmp_path / 'table.json'}'"), e.value
   # One that names its file already keeps it; other errors pass unchanged.
   with pytest.raises(OSError, match="'other'"):
     with writing.naming_file(str(path)):
