@@ -2,7 +2,8 @@
 
 A KeyboardInterrupt Python would drop is re-raised (`install`); during a
 run the first Ctrl-C asks it to stop at its next checkpoint, and only a
-second one stops it at once (`stop_requests`).
+second one stops it at once (`stop_requests`), also while the main thread
+is inside a compiled call that returns only when done (`_SignalWatch`).
 
 Python's default SIGINT handler raises KeyboardInterrupt in whatever Python
 code the main thread runs. When that is a garbage-collector callback (JAX
@@ -19,13 +20,26 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import os
 import signal
 import sys
 import threading
-from typing import Optional
+import time
+from typing import Callable, Optional
 
 # Seconds before a dropped Ctrl-C is asked for again.
 RETRY_S = 0.01
+# Seconds the main thread may take to act on a signal before the watcher
+# acts for it: far above the milliseconds Python takes between bytecodes,
+# so only a compiled call (XLA compiling, or the host waiting for a long
+# iteration on the device) lasts that long.
+BUSY_S = 1.0
+# The line printed for a stop the watcher makes (True: SIGTERM), where the
+# process ends without unwinding; set by `install` in a command-line tool.
+_exit_line: Optional[Callable[[bool], str]] = None
+# Whether `deferred` holds signals back (a checkpoint write): the watcher
+# then leaves them to it.
+_deferring = threading.Event()
 
 
 def _retrying_hook(previous):
@@ -43,11 +57,21 @@ def _retrying_hook(previous):
   return hook
 
 
-def install() -> None:
+def install(exit_line: Optional[Callable[[bool], str]] = None) -> None:
   """Makes a Ctrl-C raised where Python drops it come again, and SIGTERM
   raise `Terminated` where no run's `stop_requests` handles it (starting
   up, between a sweep's rows, printing results) instead of ending the
-  process silently; once per process: a second call changes nothing."""
+  process silently; once per process: a second call changes nothing.
+
+  `exit_line(by_sigterm)`: for a command-line tool, the line to print when
+  a second Ctrl-C or SIGTERM must stop a run whose main thread is inside a
+  compiled call: the process then ends at once (as a kill would, which
+  checkpoints survive) instead of when the call returns. None (a notebook,
+  a library caller): such a stop waits for the call.
+  """
+  global _exit_line
+  if exit_line is not None:
+    _exit_line = exit_line
   if not getattr(sys.unraisablehook, 'retries_interrupts', False):
     sys.unraisablehook = _retrying_hook(sys.unraisablehook)
   if (threading.current_thread() is threading.main_thread() and
@@ -97,10 +121,91 @@ class StopRequest:
   def __init__(self):
     self.requested = False
     self.by_sigterm = False
+    # Signals its handler has taken, and whether the first was announced
+    # already (by the watcher, while the main thread could not).
+    self.taken = 0
+    self.announced = False
 
   def interrupt(self) -> KeyboardInterrupt:
     """The exception a loop raises to stop as asked."""
     return Terminated() if self.by_sigterm else KeyboardInterrupt()
+
+
+def _request_line(term: bool) -> str:
+  what, again = ('SIGTERM', 'a second SIGTERM') if term else (
+      'Ctrl-C', 'Ctrl-C again')
+  return (f'{what}: stopping once this iteration is done and checkpointed '
+          f'({again} stops at once, losing it)')
+
+
+class _SignalWatch:
+  """Acts on Ctrl-C and SIGTERM that the main thread cannot take.
+
+  Python runs a signal's handler in the main thread between bytecodes, so
+  inside one compiled call (XLA compiling the first iteration for a minute,
+  or the host waiting for a long iteration on the device) neither the first
+  signal's line nor a second signal's stop comes until the call returns.
+  The C handler also writes each signal's number to a pipe
+  (`signal.set_wakeup_fd`); a thread reads it, and where the handler has
+  not run after BUSY_S, it prints the first signal's line itself and ends
+  the process on a second one (`os._exit`: what the kill a user would send
+  next does, which checkpoints and metrics survive), except while
+  `deferred` holds signals back for a checkpoint write.
+  """
+
+  def __init__(self, request: StopRequest, signals: tuple[int, ...]):
+    self.request, self.signals = request, signals
+    self.read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)  # As set_wakeup_fd requires.
+    self.write_fd = write_fd
+    self.previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    self.thread = threading.Thread(target=self._watch, daemon=True,
+                                   name='bass_jax-signal-watch')
+    self.thread.start()
+
+  @staticmethod
+  def available() -> bool:
+    """Whether the wakeup fd is free (an asyncio loop on the main thread
+    may hold it, and would miss its signals if taken)."""
+    held = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(held)
+    return held == -1
+
+  def close(self) -> None:
+    mine = signal.set_wakeup_fd(self.previous)
+    if mine != self.write_fd:  # Replaced meanwhile: keep the replacement.
+      signal.set_wakeup_fd(mine)
+    os.close(self.write_fd)  # The thread reads the end of the pipe, and ends.
+    self.thread.join()
+    os.close(self.read_fd)
+
+  def _watch(self) -> None:
+    seen = 0
+    while True:
+      data = os.read(self.read_fd, 64)
+      if not data:
+        return
+      for signum in data:
+        if signum in self.signals:
+          seen += 1
+          self._act_if_busy(seen, signum == signal.SIGTERM)
+
+  def _act_if_busy(self, n: int, term: bool) -> None:
+    """Signal number n (1, 2, ...) of the block came: print its line or
+    end the process if the main thread has not taken it within BUSY_S."""
+    deadline = time.monotonic() + BUSY_S
+    while time.monotonic() < deadline:
+      if self.request.taken >= n:
+        return
+      time.sleep(0.02)
+    if _deferring.is_set() or self.request.taken >= n:
+      return
+    if n == 1 and not self.request.requested:
+      self.request.announced = True
+      print(_request_line(term), file=sys.stderr, flush=True)
+      return
+    print(_exit_line(term), file=sys.stderr, flush=True)
+    os._exit(143 if term else 130)  # pylint: disable=protected-access
 
 
 @contextlib.contextmanager
@@ -136,14 +241,12 @@ def stop_requests(enabled: bool = True):
 
   def asked(signum, frame):
     term = signum == signal.SIGTERM
+    request.taken += 1
     if request.requested:
       raise Terminated() if term else KeyboardInterrupt()
     request.requested, request.by_sigterm = True, term
-    what, again = ('SIGTERM', 'a second SIGTERM') if term else (
-        'Ctrl-C', 'Ctrl-C again')
-    print(f'{what}: stopping once this iteration is done and checkpointed '
-          f'({again} stops at once, losing it)', file=sys.stderr,
-          flush=True)
+    if not request.announced:
+      print(_request_line(term), file=sys.stderr, flush=True)
 
   asked.raises_interrupt = True  # `deferred` may hold it back.
   previous = {}
@@ -158,6 +261,8 @@ def stop_requests(enabled: bool = True):
     elif sig == signal.SIGTERM:
       previous[sig] = signal.signal(sig, at_once)
   _unserved.clear()
+  watch = (_SignalWatch(request, tuple(previous)) if enabled and previous
+           and _exit_line is not None and _SignalWatch.available() else None)
   try:
     yield request
     if request.requested:
@@ -165,6 +270,8 @@ def stop_requests(enabled: bool = True):
   finally:
     for sig, handler in previous.items():
       signal.signal(sig, handler)
+    if watch:
+      watch.close()
 
 
 @contextlib.contextmanager
@@ -183,10 +290,12 @@ def deferred():
   caught = []
   for sig in held:
     signal.signal(sig, lambda signum, _: caught.append(signum))
+  _deferring.set()
   try:
     yield
   finally:
     for sig, handler in held.items():
       signal.signal(sig, handler)
+    _deferring.clear()
   for signum in caught:
     held[signum](signum, None)

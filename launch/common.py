@@ -335,6 +335,14 @@ def unexpected_argument_message(arg: str) -> str:
   return message
 
 
+def stopped_line(by_sigterm: bool) -> str:
+  """The line of a run stopped by Ctrl-C or SIGTERM. Runs checkpoint every
+  `checkpoint_every` iterations (and at a requested stop); the same command
+  (without --overwrite) resumes from the newest checkpoint."""
+  what = 'terminated (SIGTERM)' if by_sigterm else 'interrupted'
+  return f'{what}; to continue, run: {command_line()}'
+
+
 def run_main(main, resumes: bool = True) -> None:
   """`app.run(main)`, turning user errors into one line and exit status 2.
 
@@ -349,7 +357,7 @@ def run_main(main, resumes: bool = True) -> None:
   from bass_jax import interrupts  # pylint: disable=g-import-not-at-top
   from bass_jax.errors import BassError  # pylint: disable=g-import-not-at-top
   # Before JAX starts: a Ctrl-C in its start-up's gc callbacks was dropped.
-  interrupts.install()
+  interrupts.install(exit_line=stopped_line)
 
   def guarded(argv):
     if len(argv) > 1:
@@ -375,11 +383,8 @@ def run_main(main, resumes: bool = True) -> None:
     except KeyboardInterrupt as e:
       if debug():
         traceback.print_exc()
-      # Runs checkpoint every `checkpoint_every` iterations; the same
-      # command (without --overwrite) resumes from the newest one.
       term = isinstance(e, interrupts.Terminated)
-      print(f'{"terminated (SIGTERM)" if term else "interrupted"}; to '
-            f'continue, run: {command_line()}', file=sys.stderr, flush=True)
+      print(stopped_line(term), file=sys.stderr, flush=True)
       sys.exit(143 if term else 130)
 
   app.run(guarded, flags_parser=parse_flags)

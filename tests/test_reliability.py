@@ -406,6 +406,64 @@ def test_sigterm_outside_a_run_and_in_its_last_iteration(capsys):
     signal.signal(signal.SIGTERM, before)
 
 
+# One compiled call that runs for minutes unless stopped: the main thread
+# stays in it (as in XLA compiling, or waiting for a long iteration).
+BUSY_IN_A_COMPILED_CALL = '''
+import sys
+from bass_jax import interrupts
+interrupts.install(exit_line=lambda term: f'stopped at once (term={term})')
+import jax
+import jax.numpy as jnp
+x = jnp.ones(64)
+busy = jax.jit(lambda x: jax.lax.fori_loop(
+    0, 10**9, lambda i, x: jnp.sin(x) + 1e-3, x)).lower(x).compile()
+try:
+  with interrupts.stop_requests() as stop:
+    print('busy', flush=True)
+    busy(x).block_until_ready()
+except KeyboardInterrupt as e:  # Where the main thread took it after all.
+  term = isinstance(e, interrupts.Terminated)
+  print(f'stopped at once (term={term})', file=sys.stderr, flush=True)
+  sys.exit(143 if term else 130)
+print('returned', flush=True)
+'''
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_stops_a_compiled_call_at_once(tmp_path, env,
+                                                       signum):
+  """Inside one long compiled call (here XLA:CPU runs the loop in the
+  calling thread) Python runs no handler until it returns: the first
+  Ctrl-C or SIGTERM is still announced within about a second, and a second
+  one ends the process then, with the CLI's line and status."""
+  err = tmp_path / 'stderr'
+  with open(err, 'w') as f:
+    proc = subprocess.Popen([sys.executable, '-c', BUSY_IN_A_COMPILED_CALL],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=f, text=True)
+  try:
+    assert proc.stdout.readline() == 'busy\n'
+    time.sleep(0.3)
+    proc.send_signal(signum)
+    what = 'SIGTERM' if signum == signal.SIGTERM else 'Ctrl-C'
+    deadline = time.monotonic() + 10
+    while (f'{what}: stopping once' not in err.read_text() and
+           time.monotonic() < deadline):
+      time.sleep(0.05)
+    assert f'{what}: stopping once' in err.read_text(), err.read_text()
+    assert proc.poll() is None  # Asked to stop, still in the call.
+    proc.send_signal(signum)
+    status = proc.wait(timeout=10)
+  finally:
+    proc.kill()
+    proc.wait()
+  term = signum == signal.SIGTERM
+  assert status == (143 if term else 130), err.read_text()
+  lines = err.read_text().splitlines()
+  assert lines[-1] == f'stopped at once (term={term})', lines
+  assert sum(line.startswith(f'{what}: stopping once') for line in lines) == 1
+
+
 def test_seeds_over_cpu_cores_equal_one_device(tmp_path, env, reference):
   """--config.cpu_devices=2 with 'seed:2': the 2 seeds run on their own
   CPU devices (launch/train.py sets the count before JAX starts) and give
