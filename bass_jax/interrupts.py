@@ -40,6 +40,21 @@ _exit_line: Optional[Callable[[bool], str]] = None
 # Whether `deferred` holds signals back (a checkpoint write): the watcher
 # then leaves them to it.
 _deferring = threading.Event()
+# When (time.monotonic) a handler of this module last ran in the main
+# thread: a signal that came before it was taken (Python runs a handler
+# once for several signals that came together).
+_last_taken = float('-inf')
+# Seconds between a signal and the watcher reading its byte, at most, for
+# telling a handler that ran before the read from one that never ran.
+_READ_SLACK_S = 0.1
+# Makes the first signal's line print once, whichever thread prints it.
+_line_lock = threading.RLock()
+
+
+def _taken() -> None:
+  """Notes that the main thread ran a handler of this module just now."""
+  global _last_taken
+  _last_taken = time.monotonic()
 
 
 def _retrying_hook(previous):
@@ -121,9 +136,8 @@ class StopRequest:
   def __init__(self):
     self.requested = False
     self.by_sigterm = False
-    # Signals its handler has taken, and whether the first was announced
-    # already (by the watcher, while the main thread could not).
-    self.taken = 0
+    # Whether the watcher printed the first signal's line already, while
+    # the main thread could not take it.
     self.announced = False
 
   def interrupt(self) -> KeyboardInterrupt:
@@ -146,15 +160,17 @@ class _SignalWatch:
   or the host waiting for a long iteration on the device) neither the first
   signal's line nor a second signal's stop comes until the call returns.
   The C handler also writes each signal's number to a pipe
-  (`signal.set_wakeup_fd`); a thread reads it, and where the handler has
-  not run after BUSY_S, it prints the first signal's line itself and ends
-  the process on a second one (`os._exit`: what the kill a user would send
-  next does, which checkpoints and metrics survive), except while
-  `deferred` holds signals back for a checkpoint write.
+  (`signal.set_wakeup_fd`); a thread reads it, and where no handler of
+  this module has run within BUSY_S after it, it prints the first signal's
+  line itself and ends the process on a later one (`os._exit`: what the
+  kill a user would send next does, which checkpoints and metrics
+  survive), except while `deferred` holds signals back for a checkpoint
+  write or the block is ending.
   """
 
   def __init__(self, request: StopRequest, signals: tuple[int, ...]):
     self.request, self.signals = request, signals
+    self.closing = threading.Event()
     self.read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)  # As set_wakeup_fd requires.
     self.write_fd = write_fd
@@ -172,36 +188,45 @@ class _SignalWatch:
     return held == -1
 
   def close(self) -> None:
-    mine = signal.set_wakeup_fd(self.previous)
-    if mine != self.write_fd:  # Replaced meanwhile: keep the replacement.
-      signal.set_wakeup_fd(mine)
-    os.close(self.write_fd)  # The thread reads the end of the pipe, and ends.
-    self.thread.join()
-    os.close(self.read_fd)
+    """Stops the thread (at once: the main thread, running this, is not
+    stuck) and gives the wakeup fd back."""
+    self.closing.set()
+    try:
+      mine = signal.set_wakeup_fd(self.previous)
+      if mine != self.write_fd:  # Replaced meanwhile: keep the replacement.
+        signal.set_wakeup_fd(mine)
+    finally:
+      os.close(self.write_fd)  # The thread reads the pipe's end, and ends.
+      self.thread.join()
+      os.close(self.read_fd)
 
   def _watch(self) -> None:
-    seen = 0
     while True:
       data = os.read(self.read_fd, 64)
       if not data:
         return
+      arrived = time.monotonic()
       for signum in data:
         if signum in self.signals:
-          seen += 1
-          self._act_if_busy(seen, signum == signal.SIGTERM)
+          self._act_if_busy(arrived, signum == signal.SIGTERM)
 
-  def _act_if_busy(self, n: int, term: bool) -> None:
-    """Signal number n (1, 2, ...) of the block came: print its line or
-    end the process if the main thread has not taken it within BUSY_S."""
-    deadline = time.monotonic() + BUSY_S
-    while time.monotonic() < deadline:
-      if self.request.taken >= n:
+  def _was_taken(self, arrived: float) -> bool:
+    return (self.closing.is_set() or _deferring.is_set() or
+            _last_taken >= arrived - _READ_SLACK_S)
+
+  def _act_if_busy(self, arrived: float, term: bool) -> None:
+    """A signal's byte was read at `arrived`: print its line, or end the
+    process, if no handler has taken it within BUSY_S."""
+    while time.monotonic() < arrived + BUSY_S:
+      if self._was_taken(arrived):
         return
       time.sleep(0.02)
-    if _deferring.is_set() or self.request.taken >= n:
-      return
-    if n == 1 and not self.request.requested:
+    with _line_lock:  # Decided under the lock, printed outside it.
+      if self._was_taken(arrived):
+        return
+      first = not (self.request.requested or self.request.announced)
       self.request.announced = True
+    if first:
       print(_request_line(term), file=sys.stderr, flush=True)
       return
     print(_exit_line(term), file=sys.stderr, flush=True)
@@ -240,12 +265,14 @@ def stop_requests(enabled: bool = True):
   at_once.raises_interrupt = True
 
   def asked(signum, frame):
+    _taken()
     term = signum == signal.SIGTERM
-    request.taken += 1
-    if request.requested:
-      raise Terminated() if term else KeyboardInterrupt()
-    request.requested, request.by_sigterm = True, term
-    if not request.announced:
+    with _line_lock:
+      if request.requested:
+        raise Terminated() if term else KeyboardInterrupt()
+      request.requested, request.by_sigterm = True, term
+      announce, request.announced = not request.announced, True
+    if announce:
       print(_request_line(term), file=sys.stderr, flush=True)
 
   asked.raises_interrupt = True  # `deferred` may hold it back.
@@ -261,17 +288,21 @@ def stop_requests(enabled: bool = True):
     elif sig == signal.SIGTERM:
       previous[sig] = signal.signal(sig, at_once)
   _unserved.clear()
-  watch = (_SignalWatch(request, tuple(previous)) if enabled and previous
-           and _exit_line is not None and _SignalWatch.available() else None)
+  watch = None
   try:
+    if (enabled and previous and _exit_line is not None and
+        _SignalWatch.available()):
+      watch = _SignalWatch(request, tuple(previous))
     yield request
     if request.requested:
       _unserved.append(request)
   finally:
-    for sig, handler in previous.items():
-      signal.signal(sig, handler)
-    if watch:
-      watch.close()
+    try:
+      if watch:
+        watch.close()
+    finally:
+      for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -288,8 +319,14 @@ def deferred():
                                                  signal.SIGTERM)}
   held = {sig: h for sig, h in held.items() if _owns(h)}
   caught = []
+
+  def catch(signum, frame):
+    del frame
+    _taken()
+    caught.append(signum)
+
   for sig in held:
-    signal.signal(sig, lambda signum, _: caught.append(signum))
+    signal.signal(sig, catch)
   _deferring.set()
   try:
     yield

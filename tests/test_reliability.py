@@ -464,6 +464,34 @@ def test_a_second_signal_stops_a_compiled_call_at_once(tmp_path, env,
   assert sum(line.startswith(f'{what}: stopping once') for line in lines) == 1
 
 
+# Two Ctrl-Cs held back by a checkpoint write that then fails (a full
+# disk): the error is the run's end, and the watcher must not take the
+# held signals for ones the main thread could not take.
+SIGNALS_HELD_BY_A_FAILED_WRITE = '''
+import os, signal, sys, time
+from bass_jax import interrupts
+interrupts.install(exit_line=lambda term: 'stopped at once')
+try:
+  with interrupts.stop_requests() as stop:
+    with interrupts.deferred():
+      for _ in range(2):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+      raise OSError('no space left')
+except OSError as e:
+  time.sleep(1.5)  # Longer than the watcher waits for the main thread.
+  print(f'error: {e}', file=sys.stderr)
+  sys.exit(2)
+'''
+
+
+def test_signals_a_failed_write_held_back_end_nothing_at_once(env):
+  done = subprocess.run([sys.executable, '-c', SIGNALS_HELD_BY_A_FAILED_WRITE],
+                        cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=60)
+  assert (done.returncode, done.stderr) == (2, 'error: no space left\n')
+
+
 def test_seeds_over_cpu_cores_equal_one_device(tmp_path, env, reference):
   """--config.cpu_devices=2 with 'seed:2': the 2 seeds run on their own
   CPU devices (launch/train.py sets the count before JAX starts) and give
