@@ -30,9 +30,9 @@ from typing import Callable, Optional
 # Seconds before a dropped Ctrl-C is asked for again.
 RETRY_S = 0.01
 # Seconds the main thread may take to act on a signal before the watcher
-# acts for it: far above the milliseconds Python takes between bytecodes,
-# so only a compiled call (XLA compiling, or the host waiting for a long
-# iteration on the device) lasts that long.
+# acts for it: far above the milliseconds Python takes between bytecodes
+# (or jaxlib between its signal checks while compiling or waiting), so
+# only a call that checks no signals lasts that long.
 BUSY_S = 1.0
 # The line printed for a stop the watcher makes (True: SIGTERM), where the
 # process ends without unwinding; set by `install` in a command-line tool.
@@ -156,9 +156,10 @@ class _SignalWatch:
   """Acts on Ctrl-C and SIGTERM that the main thread cannot take.
 
   Python runs a signal's handler in the main thread between bytecodes, so
-  inside one compiled call (XLA compiling the first iteration for a minute,
-  or the host waiting for a long iteration on the device) neither the first
-  signal's line nor a second signal's stop comes until the call returns.
+  inside one call that checks no signals (XLA:CPU running a program in the
+  calling thread; jaxlib checks them while compiling and while waiting for
+  the device) neither the first signal's line nor a second signal's stop
+  comes until the call returns.
   The C handler also writes each signal's number to a pipe
   (`signal.set_wakeup_fd`); a thread reads it, and where no handler of
   this module has run within BUSY_S after it, it prints the first signal's
