@@ -32,6 +32,8 @@ from bass_jax import writing
 from bass_jax.errors import BassError
 
 WAITING_FOR_LABELS = 3  # Exit status of a run paused for the file oracle.
+# Every query's images at a glance, beside its manifest.
+CONTACT_SHEET = 'contact_sheet.png'
 
 
 class OracleError(BassError):
@@ -56,7 +58,7 @@ class WaitingForLabels(Exception):
     # Inputs that are no images (vectors) get no pictures.
     shown = ('their images and a contact sheet are beside it' if
              os.path.exists(os.path.join(os.path.dirname(manifest),
-                                         'contact_sheet.png'))
+                                         CONTACT_SHEET))
              else 'their ids are pool rows')
     super().__init__(
         f'waiting for labels: fill the label column of {manifest} '
@@ -205,7 +207,7 @@ def write_queries(workdir: str, iteration: int, ids: Sequence[int],
       ax.imshow(img, cmap='gray')
       ax.set_title(f'id {i}', fontsize=8)
     fig.tight_layout()
-    fig.savefig(os.path.join(folder, 'contact_sheet.png'), dpi=80)
+    fig.savefig(os.path.join(folder, CONTACT_SHEET), dpi=80)
     plt.close(fig)
   path = manifest_path(workdir, iteration)
   write_manifest(path, ids, {})

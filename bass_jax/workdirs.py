@@ -63,6 +63,17 @@ def config_differences(stored: dict[str, Any],
       else len(IDENTITY_FIELDS), k))
 
 
+def check_is_folder(workdir: str) -> None:
+  """Refuses a workdir that exists as something else than a folder.
+
+  Raises:
+    ConfigError: naming it.
+  """
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f'workdir {workdir} exists and is not a folder; use '
+                      'another --workdir')
+
+
 def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
                          overwrite: bool = False) -> None:
   """Refuses a workdir that holds a run of a different config.
@@ -70,9 +81,7 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
   Raises:
     ConfigError: naming the first differing field (unless `overwrite`).
   """
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise ConfigError(f'workdir {workdir} exists and is not a folder; use '
-                      'another --workdir')
+  check_is_folder(workdir)
   for name in ('checkpoints', 'queries'):
     path = os.path.join(workdir, name)
     if os.path.exists(path) and not os.path.isdir(path):

@@ -99,6 +99,7 @@ def main(argv):
   from bass_jax import config_checks  # pylint: disable=g-import-not-at-top
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
   from bass_jax import interrupts  # pylint: disable=g-import-not-at-top
+  from bass_jax import workdirs  # pylint: disable=g-import-not-at-top
   from bass_jax import writing  # pylint: disable=g-import-not-at-top
   from bass_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
   path, base_arg = config_path_and_arg()
@@ -114,9 +115,7 @@ def main(argv):
   # Named for the sweep, not for the config's default row.
   workdir = _WORKDIR.value or launch_common.default_workdir(
       overridden, 'sweep' + (f',{base_arg}' if base_arg else ''))
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise ConfigError(f'workdir {workdir} exists and is not a folder; use '
-                      'another --workdir')
+  workdirs.check_is_folder(workdir)
   if os.path.isfile(os.path.join(workdir, 'config.json')):
     raise ConfigError(f'{workdir} holds a run (its config.json), not a '
                       'sweep; give the sweep a --workdir of its own')
