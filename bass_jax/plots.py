@@ -152,12 +152,6 @@ def plot_paired_curves(runs: Sequence[dict], baseline: int,
   return _saved(fig, path)
 
 
-# Config fields that change how many labels a run ends with: a run with
-# one of them overridden ends elsewhere than its paper row's labels.
-LABEL_COUNT_FIELDS = ('num_iterations', 'query_every', 'query_size',
-                      'initial_per_class', 'label_budget', 'acquisition')
-
-
 def plot_accuracy_vs_labels(runs: Sequence[dict], path: str,
                             target: float | None = None,
                             paper_points: Sequence[bool] | None = None
@@ -180,8 +174,9 @@ def draw_accuracy_vs_labels(ax, runs: Sequence[dict],
   point, its final accuracy. The paper's accuracy for a run, where its
   config names one, is an open diamond in the run's colour at the run's
   final labels, unless `paper_points` (one per run) says the run does not
-  end with the paper row's labels (an override of LABEL_COUNT_FIELDS: the
-  paper's number belongs elsewhere on the axis). `target` (a fraction)
+  end with the paper row's labels (a change of
+  reporting.LABEL_COUNT_FIELDS: the paper's number belongs elsewhere on the
+  axis). `target` (a fraction)
   draws a dotted level. Label counts
   spanning 20x or more (Table 2's 100 to 60,000) get a log axis, where the
   few-label end is not crowded into a corner.

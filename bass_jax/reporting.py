@@ -613,6 +613,23 @@ def _joined(parts: list[dict]) -> dict[str, Any]:
 PAPER_DATASETS = ('yinyang', 'mnist')
 
 
+# Config fields that change how many labels a run ends with: a run that
+# changes one of them (by an override or a modifier such as MNIST's
+# `small`) ends elsewhere than its paper row's labels. The first two always,
+# the others where the run acquires labels.
+LABEL_COUNT_FIELDS = ('initial_per_class', 'acquisition', 'num_iterations',
+                      'query_every', 'query_size', 'label_budget')
+
+
+def label_count_fields(config) -> dict[str, Any]:
+  """{field: value} of the LABEL_COUNT_FIELDS that decide the labels a run
+  of `config` (a dict or ConfigDict) ends with: the query schedule's only
+  where it acquires (acquisition not 'none')."""
+  fields = LABEL_COUNT_FIELDS if config.get('acquisition') != 'none' else (
+      LABEL_COUNT_FIELDS[:2])
+  return {k: config.get(k) for k in fields}
+
+
 def paper_reference(config) -> float | None:
   """The paper's accuracy % beside a run of `config` (a dict or ConfigDict),
   None where its config names none (`paper_acc` -1 or null) or the run is

@@ -88,6 +88,22 @@ def overrides_text(config) -> str:
   return reporting.fields_text(dict(sorted(fields.items())))
 
 
+def _config_made(name, variant: Optional[str]) -> Optional[dict]:
+  """configs/<name>.py's config at `variant` (JSON types, as a workdir
+  stores it); None where no config file of that name makes it (a name of
+  one's own, a variant the file no longer has)."""
+  from bass_jax.errors import BassError  # pylint: disable=g-import-not-at-top
+  if not (isinstance(name, str) and re.fullmatch(r'[a-z_][a-z0-9_]*', name)
+          and os.path.isfile(os.path.join(REPO, 'configs', f'{name}.py'))):
+    return None
+  import importlib  # pylint: disable=g-import-not-at-top
+  try:
+    made = importlib.import_module(f'configs.{name}').get_config(variant)
+  except (BassError, ValueError, KeyError, AttributeError):
+    return None
+  return json.loads(json.dumps(made.to_dict()))
+
+
 def stored_overrides(stored: dict) -> dict:
   """{field: value} in which a run's stored config differs from its
   experiment's (configs/<name>.py at its variant), as a command line's
@@ -95,29 +111,59 @@ def stored_overrides(stored: dict) -> dict:
   (a name of one's own, a variant the file no longer has)."""
   from bass_jax import config_checks  # pylint: disable=g-import-not-at-top
   from bass_jax import workdirs  # pylint: disable=g-import-not-at-top
-  from bass_jax.errors import BassError  # pylint: disable=g-import-not-at-top
-  name = stored.get('name')
-  if not (isinstance(name, str) and re.fullmatch(r'[a-z_][a-z0-9_]*', name)
-          and os.path.isfile(os.path.join(REPO, 'configs', f'{name}.py'))):
+  made = _config_made(stored.get('name'), stored.get('variant'))
+  if made is None:
     return {}
-  import importlib  # pylint: disable=g-import-not-at-top
-  try:
-    made = importlib.import_module(f'configs.{name}').get_config(
-        stored.get('variant'))
-  except (BassError, ValueError, KeyError, AttributeError):
-    return {}
-  made = json.loads(json.dumps(made.to_dict()))
   old = workdirs.with_defaults(stored)
   skip = config_checks.PLACEMENT_FIELDS + UNLABELLED_FIELDS
   return {k: old[k] for k in sorted(old)
           if k not in skip and old[k] != made.get(k)}
 
 
+def paper_label_fields(stored: dict) -> dict:
+  """{field: the paper row's value} of the reporting.label_count_fields in
+  which a run's stored config differs from its paper row (its variant
+  without modifiers: `alldata_maxent` of 'alldata_maxent,small'), by an
+  override or a modifier: the run ends at other labels than the paper's
+  number beside it. {} where the run shows no paper % or no config file
+  makes its row."""
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  from bass_jax import workdirs  # pylint: disable=g-import-not-at-top
+  if reporting.paper_reference(stored) is None:
+    return {}
+  row = str(stored.get('variant') or '').split(',')[0] or None
+  paper = _config_made(stored.get('name'), row)
+  if paper is None:
+    return {}
+  ours = reporting.label_count_fields(workdirs.with_defaults(stored))
+  theirs = reporting.label_count_fields(paper)
+  return {k: theirs.get(k) for k in reporting.LABEL_COUNT_FIELDS
+          if k in ours.keys() | theirs.keys() and ours.get(k) != theirs.get(k)}
+
+
+def paper_labels_note(label: str, config) -> str:
+  """'<label>: paper % at the paper protocol's labels (num_iterations=200,
+  query_every=10).': the line under a table for a run whose variant's
+  modifiers (MNIST's `small`) make it end at other labels than its paper %
+  was measured at (paper_label_fields of `config`, a stored dict or a
+  ConfigDict); '' if none, or if its overrides alone do it (the label or
+  another note names them)."""
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  if hasattr(config, 'to_dict'):
+    config = json.loads(json.dumps(config.to_dict()))
+  fields = paper_label_fields(config)
+  if not fields.keys() - stored_overrides(config).keys():
+    return ''
+  return (f"{label}: paper % at the paper protocol's labels "
+          f'({reporting.fields_text(fields)}).')
+
+
 def table_notes(runs: list[dict]) -> str:
   """Lines under a report's table for what its labels do not say: the
   overrides every run shares ('Every run with num_iterations=20.', 'Run
   with ...' for one), then each run's others that its label does not name,
-  then the runs that have not reached their last iteration; '' if none."""
+  then the runs whose paper % is at other labels (paper_labels_note), then
+  the runs that have not reached their last iteration; '' if none."""
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
   each = [stored_overrides(run['config']) for run in runs]
   common = {k: v for k, v in each[0].items()
@@ -130,6 +176,10 @@ def table_notes(runs: list[dict]) -> str:
             if k not in common and f'{k}=' not in label}
     if rest:
       lines.append(f'{label} with {reporting.fields_text(rest)}.')
+  for run in runs:
+    note = paper_labels_note(reporting.label_of(run), run['config'])
+    if note:
+      lines.append(note)
   for run in runs:
     unfinished = reporting.unfinished_text(run)
     if unfinished:  # Its numbers are not the protocol's end.

@@ -215,8 +215,8 @@ def main(argv):
           'accuracy_vs_labels.png plots them', file=sys.stderr, flush=True)
   # A run cut short (or querying otherwise) ends elsewhere than its paper
   # row: no paper point at its labels.
-  paper_points = [not set(launch_common.stored_overrides(run['config'])) &
-                  set(plots.LABEL_COUNT_FIELDS) for run in runs]
+  paper_points = [not launch_common.paper_label_fields(run['config'])
+                  for run in runs]
   written.append(plots.plot_accuracy_vs_labels(
       runs, os.path.join(out, 'accuracy_vs_labels.png'), target,
       paper_points))

@@ -7,8 +7,10 @@ r"""Runs every row of a config's sweep (each row's seeds vmapped) into a table.
 Each row gets its own workdir `<workdir>/<row>/` (config.json,
 metrics.jsonl, summary.json); the sweep writes `<workdir>/table.md` and
 prints it. `--config.<field>=...` overrides apply to every row (named once
-below the table: `Every row with num_iterations=5.`). Rows already
-finished (a summary.json with the same config) are not run again.
+below the table: `Every row with num_iterations=5.`; so is each row that a
+modifier such as MNIST's `small` ends at other labels than its paper %).
+Rows already finished (a summary.json with the same config) are not run
+again.
 
 An ablation is one command: `--vary=acquisition_beta=1,2,4,8` runs every
 selected row once per value, in `<workdir>/<row>-acquisition_beta=2/` and so
@@ -181,8 +183,14 @@ def main(argv):
           .splitlines()[-1], flush=True)
   table = launch_common.result_table(summaries, labels)
   changed = launch_common.overrides_text(overridden)
-  if changed:  # What every row shares, said once rather than in each label.
-    table += f'\n\nEvery row with {changed}.'
+  # What every row shares, said once rather than in each label; then the
+  # rows whose paper % is at other labels than theirs.
+  notes = [f'Every row with {changed}.'] if changed else []
+  notes += [note for note in (launch_common.paper_labels_note(label, config)
+                              for (_, config, _), label in zip(rows, labels))
+            if note]
+  if notes:
+    table += '\n\n' + '\n'.join(notes)
   writing.write_lines(os.path.join(workdir, 'table.md'), [table + '\n'])
   writing.write_json(os.path.join(workdir, 'summaries.json'), summaries)
   print(table)

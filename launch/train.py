@@ -48,6 +48,9 @@ def main(argv):
   changed = launch_common.overrides_text(config)
   print(launch_common.result_table(
       [summary], [f'{label} ({changed})' if changed else label]))
+  note = launch_common.paper_labels_note(label, config)
+  if note:
+    print(note)
 
 
 if __name__ == '__main__':

@@ -19,7 +19,9 @@ from bass_jax import reporting
 from bass_jax import writing
 from bass_jax.errors import DataError
 from conftest import REPO
+from configs import mnist
 from configs import yinyang
+from configs import yinyang_acquisition
 from launch import common as launch_common
 
 
@@ -897,6 +899,50 @@ def test_the_paper_is_beside_the_papers_runs_only():
     other = dict(config.to_dict(), **{field: value})
     assert reporting.paper_reference(other) is None, (field, value)
     assert reporting.paper_accuracy({'config': other}) is None
+
+
+def test_a_run_ending_at_other_labels_than_its_paper_row_says_so():
+  """MNIST's `small` queries to 130 labels, the paper's row to 300: its
+  paper % is said to be at the paper's labels and gets no point at the
+  run's (report.py's paper_points); an initial model's labels are the
+  same at any iteration count."""
+  def stored(module, arg, **changes):
+    config = module.get_config(arg)
+    config.update(changes)
+    return json.loads(json.dumps(config.to_dict()))
+
+  small = stored(mnist, 'alldata_maxent,small')
+  assert launch_common.paper_label_fields(small) == {
+      'num_iterations': 200, 'query_every': 10}
+  assert launch_common.paper_labels_note('m', small) == (
+      "m: paper % at the paper protocol's labels (num_iterations=200, "
+      'query_every=10).')
+  # ConfigDicts too, as launch/train.py and the sweep hold them.
+  assert launch_common.paper_labels_note(
+      'm', mnist.get_config('alldata_maxent,small')) == (
+          launch_common.paper_labels_note('m', small))
+  # An override on top: every field that differs is named.
+  assert launch_common.paper_labels_note(
+      'm', stored(mnist, 'alldata_maxent,small', query_size=5)) == (
+          "m: paper % at the paper protocol's labels (num_iterations=200, "
+          'query_every=10, query_size=10).')
+  for same in (stored(mnist, 'alldata_maxent'),
+               stored(mnist, 'supervised_100,small'),  # Asks no labels.
+               stored(mnist, 'semi_300,small', num_iterations=3),
+               stored(yinyang, 'initial', query_every=7),
+               # No paper %: nothing to place.
+               stored(yinyang_acquisition, 'bald', num_iterations=3)):
+    assert launch_common.paper_label_fields(same) == {}, same['variant']
+    assert launch_common.paper_labels_note('m', same) == ''
+  # An override alone: no paper point, and the note its label carries
+  # ('Run with num_iterations=5.') is enough.
+  short = stored(yinyang, 'active_semi', num_iterations=5)
+  assert launch_common.paper_label_fields(short) == {'num_iterations': 72}
+  assert launch_common.paper_labels_note('y', short) == ''
+  run = {'config': small, 'workdir': 'w', 'rows': []}
+  assert launch_common.table_notes([run]) == (
+      "mnist:alldata_maxent,small: paper % at the paper protocol's labels "
+      '(num_iterations=200, query_every=10).')
 
 
 def test_calibration_plot_of_runs_with_and_without_the_metrics(tmp_path):
