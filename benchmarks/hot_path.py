@@ -61,7 +61,8 @@ Benchmarks (all on the paper's CNN with random 28x28x1 inputs unless noted):
   every core: seeds over D cores gain at most ~D x value / one_seed_speedup.
 * `roofline_fp32`, `roofline_tf32`, `roofline_bf16` (GPU only): achieved
   FLOP/s of mc_sweep and iteration over the peaks of the precision they
-  compute at, with SPEC §5's 5.66 MFLOP per forward (an MC forward executes
+  compute at (the device's data-sheet peaks in PEAK_TFLOPS, or
+  --peak_*_tflops; no fraction for a device the table lacks), with SPEC §5's 5.66 MFLOP per forward (an MC forward executes
   the first convolution's 0.23 MFLOP once per image, not per pass) and 3x
   that per training sample.
 * `torch_mc_sweep`, `torch_train_step`: benchmarks/torch_baseline.py in a
@@ -215,12 +216,13 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                  help='python with torch (default: this one if it has torch)')
   p.add_argument('--torch_timeout_s', type=float, default=600.0)
   # Roofline (GPU only).
-  p.add_argument('--peak_fp32_tflops', type=float, default=67.0,
-                 help='fp32 peak (H200 SXM: 67)')
-  p.add_argument('--peak_tf32_tflops', type=float, default=495.0,
-                 help='dense TF32 tensor-core peak (H200 SXM: 495)')
-  p.add_argument('--peak_bf16_tflops', type=float, default=989.0,
-                 help='dense bf16 tensor-core peak (H200 SXM: 989)')
+  # Default: PEAK_TFLOPS of the device (H100 / H200 SXM: 67, 495, 989).
+  p.add_argument('--peak_fp32_tflops', type=float, default=None,
+                 help='fp32 peak (default: the device\'s in PEAK_TFLOPS)')
+  p.add_argument('--peak_tf32_tflops', type=float, default=None,
+                 help='dense TF32 tensor-core peak (default: as fp32)')
+  p.add_argument('--peak_bf16_tflops', type=float, default=None,
+                 help='dense bf16 tensor-core peak (default: as fp32)')
   p.add_argument('--seed', type=int, default=0)
   args = p.parse_args(argv)
   args.only = [g.strip() for g in args.only.split(',') if g.strip()]
@@ -230,6 +232,37 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
   if unknown:
     p.error(f'--only: unknown groups {sorted(unknown)}; known: {GROUPS}')
   return args
+
+
+# Dense peaks in TFLOP/s (fp32, TF32 tensor cores, bf16 tensor cores) from
+# NVIDIA's data sheets, by a part of jax's device_kind; first match wins,
+# so the PCIe and NVL cards come before the SXM ones that share their name.
+PEAK_TFLOPS = (
+    ('H100 PCIe', (51.0, 378.0, 756.0)),
+    ('H100 NVL', (60.0, 418.0, 835.0)),
+    ('H100', (67.0, 495.0, 989.0)),    # SXM: 'NVIDIA H100 80GB HBM3'.
+    ('H200 NVL', (60.0, 418.0, 835.0)),
+    ('H200', (67.0, 495.0, 989.0)),    # SXM ('NVIDIA H200').
+    ('A100', (19.5, 156.0, 312.0)),
+)
+
+
+def device_peaks(device_kind: str) -> Optional[tuple[float, float, float]]:
+  """(fp32, tf32, bf16) dense peak TFLOP/s of a device, or None if the
+  table does not know it."""
+  for part, peaks in PEAK_TFLOPS:
+    if part in device_kind:
+      return peaks
+  return None
+
+
+def fill_peaks(args: argparse.Namespace, device_kind: str) -> None:
+  """The --peak_*_tflops not given, from the device's data-sheet peaks;
+  left None (no roofline line) for a device the table lacks."""
+  known = device_peaks(device_kind) or (None, None, None)
+  for kind, peak in zip(('fp32', 'tf32', 'bf16'), known):
+    if getattr(args, f'peak_{kind}_tflops') is None:
+      setattr(args, f'peak_{kind}_tflops', peak)
 
 
 def fill_defaults(args: argparse.Namespace, on_gpu: bool) -> None:
@@ -1372,6 +1405,13 @@ def emit_rooflines(args, em: Emitter, of: str, flops_per_s: float,
            'tensorfloat32': ('fp32', 'tf32'), 'bfloat16': ('bf16',)}
   for kind in peaks[precision]:
     peak = getattr(args, f'peak_{kind}_tflops')
+    if peak is None:
+      em.emit(f'roofline_{kind}', None, 'fraction of peak', of=of,
+              program_precision=precision,
+              achieved_tflops=_round(flops_per_s / 1e12),
+              skipped=f'no {kind} peak known for this device: pass '
+              f'--peak_{kind}_tflops', **fields)
+      continue
     em.emit(f'roofline_{kind}', _round(flops_per_s / (peak * 1e12)),
             'fraction of peak', of=of, program_precision=precision,
             peak_tflops=peak, achieved_tflops=_round(flops_per_s / 1e12),
@@ -1472,6 +1512,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
   dev = jax.devices()[0]
   on_gpu = dev.platform == 'gpu'
   fill_defaults(args, on_gpu)
+  fill_peaks(args, dev.device_kind)
   context = {'device': dev.device_kind, 'platform': dev.platform,
              'num_devices': jax.device_count(), 'jax_version': jax.__version__,
              'cpu_count': os.cpu_count(), 'quick': args.quick}

@@ -154,6 +154,35 @@ def test_replicated_input_control_is_the_same_sweep():
       hot_path.FLOP_PER_FORWARD - 0.9 * conv1)
 
 
+def test_roofline_peaks_follow_the_device():
+  """The GPU a session gets (an H100 PCIe has 3/4 of an H200's peaks)
+  sets the roofline's denominators; a flag wins; an unknown device gets
+  no fraction rather than another device's."""
+  hot_path = _import_benchmark('hot_path')
+  assert hot_path.device_peaks('NVIDIA H200') == (67.0, 495.0, 989.0)
+  assert hot_path.device_peaks('NVIDIA H100 80GB HBM3') == (67.0, 495.0,
+                                                            989.0)
+  assert hot_path.device_peaks('NVIDIA H100 PCIe') == (51.0, 378.0, 756.0)
+  assert hot_path.device_peaks('NVIDIA A100-SXM4-80GB')[1] == 156.0
+  assert hot_path.device_peaks('cpu') is None
+  args = hot_path.parse_args(['--peak_tf32_tflops=400'])
+  hot_path.fill_peaks(args, 'NVIDIA H100 PCIe')
+  assert (args.peak_fp32_tflops, args.peak_tf32_tflops,
+          args.peak_bf16_tflops) == (51.0, 400.0, 756.0)
+  lines = []
+  emitter = hot_path.Emitter({}, None)
+  emitter.emit = lambda name, value, unit, **kw: lines.append(
+      (name, value, kw.get('peak_tflops'), 'skipped' in kw))
+  hot_path.emit_rooflines(args, emitter, 'mc_sweep', 51e12)
+  assert lines == [('roofline_fp32', 1.0, 51.0, False),
+                   ('roofline_tf32', 0.1275, 400.0, False)]
+  unknown = hot_path.parse_args([])
+  hot_path.fill_peaks(unknown, 'Some Accelerator')
+  lines.clear()
+  hot_path.emit_rooflines(unknown, emitter, 'mc_sweep', 1e12, 'bfloat16')
+  assert lines == [('roofline_bf16', None, None, True)]
+
+
 def test_iteration_counts_the_label_slots_the_sweep_runs():
   """The ground-truth sweep runs the chunks holding labels, whole."""
   hot_path = _import_benchmark('hot_path')
