@@ -138,7 +138,7 @@ def paper_label_fields(stored: dict) -> dict:
   ours = reporting.label_count_fields(workdirs.with_defaults(stored))
   theirs = reporting.label_count_fields(paper)
   return {k: theirs.get(k) for k in reporting.LABEL_COUNT_FIELDS
-          if k in ours.keys() | theirs.keys() and ours.get(k) != theirs.get(k)}
+          if ours.get(k) != theirs.get(k)}
 
 
 def paper_labels_note(label: str, config) -> str:
