@@ -73,12 +73,14 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Far above any CPU's core count; more CPU devices only cost start-up time.
 MAX_CPU_DEVICES = 512
 NON_NEGATIVE = ('chunk_size', 'eval_chunk_size', 'initial_block_epochs',
-                'num_iterations', 'epochs_per_iteration', 'pool_size',
+                'num_iterations', 'epochs_per_iteration', 'retrain_every',
+                'pool_size',
                 'cpu_devices', 'label_budget', 'semi_start',
                 'test_size', 'seed', 'data_seed', 'mu', 'l2',
                 'acquisition_beta')
 INT_FIELDS = POSITIVE + ('chunk_size', 'eval_chunk_size',
                          'num_iterations', 'epochs_per_iteration',
+                         'retrain_every',
                          'cpu_devices', 'pool_size', 'label_budget',
                          'semi_start', 'test_size', 'seed', 'data_seed',
                          'initial_per_class', 'dropout_bits',

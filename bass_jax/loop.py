@@ -112,6 +112,11 @@ class LoopConfig:
   initial_blocked_epochs: int = 0
   initial_block_epochs: int = 0
   epochs_per_iteration: int = 1
+  # Every retrain_every-th iteration (i > 0) trains a fresh network, newly
+  # initialised with a fresh optimizer, for initial_epochs epochs in place
+  # of epochs_per_iteration more on the old one (0: never): the deep active
+  # learning papers retrain from scratch after each query.
+  retrain_every: int = 0
   gt_upsample: int = 20
   mu: float = 1.0
   batch_size: int = 256
@@ -145,7 +150,8 @@ def _named_keys(cfg: LoopConfig, key_data: jax.Array,
   """This iteration's keys, one per consumer; a function of seed and i only."""
   root = jax.random.fold_in(
       jax.random.wrap_key_data(key_data, impl=cfg.prng_impl), iteration)
-  names = ('train', 'gt', 'pool', 'acquire')
+  # Appended names leave the earlier keys (and every result) as they were.
+  names = ('train', 'gt', 'pool', 'acquire', 'init')
   return {n: jax.random.fold_in(root, j) for j, n in enumerate(names)}
 
 
@@ -316,10 +322,38 @@ def iteration_metrics(i: jax.Array, test: dict[str, jax.Array],
   }
 
 
+def is_retrain_iteration(cfg: LoopConfig, iteration: jax.Array) -> jax.Array:
+  """Whether iteration `iteration` trains a fresh network (scalar bool)."""
+  if cfg.retrain_every <= 0:
+    return jnp.bool_(False)
+  return (iteration > 0) & (iteration % cfg.retrain_every == 0)
+
+
+def retrained_start(cfg: LoopConfig, init_fn: Callable | None,
+                    optimizer: optax.GradientTransformation,
+                    state: LoopState, example_x: jax.Array, key: jax.Array,
+                    fresh: jax.Array) -> training.TrainState:
+  """The train state an iteration's M-step starts from: `state.train`, or
+  where `fresh` (a scalar bool) new parameters from `init_fn(key,
+  example_x)` (example_x [1, ...]) with a fresh optimizer state."""
+  if cfg.retrain_every <= 0:
+    return state.train
+  if init_fn is None:
+    raise ValueError('retrain_every > 0 needs the model\'s init_fn')
+
+  def fresh_state():
+    params = init_fn(key, example_x)
+    return training.TrainState(params, optimizer.init(params))
+
+  # Under the seed vmap a batched `fresh` makes this a select of both.
+  return jax.lax.cond(fresh, fresh_state, lambda: state.train)
+
+
 def em_step(cfg: LoopConfig, apply_fn: Callable,
             optimizer: optax.GradientTransformation, state: LoopState,
             pool: Pool, mesh: Mesh | None = None,
-            may_query: jax.Array | None = None
+            may_query: jax.Array | None = None,
+            init_fn: Callable | None = None
             ) -> tuple[LoopState, jax.Array, jax.Array, dict]:
   """One iteration up to, not including, the oracle's answer.
 
@@ -334,6 +368,9 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   where this seed's own condition would be batched and the cond a select
   that computes both branches. None: this seed's own condition.
 
+  `init_fn`: `init(key, x [1, ...]) -> params`, the model's; needed with
+  `cfg.retrain_every` > 0.
+
   Returns:
     (state, query [k] int32, query_valid [k] bool, metrics): the state has
     the refreshed pseudo-labels and D and the advanced iteration counter;
@@ -345,13 +382,18 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   labelled, member = state.labelled, state.member
 
   # 1. M-step: the initial phase at i = 0 (the part not run in blocks
-  # before it), then one epoch per iteration.
+  # before it), then one epoch per iteration; a whole initial phase from
+  # fresh parameters on a retrain iteration.
+  fresh = is_retrain_iteration(cfg, i)
   num_epochs = jnp.where(i == 0,
                          cfg.initial_epochs - cfg.initial_blocked_epochs,
-                         cfg.epochs_per_iteration)
+                         jnp.where(fresh, cfg.initial_epochs,
+                                   cfg.epochs_per_iteration))
   first_epoch = (jnp.where(i == 0, cfg.initial_blocked_epochs, 0)
                  if cfg.initial_blocked_epochs else 0)
-  train_state, loss = _trained(cfg, apply_fn, optimizer, state, pool,
+  start = state.replace(train=retrained_start(
+      cfg, init_fn, optimizer, state, pool.x[:1], keys['init'], fresh))
+  train_state, loss = _trained(cfg, apply_fn, optimizer, start, pool,
                                keys['train'], first_epoch, num_epochs, mesh)
   params = train_state.params
 
@@ -492,7 +534,8 @@ def corrected(state: LoopState, ids: jax.Array,
 def iteration(cfg: LoopConfig, apply_fn: Callable,
               optimizer: optax.GradientTransformation, state: LoopState,
               pool: Pool, mesh: Mesh | None = None,
-              may_query: jax.Array | None = None
+              may_query: jax.Array | None = None,
+              init_fn: Callable | None = None
               ) -> tuple[LoopState, dict]:
   """One full iteration with the simulated oracle (hidden labels in pool.y).
 
@@ -502,7 +545,8 @@ def iteration(cfg: LoopConfig, apply_fn: Callable,
     'num_queried' (int32, the valid picks).
   """
   state, query, query_valid, metrics = em_step(cfg, apply_fn, optimizer,
-                                               state, pool, mesh, may_query)
+                                               state, pool, mesh, may_query,
+                                               init_fn)
   metrics['num_queried'] = jnp.sum(query_valid)
   return reveal(state, query, query_valid, pool.y[query]), metrics
 
@@ -621,25 +665,28 @@ def _each_seed(fn: Callable, strategy: str, pool_per_seed: bool,
 def seeds_iteration(cfg: LoopConfig, apply_fn: Callable,
                     optimizer: optax.GradientTransformation,
                     mesh: Mesh | None = None, strategy: str = 'vmap',
-                    pool_per_seed: bool = False
+                    pool_per_seed: bool = False,
+                    init_fn: Callable | None = None
                     ) -> Callable[[LoopState, Pool], tuple[LoopState, dict]]:
   """`iteration` over a leading seed axis of the state (and of the pool if
-  `pool_per_seed`, else the pool is shared).
+  `pool_per_seed`, else the pool is shared); `init_fn` as `em_step`'s.
 
   Returns:
     fn(state [S, ...], pool) -> (state [S, ...], metrics dict of [S]).
   """
   def make(m):
     return lambda state, pool, may_query: iteration(
-        cfg, apply_fn, optimizer, state, pool, m, may_query)
+        cfg, apply_fn, optimizer, state, pool, m, may_query, init_fn)
   return over_seeds(make, mesh, strategy, pool_per_seed, seeds_gate(cfg))
 
 
 def seeds_em_step(cfg: LoopConfig, apply_fn: Callable,
                   optimizer: optax.GradientTransformation,
                   mesh: Mesh | None = None, strategy: str = 'vmap',
-                  pool_per_seed: bool = False) -> Callable:
-  """`em_step` over seeds, for oracles that answer on the host.
+                  pool_per_seed: bool = False,
+                  init_fn: Callable | None = None) -> Callable:
+  """`em_step` over seeds, for oracles that answer on the host; `init_fn`
+  as `em_step`'s.
 
   Returns:
     fn(state [S, ...], pool) -> (state, query [S, k], query_valid [S, k],
@@ -648,7 +695,7 @@ def seeds_em_step(cfg: LoopConfig, apply_fn: Callable,
   def make(m):
     def one(state, pool, may_query):
       state, query, valid, metrics = em_step(cfg, apply_fn, optimizer, state,
-                                             pool, m, may_query)
+                                             pool, m, may_query, init_fn)
       metrics['num_queried'] = jnp.sum(valid)
       return state, query, valid, metrics
     return one

@@ -106,6 +106,11 @@ def base_config() -> ml_collections.ConfigDict:
   # none; >= initial_epochs: none (iteration 0 trains the whole phase).
   c.initial_block_epochs = 0
   c.epochs_per_iteration = 1
+  # Every retrain_every-th iteration (i > 0) trains a fresh network (new
+  # initial parameters and optimizer) for initial_epochs epochs instead of
+  # training on: with query_every = retrain_every = 1 the deep active
+  # learning papers' retraining from scratch after each query. 0: never.
+  c.retrain_every = 0
   c.semi = 'all'               # 'none' | 'stepwise' | 'all' | 'confident'.
   c.confident_k = 10           # Samples added per iteration by 'confident'.
   c.confident_score = 'entropy'  # 'confident' adds the lowest of this score

@@ -52,8 +52,9 @@ def row_work(config, sizes: dict | None) -> float | None:
   `sizes` (pool_size, test_size, num_classes of a seed's data) is unknown.
 
   Counts the initial epochs, then per iteration the MC sweeps of the pool
-  and the labels, the evaluation and the epoch over the labels (up-sampled)
-  and the pseudo-labels, guessed: the unlabelled pool for semi='all', half
+  and the labels, the evaluation and the epoch (the initial epochs on a
+  retrain iteration) over the labels (up-sampled) and the pseudo-labels,
+  guessed: the unlabelled pool for semi='all', half
   of it for 'stepwise', confident_k more each iteration for 'confident'.
   An epoch counts its optimizer steps, each a whole batch of forward and
   backward passes (3 forwards a sample): steps run one after another, so
@@ -76,8 +77,11 @@ def row_work(config, sizes: dict | None) -> float | None:
     pseudo = {'all': unlabelled, 'stepwise': unlabelled // 2,
               'confident': min(unlabelled, config.confident_k * i)
               }.get(config.semi, 0)
+    retrain = (i > 0 and config.get('retrain_every', 0) > 0 and
+               i % config.retrain_every == 0)
     work += (config.mc_passes_pool * pool + config.mc_passes_gt * labels +
-             test + epochs(config.epochs_per_iteration,
+             test + epochs(config.initial_epochs if retrain else
+                           config.epochs_per_iteration,
                            config.gt_upsample * labels + pseudo))
     if config.acquisition != 'none' and i % config.query_every == 0:
       labels = min(most, labels + config.query_size)

@@ -77,6 +77,56 @@ def test_epochs_per_iteration_trains_that_many_epochs(toy):
   assert three == 3 * one
 
 
+def _adam_count(state) -> np.ndarray:
+  """[S] optimizer steps taken since the parameters were initialised."""
+  return next(np.asarray(leaf) for path, leaf in
+              jax.tree_util.tree_leaves_with_path(state.train.opt_state)
+              if 'count' in jax.tree_util.keystr(path))
+
+
+def test_retrain_every_trains_a_fresh_network(toy):
+  """retrain_every=2: iteration 2 starts from new parameters and a new
+  optimizer and trains initial_epochs epochs, whatever the old network
+  was; iteration 1 trains on as without the setting, and both seed layouts
+  (vmap: a select of both starts; map: a cond) agree."""
+  def steps(config):
+    r = experiment.build(config, toy)
+    # On the host: a step donates (deletes) the device state it is given.
+    states = [jax.device_get(r.state)]
+    for _ in range(3):
+      states.append(jax.device_get(r.step(states[-1], r.pool)[0]))
+    return r, states
+
+  config = tiny_config(num_seeds=2, retrain_every=2, initial_epochs=4,
+                       query_every=1)
+  r, (s0, s1, s2, s3) = steps(config)
+  _, plain = steps(tiny_config(num_seeds=2, initial_epochs=4, query_every=1))
+  # Before the first retrain everything is as without it.
+  for a, b in zip(jax.tree_util.tree_leaves((s1, s2)),
+                  jax.tree_util.tree_leaves(plain[1:3])):
+    np.testing.assert_array_equal(a, b)
+  one_epoch = _adam_count(plain[3]) - _adam_count(plain[2])
+  assert (one_epoch > 0).all()
+  np.testing.assert_array_equal(_adam_count(s3), 4 * one_epoch)
+  # Another network before iteration 2 gives the same network after it ...
+  other = s2.replace(train=s1.train)
+  again = jax.device_get(r.step(other, r.pool)[0])
+  for a, b in zip(jax.tree_util.tree_leaves(again.train),
+                  jax.tree_util.tree_leaves(s3.train)):
+    np.testing.assert_array_equal(a, b)
+  # ... but not after iteration 1, which trains on.
+  moved = jax.device_get(r.step(s1.replace(train=s0.train), r.pool)[0])
+  assert not np.array_equal(
+      jax.tree_util.tree_leaves(moved.train.params)[0],
+      jax.tree_util.tree_leaves(s2.train.params)[0])
+  _, mapped = steps(tiny_config(num_seeds=2, retrain_every=2,
+                                initial_epochs=4, query_every=1,
+                                seed_strategy='map'))
+  for a, b in zip(jax.tree_util.tree_leaves(mapped[3].train.params),
+                  jax.tree_util.tree_leaves(s3.train.params)):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
 def test_mu_weights_pseudo_labels_in_the_loss(toy):
   """mu scales D's pseudo-labelled samples (eq. 6): at iteration 1, the
   first to train on D, the runs part ways; before it they are equal."""

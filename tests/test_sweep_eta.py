@@ -39,6 +39,10 @@ def test_row_work_counts_whole_batches_sweeps_and_queries_by_hand():
   # 20 + 12 + 5 and trains 8 + 6 pseudo = 14 samples, 4 steps.
   assert sweep_eta.row_work(tiny_config(label_budget=4), SIZES) == 2 * (
       36 + 67 + (20 + 12 + 5 + 48))
+  # retrain_every=1: iteration 1 trains the 3 initial epochs of its 15
+  # samples (4 steps each) from a fresh network, 2 x 48 more than one.
+  assert sweep_eta.row_work(tiny_config(retrain_every=1), SIZES) == (
+      382.0 + 2 * 2 * 48)
   assert sweep_eta.row_work(tiny_config(), None) is None
 
 
