@@ -26,8 +26,9 @@ from configs import yinyang
 from launch import common as launch_common
 
 
-def toy_config(oracle_kind):
+def toy_config(oracle_kind, retrain_every=0):
   config = yinyang.get_config('active_semi')
+  config.retrain_every = retrain_every
   # Queries at iterations 0 and 2; the last, 4, asks none (nothing would
   # train on its answers).
   config.num_iterations = 4
@@ -69,14 +70,17 @@ class TruthfulStdin:
     return f'{self.y[int(asked[1])]}\n'
 
 
-def test_file_oracle_equals_simulated(tmp_path):
+# retrain_every=2: the fresh networks after the queries of 0 and 2 come
+# from the host oracle's program (`em_step`) as from the simulated one's.
+@pytest.mark.parametrize('retrain_every', [0, 2])
+def test_file_oracle_equals_simulated(tmp_path, retrain_every):
   ds = data.load_yinyang(num_per_class=60, seed=0)
   sim, human = str(tmp_path / 'sim'), str(tmp_path / 'human')
-  experiment.run(toy_config('simulated'), sim, dataset=ds)
+  experiment.run(toy_config('simulated', retrain_every), sim, dataset=ds)
   rounds = []
   while True:
     try:
-      experiment.run(toy_config('files'), human, dataset=ds)
+      experiment.run(toy_config('files', retrain_every), human, dataset=ds)
       break
     except oracle.WaitingForLabels as e:
       if not rounds:  # Exporting a paused run says so.
@@ -94,7 +98,8 @@ def test_file_oracle_equals_simulated(tmp_path):
       'after iteration 3 of 4 (unfinished run)')
   assert sorted(os.listdir(os.path.join(human, 'queries'))) == ['0', '2']
   assert sorted_rows(sim) == sorted_rows(human)
-  template = experiment.build(toy_config('simulated'), ds).state
+  template = experiment.build(toy_config('simulated', retrain_every),
+                              ds).state
   a = checkpoint.restore(checkpoint.step_path(sim, 5), template).state
   b = checkpoint.restore(checkpoint.step_path(human, 5), template).state
   np.testing.assert_array_equal(a.labelled, b.labelled)
