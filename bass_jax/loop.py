@@ -331,13 +331,13 @@ def is_retrain_iteration(cfg: LoopConfig, iteration: jax.Array) -> jax.Array:
 
 def retrained_start(cfg: LoopConfig, init_fn: Callable | None,
                     optimizer: optax.GradientTransformation,
-                    state: LoopState, example_x: jax.Array, key: jax.Array,
-                    fresh: jax.Array) -> training.TrainState:
-  """The train state an iteration's M-step starts from: `state.train`, or
-  where `fresh` (a scalar bool) new parameters from `init_fn(key,
-  example_x)` (example_x [1, ...]) with a fresh optimizer state."""
+                    train: training.TrainState, example_x: jax.Array,
+                    key: jax.Array, fresh: jax.Array) -> training.TrainState:
+  """The train state an iteration's M-step starts from: `train`, or where
+  `fresh` (a scalar bool) new parameters from `init_fn(key, example_x)`
+  (example_x [1, ...]) with a fresh optimizer state."""
   if cfg.retrain_every <= 0:
-    return state.train
+    return train
   if init_fn is None:
     raise ValueError('retrain_every > 0 needs the model\'s init_fn')
 
@@ -346,7 +346,7 @@ def retrained_start(cfg: LoopConfig, init_fn: Callable | None,
     return training.TrainState(params, optimizer.init(params))
 
   # Under the seed vmap a batched `fresh` makes this a select of both.
-  return jax.lax.cond(fresh, fresh_state, lambda: state.train)
+  return jax.lax.cond(fresh, fresh_state, lambda: train)
 
 
 def em_step(cfg: LoopConfig, apply_fn: Callable,
@@ -392,7 +392,7 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   first_epoch = (jnp.where(i == 0, cfg.initial_blocked_epochs, 0)
                  if cfg.initial_blocked_epochs else 0)
   start = state.replace(train=retrained_start(
-      cfg, init_fn, optimizer, state, pool.x[:1], keys['init'], fresh))
+      cfg, init_fn, optimizer, state.train, pool.x[:1], keys['init'], fresh))
   train_state, loss = _trained(cfg, apply_fn, optimizer, start, pool,
                                keys['train'], first_epoch, num_epochs, mesh)
   params = train_state.params

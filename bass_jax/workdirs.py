@@ -29,10 +29,16 @@ from bass_jax.errors import ConfigError
 from configs import common
 
 
+def as_stored(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """`config` as its run's config.json holds it (JSON types: a tuple as a
+  list), to compare with a stored one."""
+  return json.loads(json.dumps(config.to_dict()))
+
+
 def with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
   """A stored config.json's fields, with the defaults of fields added since
   the run was made (as analysis.restored_run does): it computed with them."""
-  return {**json.loads(json.dumps(common.base_config().to_dict())), **stored}
+  return {**as_stored(common.base_config()), **stored}
 
 
 # What a run is, named first when two configs differ: another experiment
@@ -48,7 +54,7 @@ def config_differences(stored: dict[str, Any],
   config.json holds `stored`, IDENTITY_FIELDS first, then sorted; placement
   fields do not count."""
   old = with_defaults(stored)
-  new = json.loads(json.dumps(config.to_dict()))
+  new = as_stored(config)
   diff = [k for k in set(old) | set(new) if old.get(k) != new.get(k) and
           k not in config_checks.PLACEMENT_FIELDS]
   if {old.get('oracle'), new.get('oracle')} <= set(HUMAN_ORACLES):
@@ -112,7 +118,7 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict,
   if diff:
     k = diff[0]
     old = with_defaults(stored)
-    new = json.loads(json.dumps(config.to_dict()))
+    new = as_stored(config)
     # A field added since the run was made: the run computed with its
     # default, and setting that continues it as it was made.
     since = (f'; the run predates config.{k}: --config.{k}='

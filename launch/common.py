@@ -2,7 +2,6 @@
 
 import ast
 import errno
-import json
 import os
 import re
 import shlex
@@ -82,9 +81,10 @@ def overrides_text(config) -> str:
   """
   from bass_jax import config_checks  # pylint: disable=g-import-not-at-top
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  from bass_jax import workdirs  # pylint: disable=g-import-not-at-top
   skip = config_checks.PLACEMENT_FIELDS + UNLABELLED_FIELDS
   fields = {k: config[k] for k in cli_overrides() if k not in skip}
-  fields.update(stored_overrides(json.loads(json.dumps(config.to_dict()))))
+  fields.update(stored_overrides(workdirs.as_stored(config)))
   return reporting.fields_text(dict(sorted(fields.items())))
 
 
@@ -92,6 +92,7 @@ def _config_made(name, variant: Optional[str]) -> Optional[dict]:
   """configs/<name>.py's config at `variant` (JSON types, as a workdir
   stores it); None where no config file of that name makes it (a name of
   one's own, a variant the file no longer has)."""
+  from bass_jax import workdirs  # pylint: disable=g-import-not-at-top
   from bass_jax.errors import BassError  # pylint: disable=g-import-not-at-top
   if not (isinstance(name, str) and re.fullmatch(r'[a-z_][a-z0-9_]*', name)
           and os.path.isfile(os.path.join(REPO, 'configs', f'{name}.py'))):
@@ -101,7 +102,7 @@ def _config_made(name, variant: Optional[str]) -> Optional[dict]:
     made = importlib.import_module(f'configs.{name}').get_config(variant)
   except (BassError, ValueError, KeyError, AttributeError):
     return None
-  return json.loads(json.dumps(made.to_dict()))
+  return workdirs.as_stored(made)
 
 
 def stored_overrides(stored: dict) -> dict:
@@ -149,8 +150,9 @@ def paper_labels_note(label: str, config) -> str:
   ConfigDict); '' if none, or if its overrides alone do it (the label or
   another note names them)."""
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  from bass_jax import workdirs  # pylint: disable=g-import-not-at-top
   if hasattr(config, 'to_dict'):
-    config = json.loads(json.dumps(config.to_dict()))
+    config = workdirs.as_stored(config)
   fields = paper_label_fields(config)
   if not fields.keys() - stored_overrides(config).keys():
     return ''
