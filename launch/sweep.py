@@ -25,6 +25,7 @@ on, labelled `<name>:<variant> (acquisition_beta=2)` in the table; several
 import contextlib
 import importlib.util
 import itertools
+import json
 import os
 import sys
 import time
@@ -189,11 +190,51 @@ def main(argv):
   notes += [note for note in (launch_common.paper_labels_note(label, config)
                               for (_, config, _), label in zip(rows, labels))
             if note]
+  kept = earlier_summaries(workdir, [name for name, _, _ in rows])
+  if kept:
+    notes.append(
+        f'{len(kept)} more row(s) in {workdir} from an earlier sweep '
+        f'({", ".join(k["row"] for k in kept)}): launch/report.py '
+        f'--workdir={workdir} tabulates them all.')
   if notes:
     table += '\n\n' + '\n'.join(notes)
   writing.write_lines(os.path.join(workdir, 'table.md'), [table + '\n'])
-  writing.write_json(os.path.join(workdir, 'summaries.json'), summaries)
+  writing.write_json(os.path.join(workdir, 'summaries.json'), merged_summaries(
+      summaries, kept, [a.split(',')[0] for a in all_args]))
   print(table)
+
+
+def earlier_summaries(workdir: str, names: list[str]) -> list[dict]:
+  """The summaries.json entries of finished rows in `workdir` that this
+  sweep did not run (not in `names`): an earlier sweep's, e.g. other --vary
+  values added to the same folder, which its record keeps."""
+  try:
+    with open(os.path.join(workdir, 'summaries.json')) as f:
+      earlier = json.load(f)
+  except (OSError, ValueError):
+    return []
+  if not isinstance(earlier, list):
+    return []
+  return [s for s in earlier
+          if isinstance(s, dict) and isinstance(s.get('row'), str)
+          and s['row'] not in names
+          and os.path.isfile(os.path.join(workdir, s['row'], 'summary.json'))]
+
+
+def merged_summaries(summaries: list[dict], kept: list[dict],
+                     row_order: list[str]) -> list[dict]:
+  """This sweep's summaries, or with `kept` (earlier rows) all of them in
+  the config's row order, each row's values by value (natural_key): rows
+  added by two sweeps read as one."""
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  if not kept:
+    return summaries  # The order the rows ran in, --vary's values as given.
+
+  def rank(summary):
+    row = str(summary.get('variant', '')).split(',')[0]
+    return (row_order.index(row) if row in row_order else len(row_order),
+            reporting.natural_key(summary['row']))
+  return sorted(kept + summaries, key=rank)
 
 
 def variations(specs: list[str], config, overridden: list[str]

@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from bass_jax import reporting
 from bass_jax import workdirs
 from launch import common as launch_common
 
@@ -272,6 +273,20 @@ def test_vary_runs_each_value_in_a_row_folder_labelled_by_it(tmp_path):
       if l.startswith('| yinyang:initial (dropout_rate=0.1)')).split('|')[-2])
   eta = re.search(r'row 2/3\) -> .*; about (\d+)s left', more.stdout)
   assert eta and int(eta.group(1)) <= 1.5 * first_wall + 1, more.stdout
+  # The row of 0.5, run by an earlier sweep only, stays in the folder's
+  # record, and the rows of both sweeps read in order of value.
+  values = ['0.1', '0.2', '0.25', '0.5']
+  folders = [f'initial-dropout_rate={v}-gt_upsample=5' for v in values]
+  summaries = json.loads((tmp_path / 'summaries.json').read_text())
+  assert [s['row'] for s in summaries] == folders
+  assert reporting.sweep_order(
+      str(tmp_path), reporting.run_folders(str(tmp_path))) == [
+          str(tmp_path / f) for f in folders]
+  assert table_labels(tmp_path / 'table.md') == [
+      f'yinyang:initial (dropout_rate={v})' for v in values[:3]]
+  assert (tmp_path / 'table.md').read_text().splitlines()[-1] == (
+      f'1 more row(s) in {tmp_path} from an earlier sweep ({folders[3]}): '
+      f'launch/report.py --workdir={tmp_path} tabulates them all.')
 
 
 def test_vary_over_model_files_names_folders_without_separators(tmp_path):
