@@ -193,9 +193,9 @@ def main(argv):
   kept = earlier_summaries(workdir, [name for name, _, _ in rows])
   if kept:
     notes.append(
-        f'{len(kept)} more row(s) in {workdir} from an earlier sweep '
-        f'({", ".join(k["row"] for k in kept)}): launch/report.py '
-        f'--workdir={workdir} tabulates them all.')
+        f'Also in {workdir}, from an earlier sweep: '
+        f'{", ".join(k["row"] for k in kept)} (launch/report.py '
+        f'--workdir={workdir} tabulates every row).')
   if notes:
     table += '\n\n' + '\n'.join(notes)
   writing.write_lines(os.path.join(workdir, 'table.md'), [table + '\n'])

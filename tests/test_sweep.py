@@ -285,8 +285,8 @@ def test_vary_runs_each_value_in_a_row_folder_labelled_by_it(tmp_path):
   assert table_labels(tmp_path / 'table.md') == [
       f'yinyang:initial (dropout_rate={v})' for v in values[:3]]
   assert (tmp_path / 'table.md').read_text().splitlines()[-1] == (
-      f'1 more row(s) in {tmp_path} from an earlier sweep ({folders[3]}): '
-      f'launch/report.py --workdir={tmp_path} tabulates them all.')
+      f'Also in {tmp_path}, from an earlier sweep: {folders[3]} '
+      f'(launch/report.py --workdir={tmp_path} tabulates every row).')
 
 
 def test_vary_over_model_files_names_folders_without_separators(tmp_path):
