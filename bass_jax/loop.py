@@ -322,11 +322,13 @@ def iteration_metrics(i: jax.Array, test: dict[str, jax.Array],
   }
 
 
-def is_retrain_iteration(cfg: LoopConfig, iteration: jax.Array) -> jax.Array:
-  """Whether iteration `iteration` trains a fresh network (scalar bool)."""
-  if cfg.retrain_every <= 0:
-    return jnp.bool_(False)
-  return (iteration > 0) & (iteration % cfg.retrain_every == 0)
+def is_retrain_iteration(retrain_every: int, iteration):
+  """Whether iteration `iteration` (an int, or a scalar int array in a
+  trace) trains a fresh network: a bool, or a scalar bool array
+  (config.retrain_every; the sweep's ETA counts with it too)."""
+  if retrain_every <= 0:
+    return False
+  return (iteration > 0) & (iteration % retrain_every == 0)
 
 
 def retrained_start(cfg: LoopConfig, init_fn: Callable | None,
@@ -384,7 +386,7 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   # 1. M-step: the initial phase at i = 0 (the part not run in blocks
   # before it), then one epoch per iteration; a whole initial phase from
   # fresh parameters on a retrain iteration.
-  fresh = is_retrain_iteration(cfg, i)
+  fresh = is_retrain_iteration(cfg.retrain_every, i)
   num_epochs = jnp.where(i == 0,
                          cfg.initial_epochs - cfg.initial_blocked_epochs,
                          jnp.where(fresh, cfg.initial_epochs,

@@ -247,19 +247,31 @@ def run_folders(folder: str) -> list[str]:
                 key=natural_key)
 
 
+def sweep_summaries(sweep_dir: str) -> list[dict[str, Any]]:
+  """The row summaries a sweep recorded (launch/sweep.py's summaries.json,
+  in its order); [] where there is none or it is no list of objects."""
+  try:
+    with open(os.path.join(sweep_dir, 'summaries.json')) as f:
+      summaries = json.load(f)
+  except (OSError, ValueError):
+    return []
+  if not (isinstance(summaries, list) and
+          all(isinstance(s, dict) for s in summaries)):
+    return []
+  return summaries
+
+
 def sweep_order(sweep_dir: str, rows: list[str]) -> list[str]:
   """Row workdirs in the order the sweep ran them (its summaries.json, by
   their 'row' folder names, or by variant in a sweep written before rows
   were named there); rows it does not list (an unfinished sweep) follow,
   by name, numbers by value (natural_key)."""
   rows = sorted(rows, key=natural_key)
-  try:
-    with open(os.path.join(sweep_dir, 'summaries.json')) as f:
-      summaries = json.load(f)
-    names = [s.get('row') for s in summaries]
-    variants = [s['variant'] for s in summaries]
-  except (OSError, ValueError, TypeError, KeyError, AttributeError):
+  summaries = sweep_summaries(sweep_dir)
+  if not all('variant' in s for s in summaries):
     return rows
+  names = [s.get('row') for s in summaries]
+  variants = [s['variant'] for s in summaries]
   def rank(row):
     if os.path.basename(row) in names:
       return names.index(os.path.basename(row))

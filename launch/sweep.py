@@ -25,7 +25,6 @@ on, labelled `<name>:<variant> (acquisition_beta=2)` in the table; several
 import contextlib
 import importlib.util
 import itertools
-import json
 import os
 import sys
 import time
@@ -208,16 +207,9 @@ def earlier_summaries(workdir: str, names: list[str]) -> list[dict]:
   """The summaries.json entries of finished rows in `workdir` that this
   sweep did not run (not in `names`): an earlier sweep's, e.g. other --vary
   values added to the same folder, which its record keeps."""
-  try:
-    with open(os.path.join(workdir, 'summaries.json')) as f:
-      earlier = json.load(f)
-  except (OSError, ValueError):
-    return []
-  if not isinstance(earlier, list):
-    return []
-  return [s for s in earlier
-          if isinstance(s, dict) and isinstance(s.get('row'), str)
-          and s['row'] not in names
+  from bass_jax import reporting  # pylint: disable=g-import-not-at-top
+  return [s for s in reporting.sweep_summaries(workdir)
+          if isinstance(s.get('row'), str) and s['row'] not in names
           and os.path.isfile(os.path.join(workdir, s['row'], 'summary.json'))]
 
 

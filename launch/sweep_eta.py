@@ -61,6 +61,7 @@ def row_work(config, sizes: dict | None) -> float | None:
   a small epoch costs a whole batch. What the sweep's ETA scales the
   rows' walls by.
   """
+  from bass_jax import loop  # pylint: disable=g-import-not-at-top
   if sizes is None:
     return None
   pool, test = sizes['pool_size'], sizes['test_size']
@@ -77,8 +78,7 @@ def row_work(config, sizes: dict | None) -> float | None:
     pseudo = {'all': unlabelled, 'stepwise': unlabelled // 2,
               'confident': min(unlabelled, config.confident_k * i)
               }.get(config.semi, 0)
-    retrain = (i > 0 and config.get('retrain_every', 0) > 0 and
-               i % config.retrain_every == 0)
+    retrain = loop.is_retrain_iteration(config.get('retrain_every', 0), i)
     work += (config.mc_passes_pool * pool + config.mc_passes_gt * labels +
              test + epochs(config.initial_epochs if retrain else
                            config.epochs_per_iteration,
