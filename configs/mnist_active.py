@@ -13,8 +13,9 @@ for 10 labels (1,020 labels at the end), on the paper's CNN and MNIST split
 (60,000-image pool, 10,000 test images). Unlike those papers the network is
 not retrained from scratch after each query (unless `retrain`, below): as
 everywhere in bass_jax it trains on, 100 initial epochs over the 20x
-up-sampled labels, then one epoch per iteration. T' = 20 dropout passes on the pool; the AL rows use no
-pseudo-labels, so T on the labels (theta, logged only) is 10.
+up-sampled labels, then one epoch per iteration. T' = 20 dropout passes on
+the pool; the AL rows use no pseudo-labels, so T on the labels (theta,
+logged only) is 10.
 
 Variants (the query rule; none pseudo-labels but `deepbass`):
   random, entropy, bald, variation_ratio   the top 10 of a score (random:
