@@ -35,7 +35,7 @@ CHOICES = {
     'acquisition': ('none',) + uncertainty.SCORE_NAMES + tuple(
         f'{sampling}_{score}' for sampling in selection.SAMPLINGS
         for score in uncertainty.SCORE_NAMES) + loop.RANDOM_ACQUISITIONS +
-                   loop.JOINT_ACQUISITIONS,
+                   loop.JOINT_ACQUISITIONS + loop.DIVERSE_ACQUISITIONS,
     'oracle': ('simulated', 'files', 'terminal'),
     'seed_strategy': ('auto', 'vmap', 'map'),
     'data_source': data_lib.SOURCES,

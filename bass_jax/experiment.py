@@ -76,6 +76,15 @@ def check_user_code(config: ml_collections.ConfigDict,
         mc_dropout.check_score(spec, config.mc_passes_pool, ds.num_classes)
     except ValueError as e:
       raise ConfigError(f'config.{field} {e}') from None
+  if (config.acquisition in loop.DIVERSE_ACQUISITIONS and
+      models.is_user_model(config.model)):
+    try:
+      models.check_features(build_model(config, ds.num_classes),
+                            ds.x_train.shape[1:], ds.x_train.dtype,
+                            config.model)
+    except ValueError as e:
+      raise ConfigError(f'config.acquisition={config.acquisition!r} needs '
+                        f'config.model {e}') from None
 
 
 def model_draws_masks(config: ml_collections.ConfigDict,
@@ -630,12 +639,14 @@ def build(config: ml_collections.ConfigDict,
                        on_seeds)
   strategy = seed_strategy(config, mesh, ds)
   step = jax.jit(loop.seeds_iteration(cfg, model.apply, optimizer, mesh,
-                                      strategy, per_seed, model.init),
+                                      strategy, per_seed, model.init,
+                                      model.embed),
                  in_shardings=(on_seeds, on_pool),
                  out_shardings=(on_seeds, sharding.replicated(mesh)),
                  donate_argnums=0)
   em_step = jax.jit(loop.seeds_em_step(cfg, model.apply, optimizer, mesh,
-                                       strategy, per_seed, model.init),
+                                       strategy, per_seed, model.init,
+                                       model.embed),
                     in_shardings=(on_seeds, on_pool),
                     out_shardings=(on_seeds, sharding.replicated(mesh),
                                    sharding.replicated(mesh),

@@ -35,6 +35,13 @@ SEMI_MODES = ('none', 'stepwise', 'all', 'confident')
 RANDOM_ACQUISITIONS = ('random', 'above_average', 'above_theta')
 # Batch-aware acquisitions that model the picks' labels jointly.
 JOINT_ACQUISITIONS = ('batchbald',)
+# Batches spread over the network's embedding of the pool (the input of its
+# last dense layer, dropout off): 'coreset', greedy k-center (Sener and
+# Savarese 2018); 'badge', k-means++ seeding over gradient embeddings (Ash
+# et al. 2020).
+DIVERSE_ACQUISITIONS = ('coreset', 'badge')
+# Worth skipping on the iterations that ask no query (a real `lax.cond`).
+GATED_ACQUISITIONS = JOINT_ACQUISITIONS + DIVERSE_ACQUISITIONS
 
 
 @flax.struct.dataclass
@@ -138,7 +145,8 @@ class LoopConfig:
     names = []
     if self.acquisition == 'batchbald':
       names.append('bald')  # Its candidates: the pool's top BALD.
-    elif self.acquisition not in ('none',) + RANDOM_ACQUISITIONS:
+    elif self.acquisition not in (('none',) + RANDOM_ACQUISITIONS +
+                                  DIVERSE_ACQUISITIONS):
       names.append(selection.split_acquisition(self.acquisition)[1])
     if self.semi == 'confident':
       names.append(self.confident_score)
@@ -248,6 +256,53 @@ def batchbald_picks(cfg: LoopConfig, key: jax.Array, bald: jax.Array,
   return candidates[picks], ok
 
 
+def diverse_picks(cfg: LoopConfig, key: jax.Array, embed_fn: Callable,
+                  params, pool_x: jax.Array, gt_idx: jax.Array,
+                  gt_valid: jax.Array, available: jax.Array,
+                  mesh: Mesh | None) -> tuple[jax.Array, jax.Array]:
+  """The `query_size` picks of 'coreset' or 'badge' (`DIVERSE_ACQUISITIONS`).
+
+  Args:
+    cfg: loop config.
+    key: this iteration's acquisition key (BADGE's draws).
+    embed_fn: (params, x [B, ...]) -> (features [B, D], logits [B, C]), the
+      model's `embed`.
+    params: the model trained this iteration.
+    pool_x: [N, ...] the pool (split over 'data' with a mesh).
+    gt_idx, gt_valid: [L] the label slots (`selection.labelled_slots`):
+      core-set's initial centers.
+    available: [N] bool, the samples a query may pick.
+    mesh: the run's mesh or None.
+
+  Returns:
+    (pool indices [k] int32, valid [k] bool).
+  """
+  def row(a, i):  # a[i] of a pool-long array a [N, ...] split over 'data'.
+    return sharding.gather_rows(mesh, a, i[None])[0]
+
+  k = cfg.query_size
+  if cfg.acquisition == 'coreset':
+    centers = mc_dropout.embedding_sweep(
+        embed_fn, params, sharding.gather_rows(mesh, pool_x, gt_idx),
+        cfg.gt_chunk_size)['features']
+    sweep = mc_dropout.data_parallel_embedding_sweep(
+        mesh, embed_fn, params, pool_x, cfg.eval_chunk_size, centers,
+        gt_valid)
+    f = sweep['features'].astype(jnp.float32)
+    return selection.k_center_greedy_indices(
+        sweep['nearest_d2'], available, k,
+        lambda i: jnp.sum((f - row(f, i))**2, axis=-1))
+  sweep = mc_dropout.data_parallel_embedding_sweep(
+      mesh, embed_fn, params, pool_x, cfg.eval_chunk_size)
+  a = selection.gradient_factor(sweep['probs'])
+  h = sweep['features'].astype(jnp.float32)
+  norms_sq = jnp.sum(a * a, -1) * jnp.sum(h * h, -1)  # |g_i|^2
+  return selection.kmeans_pp_indices(
+      key, norms_sq, available, k,
+      lambda i: selection.gradient_embedding_sq_dists(a, h, row(a, i),
+                                                      row(h, i)))
+
+
 def no_picks(k: int) -> tuple[jax.Array, jax.Array]:
   """([k] int32, [k] bool): an acquisition that picks nothing."""
   return jnp.zeros(k, jnp.int32), jnp.zeros(k, bool)
@@ -355,7 +410,8 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
             optimizer: optax.GradientTransformation, state: LoopState,
             pool: Pool, mesh: Mesh | None = None,
             may_query: jax.Array | None = None,
-            init_fn: Callable | None = None
+            init_fn: Callable | None = None,
+            embed_fn: Callable | None = None
             ) -> tuple[LoopState, jax.Array, jax.Array, dict]:
   """One iteration up to, not including, the oracle's answer.
 
@@ -372,6 +428,9 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
 
   `init_fn`: `init(key, x [1, ...]) -> params`, the model's; needed with
   `cfg.retrain_every` > 0.
+
+  `embed_fn`: `embed(params, x) -> (features, logits)`, the model's;
+  needed by the acquisitions of `DIVERSE_ACQUISITIONS`.
 
   Returns:
     (state, query [k] int32, query_valid [k] bool, metrics): the state has
@@ -426,10 +485,17 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
       return mc_dropout.consistent_probs(
           sweep_fn, params, sharding.gather_rows(mesh, pool.x, idx), key,
           cfg.batchbald_passes, cfg.batchbald_chunk_size)
+
+    def picks():
+      return batchbald_picks(cfg, keys['acquire'], sweep['bald'], askable,
+                             candidate_probs)
+  elif cfg.acquisition in DIVERSE_ACQUISITIONS:
+    def picks():
+      return diverse_picks(cfg, keys['acquire'], embed_fn, params, pool.x,
+                           gt_idx, gt_valid, askable, mesh)
+  if cfg.acquisition in GATED_ACQUISITIONS:
     query, query_valid = jax.lax.cond(
-        is_query if may_query is None else may_query,
-        lambda: batchbald_picks(cfg, keys['acquire'], sweep['bald'],
-                                askable, candidate_probs),
+        is_query if may_query is None else may_query, picks,
         lambda: no_picks(cfg.query_size))
   else:
     query, query_valid = acquisition_picks(cfg, keys['acquire'], sweep,
@@ -537,7 +603,8 @@ def iteration(cfg: LoopConfig, apply_fn: Callable,
               optimizer: optax.GradientTransformation, state: LoopState,
               pool: Pool, mesh: Mesh | None = None,
               may_query: jax.Array | None = None,
-              init_fn: Callable | None = None
+              init_fn: Callable | None = None,
+              embed_fn: Callable | None = None
               ) -> tuple[LoopState, dict]:
   """One full iteration with the simulated oracle (hidden labels in pool.y).
 
@@ -548,7 +615,7 @@ def iteration(cfg: LoopConfig, apply_fn: Callable,
   """
   state, query, query_valid, metrics = em_step(cfg, apply_fn, optimizer,
                                                state, pool, mesh, may_query,
-                                               init_fn)
+                                               init_fn, embed_fn)
   metrics['num_queried'] = jnp.sum(query_valid)
   return reveal(state, query, query_valid, pool.y[query]), metrics
 
@@ -668,17 +735,20 @@ def seeds_iteration(cfg: LoopConfig, apply_fn: Callable,
                     optimizer: optax.GradientTransformation,
                     mesh: Mesh | None = None, strategy: str = 'vmap',
                     pool_per_seed: bool = False,
-                    init_fn: Callable | None = None
+                    init_fn: Callable | None = None,
+                    embed_fn: Callable | None = None
                     ) -> Callable[[LoopState, Pool], tuple[LoopState, dict]]:
   """`iteration` over a leading seed axis of the state (and of the pool if
-  `pool_per_seed`, else the pool is shared); `init_fn` as `em_step`'s.
+  `pool_per_seed`, else the pool is shared); `init_fn` and `embed_fn` as
+  `em_step`'s.
 
   Returns:
     fn(state [S, ...], pool) -> (state [S, ...], metrics dict of [S]).
   """
   def make(m):
     return lambda state, pool, may_query: iteration(
-        cfg, apply_fn, optimizer, state, pool, m, may_query, init_fn)
+        cfg, apply_fn, optimizer, state, pool, m, may_query, init_fn,
+        embed_fn)
   return over_seeds(make, mesh, strategy, pool_per_seed, seeds_gate(cfg))
 
 
@@ -686,9 +756,10 @@ def seeds_em_step(cfg: LoopConfig, apply_fn: Callable,
                   optimizer: optax.GradientTransformation,
                   mesh: Mesh | None = None, strategy: str = 'vmap',
                   pool_per_seed: bool = False,
-                  init_fn: Callable | None = None) -> Callable:
+                  init_fn: Callable | None = None,
+                  embed_fn: Callable | None = None) -> Callable:
   """`em_step` over seeds, for oracles that answer on the host; `init_fn`
-  as `em_step`'s.
+  and `embed_fn` as `em_step`'s.
 
   Returns:
     fn(state [S, ...], pool) -> (state, query [S, k], query_valid [S, k],
@@ -697,7 +768,8 @@ def seeds_em_step(cfg: LoopConfig, apply_fn: Callable,
   def make(m):
     def one(state, pool, may_query):
       state, query, valid, metrics = em_step(cfg, apply_fn, optimizer, state,
-                                             pool, m, may_query, init_fn)
+                                             pool, m, may_query, init_fn,
+                                             embed_fn)
       metrics['num_queried'] = jnp.sum(valid)
       return state, query, valid, metrics
     return one
@@ -727,9 +799,9 @@ def seeds_initial_block(cfg: LoopConfig, apply_fn: Callable,
 
 def seeds_gate(cfg: LoopConfig) -> Callable[[LoopState], jax.Array] | None:
   """The `gate_fn` of `over_seeds`: only an acquisition that is worth
-  skipping on other iterations (BatchBALD) gets one, so every other
-  program stays as it was."""
-  if cfg.acquisition not in JOINT_ACQUISITIONS:
+  skipping on other iterations (`GATED_ACQUISITIONS`) gets one, so every
+  other program stays as it was."""
+  if cfg.acquisition not in GATED_ACQUISITIONS:
     return None
   return functools.partial(any_seed_may_query, cfg)
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from bass_jax import selection
 from bass_jax import sharding
 from bass_jax import uncertainty
 from bass_jax import user_code
@@ -521,6 +522,65 @@ def labelled_sweep(mesh: Mesh | None, apply_fn: ApplyFn, params,
   stats = data_parallel_sweep(mesh, apply_fn, params, x, key, num_passes,
                               chunk_size, indices=padded, num_rows=num_valid)
   return {name: value[:k] for name, value in stats.items()}
+
+
+def embedding_sweep(embed_fn: Callable, params, x: jax.Array,
+                    chunk_size: int, centers: jax.Array | None = None,
+                    center_valid: jax.Array | None = None
+                    ) -> dict[str, jax.Array]:
+  """The deterministic embeddings of x [N, ...], chunk by chunk.
+
+  Args:
+    embed_fn: (params, x [B, ...]) -> (features [B, D], logits [B, C]), see
+      `models.features_and_logits`.
+    params: the model's parameters.
+    x: [N, ...] inputs.
+    chunk_size: rows per step (at most N is used).
+    centers: optional [L, D] features (e.g. of the labelled samples) and
+    center_valid: [L] bool, which of them count.
+
+  Returns:
+    'features' [N, D], 'probs' [N, C] float32 softmax, and with centers
+    'nearest_d2' [N], each row's squared distance to its nearest valid
+    center (`selection.nearest_center_sq_dists`), computed chunk by chunk
+    so no [N, L] matrix is ever held.
+  """
+  def one_chunk(xc):
+    features, logits = embed_fn(params, xc)
+    out = {'features': features,
+           'probs': jax.nn.softmax(logits.astype(jnp.float32), axis=-1)}
+    if centers is not None:
+      out['nearest_d2'] = selection.nearest_center_sq_dists(
+          features, centers, center_valid)
+    return out
+
+  n = x.shape[0]
+  return map_chunks(one_chunk, n, min(chunk_size, n), x)
+
+
+def data_parallel_embedding_sweep(mesh: Mesh | None, embed_fn: Callable,
+                                  params, x: jax.Array, chunk_size: int,
+                                  centers: jax.Array | None = None,
+                                  center_valid: jax.Array | None = None
+                                  ) -> dict[str, jax.Array]:
+  """`embedding_sweep` of x [N, ...] with every 'data' device embedding its
+  N/D shard (parameters and centers replicated; no communication).
+
+  Returns:
+    Dict of [N, ...] arrays split over 'data', see `embedding_sweep`.
+  """
+  if mesh is None:
+    return embedding_sweep(embed_fn, params, x, chunk_size, centers,
+                           center_valid)
+
+  def local(params, x, centers, center_valid):
+    return embedding_sweep(embed_fn, params, x, chunk_size, centers,
+                           center_valid)
+
+  data = P(sharding.DATA)
+  return jax.shard_map(local, mesh=mesh, in_specs=(P(), data, P(), P()),
+                       out_specs=data, check_vma=_CHECK_VMA)(
+                           params, x, centers, center_valid)
 
 
 # Equal-width confidence bins of the expected calibration error (Guo et

@@ -10,6 +10,7 @@ is mutated, so MC sampling is a `vmap` over split keys.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 from typing import Any, Callable, Optional, Sequence
@@ -438,19 +439,60 @@ def user_module(spec: str, **settings) -> nn.Module:
     raise ValueError(f'{spec!r}: {user_code.error_line(e)}') from None
 
 
+def features_and_logits(module: nn.Module, params: Params,
+                        x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The deterministic forward pass with the input of its last `nn.Dense`.
+
+  That input is the network's penultimate representation (the CNN's
+  flattened last feature maps, the MLP's last hidden layer), the embedding
+  the diversity acquisitions ('coreset', 'badge') measure distances in.
+  Read with a flax method interceptor, so any module that ends in a dense
+  layer has it without declaring anything.
+
+  Args:
+    module: the flax module, called as `module(x, deterministic=True)`.
+    params: its parameters.
+    x: [B, ...] inputs.
+
+  Returns:
+    (features [B, D] flattened, logits [B, C]).
+
+  Raises:
+    ValueError: the module calls no `nn.Dense`.
+  """
+  dense_inputs = []
+
+  def grab(next_fun, args, kwargs, context):
+    if isinstance(context.module, nn.Dense) and context.method_name == (
+        '__call__'):
+      dense_inputs.append(args[0] if args else kwargs['inputs'])
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(grab):
+    logits = module.apply({'params': params}, x, deterministic=True)
+  if not dense_inputs:
+    raise ValueError(f'{type(module).__name__} calls no flax nn.Dense layer, '
+                     'whose input is the embedding of the diversity '
+                     "acquisitions ('coreset', 'badge')")
+  return dense_inputs[-1].reshape(x.shape[0], -1), logits
+
+
 @dataclasses.dataclass(frozen=True)
 class Model:
-  """A model as two pure functions plus its static description.
+  """A model as pure functions plus its static description.
 
   Attributes:
     init: `init(key, x) -> params` for an example batch x [B, ...].
     apply: `apply(params, x, key_or_None) -> logits [B, C]`, for inference
       and training alike (the CNN's convolutions carry fast gradients).
     module: the flax module (for introspection).
+    embed: `embed(params, x) -> (features [B, D], logits [B, C])`, dropout
+      off: `features_and_logits`.
   """
   init: Callable[[jax.Array, jax.Array], Params]
   apply: ApplyFn
   module: nn.Module
+  embed: Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
 
 
 def build_model(name: str, num_classes: int, dropout_rate: float = 0.33,
@@ -507,7 +549,8 @@ def build_model(name: str, num_classes: int, dropout_rate: float = 0.33,
     return module.apply({'params': params}, x, deterministic=False,
                         rngs={'dropout': key})
 
-  return Model(init=init, apply=apply, module=module)
+  return Model(init=init, apply=apply, module=module,
+               embed=functools.partial(features_and_logits, module))
 
 
 def check_logits(model: Model, sample_shape: Sequence[int], dtype,
@@ -538,6 +581,22 @@ def check_logits(model: Model, sample_shape: Sequence[int], dtype,
              else type(out).__name__)
       raise ValueError(f'{where} ({mode}) returned {got}, expected logits '
                        f'(2, {num_classes}) float')
+
+
+def check_features(model: Model, sample_shape: Sequence[int], dtype,
+                   name: str) -> None:
+  """Traces (never runs) `model.embed` on a batch of 2 inputs: the
+  diversity acquisitions need a last `nn.Dense` whose input they embed by.
+
+  Raises:
+    ValueError: naming the model and why (e.g. no `nn.Dense` layer).
+  """
+  x = jax.ShapeDtypeStruct((2,) + tuple(sample_shape), dtype)
+  key = jax.eval_shape(lambda: jax.random.key(0))
+  try:
+    jax.eval_shape(model.embed, jax.eval_shape(model.init, key, x), x)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f'{name!r}: {user_code.error_line(e)}') from None
 
 
 def draws_masks(model: Model, sample_shape: Sequence[int], dtype) -> bool:

@@ -341,3 +341,134 @@ def batchbald_indices(key: jax.Array, probs: jax.Array, valid: jax.Array,
           jnp.zeros(m, bool))
   _, (picks, ok) = jax.lax.scan(step, init, step_keys)
   return picks, ok & valid[picks]
+
+
+# Diversity acquisitions: a batch spread over an embedding of the pool
+# instead of its k most uncertain samples, which on a redundant pool are
+# often near-copies of one another.
+
+
+def nearest_center_sq_dists(features: jax.Array, centers: jax.Array,
+                            center_valid: jax.Array) -> jax.Array:
+  """Squared distance of every row to its nearest valid center.
+
+  Args:
+    features: [B, D].
+    centers: [L, D].
+    center_valid: [L] bool, which centers count.
+
+  Returns:
+    [B], +inf where no center is valid.
+  """
+  features = features.astype(jnp.float32)
+  centers = centers.astype(jnp.float32)
+  # |f|^2 + |c|^2 - 2 f.c: a matmul instead of a [B, L, D] difference;
+  # full precision, since TF32 would round the cross term to 1e-3.
+  cross = jnp.dot(features, centers.T, precision=jax.lax.Precision.HIGHEST)
+  d2 = (jnp.sum(features**2, axis=1)[:, None] +
+        jnp.sum(centers**2, axis=1)[None, :] - 2 * cross)
+  d2 = jnp.where(center_valid[None, :], jnp.maximum(d2, 0.0), jnp.inf)
+  return jnp.min(d2, axis=1)
+
+
+def k_center_greedy_indices(nearest_d2: jax.Array, available: jax.Array,
+                            k: int, sq_dists_to) -> tuple[jax.Array,
+                                                          jax.Array]:
+  """Core-set's greedy k-center picks (Sener and Savarese, ICLR 2018).
+
+  Each pick is the available sample farthest from its nearest center (the
+  labelled samples, then the picks so far too): the batch that best
+  covers the pool, a 2-approximation of the minimax cover.
+
+  Args:
+    nearest_d2: [N] squared distance of each sample to its nearest
+      labelled sample (+inf where none is labelled yet; the first pick is
+      then the first available sample).
+    available: [N] bool, the samples a pick may be.
+    k: static number of picks.
+    sq_dists_to: pool index (int32 scalar) -> [N] squared distances of
+      every sample to that one.
+
+  Returns:
+    (indices [k] int32, valid [k] bool) as in `top_k_indices`.
+  """
+  def step(carry, _):
+    d2, allowed = carry
+    pick = jnp.argmax(jnp.where(allowed, d2, NEG_INF)).astype(jnp.int32)
+    ok = allowed[pick]
+    d2 = jnp.where(ok, jnp.minimum(d2, sq_dists_to(pick)), d2)
+    return (d2, allowed.at[pick].set(False)), (pick, ok)
+
+  _, (picks, ok) = jax.lax.scan(step, (nearest_d2, available), None, k)
+  return picks, ok
+
+
+def kmeans_pp_indices(key: jax.Array, norms_sq: jax.Array,
+                      available: jax.Array, k: int,
+                      sq_dists_to) -> tuple[jax.Array, jax.Array]:
+  """k-means++ seeding over the available samples, as BADGE picks (Ash et
+  al., ICLR 2020): the largest-norm sample first, then each next one drawn
+  with probability proportional to its squared distance to the nearest
+  pick so far (samples at distance 0, copies of a pick, are never drawn).
+
+  Args:
+    key: PRNG key.
+    norms_sq: [N] squared norm of each sample's embedding.
+    available: [N] bool.
+    k: static number of picks.
+    sq_dists_to: pool index (int32 scalar) -> [N] squared distances.
+
+  Returns:
+    (indices [k] int32, valid [k] bool) as in `top_k_indices`.
+  """
+  first = jnp.argmax(jnp.where(available, norms_sq, NEG_INF)).astype(
+      jnp.int32)
+  first_ok = available[first]
+  allowed = available.at[first].set(False)
+
+  def step(carry, step_key):
+    d2, allowed = carry
+    log_w = jnp.where(allowed & (d2 > 0), jnp.log(d2), NEG_INF)
+    pick = jax.random.categorical(step_key, log_w).astype(jnp.int32)
+    ok = log_w[pick] > NEG_INF
+    d2 = jnp.where(ok, jnp.minimum(d2, sq_dists_to(pick)), d2)
+    return (d2, allowed.at[pick].set(allowed[pick] & ~ok)), (pick, ok)
+
+  # Before the first pick counts, no sample has a distance to draw by.
+  d2 = jnp.where(first_ok, sq_dists_to(first), 0.0)
+  _, (picks, ok) = jax.lax.scan(step, (d2, allowed),
+                                jax.random.split(key, k - 1))
+  return (jnp.concatenate([first[None], picks]),
+          jnp.concatenate([first_ok[None], ok]))
+
+
+def gradient_embedding_sq_dists(a: jax.Array, h: jax.Array, a_c: jax.Array,
+                                h_c: jax.Array) -> jax.Array:
+  """Squared distances between BADGE's gradient embeddings, never built.
+
+  BADGE embeds sample i by the gradient of its loss at its own predicted
+  label w.r.t. the last layer's weights, g_i = a_i (x) h_i with
+  a_i = p_i - onehot(argmax p_i) [C] and h_i the last layer's input [D]:
+  C x D numbers per sample. Since <g_i, g_j> = <a_i, a_j> <h_i, h_j>,
+  |g_i - g_c|^2 = |a_i|^2 |h_i|^2 + |a_c|^2 |h_c|^2 - 2 <a_i, a_c> <h_i, h_c>
+  costs C + D per sample instead.
+
+  Args:
+    a: [N, C] `gradient_factor` of the softmax outputs.
+    h: [N, D] float32, the last dense layer's inputs.
+    a_c: [C], h_c: [D]: those of the center.
+
+  Returns:
+    [N] squared distances (>= 0).
+  """
+  d2 = (jnp.sum(a * a, -1) * jnp.sum(h * h, -1) +
+        jnp.sum(a_c * a_c) * jnp.sum(h_c * h_c) -
+        2 * jnp.sum(a * a_c, -1) * jnp.sum(h * h_c, -1))
+  return jnp.maximum(d2, 0.0)
+
+
+def gradient_factor(probs: jax.Array) -> jax.Array:
+  """a = p - onehot(argmax p): [N, C] -> [N, C] float32 (see
+  `gradient_embedding_sq_dists`)."""
+  probs = probs.astype(jnp.float32)
+  return probs - jax.nn.one_hot(jnp.argmax(probs, -1), probs.shape[-1])

@@ -120,7 +120,9 @@ def base_config() -> ml_collections.ConfigDict:
                                # (power_<score>: score^beta, softmax_:
                                # exp(beta score), softrank_: rank^-beta;
                                # Kirsch et al. 2023), 'batchbald'
-                               # (Kirsch et al. 2019), 'random',
+                               # (Kirsch et al. 2019), 'coreset' (greedy
+                               # k-center, Sener and Savarese 2018),
+                               # 'badge' (Ash et al. 2020), 'random',
                                # 'above_average' (eq. 14), 'above_theta';
                                # a score may be your own, 'file.py:fn'.
   c.acquisition_beta = 1.0     # beta of power_/softmax_/softrank_ picks.
@@ -149,7 +151,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.mc_passes_gt = 100         # T, on the labelled set (theta).
   c.mc_passes_pool = 10        # T', on the pool.
   # Samples per chunk of the MC sweeps (memory is bounded by T * chunk
-  # activations) and of the evaluation; 0: 'auto', a batch of
+  # activations) and of the evaluation (eval_chunk_size, also the
+  # 'coreset' / 'badge' embedding sweep); 0: 'auto', a batch of
   # mc_dropout.AUTO_BATCH paper-CNN images per platform (256 on a CPU,
   # where batches of 100-1,000 ran faster than 10,000), or as many
   # activation bytes of another model.

@@ -24,6 +24,11 @@ Variants (the query rule; none pseudo-labels but `deepbass`):
                                             (Kirsch et al. 2023).
   batchbald                                 greedy BatchBALD over the 1,000
                                             highest-BALD pool images.
+  coreset                                   greedy k-center over the CNN's
+                                            embedding of the pool (Sener and
+                                            Savarese 2018).
+  badge                                     k-means++ over gradient
+                                            embeddings (Ash et al. 2020).
   deepbass                                  entropy queries + all-data
                                             pseudo-labels (the paper's method;
                                             T = 100 on the labels).
@@ -54,7 +59,7 @@ the rules, not the anchors' scale.
 from configs import common
 
 ACQUISITIONS = ('random', 'entropy', 'bald', 'variation_ratio', 'power_bald',
-                'batchbald')
+                'batchbald', 'coreset', 'badge')
 
 VARIANTS = {
     **{name: dict(acquisition=name) for name in ACQUISITIONS},

@@ -14,6 +14,10 @@ on, every seed its own draw) with another `acquisition`:
   batchbald                      greedy BatchBALD (Kirsch et al. 2019): the
                                  batch whose labels jointly tell most about
                                  the network.
+  coreset, badge                 diversity: greedy k-center over the
+                                 network's last hidden layer (Sener and
+                                 Savarese 2018), k-means++ over gradient
+                                 embeddings (Ash et al. 2020).
 
 Modifiers:
   batch18  18 labels every 18th iteration (iterations 0, 18, 36, 54) instead
@@ -32,7 +36,8 @@ from configs import yinyang
 
 ACQUISITIONS = ('random', 'entropy', 'power_entropy', 'softmax_entropy',
                 'softrank_entropy', 'bald', 'power_bald', 'batchbald',
-                'variation_ratio', 'mean_std', 'least_confidence', 'margin')
+                'variation_ratio', 'mean_std', 'least_confidence', 'margin',
+                'coreset', 'badge')
 
 VARIANTS = {name: dict(acquisition=name) for name in ACQUISITIONS}
 

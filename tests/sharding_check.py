@@ -58,7 +58,8 @@ def toy_config(mesh_shape: str):
   config.num_seeds = 4
   config.mc_passes_gt = 10
   config.batch_size = 32       # Several batches per epoch, 8 rows a device.
-  config.chunk_size = 16       # Several MC chunks per device shard.
+  config.chunk_size = 16       # Several MC chunks per device shard,
+  config.eval_chunk_size = 16  # and evaluation / embedding chunks.
   config.mesh_shape = mesh_shape
   config.initial_block_epochs = 3 if blocks else 0
   return config

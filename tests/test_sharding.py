@@ -32,8 +32,10 @@ MESHES = ('data:4', 'data:2,seed:2', 'seed:4', 'seed:4/map', 'auto')
 PER_SEED_MESHES = ('seed:4@per_seed', 'seed:4/map@per_seed',
                    'data:2,seed:2@per_seed', 'data:4@per_seed')
 # BatchBALD: its candidates gathered from the pool split over 'data', inside
-# a conditional, and its random label configurations.
-SAMPLED_MESHES = ('data:2,seed:2+batchbald',)
+# a conditional, and its random label configurations; core-set and BADGE:
+# the pool's embeddings split over 'data', their greedy picks over it.
+SAMPLED_MESHES = ('data:2,seed:2+batchbald', 'data:2,seed:2+coreset',
+                  'data:2,seed:2+badge')
 # The initial phase in blocks before iteration 0 (`loop.initial_block`),
 # seeds vmapped over a split pool, and mapped on their own devices.
 BLOCKED_MESHES = ('data:2,seed:2%blocks', 'seed:4/map%blocks')
@@ -213,7 +215,8 @@ def runs():
                           text=True, env=env)
   reference = sharding_check.run_toy('data:-1')
   results = {name: sharding_check.run_toy(name)
-             for name in ('data:-1@per_seed', 'data:-1+batchbald')}
+             for name in ('data:-1@per_seed', 'data:-1+batchbald',
+                          'data:-1+coreset', 'data:-1+badge')}
   out, err = proc.communicate(timeout=300)
   assert proc.returncode == 0, err[-3000:]
   results.update((r['mesh_shape'], r) for r in map(json.loads,
