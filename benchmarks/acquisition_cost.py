@@ -11,6 +11,10 @@ depend on them), one compiled program per line, timed after a warm-up run
 * `acquire_batchbald`: BatchBALD (`loop.batchbald_picks`): the consistent-
   dropout sweep over the candidates plus the greedy selection; also split
   into `batchbald_candidate_sweep` and `batchbald_greedy`.
+* `acquire_coreset`, `acquire_badge` (`loop.diverse_picks`): the
+  deterministic embedding sweep over the pool plus the greedy k-center /
+  k-means++ picks, with the first --labels pool images labelled (core-set's
+  centers).
 
 Each line has `ratio_to_pool_sweep`. BatchBALD runs on query iterations
 only (every `query_every`-th), the rest every one of them.
@@ -54,6 +58,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   p.add_argument('--batchbald_passes', type=int,
                  default=defaults.batchbald_passes)
   p.add_argument('--configs', type=int, default=defaults.batchbald_configs)
+  p.add_argument('--labels', type=int, default=200,
+                 help="labelled images, core-set's initial centers")
   p.add_argument('--repeats', type=int, default=3)
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--out', default=None, help='also append the lines here')
@@ -94,7 +100,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
       'query_size': k, 'passes': args.passes,
       'candidates': min(args.candidates, args.pool_size),
       'batchbald_passes': args.batchbald_passes,
-      'batchbald_configs': args.configs}, args.out)
+      'batchbald_configs': args.configs, 'labels': args.labels}, args.out)
 
   sweep = jax.jit(lambda p, x, key: mc_dropout.mc_sweep(
       model.apply, p, x, key, args.passes, chunk, ('bald',)))
@@ -113,6 +119,17 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
   # candidate_probs itself), so the timed sweep below compiles afresh.
   probs = jax.block_until_ready(
       jax.jit(lambda i, k: candidate_probs(i, k))(candidates, key))
+  labelled = jnp.arange(args.pool_size) < args.labels
+  gt_idx, gt_valid = selection.labelled_slots(labelled, args.labels)
+
+  def diverse(name):
+    dcfg = loop.LoopConfig(acquisition=name, query_size=k,
+                           gt_chunk_size=chunk,
+                           eval_chunk_size=mc_dropout.auto_chunk_size(
+                               platform))
+    return jax.jit(lambda key, p: loop.diverse_picks(
+        dcfg, key, model.embed, p, x, gt_idx, gt_valid, ~labelled, None))
+
   programs = {
       'acquire_top_k': (jax.jit(lambda b: selection.top_k_indices(
           b, available, k)), (bald,)),
@@ -124,6 +141,8 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
                                     (candidates, key)),
       'batchbald_greedy': (jax.jit(lambda key, p, v: selection.batchbald_indices(
           key, p, v, k, args.configs)), (key, probs, cand_valid)),
+      **{f'acquire_{name}': (diverse(name), (key, params))
+         for name in loop.DIVERSE_ACQUISITIONS},
   }
 
   def emit(name: str, seconds: list[float], compile_s: float) -> None:

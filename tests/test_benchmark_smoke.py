@@ -211,10 +211,12 @@ def test_acquisition_cost_lines():
   pool sweep consistent with the values."""
   rows = {r['benchmark']: r for r in _benchmark_rows(
       'acquisition_cost.py', '--pool_size=300', '--candidates=40',
+      '--labels=20',
       '--batchbald_passes=8', '--configs=50', '--repeats=1')}
   assert set(rows) == {'pool_sweep', 'acquire_top_k', 'acquire_power',
                        'acquire_batchbald', 'batchbald_candidate_sweep',
-                       'batchbald_greedy'}
+                       'batchbald_greedy', 'acquire_coreset',
+                       'acquire_badge'}
   pool_s = rows['pool_sweep']['value']
   for r in rows.values():
     assert r['unit'] == 's' and r['value'] > 0 and r['compile_s'] > 0
