@@ -284,7 +284,7 @@ def diverse_picks(cfg: LoopConfig, key: jax.Array, embed_fn: Callable,
   if cfg.acquisition == 'coreset':
     centers = mc_dropout.embedding_sweep(
         embed_fn, params, sharding.gather_rows(mesh, pool_x, gt_idx),
-        cfg.gt_chunk_size)['features']
+        cfg.eval_chunk_size)['features']
     sweep = mc_dropout.data_parallel_embedding_sweep(
         mesh, embed_fn, params, pool_x, cfg.eval_chunk_size, centers,
         gt_valid)

@@ -124,7 +124,6 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
 
   def diverse(name):
     dcfg = loop.LoopConfig(acquisition=name, query_size=k,
-                           gt_chunk_size=chunk,
                            eval_chunk_size=mc_dropout.auto_chunk_size(
                                platform))
     return jax.jit(lambda key, p: loop.diverse_picks(
