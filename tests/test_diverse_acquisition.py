@@ -79,9 +79,11 @@ def test_kmeans_pp_first_pick_and_d2_draws():
   assert (idx[:, 0] == 2).all() and valid.all()
   share = float(jnp.mean(idx[:, 1] == 0))
   assert abs(share - 0.8) < 0.03, share  # 4 sigma: 0.025.
-  # Same key, same picks; all the draws are not the same pick.
+  # Same key, same picks; a batch of one is the largest norm.
   again = sel.kmeans_pp_indices(keys[0], x**2, available, 2, _line_dists(x))
   assert again[0].tolist() == idx[0].tolist()
+  one, ok = sel.kmeans_pp_indices(keys[0], x**2, available, 1, _line_dists(x))
+  assert one.tolist() == [2] and ok.tolist() == [True]
 
 
 def test_kmeans_pp_never_draws_a_copy_of_a_pick():
