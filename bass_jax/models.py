@@ -553,6 +553,14 @@ def build_model(name: str, num_classes: int, dropout_rate: float = 0.33,
                embed=functools.partial(features_and_logits, module))
 
 
+def abstract_batch(sample_shape: Sequence[int], dtype
+                   ) -> tuple[jax.ShapeDtypeStruct, jax.ShapeDtypeStruct]:
+  """(x, key): the shapes of a batch of 2 inputs and of a PRNG key, what
+  the model checks below trace a model on without running it."""
+  return (jax.ShapeDtypeStruct((2,) + tuple(sample_shape), dtype),
+          jax.eval_shape(lambda: jax.random.key(0)))
+
+
 def check_logits(model: Model, sample_shape: Sequence[int], dtype,
                  num_classes: int, name: str) -> None:
   """Traces (never runs) `model` on a batch of 2 inputs, deterministic and
@@ -562,8 +570,7 @@ def check_logits(model: Model, sample_shape: Sequence[int], dtype,
     ValueError: tracing fails (the first line of its error), or the logits
       are not [2, num_classes] floats.
   """
-  x = jax.ShapeDtypeStruct((2,) + tuple(sample_shape), dtype)
-  key = jax.eval_shape(lambda: jax.random.key(0))
+  x, key = abstract_batch(sample_shape, dtype)
   where = f'{name!r} on inputs {x.shape} {x.dtype}'
   params = None
   for mode, k in (('deterministic', None), ('with dropout', key)):
@@ -591,8 +598,7 @@ def check_features(model: Model, sample_shape: Sequence[int], dtype,
   Raises:
     ValueError: naming the model and why (e.g. no `nn.Dense` layer).
   """
-  x = jax.ShapeDtypeStruct((2,) + tuple(sample_shape), dtype)
-  key = jax.eval_shape(lambda: jax.random.key(0))
+  x, key = abstract_batch(sample_shape, dtype)
   try:
     jax.eval_shape(model.embed, jax.eval_shape(model.init, key, x), x)
   except Exception as e:  # pylint: disable=broad-except
@@ -604,8 +610,7 @@ def draws_masks(model: Model, sample_shape: Sequence[int], dtype) -> bool:
   (traced on a batch of 2 inputs, never run): False for a network without
   dropout, or with dropout rate 0, whose MC passes are all the same pass.
   """
-  x = jax.ShapeDtypeStruct((2,) + tuple(sample_shape), dtype)
-  key = jax.eval_shape(lambda: jax.random.key(0))
+  x, key = abstract_batch(sample_shape, dtype)
   params = jax.eval_shape(model.init, key, x)
   closed = jax.make_jaxpr(model.apply)(params, x, key)
   return closed.jaxpr.invars[-1] in _needed_vars(closed.jaxpr)
