@@ -269,9 +269,9 @@ def fill_defaults(args: argparse.Namespace, on_gpu: bool) -> None:
   """Sizes: --quick shrinks everything; a GPU affords the paper's sizes."""
   quick = args.quick
   defaults = {
-      # --quick: 2 chunks, so the chunked loop runs; the smallest pool that
-      # shows it keeps the slow unoptimized mask variants (as in the test
-      # suite) cheap.
+      # --quick: a pool of 2 chunks, so the chunked loop still runs, and no
+      # larger: the test suite runs it unoptimized, where some mask
+      # variants are slow.
       'pool_size': 32 if quick else (6000 if on_gpu else 500),
       'chunk': 16 if quick else 500,
       'repeats': 2 if quick else 3,
