@@ -431,7 +431,7 @@ print('returned', flush=True)
 
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
 def test_a_second_signal_stops_a_compiled_call_at_once(tmp_path, env,
-                                                       signum):
+                                                       python_sigint, signum):
   """Inside one long compiled call (here XLA:CPU runs the loop in the
   calling thread) Python runs no handler until it returns: the first
   Ctrl-C or SIGTERM is still announced within about a second, and a second
@@ -485,7 +485,8 @@ except OSError as e:
 '''
 
 
-def test_signals_a_failed_write_held_back_end_nothing_at_once(env):
+def test_signals_a_failed_write_held_back_end_nothing_at_once(env,
+                                                            python_sigint):
   done = subprocess.run([sys.executable, '-c', SIGNALS_HELD_BY_A_FAILED_WRITE],
                         cwd=REPO, env=env, capture_output=True, text=True,
                         timeout=60)
