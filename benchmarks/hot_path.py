@@ -272,8 +272,8 @@ def fill_defaults(args: argparse.Namespace, on_gpu: bool) -> None:
       # --quick: a pool of 2 chunks, so the chunked loop still runs, and no
       # larger: the test suite runs it unoptimized, where some mask
       # variants are slow.
-      'pool_size': 32 if quick else (6000 if on_gpu else 500),
-      'chunk': 16 if quick else 500,
+      'pool_size': 16 if quick else (6000 if on_gpu else 500),
+      'chunk': 8 if quick else 500,
       'repeats': 2 if quick else 3,
       'train_steps': 2 if quick else 8,
       'iteration_pool_size': 128 if quick else 6000,
