@@ -31,5 +31,9 @@ setup(
                  'tensorflow-cpu>=2.16', 'importlib_resources>=6.0',
                  'tensorboard>=2.16', 'pillow>=10.0'],
         'tensorboard': ['tensorboard>=2.16'],
+        # jax's own accelerator wheels, by name: `pip install -e '.[cuda12]'`.
+        'cuda12': ['jax[cuda12]>=0.7.1'],
+        'cuda13': ['jax[cuda13]>=0.7.1'],
+        'tpu': ['jax[tpu]>=0.7.1'],
     },
 )
