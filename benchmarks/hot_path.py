@@ -1198,6 +1198,7 @@ def _seed_group_worker(core: int, config, ds, iterations: int, repeats: int,
   at a barrier shared with the other groups, so they run concurrently.
   """
   os.sched_setaffinity(0, {core})
+  experiment.use_compilation_cache('')  # As main(): compile_s compiles.
   device = jax.devices()[0]
   r = experiment.build(config, ds, devices=[device])
   step, compile_s = compile_aot(r.step, r.state, r.pool)
@@ -1286,6 +1287,7 @@ def _one_core_worker(core: int, config, ds, iterations: int, repeats: int,
   one-thread runtime: what batching the seeds saves on a core.
   """
   os.sched_setaffinity(0, {core})
+  experiment.use_compilation_cache('')  # As main(): compile_s compiles.
   device = jax.devices()[0]
   sequential, _, _ = single_seed_runs(config, ds, config.num_seeds, device,
                                       iterations)
