@@ -10,7 +10,8 @@ setup(
                  'pseudo-labels and acquisition in one compiled loop.'),
     packages=find_packages(include=['bass_jax', 'bass_jax.*', 'configs',
                                     'launch']),
-    python_requires='>=3.10',
+    # jax >= 0.7.1, flax and orbax-checkpoint need Python 3.11 or newer.
+    python_requires='>=3.11',
     install_requires=[
         'jax>=0.7.1',
         'flax>=0.11.0',
