@@ -1189,6 +1189,15 @@ def pinned_cores(groups: int) -> list[int]:
   return cores[:groups] if len(cores) >= groups else []
 
 
+def pinned_worker_device(core: int) -> jax.Device:
+  """A spawned worker's JAX device, the process pinned to `core` first (so
+  JAX's thread pools start with one thread) and, as in main(), without
+  JAX's persistent cache, so that its compile_s is a compilation."""
+  os.sched_setaffinity(0, {core})
+  experiment.use_compilation_cache('')
+  return jax.devices()[0]
+
+
 def _seed_group_worker(core: int, config, ds, iterations: int, repeats: int,
                        barrier, results) -> None:
   """One seed group's run in its own process, pinned to `core`.
@@ -1197,9 +1206,7 @@ def _seed_group_worker(core: int, config, ds, iterations: int, repeats: int,
   starts, so its thread pools hold one thread each. Every timed run starts
   at a barrier shared with the other groups, so they run concurrently.
   """
-  os.sched_setaffinity(0, {core})
-  experiment.use_compilation_cache('')  # As main(): compile_s compiles.
-  device = jax.devices()[0]
+  device = pinned_worker_device(core)
   r = experiment.build(config, ds, devices=[device])
   step, compile_s = compile_aot(r.step, r.state, r.pool)
   host = jax.device_get(r.state)
@@ -1286,9 +1293,7 @@ def _one_core_worker(core: int, config, ds, iterations: int, repeats: int,
   program on one device, interleaved rounds), but with one core and a
   one-thread runtime: what batching the seeds saves on a core.
   """
-  os.sched_setaffinity(0, {core})
-  experiment.use_compilation_cache('')  # As main(): compile_s compiles.
-  device = jax.devices()[0]
+  device = pinned_worker_device(core)
   sequential, _, _ = single_seed_runs(config, ds, config.num_seeds, device,
                                       iterations)
   multi = experiment.build(config, ds, devices=[device])
