@@ -16,7 +16,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,7 @@ from bass_jax import mc_dropout
 from bass_jax import models
 from bass_jax import oracle
 from bass_jax import progress
+from bass_jax import provenance
 from bass_jax import reporting
 from bass_jax import sharding
 from bass_jax import training
@@ -743,11 +744,14 @@ def metrics_rows(metrics: dict[str, np.ndarray],
 
 
 def summarize(config, rows_by_seed: dict[int, dict], num_params: int,
-              wall_s: float, ds: Optional[data_lib.Dataset] = None
+              wall_s: float, ds: Optional[data_lib.Dataset] = None,
+              environments: Sequence[Optional[dict]] = ()
               ) -> dict[str, Any]:
   """summary.json's content from the last metrics row of every seed; with
   `ds` (a seed's data) also the sizes the run worked on: pool_size,
-  test_size (samples per seed) and num_classes."""
+  test_size (samples per seed) and num_classes; `environments`: the
+  distinct `provenance.environment()`s its launches computed under, oldest
+  first (None: a launch before they were recorded)."""
   seeds = sorted(rows_by_seed)
   labels = [rows_by_seed[s]['num_labels'] for s in seeds]
 
@@ -773,6 +777,7 @@ def summarize(config, rows_by_seed: dict[int, dict], num_params: int,
           'test_size': int(ds.x_test.shape[0]),
           'num_classes': int(ds.num_classes)} if ds is not None else {}),
       'wall_s': round(wall_s, 3),
+      'environments': list(environments),
   }
 
 
@@ -885,18 +890,27 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
   # The summary's wall_s is the newest checkpoint's: relaunching a finished
   # run (which saves nothing) rewrites the same summary.
   saved_wall_s = earlier_s
+  # So are its environments: the software and devices of the launches that
+  # made the checkpoint (None: one made before they were recorded), and
+  # this launch's once it saves.
+  env = provenance.environment()
+  earlier_envs = (list(restored.extra.get('environments', [None]))
+                  if restored else [])
+  saved_envs = earlier_envs
 
   def save(step: int, state: loop.LoopState, extra=None,
            where: Optional[str] = None) -> None:
-    nonlocal saved_wall_s
+    nonlocal saved_wall_s, saved_envs
     host = sharding.host_tree(state)  # A collective: every process calls.
     check_finite_params(host.train.params, where or f'iteration {step - 1}',
                         workdir)
     saved_wall_s = earlier_s + time.time() - start
+    saved_envs = provenance.with_environment(earlier_envs, env)
     if writer:
       with interrupts.deferred():  # Ctrl-C stops after the write.
         checkpoint.save(workdir, step, host,
                         extra={**(extra or {}), 'wall_s': saved_wall_s,
+                               'environments': saved_envs,
                                'data': data_hash,
                                'metrics_version': workdirs.METRICS_VERSION})
         checkpoint.keep_last(workdir, config.keep_checkpoints)
@@ -921,6 +935,13 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
             'written by an earlier bass_jax: their pseudo_acc and '
             'pool_entropy follow its definitions (labels trained on, '
             'unlabelled part); val_acc and the rest are unchanged')
+    changes = (provenance.changes(earlier_envs[-1], env)
+               if earlier_envs[-1] is not None else '')
+    if changes and not workdirs.is_finished(config, restored):
+      log(f'note: resuming with other software or devices than the '
+          f'checkpoint was made with: {changes}; from here the run may '
+          'round differently from one made in one go (README: '
+          'Reproducibility)')
     pending = restored.extra.get('pending')
     fixes_path = os.path.join(workdir, workdirs.CORRECTIONS)
     if pending and os.path.exists(fixes_path):
@@ -1039,7 +1060,7 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
     tb.close()
   sharding.sync('metrics')  # Every process reads process 0's final rows.
   summary = summarize(config, workdirs.last_rows(metrics_path), r.num_params,
-                      saved_wall_s, r.dataset)
+                      saved_wall_s, r.dataset, saved_envs)
   if writer:
     writing.write_json(os.path.join(workdir, 'summary.json'), summary)
   return summary

@@ -613,11 +613,16 @@ def _joined(parts: list[dict]) -> dict[str, Any]:
             '--merge_seeds, or leave one out')
       holder[seed] = run['workdir']
   walls = [(run['summary'] or {}).get('wall_s') for run in parts]
+  envs = []  # The parts' distinct environments, in the parts' order.
+  for run in parts:
+    envs += [e for e in (run['summary'] or {}).get('environments') or []
+             if e not in envs]
   config = dict(parts[0]['config'], seed=min(holder), num_seeds=len(holder))
   return {'workdir': parts[0]['workdir'],
           'parts': [run['workdir'] for run in parts],
           'config': config,
-          'summary': {'wall_s': None if None in walls else sum(walls)},
+          'summary': {'wall_s': None if None in walls else sum(walls),
+                      'environments': envs},
           'rows': [r for run in parts for r in run['rows']]}
 
 
@@ -786,6 +791,8 @@ def results(runs: Sequence[dict], rows: Sequence[dict],
                  # --merge_seeds: every workdir that held some of the seeds.
                  parts=run.get('parts', [run['workdir']]),
                  fields={k: run['config'].get(k) for k in varying},
+                 # What it was computed with (summary.json; None: unknown).
+                 environments=(run['summary'] or {}).get('environments'),
                  val_acc_by_seed={str(s): 100 * a for s, a in
                                   final_accuracy_by_seed(run).items()})
     if target is not None:

@@ -165,7 +165,10 @@ def table_notes(runs: list[dict]) -> str:
   overrides every run shares ('Every run with num_iterations=20.', 'Run
   with ...' for one), then each run's others that its label does not name,
   then the runs whose paper % is at other labels (paper_labels_note), then
-  the runs that have not reached their last iteration; '' if none."""
+  the runs that have not reached their last iteration, then what differs
+  in the environments the runs were computed under
+  (provenance.report_notes); '' if none."""
+  from bass_jax import provenance  # pylint: disable=g-import-not-at-top
   from bass_jax import reporting  # pylint: disable=g-import-not-at-top
   each = [stored_overrides(run['config']) for run in runs]
   common = {k: v for k, v in each[0].items()
@@ -186,6 +189,9 @@ def table_notes(runs: list[dict]) -> str:
     unfinished = reporting.unfinished_text(run)
     if unfinished:  # Its numbers are not the protocol's end.
       lines.append(f'{reporting.label_of(run)}: unfinished, {unfinished}.')
+  lines += provenance.report_notes(
+      [reporting.label_of(run) for run in runs],
+      [(run.get('summary') or {}).get('environments') for run in runs])
   return '\n'.join(lines)
 
 

@@ -101,6 +101,7 @@ def main(argv):
   from bass_jax import config_checks  # pylint: disable=g-import-not-at-top
   from bass_jax import experiment  # pylint: disable=g-import-not-at-top
   from bass_jax import interrupts  # pylint: disable=g-import-not-at-top
+  from bass_jax import provenance  # pylint: disable=g-import-not-at-top
   from bass_jax import workdirs  # pylint: disable=g-import-not-at-top
   from bass_jax import writing  # pylint: disable=g-import-not-at-top
   from bass_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
@@ -189,6 +190,9 @@ def main(argv):
   notes += [note for note in (launch_common.paper_labels_note(label, config)
                               for (_, config, _), label in zip(rows, labels))
             if note]
+  # Rows finished earlier may have run under other software.
+  notes += provenance.report_notes(
+      labels, [summary.get('environments') for summary in summaries])
   kept = earlier_summaries(workdir, [name for name, _, _ in rows])
   if kept:
     notes.append(

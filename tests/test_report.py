@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import matplotlib.image
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from bass_jax import data
 from bass_jax import experiment
 from bass_jax import export
 from bass_jax import plots
+from bass_jax import provenance
 from bass_jax import reporting
 from bass_jax import writing
 from bass_jax.errors import DataError
@@ -103,6 +105,12 @@ def test_report_writes_tables_and_plots(workdirs, tmp_path):
   assert 'paired_by_seed' not in second and second['paired_mean'] is None
   assert first['labels_to_target_by_seed'] == {
       str(s): n for s, n in per_seed.items()}
+  # What each run was computed with, as its summary.json says; the two runs
+  # of one environment need no note.
+  assert first['environments'] == summary['environments']
+  assert len(summary['environments']) == 1
+  assert summary['environments'][0]['jax'] == jax.__version__
+  assert 'computed under' not in table
 
 
 def _rows(seed, accs, labels):
@@ -666,6 +674,31 @@ def test_table_notes_says_what_labels_do_not():
   # A name no config file has: nothing to compare with.
   own = run('semi', mu=0.5, name='blobs')
   assert launch_common.table_notes([own]) == ''
+
+
+def test_table_notes_name_what_differs_in_the_runs_environments():
+  env = {'jax': '0.10.2', 'numpy': '2.4.6', 'devices': 1}
+  newer = dict(env, jax='0.12.1')
+  notes = provenance.report_notes(
+      ['a', 'b', 'c', 'd', 'e'],
+      [[env], [env, newer], [newer], None, [None, env]])
+  assert notes == [
+      'b: computed under more than one environment (jax 0.12.1 (was '
+      '0.10.2)).',
+      'Runs computed under different jax: 0.10.2 for a, e; '
+      '0.12.1 for b, c.']
+  assert provenance.report_notes(['a', 'b'], [[env], [dict(env)]]) == []
+  # Parts of one experiment: their environments, each once, in order.
+  a = fake_run('w/a', 0, [0.8])
+  b = fake_run('w/b', 1, [0.7])
+  c = fake_run('w/c', 2, [0.6])
+  a['summary']['environments'] = b['summary']['environments'] = [env]
+  c['summary']['environments'] = [newer]
+  merged, = reporting.merged_seeds([a, b, c])
+  assert merged['summary']['environments'] == [env, newer]
+  assert launch_common.table_notes([merged]).splitlines()[-1] == (
+      'mnist:supervised_100: computed under more than one environment '
+      '(jax 0.12.1 (was 0.10.2)).')
 
 
 def test_an_unfinished_run_is_said_so_and_never_merged_with_finished_seeds():

@@ -13,6 +13,7 @@ from bass_jax import config_checks
 from bass_jax import data
 from bass_jax import experiment
 from bass_jax import mc_dropout
+from bass_jax import provenance
 from bass_jax import workdirs
 from bass_jax.errors import ConfigError
 from configs import yinyang
@@ -193,6 +194,75 @@ def test_resume_of_older_metrics_definitions_says_so(tmp_path):
   assert lines[0].startswith('resuming from iteration 2')
   assert lines[1].startswith('note: metrics.jsonl rows of iterations 0..1 '
                              'were written by an earlier bass_jax')
+
+
+def test_environment_names_the_code_packages_and_devices():
+  env = provenance.environment()
+  assert env['jax'] == jax.__version__ and env['numpy'] == np.__version__
+  assert (env['platform'], env['devices']) == ('cpu', len(jax.devices()))
+  assert env['processes'] == 1
+  assert env['bass_jax'].startswith('0.1.0')
+  assert env == provenance.environment()  # Nothing in it varies by the call.
+  assert json.loads(json.dumps(env)) == env
+  assert provenance.changes(env, env) == ''
+  other = dict(env, jax='9.9.9', devices=3)
+  assert provenance.changes(env, other) == (
+      f'jax 9.9.9 (was {env["jax"]}), devices 3 (was {env["devices"]})')
+  # A launch under a new environment adds it; one under the newest does not.
+  assert provenance.with_environment([], env) == [env]
+  assert provenance.with_environment([env], env) == [env]
+  assert provenance.with_environment([None, env], other) == [None, env, other]
+
+
+def test_resume_under_other_software_says_so_and_the_summary_keeps_both(
+    tmp_path, monkeypatch):
+  """Each checkpoint keeps the environments its launches computed under:
+  a resume under another notes what changed, the summary lists both, and a
+  finished run relaunched under a third is left as it was."""
+  ds = data.load_yinyang(num_per_class=60, seed=0)
+  config = small_config()
+  config.num_iterations, config.num_seeds = 3, 1
+  experiment.run(config, str(tmp_path), dataset=ds)
+  env = provenance.environment()
+  summary = json.loads((tmp_path / 'summary.json').read_text())
+  assert summary['environments'] == [env]
+  shutil.rmtree(checkpoint.step_path(tmp_path, 4))
+  newer = dict(env, jax='9.9.9')
+  monkeypatch.setattr(provenance, 'environment', lambda: newer)
+  lines = []
+  summary = experiment.run(config, str(tmp_path), dataset=ds,
+                           log=lines.append)
+  assert lines[0].startswith('resuming from iteration 2')
+  assert lines[1] == (
+      f'note: resuming with other software or devices than the checkpoint '
+      f'was made with: jax 9.9.9 (was {env["jax"]}); from here the run may '
+      'round differently from one made in one go (README: Reproducibility)')
+  assert summary['environments'] == [env, newer]
+  saved = (tmp_path / 'summary.json').read_bytes()
+  monkeypatch.setattr(provenance, 'environment', lambda: dict(env, jax='0'))
+  lines.clear()
+  experiment.run(config, str(tmp_path), dataset=ds, log=lines.append)
+  assert lines[0].startswith('already finished') and len(lines) == 1
+  assert (tmp_path / 'summary.json').read_bytes() == saved
+
+
+def test_a_checkpoint_from_before_environments_counts_them_unknown(tmp_path):
+  ds = data.load_yinyang(num_per_class=60, seed=0)
+  config = small_config()
+  config.num_iterations, config.num_seeds = 3, 1
+  experiment.run(config, str(tmp_path), dataset=ds)
+  shutil.rmtree(checkpoint.step_path(tmp_path, 4))
+  meta_path = os.path.join(checkpoint.step_path(tmp_path, 2), 'meta.json')
+  with open(meta_path) as f:
+    meta = json.load(f)
+  del meta['extra']['environments']
+  with open(meta_path, 'w') as f:
+    json.dump(meta, f)
+  lines = []
+  summary = experiment.run(config, str(tmp_path), dataset=ds,
+                           log=lines.append)
+  assert not any(l.startswith('note: ') for l in lines)
+  assert summary['environments'] == [None, provenance.environment()]
 
 
 def test_resume_refuses_other_data_of_the_same_shapes(tmp_path):

@@ -166,6 +166,25 @@ def test_interrupted_overwrite_sweep_continues_without_overwrite(
     assert len(rows) == 2 * 2, (row, len(rows))
 
 
+def test_rows_finished_under_other_software_are_noted(finished, tmp_path):
+  """A row that ran under another jax (an earlier sweep, another venv) is
+  kept, and the table says which rows ran under which."""
+  assert finished[1].returncode == 0, finished[1].stderr[-2000:]
+  shutil.copytree(finished[0], tmp_path, dirs_exist_ok=True)
+  path = tmp_path / 'semi' / 'summary.json'
+  summary = json.loads(path.read_text())
+  env, = summary['environments']
+  summary['environments'] = [dict(env, jax='9.9.9')]
+  path.write_text(json.dumps(summary))
+  again = _sweep(tmp_path, '--rows=semi,initial')
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert again.stdout.count('already finished') == 2, again.stdout
+  table = (tmp_path / 'table.md').read_text().splitlines()
+  assert table[-1] == (
+      f'Runs computed under different jax: {env["jax"]} for '
+      'yinyang:initial; 9.9.9 for yinyang:semi.'), table
+
+
 def test_overwrite_with_bad_values_or_a_busy_row_deletes_nothing(
     finished, tmp_path):
   """--overwrite checks every row against its data, and takes every row's
