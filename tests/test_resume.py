@@ -175,22 +175,31 @@ def test_workdir_of_other_config_is_refused(tmp_path):
   experiment.run(config, str(tmp_path), dataset=ds)
 
 
-def test_resume_of_older_metrics_definitions_says_so(tmp_path):
-  """Checkpoints without metrics_version predate pseudo_acc and
-  pool_entropy as the original code defines them: the resume notes it."""
+def resumed_from_an_older_checkpoint(workdir, *fields):
+  """(log lines, summary) of a 1-seed, 3-iteration run resumed from its
+  checkpoint 2 with the `extra` fields of an older bass_jax taken out."""
   ds = data.load_yinyang(num_per_class=60, seed=0)
   config = small_config()
   config.num_iterations, config.num_seeds = 3, 1
-  experiment.run(config, str(tmp_path), dataset=ds)
-  shutil.rmtree(checkpoint.step_path(tmp_path, 4))
-  meta_path = os.path.join(checkpoint.step_path(tmp_path, 2), 'meta.json')
+  experiment.run(config, str(workdir), dataset=ds)
+  shutil.rmtree(checkpoint.step_path(workdir, 4))
+  meta_path = os.path.join(checkpoint.step_path(workdir, 2), 'meta.json')
   with open(meta_path) as f:
     meta = json.load(f)
-  del meta['extra']['metrics_version']
+  for field in fields:
+    del meta['extra'][field]
   with open(meta_path, 'w') as f:
     json.dump(meta, f)
   lines = []
-  experiment.run(config, str(tmp_path), dataset=ds, log=lines.append)
+  summary = experiment.run(config, str(workdir), dataset=ds,
+                           log=lines.append)
+  return lines, summary
+
+
+def test_resume_of_older_metrics_definitions_says_so(tmp_path):
+  """Checkpoints without metrics_version predate pseudo_acc and
+  pool_entropy as the original code defines them: the resume notes it."""
+  lines, _ = resumed_from_an_older_checkpoint(tmp_path, 'metrics_version')
   assert lines[0].startswith('resuming from iteration 2')
   assert lines[1].startswith('note: metrics.jsonl rows of iterations 0..1 '
                              'were written by an earlier bass_jax')
@@ -247,20 +256,7 @@ def test_resume_under_other_software_says_so_and_the_summary_keeps_both(
 
 
 def test_a_checkpoint_from_before_environments_counts_them_unknown(tmp_path):
-  ds = data.load_yinyang(num_per_class=60, seed=0)
-  config = small_config()
-  config.num_iterations, config.num_seeds = 3, 1
-  experiment.run(config, str(tmp_path), dataset=ds)
-  shutil.rmtree(checkpoint.step_path(tmp_path, 4))
-  meta_path = os.path.join(checkpoint.step_path(tmp_path, 2), 'meta.json')
-  with open(meta_path) as f:
-    meta = json.load(f)
-  del meta['extra']['environments']
-  with open(meta_path, 'w') as f:
-    json.dump(meta, f)
-  lines = []
-  summary = experiment.run(config, str(tmp_path), dataset=ds,
-                           log=lines.append)
+  lines, summary = resumed_from_an_older_checkpoint(tmp_path, 'environments')
   assert not any(l.startswith('note: ') for l in lines)
   assert summary['environments'] == [None, provenance.environment()]
 
