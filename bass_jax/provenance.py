@@ -20,12 +20,12 @@ import jax
 
 
 # The packages whose releases can change a run's digits (XLA's rounding,
-# the optimizer's arithmetic, how arrays are stored), and the environment
-# variables that change how XLA compiles (set ones only).
+# the optimizer's arithmetic, how arrays are stored), and the JAX settings
+# that can (set by environment variables, or by code before the run).
 ENVIRONMENT_PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint',
                         'numpy')
-ENVIRONMENT_VARIABLES = ('XLA_FLAGS', 'JAX_DISABLE_MOST_OPTIMIZATIONS',
-                         'JAX_DEFAULT_MATMUL_PRECISION', 'JAX_ENABLE_X64')
+JAX_SETTINGS = ('jax_enable_x64', 'jax_default_matmul_precision',
+                'jax_threefry_partitionable', 'jax_disable_most_optimizations')
 
 
 def _package_version(name: str) -> Optional[str]:
@@ -64,8 +64,8 @@ def code_version() -> str:
 
 def environment() -> dict[str, Any]:
   """What a run's digits depend on besides its config and data: the code,
-  the packages, the devices, XLA's environment variables (see the README's
-  Reproducibility).
+  the packages, the devices, JAX's settings and XLA's flags (see the
+  README's Reproducibility); JSON types only.
 
   It asks JAX for its devices: call it after `experiment.start_backends`.
   """
@@ -74,11 +74,12 @@ def environment() -> dict[str, Any]:
          **{name: _package_version(name) for name in ENVIRONMENT_PACKAGES},
          'platform': devices[0].platform,
          'device_kind': devices[0].device_kind,
-         'devices': len(devices), 'processes': jax.process_count()}
-  variables = {k: os.environ[k] for k in ENVIRONMENT_VARIABLES
-               if os.environ.get(k)}
-  if variables:
-    env['variables'] = variables
+         'devices': len(devices), 'processes': jax.process_count(),
+         'xla_flags': os.environ.get('XLA_FLAGS') or None}
+  for name in JAX_SETTINGS:  # A setting a later jax drops reads None.
+    value = jax.config.values.get(name)
+    env[name] = value if value is None or isinstance(value, (bool, int)) else (
+        str(value))
   return env
 
 

@@ -210,6 +210,10 @@ def test_environment_names_the_code_packages_and_devices():
   assert env['jax'] == jax.__version__ and env['numpy'] == np.__version__
   assert (env['platform'], env['devices']) == ('cpu', len(jax.devices()))
   assert env['processes'] == 1
+  # The settings that change how XLA compiles, as this suite set them.
+  assert env['jax_disable_most_optimizations'] == (
+      os.environ.get('JAX_DISABLE_MOST_OPTIMIZATIONS') == 'true')
+  assert env['xla_flags'] == (os.environ.get('XLA_FLAGS') or None)
   assert env['bass_jax'].startswith('0.1.0')
   assert env == provenance.environment()  # Nothing in it varies by the call.
   assert json.loads(json.dumps(env)) == env
