@@ -46,7 +46,8 @@ def _git(root: str, *args: str) -> Optional[str]:
 
 def code_version() -> str:
   """bass_jax's release, and where it runs from a git checkout its commit,
-  `+modified` when the package's files differ from it: '0.1.0 (git
+  `+modified` when the checkout's tracked files differ from it (the
+  library's, or a launch or benchmark script's): '0.1.0 (git
   1a2b3c4d5e6f)'."""
   version = _package_version('bass_jax') or 'unknown'
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,8 +58,7 @@ def code_version() -> str:
   commit = _git(root, 'rev-parse', '--short=12', 'HEAD')
   if not commit:
     return version
-  changed = _git(root, 'status', '--porcelain', '--untracked-files=no', '--',
-                 'bass_jax')
+  changed = _git(root, 'status', '--porcelain', '--untracked-files=no')
   return f'{version} (git {commit}{"+modified" if changed else ""})'
 
 

@@ -95,8 +95,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
                         batchbald_chunk_size=bb_chunk)
   k = args.query_size
   em = hot_path.Emitter({
-      'device': str(jax.devices()[0].device_kind), 'platform': platform,
-      'jax': jax.__version__, 'model': 'cnn', 'pool_size': args.pool_size,
+      **hot_path.run_context(), 'model': 'cnn', 'pool_size': args.pool_size,
       'query_size': k, 'passes': args.passes,
       'candidates': min(args.candidates, args.pool_size),
       'batchbald_passes': args.batchbald_passes,

@@ -23,12 +23,14 @@ from typing import Optional
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / 'benchmarks'))
 
 # pylint: disable=g-import-not-at-top
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+import hot_path
 from bass_jax import data
 from bass_jax import experiment
 from bass_jax import mc_dropout
@@ -119,7 +121,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
       'spread_exact': round(spread(x, exact), 3),
       'spread_sampled': round(spread(x, sampled), 3),
       'spread_bald_top_k': round(spread(x, top), 3),
-      'device': str(jax.devices()[0].device_kind), 'jax': jax.__version__,
+      **hot_path.run_context(),
   }
   print(json.dumps(line), flush=True)
   return line

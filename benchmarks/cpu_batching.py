@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import os
 import pathlib
 import statistics
 import sys
@@ -205,9 +204,7 @@ def bench_toy_epoch(args, em: hot_path.Emitter) -> None:
 def main(argv: Optional[list[str]] = None) -> None:
   args = parse_args(argv)
   experiment.use_compilation_cache('')
-  dev = jax.devices()[0]
-  context = {'device': dev.device_kind, 'platform': dev.platform,
-             'jax_version': jax.__version__, 'cpu_count': os.cpu_count()}
+  context = hot_path.run_context()
   if args.note:
     context['note'] = args.note
   em = hot_path.Emitter(context, args.out)

@@ -114,6 +114,7 @@ from bass_jax import experiment
 from bass_jax import loop
 from bass_jax import mc_dropout
 from bass_jax import models
+from bass_jax import provenance
 from bass_jax import sharding
 from bass_jax import training
 from configs import common
@@ -302,6 +303,22 @@ def fill_defaults(args: argparse.Namespace, on_gpu: bool) -> None:
 
 # ----------------------------------------------------------------------------
 # Output and timing helpers.
+
+
+def run_context() -> dict[str, Any]:
+  """What every benchmark line says of where it ran: the device, jax's
+  release, bass_jax's (with its git commit: which code gave the number),
+  the cores, and the compiler settings that change what is timed."""
+  dev = jax.devices()[0]
+  context = {'device': dev.device_kind, 'platform': dev.platform,
+             'num_devices': jax.device_count(), 'jax_version': jax.__version__,
+             'bass_jax': provenance.code_version(),
+             'cpu_count': os.cpu_count()}
+  if os.environ.get('XLA_FLAGS'):
+    context['xla_flags'] = os.environ['XLA_FLAGS']
+  if jax.config.read('jax_disable_most_optimizations'):  # Slower programs.
+    context['jax_disable_most_optimizations'] = True
+  return context
 
 
 class Emitter:
@@ -1523,13 +1540,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
   on_gpu = dev.platform == 'gpu'
   fill_defaults(args, on_gpu)
   fill_peaks(args, dev.device_kind)
-  context = {'device': dev.device_kind, 'platform': dev.platform,
-             'num_devices': jax.device_count(), 'jax_version': jax.__version__,
-             'cpu_count': os.cpu_count(), 'quick': args.quick}
-  if os.environ.get('XLA_FLAGS'):  # Compiler options change what is timed.
-    context['xla_flags'] = os.environ['XLA_FLAGS']
-  if jax.config.read('jax_disable_most_optimizations'):  # Slower programs.
-    context['jax_disable_most_optimizations'] = True
+  context = {**run_context(), 'quick': args.quick}
   if args.note:
     context['note'] = args.note
   em = Emitter(context, args.out)

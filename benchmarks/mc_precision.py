@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import statistics
 import sys
@@ -121,10 +120,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
     sys.exit('--precisions: name at least two (the first is the reference)')
   root = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix='mc_prec_'))
   runs = {p: run_once(args, p, root / p) for p in precisions}
-  import jax  # pylint: disable=g-import-not-at-top
-  context = {'device': jax.devices()[0].device_kind,
-             'platform': jax.devices()[0].platform,
-             'jax_version': jax.__version__, 'cpu_count': os.cpu_count(),
+  context = {**seeds_end_to_end.hot_path.run_context(),
              'config': args.config, 'num_seeds': args.num_seeds,
              'seed': args.seed, 'extra': args.extra}
   if args.note:

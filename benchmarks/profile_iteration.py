@@ -97,8 +97,7 @@ def main(argv):
   r = experiment.build(config)
   dev = jax.devices()[0]
   em = hot_path.Emitter(
-      {'device': dev.device_kind, 'platform': dev.platform,
-       'num_devices': jax.device_count(), 'jax_version': jax.__version__,
+      {**hot_path.run_context(),
        # The mesh the run resolved to (config.mesh_shape 'auto' included).
        'mesh': ','.join(f'{a}:{n}' for a, n in r.mesh.shape.items()),
        'config': f'{config.name}:{config.variant}',

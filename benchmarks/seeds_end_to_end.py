@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -95,7 +94,6 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
     sequential.append(wall)
     single_run_s.append(summary.get('wall_s'))
     single_acc.update(summary['val_acc']['per_seed'])
-  import jax  # pylint: disable=g-import-not-at-top
   lines = []
   for layout in [x.strip() for x in args.layouts.split(',') if x.strip()]:
     if layout not in ('cores', 'one_device'):
@@ -112,9 +110,9 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
         'benchmark': 'seeds_end_to_end',
         'value': round(sum(sequential) / vm_wall, 3),
         'unit': 'x (sequential/vmapped)',
-        'device': jax.devices()[0].device_kind,
-        'platform': jax.devices()[0].platform,
-        'jax_version': jax.__version__, 'cpu_count': os.cpu_count(),
+        # The host's; the runs' own devices are the layout's.
+        **{k: v for k, v in hot_path.run_context().items()
+           if k != 'num_devices'},
         'compile_s': None, 'config': args.config, 'num_seeds': s,
         'layout': layout, 'flags': flags,
         'what': 'S fresh launch/train.py processes (1 seed each) vs one '

@@ -248,8 +248,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
   args = parse_args(argv)
   dev = jax.devices()[0]
   fill_defaults(args, dev.platform == 'gpu')
-  context = {'device': dev.device_kind, 'platform': dev.platform,
-             'jax_version': jax.__version__}
+  context = hot_path.run_context()
   em = hot_path.Emitter(context, args.out)
   defaults = hot_path.library_defaults()
   start = time.perf_counter()

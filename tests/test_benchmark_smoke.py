@@ -25,7 +25,12 @@ def _benchmark_rows(script: str, *args: str) -> list[dict]:
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = [l for l in proc.stdout.splitlines() if l.strip()]
   assert lines, proc.stderr[-3000:]
-  return [json.loads(l) for l in lines]  # Every line one JSON object.
+  rows = [json.loads(l) for l in lines]  # Every line one JSON object.
+  for row in rows:  # Each says where it ran and which code gave it.
+    for key in ('device', 'platform', 'jax_version', 'cpu_count'):
+      assert key in row, (key, row)
+    assert row['bass_jax'].startswith('0.1.0'), row
+  return rows
 
 
 def _import_benchmark(name: str):
