@@ -92,9 +92,9 @@ def changes(before: dict[str, Any], now: dict[str, Any]) -> str:
 
 
 def with_environment(environments: list, env: dict[str, Any]) -> list:
-  """The distinct environments a run was computed under, oldest first,
-  with `env` (this launch's) last: appended where it differs from the
-  newest."""
+  """The environments a run was computed under, oldest first, with `env`
+  (this launch's) appended unless it equals the newest: one entry per
+  change, not per launch."""
   return environments if environments and environments[-1] == env else [
       *environments, env]
 
