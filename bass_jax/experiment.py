@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -533,6 +534,29 @@ def build_model(config, num_classes: int) -> models.Model:
                             config.mask_impl, config.conv_impl)
 
 
+def initial_params(config: ml_collections.ConfigDict, model: models.Model,
+                   ds: data_lib.Dataset) -> Optional[models.Params]:
+  """The trained parameters `config.init_params` names, checked against
+  `model` on `ds`'s inputs (the errors: `models.params_from_file`); None
+  for a random init."""
+  if not config.init_params:
+    return None
+  template = jax.eval_shape(model.init, jax.random.key(0),
+                            jnp.asarray(ds.x_train[:1]))
+  return models.params_from_file(config.init_params, template)
+
+
+def init_params_fingerprint(config: ml_collections.ConfigDict
+                            ) -> Optional[str]:
+  """The sha256 (16 hex digits) of the `config.init_params` file, kept in
+  each checkpoint: a resume must restart retrains from the same
+  parameters; None without the file."""
+  if not config.init_params:
+    return None
+  with open(config.init_params, 'rb') as f:
+    return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
 def preferred_seed_strategy(config: ml_collections.ConfigDict,
                             ds: data_lib.Dataset) -> str:
   """config.seed_strategy with 'auto' resolved, before any mesh check.
@@ -625,6 +649,9 @@ def build(config: ml_collections.ConfigDict,
   datasets, per_seed, mesh = checked_setup(config, dataset, devices)
   ds = datasets[0]
   model = build_model(config, ds.num_classes)
+  params = initial_params(config, model, ds)
+  if params is not None:
+    model = models.with_initial_params(model, params)
   optimizer = training.make_optimizer(config.learning_rate)
   cfg = loop_config(config, ds.x_train.shape[0], ds.num_classes,
                     mesh.devices.flat[0].platform,
@@ -704,6 +731,7 @@ def checked_setup(config: ml_collections.ConfigDict,
                         f'{d.num_classes} {list(d.class_names)} vs '
                         f'{ds.num_classes} {list(ds.class_names)}')
   check_user_code(config, ds)
+  initial_params(config, build_model(config, ds.num_classes), ds)
   check_masks_for_scores(config, ds)
   if per_seed and config.oracle != 'simulated':
     raise ConfigError(
@@ -867,10 +895,17 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
   else:
     restored = workdirs.resume_point(workdir, state, log)
   data_hash = data_fingerprint(r)
+  init_hash = init_params_fingerprint(config)
   if restored:
     # Same config and shapes, other data (a data_dir or image folder that
     # points elsewhere, files edited): the run would go on with other data.
     check_same_data(restored, data_hash, workdir, 'use a new --workdir')
+    if restored.extra.get('init_params') != init_hash:
+      raise ConfigError(
+          f'config.init_params={config.init_params} differs from the file '
+          f'the run in {workdir} started from (fingerprint {init_hash}, the '
+          f'checkpoint has {restored.extra.get("init_params")}); restore '
+          'it, or start afresh with --overwrite or a new --workdir')
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
   kept = workdirs.kept_metrics(metrics_path, restored.step) if restored else []
   if restored and len(kept) < restored.step * config.num_seeds:
@@ -912,6 +947,8 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
                         extra={**(extra or {}), 'wall_s': saved_wall_s,
                                'environments': saved_envs,
                                'data': data_hash,
+                               **({'init_params': init_hash}
+                                  if init_hash else {}),
                                'metrics_version': workdirs.METRICS_VERSION})
         checkpoint.keep_last(workdir, config.keep_checkpoints)
 

@@ -27,6 +27,7 @@ import os
 import time
 from typing import Callable, Optional
 
+import flax.serialization
 import jax
 import numpy as np
 
@@ -35,6 +36,7 @@ from bass_jax import checkpoint
 from bass_jax import data as data_lib
 from bass_jax import experiment
 from bass_jax import mc_dropout
+from bass_jax import models
 from bass_jax import progress
 from bass_jax import reporting
 from bass_jax import workdirs
@@ -182,6 +184,64 @@ def progress_note(config, found: checkpoint.Restored) -> str:
   return f'{where} ({why})'
 
 
+def restored_seed(workdir: str, out: str, flag: str, example: str,
+                  seed_index: int, dataset: Optional[data_lib.Dataset],
+                  warn: Optional[Callable[[str], None]], data_dir: str):
+  """(Run, checkpoint.Restored) of a workdir's newest checkpoint, after the
+  checks of an export of its seed `seed_index` to `out` (given as
+  --`flag`; `example`: a file name to suggest).
+
+  Raises:
+    ConfigError: seed_index out of range, or `out` is a folder or one of
+      the run's own files (`is_run_file`).
+    DataError: the workdir holds no run, an unreadable config.json or no
+      valid checkpoint.
+  """
+  if not os.path.isfile(os.path.join(workdir, 'config.json')):
+    rows = reporting.run_folders(workdir)
+    if rows:  # A sweep: each row is a run of its own.
+      raise DataError(f'{workdir} holds a sweep of {len(rows)} runs, not one;'
+                      f' export a row: --workdir={rows[0]} (rows: '
+                      f'{", ".join(os.path.basename(r) for r in rows)})')
+    raise DataError(f'{workdir} holds no run (no config.json); pass the '
+                    '--workdir of a launch/train.py run')
+  if is_run_file(workdir, out):
+    raise ConfigError(f'--{flag}={out} is a file of the run in {workdir}; '
+                      'give another name, e.g. '
+                      f'--{flag}={os.path.join(workdir, example)}')
+  if os.path.isdir(out):
+    # Checked first: the MC-dropout sweep before the write may take long.
+    raise ConfigError(f'--{flag}={out} is a folder; give a file name, e.g. '
+                      f'--{flag}={os.path.join(out, example)}')
+  run, found = analysis.restored(workdir, dataset, warn, data_dir)
+  if not 0 <= seed_index < run.config.num_seeds:
+    raise ConfigError(f'--seed_index={seed_index} must be in [0, '
+                      f'{run.config.num_seeds}) for the '
+                      f'{run.config.num_seeds} seeds of {workdir}')
+  return run, found
+
+
+def export_params(workdir: str, out: str, seed_index: int = 0,
+                  dataset: Optional[data_lib.Dataset] = None,
+                  warn: Optional[Callable[[str], None]] = None,
+                  data_dir: str = '') -> tuple[int, str]:
+  """Writes one seed's network parameters from a workdir's newest
+  checkpoint to `out` in flax's msgpack format
+  (`flax.serialization.to_bytes`), which `config.init_params` reads: a run
+  of one's own data may start from a model trained on other data.
+
+  Args and errors as for `export_labels`.
+
+  Returns:
+    (the number of parameters written, `progress_note`).
+  """
+  run, found = restored_seed(workdir, out, 'params_out', 'params.msgpack',
+                             seed_index, dataset, warn, data_dir)
+  params = jax.device_get(analysis.seed_params(found.state, seed_index))
+  writing.write_bytes(out, flax.serialization.to_bytes(params))
+  return models.num_params(params), progress_note(run.config, found)
+
+
 def export_labels(workdir: str, out: str, seed_index: int = 0,
                   num_passes: Optional[int] = None,
                   dataset: Optional[data_lib.Dataset] = None,
@@ -214,27 +274,8 @@ def export_labels(workdir: str, out: str, seed_index: int = 0,
     DataError: the workdir holds no run, an unreadable config.json or no
       valid checkpoint.
   """
-  if not os.path.isfile(os.path.join(workdir, 'config.json')):
-    rows = reporting.run_folders(workdir)
-    if rows:  # A sweep: each row is a run of its own.
-      raise DataError(f'{workdir} holds a sweep of {len(rows)} runs, not one;'
-                      f' export a row: --workdir={rows[0]} (rows: '
-                      f'{", ".join(os.path.basename(r) for r in rows)})')
-    raise DataError(f'{workdir} holds no run (no config.json); pass the '
-                    '--workdir of a launch/train.py run')
-  if is_run_file(workdir, out):
-    raise ConfigError(f'--out={out} is a file of the run in {workdir}; give '
-                      'another name, e.g. '
-                      f'--out={os.path.join(workdir, "labels.csv")}')
-  if os.path.isdir(out):
-    # Checked first: the MC-dropout sweep before the write may take long.
-    raise ConfigError(f'--out={out} is a folder; give a file name, e.g. '
-                      f'--out={os.path.join(out, "labels.csv")}')
-  run, found = analysis.restored(workdir, dataset, warn, data_dir)
-  if not 0 <= seed_index < run.config.num_seeds:
-    raise ConfigError(f'--seed_index={seed_index} must be in [0, '
-                      f'{run.config.num_seeds}) for the '
-                      f'{run.config.num_seeds} seeds of {workdir}')
+  run, found = restored_seed(workdir, out, 'out', 'labels.csv', seed_index,
+                             dataset, warn, data_dir)
   if log:
     passes = num_passes or run.loop_config.mc_passes_gt
     log(f'sweeping the pool: {run.dataset.x_train.shape[0]:,} samples x '

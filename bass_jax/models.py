@@ -16,11 +16,16 @@ import math
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
+import flax.serialization
+import flax.traverse_util
 import jax
 from jax.extend import core as jax_core
 import jax.numpy as jnp
+import numpy as np
 
 from bass_jax import user_code
+from bass_jax.errors import ConfigError
+from bass_jax.errors import DataError
 
 Params = Any
 ApplyFn = Callable[[Params, jax.Array, Optional[jax.Array]], jax.Array]
@@ -624,6 +629,61 @@ def _needed_vars(jaxpr) -> set:
     if any(v in needed for v in eqn.outvars):
       needed.update(v for v in eqn.invars if isinstance(v, jax_core.Var))
   return needed
+
+
+def params_from_file(path: str, template: Params) -> Params:
+  """Parameters stored by `flax.serialization.to_bytes` (msgpack), checked
+  against `template` (the model's own init): the same tree, shapes and
+  dtypes.
+
+  Raises:
+    DataError: the file is missing or not a msgpack parameter file.
+    ConfigError: its parameters are not this model's (names which differ).
+  """
+  try:
+    with open(path, 'rb') as f:
+      stored = flax.serialization.msgpack_restore(f.read())
+  except OSError as e:
+    raise DataError(f'config.init_params={path}: {e.strerror or e}') from None
+  except Exception as e:  # pylint: disable=broad-except
+    raise DataError(f'config.init_params={path} is not a parameter file of '
+                    f'flax.serialization.to_bytes ({type(e).__name__}: '
+                    f'{str(e).splitlines()[0] if str(e) else ""})') from None
+  want = flax.traverse_util.flatten_dict(
+      flax.serialization.to_state_dict(template), sep='/')
+  have = flax.traverse_util.flatten_dict(stored, sep='/') if isinstance(
+      stored, dict) else {}
+  where = f'config.init_params={path}'
+  if set(have) != set(want):
+    missing = sorted(set(want) - set(have))
+    extra = sorted(set(have) - set(want))
+    raise ConfigError(
+        f'{where} holds other parameters than this model\'s: '
+        + '; '.join(f'{what} {_some(names)}' for what, names in (
+            ('missing', missing), ('not in the model', extra)) if names)
+        + ' (another model or number of classes?)')
+  for name, leaf in want.items():
+    got = np.asarray(have[name])
+    if got.shape != leaf.shape or got.dtype != leaf.dtype:
+      raise ConfigError(
+          f'{where}: {name} is {got.dtype}{list(got.shape)}, this model\'s '
+          f'is {leaf.dtype}{list(leaf.shape)} (another model, input size or '
+          'number of classes?)')
+  return flax.serialization.from_state_dict(
+      template, flax.traverse_util.unflatten_dict(
+          {k: jnp.asarray(v) for k, v in have.items()}, sep='/'))
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+  """'a, b, c and 4 more'."""
+  more = f' and {len(names) - shown} more' if len(names) > shown else ''
+  return ', '.join(names[:shown]) + more
+
+
+def with_initial_params(model: Model, params: Params) -> Model:
+  """`model` whose init returns `params` (whatever the key): every seed,
+  and every retrain, starts from them."""
+  return dataclasses.replace(model, init=lambda key, x: params)
 
 
 def num_params(params: Params) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import Any, Iterable
+from typing import IO, Any, Callable, Iterable
 
 
 @contextlib.contextmanager
@@ -26,16 +26,16 @@ def naming_file(path: str, temp: str | None = None):
     raise OSError(e.errno, e.strerror, path) from None
 
 
-def write_lines(path: str, lines: Iterable[str], newline: str | None = None
-                ) -> None:
-  """Replaces a text file atomically with `lines`; a failed write (a full
-  disk) leaves the file as it was and no temp file beside it. `newline`
-  as for `open` ('' keeps a CSV writer's line ends)."""
+def _replaced(path: str, mode: str, write: Callable[[IO], Any],
+              newline: str | None = None) -> None:
+  """Replaces `path` atomically with what `write` writes into the open
+  file; a failed write (a full disk) leaves the file as it was and no temp
+  file beside it."""
   tmp = path + '.tmp'
   try:
     with naming_file(path, tmp):
-      with open(tmp, 'w', newline=newline) as f:
-        f.writelines(lines)
+      with open(tmp, mode, newline=newline) as f:
+        write(f)
         f.flush()
         os.fsync(f.fileno())  # The replace must not outlive its content.
       os.replace(tmp, path)
@@ -43,6 +43,18 @@ def write_lines(path: str, lines: Iterable[str], newline: str | None = None
     if os.path.isfile(tmp):
       os.remove(tmp)
     raise
+
+
+def write_lines(path: str, lines: Iterable[str], newline: str | None = None
+                ) -> None:
+  """Replaces a text file atomically with `lines` (`_replaced`). `newline`
+  as for `open` ('' keeps a CSV writer's line ends)."""
+  _replaced(path, 'w', lambda f: f.writelines(lines), newline)
+
+
+def write_bytes(path: str, data: bytes) -> None:
+  """Replaces a binary file atomically with `data` (`_replaced`)."""
+  _replaced(path, 'wb', lambda f: f.write(data))
 
 
 def write_json(path: str, obj: Any) -> None:

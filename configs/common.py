@@ -111,6 +111,11 @@ def base_config() -> ml_collections.ConfigDict:
   # training on: with query_every = retrain_every = 1 the deep active
   # learning papers' retraining from scratch after each query. 0: never.
   c.retrain_every = 0
+  # Trained parameters every seed's network starts from (and restarts from
+  # on a retrain) instead of a random init: a file in flax's msgpack format
+  # (`flax.serialization.to_bytes(params)`; `launch/export.py
+  # --params_out=...` writes one from a run). '': a random init per seed.
+  c.init_params = ''
   c.semi = 'all'               # 'none' | 'stepwise' | 'all' | 'confident'.
   c.confident_k = 10           # Samples added per iteration by 'confident'.
   c.confident_score = 'entropy'  # 'confident' adds the lowest of this score

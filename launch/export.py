@@ -1,14 +1,17 @@
-r"""Exports a run's labels as CSV: human labels, else the model's prediction.
+r"""Exports a run's labels as CSV: human labels, else the model's prediction;
+and its network's parameters, for another run to start from.
 
   python launch/export.py --workdir=workdirs/my_images --out=labels.csv \
-      [--seed_index=0] [--mc_passes=0]
+      [--seed_index=0] [--mc_passes=0] [--params_out=params.msgpack]
 
 Reads the newest checkpoint of a finished, paused or interrupted run (the
 result line then says which iteration it is from) and writes one row per
 pool sample: `id,label,confidence,source` (source 'human', 'pseudo',
 'model' or 'skipped'), plus `class_name,file` for image folder datasets.
 Run it from the folder the run was started in, so that a relative dataset
-path resolves, or give --data_dir.
+path resolves, or give --data_dir. --params_out writes the seed's
+parameters in flax's msgpack format, which `--config.init_params=FILE`
+starts a run of the same network from (--out may then be left out).
 """
 
 import os
@@ -23,6 +26,9 @@ from launch import common as launch_common
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'The run to export.')
 _OUT = flags.DEFINE_string('out', None, 'The CSV file to write.')
+_PARAMS_OUT = flags.DEFINE_string(
+    'params_out', None, "The seed's network parameters, for "
+    '--config.init_params (flax msgpack).')
 _SEED_INDEX = flags.DEFINE_integer(
     'seed_index', 0, 'Which seed of the run (0 = config.seed).')
 _MC_PASSES = flags.DEFINE_integer(
@@ -35,14 +41,23 @@ def main(argv):
   del argv
   from bass_jax import export  # pylint: disable=g-import-not-at-top
   from bass_jax.errors import BassError
-  if not _WORKDIR.value or not _OUT.value:
-    raise BassError('give --workdir=DIR and --out=FILE.csv')
+  if not _WORKDIR.value or not (_OUT.value or _PARAMS_OUT.value):
+    raise BassError('give --workdir=DIR and --out=FILE.csv (labels), '
+                    '--params_out=FILE.msgpack (parameters) or both')
   if _MC_PASSES.value < 0:
     raise BassError(f'--mc_passes={_MC_PASSES.value} must be >= 0')
+  warn = lambda line: print(f'warning: {line}', file=sys.stderr)
+  if _PARAMS_OUT.value:
+    count, note = export.export_params(
+        _WORKDIR.value, _PARAMS_OUT.value, _SEED_INDEX.value, warn=warn,
+        data_dir=_DATA_DIR.value)
+    print(f'wrote {_PARAMS_OUT.value}: the {count:,} parameters of seed index '
+          f'{_SEED_INDEX.value}' + (f' {note}' if note else ''))
+  if not _OUT.value:
+    return
   table, note = export.export_labels(
       _WORKDIR.value, _OUT.value, _SEED_INDEX.value, _MC_PASSES.value or None,
-      warn=lambda line: print(f'warning: {line}', file=sys.stderr),
-      data_dir=_DATA_DIR.value, log=launch_common.log_line)
+      warn=warn, data_dir=_DATA_DIR.value, log=launch_common.log_line)
   print(result_line(_OUT.value, table, note))
 
 
