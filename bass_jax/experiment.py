@@ -927,10 +927,11 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
   saved_wall_s = earlier_s
   # So are its environments: the software and devices of the launches that
   # made the checkpoint (None: one made before they were recorded), and
-  # this launch's once it saves.
+  # this launch's (`with_env`) once it saves.
   env = provenance.environment()
   earlier_envs = (list(restored.extra.get('environments', [None]))
                   if restored else [])
+  with_env = provenance.with_environment(earlier_envs, env)
   saved_envs = earlier_envs
 
   def save(step: int, state: loop.LoopState, extra=None,
@@ -940,7 +941,7 @@ def _checked_run(r: Run, workdir: str, log: Callable[[str], None],
     check_finite_params(host.train.params, where or f'iteration {step - 1}',
                         workdir)
     saved_wall_s = earlier_s + time.time() - start
-    saved_envs = provenance.with_environment(earlier_envs, env)
+    saved_envs = with_env
     if writer:
       with interrupts.deferred():  # Ctrl-C stops after the write.
         checkpoint.save(workdir, step, host,

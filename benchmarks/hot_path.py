@@ -308,15 +308,15 @@ def fill_defaults(args: argparse.Namespace, on_gpu: bool) -> None:
 def run_context() -> dict[str, Any]:
   """What every benchmark line says of where it ran: the device, jax's
   release, bass_jax's (with its git commit: which code gave the number),
-  the cores, and the compiler settings that change what is timed."""
-  dev = jax.devices()[0]
-  context = {'device': dev.device_kind, 'platform': dev.platform,
-             'num_devices': jax.device_count(), 'jax_version': jax.__version__,
-             'bass_jax': provenance.code_version(),
-             'cpu_count': os.cpu_count()}
-  if os.environ.get('XLA_FLAGS'):
-    context['xla_flags'] = os.environ['XLA_FLAGS']
-  if jax.config.read('jax_disable_most_optimizations'):  # Slower programs.
+  the cores, and the compiler settings that change what is timed: those of
+  a run's `provenance.environment()`, under the benchmarks' names."""
+  env = provenance.environment()
+  context = {'device': env['device_kind'], 'platform': env['platform'],
+             'num_devices': env['devices'], 'jax_version': env['jax'],
+             'bass_jax': env['bass_jax'], 'cpu_count': os.cpu_count()}
+  if env['xla_flags']:
+    context['xla_flags'] = env['xla_flags']
+  if env['jax_disable_most_optimizations']:  # Slower programs.
     context['jax_disable_most_optimizations'] = True
   return context
 
