@@ -568,28 +568,24 @@ def _npz_labels(path: pathlib.Path, key: str, y: np.ndarray,
   return y.astype(np.int32)
 
 
-def load_npz(path: PathLike, scale: float = 1.0) -> Dataset:
-  """A dataset from an .npz file with keys x_train, y_train, x_test, y_test.
+def _npz_arrays(path: pathlib.Path, keys_hint: str) -> dict[str, np.ndarray]:
+  """Every array of an .npz file (no pickles), by key.
 
   Args:
-    path: the .npz file (np.savez / np.savez_compressed; no pickles).
-    scale: multiplier of integer inputs (e.g. 1/256 for uint8 pixels);
-      float inputs are used as they are.
+    path: the file.
+    keys_hint: what to save, for the error of a file that is no npz, e.g.
+      'x=..., y=...'.
 
-  Returns:
-    Dataset named after the file's stem with x [N, ...] float32 (shaped as
-    saved, ndim >= 2; integers * scale) and y [N] int32; num_classes is the
-    optional scalar key `num_classes`, else the largest label + 1. y_train
-    may hold -1 (unknown: a pool for a human oracle).
+  Raises:
+    DataError: one line naming the file: missing, no zip, unreadable, an
+      object array or a member that is no .npy.
   """
-  path = pathlib.Path(path)
   if not path.is_file():
-    raise DataError(f'{path}: npz file not found; check the dataset path')
+    raise DataError(f'{path}: npz file not found; check the path')
   if not zipfile.is_zipfile(path):
     # np.load would read a .npy as one array and anything else as a pickle.
     raise DataError(f'{path}: not an npz file (an npz is a zip of arrays); '
-                    'write it with np.savez(path, x_train=..., y_train=..., '
-                    'x_test=..., y_test=...)')
+                    f'write it with np.savez(path, {keys_hint})')
   try:
     with np.load(path, allow_pickle=False) as npz:
       arrays = {k: npz[k] for k in npz.files}
@@ -607,6 +603,26 @@ def load_npz(path: PathLike, scale: float = 1.0) -> Dataset:
   if raw:
     raise DataError(f'{path}: not a readable npz file ({", ".join(raw)} '
                     'not numpy arrays); write it with np.savez')
+  return arrays
+
+
+def load_npz(path: PathLike, scale: float = 1.0) -> Dataset:
+  """A dataset from an .npz file with keys x_train, y_train, x_test, y_test.
+
+  Args:
+    path: the .npz file (np.savez / np.savez_compressed; no pickles).
+    scale: multiplier of integer inputs (e.g. 1/256 for uint8 pixels);
+      float inputs are used as they are.
+
+  Returns:
+    Dataset named after the file's stem with x [N, ...] float32 (shaped as
+    saved, ndim >= 2; integers * scale) and y [N] int32; num_classes is the
+    optional scalar key `num_classes`, else the largest label + 1. y_train
+    may hold -1 (unknown: a pool for a human oracle).
+  """
+  path = pathlib.Path(path)
+  arrays = _npz_arrays(path, 'x_train=..., y_train=..., x_test=..., '
+                       'y_test=...')
   missing = [k for k in NPZ_KEYS if k not in arrays]
   if missing:
     raise DataError(f'{path}: missing key(s) {", ".join(missing)} (has '
@@ -694,14 +710,17 @@ def _flat_images(folder: pathlib.Path) -> list[pathlib.Path]:
   return images
 
 
-def _class_images(folder: pathlib.Path, classes: Optional[tuple[str, ...]]
+def _class_images(folder: pathlib.Path, classes: Optional[tuple[str, ...]],
+                  owner: str = 'labelled/'
                   ) -> tuple[list[pathlib.Path], list[int], tuple[str, ...]]:
-  """Images of the class subfolders of labelled/ or test/.
+  """Images of the class subfolders of labelled/ or test/ (or of inputs to
+  predict).
 
   Args:
     folder: labelled/ or test/.
     classes: the known class names (those of labelled/), None for labelled/
       itself.
+    owner: whose classes `classes` are, for the error of another subfolder.
 
   Returns:
     (files sorted by class then name, their class indices, the subfolder
@@ -721,7 +740,7 @@ def _class_images(folder: pathlib.Path, classes: Optional[tuple[str, ...]]
   for name in names:
     if name not in classes:
       raise DataError(f'{folder / name}: class {name!r} is not a class of '
-                      f'labelled/ ({", ".join(classes)}); rename or remove it')
+                      f'{owner} ({", ".join(classes)}); rename or remove it')
     images = _flat_images(folder / name)
     files.extend(images)
     labels.extend([classes.index(name)] * len(images))
@@ -855,6 +874,87 @@ def image_folder_root(name: str, data_dir: Optional[PathLike] = None
   if data_dir and not path.is_absolute():
     candidates.append(pathlib.Path(data_dir) / path)
   return next((c for c in candidates if (c / 'labelled').is_dir()), None)
+
+
+# ----------------------------------------------------------------------------
+# New inputs for a trained run (launch/predict.py).
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Inputs:
+  """Samples to predict, outside any run's pool.
+
+  Attributes:
+    x: [N, ...] float32 inputs (images: [N, H, W, C_in]).
+    y: [N] int32 known labels, or None where none are given.
+    files: [N] image paths (row order), or None for an npz file.
+  """
+  x: np.ndarray
+  y: Optional[np.ndarray]
+  files: Optional[tuple[str, ...]]
+
+
+def _inputs_from_npz(path: pathlib.Path, scale: float) -> Inputs:
+  """Inputs of an .npz with key x (and optionally y), see `load_inputs`."""
+  arrays = _npz_arrays(path, 'x=...[, y=...]')
+  if 'x' not in arrays:
+    keys = ', '.join(sorted(arrays)) or 'none'
+    raise DataError(f'{path}: no key x (has {keys}); save the inputs as x '
+                    '(and their labels, if known, as y): np.savez(path, '
+                    'x=..., y=...)')
+  x = _npz_inputs(path, 'x', arrays['x'], scale)
+  y = _npz_labels(path, 'y', arrays['y']) if 'y' in arrays else None
+  if y is not None and y.shape[0] != x.shape[0]:
+    raise DataError(f'{path}: x has {x.shape[0]} samples but y has '
+                    f'{y.shape[0]} labels')
+  return Inputs(x, y, None)
+
+
+def _inputs_from_folder(folder: pathlib.Path, class_names: tuple[str, ...],
+                        scale: float) -> Inputs:
+  """Inputs of an image folder, see `load_inputs`."""
+  entries = _visible_entries(folder)
+  if any(p.is_dir() for p in entries):  # Class subfolders: labels known.
+    files, labels, _ = _class_images(folder, class_names, 'the run')
+    y = np.asarray(labels, np.int32)
+  else:
+    files, y = _flat_images(folder), None
+  return Inputs(_scaled(_image_stack(files), scale), y,
+                tuple(str(p) for p in files))
+
+
+def load_inputs(path: PathLike, class_names: tuple[str, ...],
+                scale: float) -> Inputs:
+  """New samples to predict with a trained run, read as its data were.
+
+  - an .npz file: x [N, ...] (integers times `scale`, floats as they are,
+    as `load_npz` reads them) and optionally y [N], their labels;
+  - a folder of images (IMAGE_SUFFIXES), sorted by file name: flat (labels
+    unknown), or in class subfolders <class_name>/ (labels known) named as
+    the run's classes: `class_names`, which for a run without names are
+    the class indices '0', '1', ... Pixels times `scale`, C_in = 1 if every
+    image is grey, else 3 (as `load_image_folder` reads them).
+
+  Args:
+    path: the file or folder.
+    class_names: [C] the run's class names.
+    scale: the run's input multiplier (config.pixel_scale).
+
+  Returns:
+    The inputs, with labels and image paths where there are any.
+
+  Raises:
+    DataError: one line naming the path (missing, unreadable, a class
+      subfolder the run lacks, images of differing sizes, ...).
+  """
+  path = pathlib.Path(path).expanduser()
+  if path.is_dir():
+    return _inputs_from_folder(path, class_names, scale)
+  if path.suffix != '.npz':
+    what = 'not found' if not path.exists() else 'neither a folder nor .npz'
+    raise DataError(f'{path}: {what}; give a folder of images or an .npz '
+                    'file with x (and optionally y)')
+  return _inputs_from_npz(path, scale)
 
 
 # ----------------------------------------------------------------------------

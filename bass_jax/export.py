@@ -21,8 +21,6 @@ latter two are reported as such by `progress_note`):
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import os
 import time
 from typing import Callable, Optional
@@ -47,6 +45,17 @@ from bass_jax.errors import DataError
 HEADER = ('id', 'label', 'confidence', 'source')
 
 
+def chunk_for_passes(run: experiment.Run, num_passes: int) -> int:
+  """Samples per chunk of a sweep of `num_passes` passes with the run's
+  model: config.chunk_size if set, else the run's 'auto' pool chunk (sized
+  for its T' passes) scaled to as many activations (a T = 100 sweep in the
+  chunks of T' = 10 would hold 10x the memory)."""
+  cfg = run.loop_config
+  if run.config.chunk_size:
+    return run.config.chunk_size
+  return max(1, cfg.chunk_size * cfg.mc_passes_pool // num_passes)
+
+
 def pool_predictions(run: experiment.Run, state, seed_index: int,
                      num_passes: Optional[int] = None) -> dict[str, np.ndarray]:
   """MC-dropout predictions of one seed over the whole pool.
@@ -67,9 +76,11 @@ def pool_predictions(run: experiment.Run, state, seed_index: int,
   # otherwise meet the pool on another device inside the jit.
   params = jax.device_get(analysis.seed_params(state, seed_index))
   key = jax.random.key(seed, impl=cfg.prng_impl)
+  num_passes = num_passes or cfg.mc_passes_gt
   sweep = jax.jit(lambda p, x: mc_dropout.mc_sweep(
-      run.model.apply, p, x, key, num_passes or cfg.mc_passes_gt,
-      cfg.chunk_size))(params, run.seed_dataset(seed_index).x_train)
+      run.model.apply, p, x, key, num_passes,
+      chunk_for_passes(run, num_passes)))(
+          params, run.seed_dataset(seed_index).x_train)
   mean_probs = np.asarray(sweep['mean_probs'])
   return {'label': mean_probs.argmax(-1).astype(np.int32),
           'confidence': mean_probs.max(-1).astype(np.float32)}
@@ -145,13 +156,8 @@ def write_csv(path: str, table: dict[str, np.ndarray],
   """
   header = list(HEADER) + ['class_name'] * bool(class_names) + (
       ['file'] if files is not None else [])
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  text = io.StringIO(newline='')
-  writer = csv.writer(text)
-  writer.writerow(header)
-  for i in range(table['id'].shape[0]):
-    writer.writerow(_csv_row(table, i, class_names, files))
-  writing.write_lines(path, [text.getvalue()], newline='')
+  writing.write_csv(path, header, (_csv_row(table, i, class_names, files)
+                                   for i in range(table['id'].shape[0])))
   return path
 
 

@@ -7,9 +7,11 @@ or the new one, never half of one: a resume and a report read them back.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
-from typing import IO, Any, Callable, Iterable
+from typing import IO, Any, Callable, Iterable, Sequence
 
 
 @contextlib.contextmanager
@@ -60,3 +62,15 @@ def write_bytes(path: str, data: bytes) -> None:
 def write_json(path: str, obj: Any) -> None:
   """Writes JSON atomically (`write_lines`): never a half-written file."""
   write_lines(path, [json.dumps(obj, indent=2, sort_keys=True)])
+
+
+def write_csv(path: str, header: Sequence[str],
+              rows: Iterable[Sequence[Any]]) -> None:
+  """Replaces a CSV file atomically (`write_lines`) with `header`, then
+  `rows`, creating its folder if needed."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  text = io.StringIO(newline='')
+  writer = csv.writer(text)
+  writer.writerow(header)
+  writer.writerows(rows)
+  write_lines(path, [text.getvalue()], newline='')  # The writer's line ends.

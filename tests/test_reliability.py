@@ -940,7 +940,8 @@ def test_out_of_memory_is_one_line_naming_what_to_lower(tmp_path, env,
   assert 'lower config.chunk_size' in lines[0] and 'num_seeds' in lines[0]
 
 
-@pytest.mark.parametrize('script', ['train', 'sweep', 'report', 'export'])
+@pytest.mark.parametrize('script', ['train', 'sweep', 'report', 'export',
+                                    'predict'])
 def test_help_exits_zero(script, env):
   # Status 1 means a bug (README's exit statuses); absl's --help exits 1.
   result = subprocess.run(

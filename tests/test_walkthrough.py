@@ -19,12 +19,17 @@ def readme_commands():
   return [l for b in blocks for l in b.strip().splitlines()]
 
 
+def bar_image(c: int, rng) -> Image.Image:
+  """A 16x16 grey image of class c: a bright bar in one of three places."""
+  img = rng.uniform(0, 60, (16, 16))
+  img[:, 5 * c:5 * c + 5] += 180
+  return Image.fromarray(img.clip(0, 255).astype(np.uint8))
+
+
 def make_images(root, rng):
-  """3 classes of 16x16 grey images: a bright bar in one of three places."""
-  def image(c):
-    img = rng.uniform(0, 60, (16, 16))
-    img[:, 5 * c:5 * c + 5] += 180
-    return Image.fromarray(img.clip(0, 255).astype(np.uint8))
+  """3 classes of bar images (`bar_image`); returns the true classes of
+  unlabelled/, by file name."""
+  image = lambda c: bar_image(c, rng)
   truth = {}
   for c, name in enumerate(['bars_left', 'bars_middle', 'bars_right']):
     for sub, n in (('labelled', 3), ('test', 10)):
@@ -41,7 +46,7 @@ def make_images(root, rng):
 
 def test_walkthrough_as_written(tmp_path):
   truth = make_images(tmp_path / 'my_images', np.random.default_rng(0))
-  train, export, report = readme_commands()
+  train, export, report, predict = readme_commands()
   # Shorter than the default so the test is quick; the rest is as written.
   train += (' --config.num_iterations=6 --config.initial_epochs=20'
             ' --config.query_every=3 --config.query_size=5'
@@ -89,6 +94,21 @@ def test_walkthrough_as_written(tmp_path):
                 for r in predicted)
   assert correct / len(predicted) > 0.8
   assert (tmp_path / 'workdirs/my_images/report/learning_curves.png').exists()
+  # New images after the run: flat, so their labels are unknown to it.
+  rng = np.random.default_rng(1)
+  os.makedirs(tmp_path / 'new_images')
+  new_truth = rng.integers(3, size=30)
+  for k, c in enumerate(new_truth):
+    bar_image(c, rng).save(tmp_path / 'new_images' / f'n{k:02d}.png')
+  res = run(predict)
+  assert res.returncode == 0, res.stderr[-1500:]
+  assert 'wrote workdirs/my_images/predictions.csv: 30 rows, ' in res.stdout
+  with open(tmp_path / 'workdirs/my_images/predictions.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert [os.path.basename(r['file']) for r in rows] == [
+      f'n{k:02d}.png' for k in range(30)]
+  predicted = np.array([int(r['label']) for r in rows])
+  assert np.mean(predicted == new_truth) > 0.8
 
 
 def test_from_python_as_written(tmp_path, monkeypatch, capsys):
