@@ -3,6 +3,7 @@ MC-dropout uncertainty, the paper's confidence test, seed ensembles."""
 
 import csv
 import os
+import types
 
 import jax
 import numpy as np
@@ -213,6 +214,20 @@ def test_bad_inputs_are_one_line_errors(images, tmp_path, forkserver, make,
   assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
   assert culprit in lines[0], lines[0]
   assert not out.exists()
+
+
+def test_grey_images_are_repeated_for_a_run_of_colour_ones():
+  run = types.SimpleNamespace(dataset=types.SimpleNamespace(
+      x_train=np.zeros((5, 4, 4, 3), np.float32), num_classes=2))
+  grey = np.arange(32, dtype=np.float32).reshape(2, 4, 4, 1)
+  x = predict.run_inputs(run, data.Inputs(grey, None, ('a', 'b')), 'new')
+  assert x.shape == (2, 4, 4, 3)
+  for c in range(3):
+    np.testing.assert_array_equal(x[..., c], grey[..., 0])
+  # An npz's arrays are taken as saved: one channel is not three.
+  with pytest.raises(DataError, match=r'new: inputs of shape \[4, 4, 1\], '
+                     r'but the run was trained on \[4, 4, 3\]$'):
+    predict.run_inputs(run, data.Inputs(grey, None, None), 'new')
 
 
 def test_load_inputs_reads_npz_as_the_run_read_its_data(tmp_path):
