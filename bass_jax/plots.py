@@ -1,7 +1,8 @@
 """Plots of one or more runs, from what `reporting` reads out of workdirs.
 
 Learning, calibration and paired curves over iterations, accuracy against
-labels, label counts and a 2-D decision panel, each written as a PNG.
+labels, label counts, a 2-D decision panel, and a prediction's accuracy
+against coverage, each written as a PNG.
 matplotlib is imported on first use with the Agg backend, so plots work on
 a headless machine and the rest of bass_jax never needs it.
 """
@@ -289,3 +290,33 @@ def plot_decision_panel(grid_x: np.ndarray, grid_y: np.ndarray,
     ax.set_aspect('equal')
   fig.suptitle(title)
   return _saved(fig, path, dpi=90)
+
+
+def plot_accuracy_vs_coverage(curves: dict[str, np.ndarray],
+                              confident: tuple[float, float] | None,
+                              path: str, title: str = '') -> str:
+  """Accuracy on the most certain share of the rows against that share.
+
+  Args:
+    curves: per uncertainty score ('entropy', 'bald'), [N] the accuracy on
+      its k most certain rows, k = 1..N (`predict.coverage_accuracy`).
+    confident: (share, accuracy) of the rows marked confident, or None.
+    path: the PNG.
+    title: the figure's title.
+  """
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6.5, 4.5))
+  for name, accuracy in curves.items():
+    share = np.arange(1, accuracy.size + 1) / accuracy.size
+    ax.plot(100 * share, 100 * accuracy, label=f'most certain by {name}')
+  if confident is not None:
+    ax.plot(100 * confident[0], 100 * confident[1], 'ko',
+            label='confident (entropy < theta)')
+  ax.set_xlabel('share of the rows kept %')
+  ax.set_ylabel('accuracy on them %')
+  ax.set_xlim(0, 100)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8, loc='lower left')
+  if title:
+    ax.set_title(title, fontsize=10)
+  return _saved(fig, path)

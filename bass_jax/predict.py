@@ -174,6 +174,36 @@ def accuracy_text(table: dict[str, np.ndarray]) -> str:
   return text
 
 
+def coverage_accuracy(hit: np.ndarray, score: np.ndarray) -> np.ndarray:
+  """[N] the accuracy on the k most certain rows, k = 1..N: the rows in
+  order of `score` (lowest, most certain, first; ties in row order).
+
+  Args:
+    hit: [N] bool, whether row i's label is right.
+    score: [N] uncertainty (entropy, bald).
+  """
+  order = np.argsort(score, kind='stable')
+  return np.cumsum(hit[order]) / np.arange(1, hit.size + 1)
+
+
+def plot_coverage(table: dict[str, np.ndarray], path: str,
+                  title: str = '') -> Optional[str]:
+  """Draws the accuracy on the most certain share of the rows, by entropy
+  and by BALD, against that share, with the confident rows' point
+  (`plots.plot_accuracy_vs_coverage`); returns path, or None where the
+  table has no labels."""
+  if 'true_label' not in table:
+    return None
+  from bass_jax import plots  # pylint: disable=g-import-not-at-top
+  hit = table['label'] == table['true_label']
+  confident = table['confident']
+  mark = ((float(confident.mean()), float(hit[confident].mean()))
+          if confident.any() else None)
+  return plots.plot_accuracy_vs_coverage(
+      {k: coverage_accuracy(hit, table[k]) for k in ('entropy', 'bald')},
+      mark, path, title)
+
+
 def write_predictions(path: str, table: dict[str, np.ndarray],
                       class_names: tuple[str, ...],
                       files: Optional[tuple[str, ...]]) -> None:

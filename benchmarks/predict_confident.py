@@ -11,7 +11,9 @@ the `--ensemble` of every seed. Prints one JSON line per predictor: the
 accuracy on all rows, the share of rows marked `confident` (entropy below
 theta, the mean entropy on the run's labelled images) and the accuracy on
 those and on the rest, and the accuracy on the most certain half of the
-rows by entropy and by BALD (about 20 minutes on a 2-core CPU for 3 seeds).
+rows by entropy and by BALD (about 20 minutes on a 2-core CPU for 3 seeds);
+writes each predictor's CSV and accuracy-coverage plot (`--plot`) to the
+workdir.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ sys.path.insert(0, str(REPO / 'benchmarks'))
 import hot_path
 from init_params_transfer import train as run_process
 from bass_jax import data
+from bass_jax import predict
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 CONFIG = 'configs/mnist.py:alldata_maxent,small'
@@ -60,8 +63,8 @@ def most_certain_accuracy(hit: np.ndarray, score: np.ndarray,
                           share: float) -> float:
   """Accuracy on the `share` of rows with the lowest `score` (hit, score:
   [N]; ties broken by row order)."""
-  keep = np.argsort(score, kind='stable')[:int(round(share * hit.size))]
-  return float(hit[keep].mean())
+  keep = int(round(share * hit.size))
+  return float(predict.coverage_accuracy(hit, score)[keep - 1])
 
 
 def summary(table: dict[str, np.ndarray]) -> dict[str, float]:
@@ -105,7 +108,9 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     out = root / f'{name}.csv'
     predict_s = run_process([str(launch / 'predict.py'),
                              f'--workdir={workdir}', f'--inputs={inputs}',
-                             f'--out={out}', *extra], REPO)
+                             f'--out={out}',
+                             f'--plot={root / f"{name}_coverage.png"}',
+                             *extra], REPO)
     stats = summary(read_predictions(out))
     lines.append(em.emit('predict_confident', stats['confident_accuracy'],
                          'fraction (accuracy of the confident rows)',

@@ -7,6 +7,7 @@ import statistics
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -456,3 +457,16 @@ def test_profile_summary_golden():
   assert {r['op']: r['ms_per_iteration'] * 1e3 for r in rows} == (
       pytest.approx({'fusion.1': 55, 'while.1': 40, 'dot.2': 5}))
   assert busy == 100
+
+
+def test_predict_confident_summary_golden():
+  summary = _import_benchmark('predict_confident').summary
+  table = {'label': np.array([0, 1, 1, 2]),
+           'true_label': np.array([0, 1, 0, 0]),
+           'confident': np.array([1, 1, 0, 0]),
+           'entropy': np.array([0.1, 0.2, 0.3, 0.4]),
+           'bald': np.array([0.4, 0.1, 0.2, 0.3])}
+  assert summary(table) == {
+      'accuracy': 0.5, 'confident_share': 0.5, 'confident_accuracy': 1.0,
+      'other_accuracy': 0.0, 'half_by_entropy_accuracy': 1.0,
+      'half_by_bald_accuracy': 0.5}

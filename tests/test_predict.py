@@ -69,6 +69,13 @@ def test_an_ensemble_is_one_predictor_of_all_its_passes():
   assert np.all(combined['bald'] > 0.01)  # The seeds disagree.
 
 
+def test_coverage_accuracy_keeps_the_most_certain_rows_first():
+  hit = np.array([True, False, True, True])
+  score = np.array([0.3, 0.1, 0.3, 0.9])  # Rows 0 and 2 tie: row order.
+  np.testing.assert_allclose(predict.coverage_accuracy(hit, score),
+                             [0, 1 / 2, 2 / 3, 3 / 4])
+
+
 def test_theta_is_the_mean_entropy_over_each_seeds_labelled_samples(toy):
   workdir, ds = toy
   run, found = analysis.restored(workdir, dataset=ds)
@@ -156,13 +163,14 @@ def test_image_inputs_by_class_and_flat(images, tmp_path, forkserver):
     name = CLASSES[c]
     save(new / name / f'n{len(truth)}.png', pattern(c, rng))
     truth.append(c)
-  out = tmp_path / 'pred.csv'
+  out, plot = tmp_path / 'pred.csv', tmp_path / 'coverage.png'
   result = forkserver([PREDICT, f'--workdir={workdir}', f'--inputs={new}',
-                       f'--out={out}', '--mc_passes=5'], dict(os.environ))
+                       f'--out={out}', '--mc_passes=5', f'--plot={plot}'],
+                      dict(os.environ))
   assert result.returncode == 0, result.stderr
-  assert result.stdout.splitlines()[-1].startswith(
-      f'wrote {out}: 6 rows, '), result.stdout
-  assert 'accuracy' in result.stdout.splitlines()[-1]
+  *_, line, plotted = result.stdout.splitlines()
+  assert line.startswith(f'wrote {out}: 6 rows, ') and 'accuracy' in line
+  assert plotted == f'wrote {plot}' and plot.stat().st_size > 0
   rows = read_csv(out)
   assert rows[0] == ['id', 'label', 'confidence', 'entropy', 'bald',
                      'confident', 'class_name', 'true_label', 'file']
@@ -177,11 +185,16 @@ def test_image_inputs_by_class_and_flat(images, tmp_path, forkserver):
   save(flat / 'a.png', pattern(1, rng))
   save(flat / 'b.png', pattern(2, rng))
   result = forkserver([PREDICT, f'--workdir={workdir}', f'--inputs={flat}',
-                       f'--out={out}', '--mc_passes=5'], dict(os.environ))
+                       f'--out={out}', '--mc_passes=5',
+                       f'--plot={tmp_path / "flat.png"}'], dict(os.environ))
   assert result.returncode == 0, result.stderr
   rows = read_csv(out)
   assert rows[0][-2:] == ['class_name', 'file'] and len(rows) == 3
   assert 'accuracy' not in result.stdout
+  assert result.stdout.splitlines()[-1] == (
+      f'no plot: the labels of {flat} are unknown (class subfolders or an '
+      'npz y give them)')
+  assert not (tmp_path / 'flat.png').exists()
 
 
 @pytest.mark.parametrize('make, culprit', [
