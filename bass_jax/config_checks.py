@@ -17,6 +17,7 @@ from typing import Any, Optional
 import ml_collections
 import numpy as np
 
+from bass_jax import augment as augment_lib
 from bass_jax import data as data_lib
 from bass_jax import loop
 from bass_jax import mc_dropout
@@ -90,7 +91,7 @@ REAL_FIELDS = ('mu', 'l2', 'dropout_rate', 'learning_rate', 'pixel_scale',
 STR_FIELDS = ('name', 'variant', 'dataset', 'data_dir', 'data_source',
               'model', 'semi', 'acquisition', 'oracle', 'prng_impl',
               'seed_strategy', 'mask_impl', 'conv_impl', 'mc_precision',
-              'compilation_cache', 'init_params')
+              'compilation_cache', 'init_params', 'augment')
 _INT = ((int, np.integer), 'an int')
 _REAL = ((int, float, np.integer, np.floating), 'a number')
 _STR = ((str,), 'a string')
@@ -238,6 +239,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f'fewer than config.query_size={config.query_size}: BatchBALD picks '
         'the batch among the candidates')
   check_passes_for_scores(config)
+  try:
+    augment_lib.parse(config.augment)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   if config.mesh_shape != sharding.AUTO:
     sharding.parse_mesh_shape(config.mesh_shape)  # The format; sizes at build.
   for field in ('distributed', 'data_per_seed', 'deterministic_ops'):

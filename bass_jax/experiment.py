@@ -26,6 +26,7 @@ import numpy as np
 from jax.experimental.compilation_cache import compilation_cache
 from jax.sharding import Mesh
 
+from bass_jax import augment as augment_lib
 from bass_jax import checkpoint
 from bass_jax import config_checks
 from bass_jax import data as data_lib
@@ -405,7 +406,8 @@ def loop_config(config: ml_collections.ConfigDict, pool_size: int,
       train_capacity=training.multiset_capacity(
           pool_size, labels, config.gt_upsample, config.semi != 'none',
           config.batch_size),
-      prng_impl=config.prng_impl, mc_precision=config.mc_precision)
+      prng_impl=config.prng_impl, mc_precision=config.mc_precision,
+      augment=augment_lib.parse(config.augment))
 
 
 def check_against_data(config: ml_collections.ConfigDict,
@@ -451,6 +453,7 @@ def check_against_data(config: ml_collections.ConfigDict,
     raise ConfigError(f"config.model='cnn' takes images [N, H, W, C]; "
                       f'dataset {ds.name!r} has inputs '
                       f'{list(ds.x_train.shape)}{hint}')
+  check_augment_against_data(config, ds)
   unknown = n - known.size
   # Without acquisition no query is ever asked, so no oracle is needed.
   if unknown and config.oracle == 'simulated' and config.acquisition != 'none':
@@ -462,6 +465,24 @@ def check_against_data(config: ml_collections.ConfigDict,
   if config.semi == 'confident' and config.confident_k > n:
     raise ConfigError(f'config.confident_k={config.confident_k} exceeds the '
                       f'pool size {n}')
+
+
+def check_augment_against_data(config: ml_collections.ConfigDict,
+                               ds: data_lib.Dataset) -> None:
+  """Raises ConfigError where config.augment cannot apply to the inputs:
+  not images [N, H, W, C], or a shift as large as an image side."""
+  spec = augment_lib.parse(config.augment)
+  if not spec.active:
+    return
+  shape = list(ds.x_train.shape[1:])
+  if len(shape) != 3:
+    raise ConfigError(f'config.augment={config.augment!r} shifts and flips '
+                      f'images [H, W, C]; dataset {ds.name!r} has inputs '
+                      f"{shape}: set config.augment='none'")
+  if spec.shift >= min(shape[:2]):
+    raise ConfigError(f'config.augment={config.augment!r} shifts by as much '
+                      f'as the images are wide ({shape[0]}x{shape[1]}); '
+                      'shift by a few pixels')
 
 
 def seeds_of(config: ml_collections.ConfigDict) -> list[int]:

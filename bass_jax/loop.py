@@ -23,6 +23,7 @@ import optax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from bass_jax import augment as augment_lib
 from bass_jax import mc_dropout
 from bass_jax import selection
 from bass_jax import sharding
@@ -138,6 +139,8 @@ class LoopConfig:
   train_capacity: int = 66560
   prng_impl: str = 'threefry2x32'
   mc_precision: str = 'default'  # See `mc_dropout.with_precision`.
+  # Training batches' random shifts and flips (`augment.augmented`).
+  augment: augment_lib.Augment = augment_lib.Augment()
 
   @property
   def score_names(self) -> tuple[str, ...]:
@@ -529,7 +532,7 @@ def _trained(cfg: LoopConfig, apply_fn: Callable,
       state.labelled, state.member, num_epochs, gt_upsample=cfg.gt_upsample,
       mu=cfg.mu, batch_size=cfg.batch_size, capacity=cfg.train_capacity,
       l2=cfg.l2, mesh=mesh, steps_per_trip=cfg.steps_per_trip,
-      first_epoch=first_epoch)
+      first_epoch=first_epoch, augment=cfg.augment)
 
 
 def initial_block(cfg: LoopConfig, apply_fn: Callable,

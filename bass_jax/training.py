@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bass_jax import augment as augment_lib
 from bass_jax import models
 from bass_jax import sharding
 
@@ -164,7 +165,8 @@ def train_epochs(state: TrainState, optimizer: optax.GradientTransformation,
                  batch_size: int, capacity: int, l2: float,
                  mesh: jax.sharding.Mesh | None = None,
                  steps_per_trip: int = 1,
-                 first_epoch: jax.Array | int = 0
+                 first_epoch: jax.Array | int = 0,
+                 augment: augment_lib.Augment = augment_lib.Augment()
                  ) -> tuple[TrainState, jax.Array]:
   """`num_epochs` shuffled epochs over D, as one compiled loop.
 
@@ -196,6 +198,9 @@ def train_epochs(state: TrainState, optimizer: optax.GradientTransformation,
     first_epoch: the first epoch's index e (scalar int32, may be traced):
       epochs first_epoch .. first_epoch + num_epochs - 1 run, so a phase
       split over several calls trains exactly as one call would.
+    augment: the random shifts and flips each batch [B, H, W, C] goes
+      through before its step (`augment.augmented`, drawn from the step's
+      key); inactive (the default): none.
 
   Returns:
     (new state, mean loss of the last epoch; 0 if no epoch ran).
@@ -223,8 +228,10 @@ def train_epochs(state: TrainState, optimizer: optax.GradientTransformation,
       if mesh is not None:
         xb = jax.lax.with_sharding_constraint(xb,
                                               sharding.data_sharding(mesh))
+      step_key = jax.random.fold_in(epoch_key, b)
+      xb = augment_lib.augmented(xb, step_key, augment)
       return train_step(state, optimizer, apply_fn, xb, labels[idx], weight,
-                        jax.random.fold_in(epoch_key, b), l2)
+                        step_key, l2)
 
     def trip(c):
       b, state, loss_sum = c

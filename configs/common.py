@@ -149,6 +149,11 @@ def base_config() -> ml_collections.ConfigDict:
                                # loop (speed only: same results for any;
                                # see training.train_epochs).
   c.learning_rate = 1e-3
+  # Random shifts and flips of the training batches' images (see
+  # bass_jax/augment.py): 'none' (the paper's), 'shift:<pixels>', 'flip'
+  # (left-right) or both, 'shift:2+flip'. The sweeps and the validation
+  # see the images as they are.
+  c.augment = 'none'
   c.l2 = 1e-3
   c.gt_upsample = 20
   c.mu = 1.0
