@@ -9,7 +9,8 @@ before JAX starts, so the test runs this file in a subprocess:
 Each line: {"mesh_shape", "mesh", "metrics": [per iteration {name: [S]}],
 "final": {name: [S, ...]}, "placement": {...}}. The test imports `run_toy`
 too, for the single-device reference in its own process. The argument
-`labelled_sweep` prints `labelled_sweep_check()`'s line instead.
+`labelled_sweep` prints `labelled_sweep_check()`'s line instead, `augment`
+`augment_check()`'s.
 """
 
 import json
@@ -25,11 +26,13 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from bass_jax import augment
 from bass_jax import data
 from bass_jax import experiment
 from bass_jax import mc_dropout
 from bass_jax import models
 from bass_jax import sharding
+from bass_jax import training
 from configs import yinyang
 
 NUM_STEPS = 4  # Iterations 0..3: the initial phase, two queries, D grows.
@@ -157,8 +160,34 @@ def labelled_sweep_check() -> dict:
   return {'mesh_shape': 'labelled_sweep', **out}
 
 
+def augment_check() -> dict:
+  """Two epochs of `training.train_epochs` over 8x8 images whose batches
+  are shifted and flipped (`augment`), on 'data:4' and on one device: the
+  trained parameters' leaves."""
+  mesh = sharding.make_mesh('data:4')
+  rng = np.random.default_rng(0)
+  x = rng.uniform(size=(64, 8, 8, 1)).astype(np.float32)
+  y = jnp.asarray(rng.integers(0, 3, 64), jnp.int32)
+  model = models.build_model('mlp', 3)
+  optimizer = training.make_optimizer()
+  params = model.init(jax.random.key(0), x[:1])
+  state = training.TrainState(params, optimizer.init(params))
+  labelled = jnp.arange(64) < 16
+  spec = augment.Augment(shift=1, flip=True)
+  out = {}
+  for name, m in (('sharded', mesh), ('single', None)):
+    xs = jax.device_put(x, NamedSharding(mesh, P('data'))) if m else x
+    train = jax.jit(lambda s, xs, m=m: training.train_epochs(
+        s, optimizer, model.apply, jax.random.key(1), xs, y, labelled,
+        ~labelled, jnp.int32(2), gt_upsample=2, mu=1.0, batch_size=16,
+        capacity=96, l2=1e-3, mesh=m, augment=spec)[0].params)
+    out[name] = [np.asarray(a).tolist()
+                 for a in jax.tree_util.tree_leaves(train(state, xs))]
+  return {'mesh_shape': 'augment', **out}
+
+
 if __name__ == '__main__':
+  checks = {'labelled_sweep': labelled_sweep_check, 'augment': augment_check}
   for arg in sys.argv[1:]:
-    result = (labelled_sweep_check() if arg == 'labelled_sweep' else
-              run_toy(arg))
+    result = checks[arg]() if arg in checks else run_toy(arg)
     print(json.dumps(result), flush=True)
