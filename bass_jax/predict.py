@@ -59,11 +59,11 @@ def run_inputs(run: experiment.Run, inputs: data_lib.Inputs,
       want[-1:] == (3,)):
     x = np.repeat(x, 3, axis=-1)
   if x.shape[1:] != want:
-    grey = (' (colour images for a run of grey ones: convert them to grey)'
+    hint = (' (colour images for a run of grey ones: convert them to grey)'
             if inputs.files is not None and x.shape[1:] == (*want[:-1], 3)
             else '')
     raise DataError(f'{where}: inputs of shape {list(x.shape[1:])}, but the '
-                    f'run was trained on {list(want)}{grey}')
+                    f'run was trained on {list(want)}{hint}')
   num_classes = run.dataset.num_classes
   if inputs.y is not None and inputs.y.max() >= num_classes:
     raise DataError(f'{where}: labels up to {inputs.y.max()}, but the run '

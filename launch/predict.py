@@ -73,7 +73,8 @@ def main(argv):
 def plot_line(path: str, table, inputs: str) -> str:
   """Draws the accuracy-coverage plot; 'wrote <path>', or why not."""
   from bass_jax import predict  # pylint: disable=g-import-not-at-top
-  if predict.plot_coverage(table, path, f'{inputs}: {len(table["id"]):,} '
+  name = os.path.basename(os.path.normpath(inputs))
+  if predict.plot_coverage(table, path, f'{name}: {len(table["id"]):,} '
                            'rows') is None:
     return (f'no plot: the labels of {inputs} are unknown (class subfolders '
             'or an npz y give them)')
