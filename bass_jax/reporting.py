@@ -437,14 +437,17 @@ def final_accuracies(run: dict) -> np.ndarray:
 
 def baseline_index(runs: Sequence[dict], name: str) -> int:
   """The index of the run `name` picks: its label ('mnist:semi_100,small'),
-  its variant ('semi_100,small') or the variant's first part ('semi_100').
+  its variant ('semi_100,small'), the variant's first part ('semi_100') or
+  its workdir's folder name (a sweep row's, 'power_bald-acquisition_beta=2',
+  as the sweep printed it).
 
   Raises:
     DataError: no run, or more than one, answers to `name`.
   """
   def names(run):
     variant = run['config'].get('variant') or ''
-    return {label_of(run), variant, variant.split(',')[0]}
+    folder = os.path.basename(os.path.normpath(run['workdir']))
+    return {label_of(run), variant, variant.split(',')[0], folder}
   hits = [i for i, run in enumerate(runs) if name in names(run)]
   if len(hits) != 1:
     # Ambiguous: the runs that answer, by their labels; else every run's.

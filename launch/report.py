@@ -59,7 +59,8 @@ flags.register_validator(
     'fractions; a target of at most 1 % is no target)')
 _PAIRED = flags.DEFINE_string(
     'paired_with', None, 'A run of the report (its variant, e.g. '
-    'supervised_100, or its label): the table adds every other run\'s '
+    'supervised_100, its label, or its folder, e.g. a sweep row\'s): the '
+    'table adds every other run\'s '
     'final accuracy minus its own, seed by seed, and the seeds ahead.')
 
 

@@ -587,6 +587,7 @@ def test_namesakes_are_labelled_by_the_fields_they_differ_in():
   # names all three.
   assert reporting.baseline_index(
       got, 'mnist:supervised_100 (acquisition_beta=4)') == 1
+  assert reporting.baseline_index(got, 'b2') == 2  # Its folder's name.
   with pytest.raises(DataError, match=(
       r"3 runs of the report answer to 'supervised_100'; give one of: "
       r'mnist:supervised_100 \(acquisition_beta=1\), mnist:supervised_100 '
