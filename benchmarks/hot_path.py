@@ -35,7 +35,9 @@ Benchmarks (all on the paper's CNN with random 28x28x1 inputs unless noted):
   it, steps inside one compiled loop; `train_step_dispatched`: the same
   jitted step called once per step from Python (state donated).
 * `train_epoch`: samples/s of `train_epochs`, the same steps inside the
-  compiled while_loop the EM iteration trains with.
+  compiled while_loop the EM iteration trains with; `train_epoch_augment`
+  the same epoch with its batches shifted and flipped (`config.augment`
+  'shift:2+flip'), `vs_plain` its rate over `train_epoch`'s.
 * `iteration`: seconds of one EM iteration after iteration 0 (1 epoch,
   all-data semi-supervision, max-entropy acquisition, T=100 on the labelled
   slots, T'=10 on the pool), one seed, at pool 6,000 and (GPU or --full)
@@ -109,6 +111,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bass_jax import augment
 from bass_jax import data as data_lib
 from bass_jax import experiment
 from bass_jax import loop
@@ -810,13 +813,18 @@ def bench_train_epoch(args, em: Emitter, defaults: dict[str, Any],
   state = training.TrainState(params, optimizer.init(params))
 
   base = None
-  for k in [int(v) for v in str(args.steps_per_trip).split(',')]:
+  trips = [int(v) for v in str(args.steps_per_trip).split(',')]
+  # Last, the first value's epoch with its batches shifted and flipped
+  # (config.augment): what augmentation costs a training step.
+  shifted = augment.Augment(shift=2, flip=True)
+  for k, spec in [(k, augment.Augment()) for k in trips] + [(trips[0],
+                                                            shifted)]:
 
-    def epoch(state, key, k=k):
+    def epoch(state, key, k=k, spec=spec):
       return training.train_epochs(
           state, optimizer, model.apply, key, x, labels, labelled,
           member, jnp.int32(1), gt_upsample=1, mu=1.0, batch_size=b,
-          capacity=n, l2=defaults['l2'], steps_per_trip=k)
+          capacity=n, l2=defaults['l2'], steps_per_trip=k, augment=spec)
 
     compiled, compile_s = compile_aot(jax.jit(epoch, donate_argnums=0),
                                       state, k_epoch)
@@ -832,6 +840,9 @@ def bench_train_epoch(args, em: Emitter, defaults: dict[str, Any],
       name = 'train_epoch'
       if step_rate:
         extra['train_step_over_epoch'] = _round(step_rate / value)
+    elif spec.active:
+      name = 'train_epoch_augment'
+      extra.update(augment='shift:2+flip', vs_plain=_round(value / base))
     else:
       name = 'train_epoch_steps_per_trip'
       extra['vs_first'] = _round(value / base)
@@ -840,7 +851,8 @@ def bench_train_epoch(args, em: Emitter, defaults: dict[str, Any],
             steps_per_trip=k, dropout_bits=defaults['dropout_bits'],
             mask_impl=defaults['mask_impl'], prng_impl=defaults['prng_impl'],
             conv_impl=models.resolved_conv_impl('auto'), **extra, **fields)
-    log(f'{name} steps_per_trip={k}: {value:.0f} samples/s')
+    log(f'{name} steps_per_trip={k}: {value:.0f} samples/s'
+        + (' (shift:2+flip)' if spec.active else ''))
 
 
 # ----------------------------------------------------------------------------

@@ -46,7 +46,8 @@ EXPECTED = ('mc_sweep', 'deterministic_forward', 'mc_to_deterministic_ratio',
             'train_step', 'iteration', 'seeds_vmap', 'torch_mc_sweep',
             'torch_train_step', 'mc_sweep_memory', 'train_step_dispatched',
             'mc_sweep_precision', 'mc_sweep_chunk',
-            'mc_sweep_replicated_input', 'mask_cost_ratio')
+            'mc_sweep_replicated_input', 'mask_cost_ratio',
+            'train_epoch_augment')
 
 
 def test_quick_run_prints_valid_json_lines(tmp_path):
