@@ -129,6 +129,7 @@ def test_from_python_as_written(tmp_path, monkeypatch, capsys):
            y_train=np.arange(120) % 10,
            x_test=rng.uniform(size=(40, 8, 8, 1)).astype(np.float32),
            y_test=np.arange(40) % 10)
+  np.savez('new.npz', x=rng.uniform(size=(7, 8, 8, 1)).astype(np.float32))
   scope = {}
   exec(run_snippet, scope)  # pylint: disable=exec-used
   assert scope['summary']['num_seeds'] == 2
@@ -137,6 +138,10 @@ def test_from_python_as_written(tmp_path, monkeypatch, capsys):
   assert '| mnist_active:entropy |' in capsys.readouterr().out  # The table.
   labels = (tmp_path / 'labels.csv').read_text().splitlines()
   assert labels[0] == 'id,label,confidence,source' and len(labels) == 121
+  predictions = (tmp_path / 'predictions.csv').read_text().splitlines()
+  assert predictions[0] == 'id,label,confidence,entropy,bald,confident'
+  assert len(predictions) == 8 and len(scope['table']['label']) == 7
+  assert 0 <= scope['theta'] <= 1
   exec(step_snippet, scope)  # pylint: disable=exec-used
   assert np.asarray(scope['metrics']['val_acc']).shape == (2,)
   assert np.asarray(scope['metrics']['iteration']).tolist() == [1, 1]
