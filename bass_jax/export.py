@@ -77,8 +77,10 @@ def pool_predictions(run: experiment.Run, state, seed_index: int,
   params = jax.device_get(analysis.seed_params(state, seed_index))
   key = jax.random.key(seed, impl=cfg.prng_impl)
   num_passes = num_passes or cfg.mc_passes_gt
+  # In the run's own sweep arithmetic (config.mc_precision), as predict's.
+  apply_fn = mc_dropout.with_precision(run.model.apply, cfg.mc_precision)
   sweep = jax.jit(lambda p, x: mc_dropout.mc_sweep(
-      run.model.apply, p, x, key, num_passes,
+      apply_fn, p, x, key, num_passes,
       chunk_for_passes(run, num_passes)))(
           params, run.seed_dataset(seed_index).x_train)
   mean_probs = np.asarray(sweep['mean_probs'])
