@@ -56,6 +56,33 @@ def chunk_for_passes(run: experiment.Run, num_passes: int) -> int:
   return max(1, cfg.chunk_size * cfg.mc_passes_pool // num_passes)
 
 
+def seed_key(run: experiment.Run, seed_index: int) -> jax.Array:
+  """The PRNG key of seed `seed_index`'s sweeps outside the loop (this
+  export's, `predict`'s): key(config.seed + seed_index)."""
+  return jax.random.key(run.config.seed + seed_index,
+                        impl=run.loop_config.prng_impl)
+
+
+def seed_params(state, seed_index: int):
+  """One seed's parameters, on the host: the seed slice of a state sharded
+  over devices would otherwise meet the inputs on another device inside
+  the sweep's jit."""
+  return jax.device_get(analysis.seed_params(state, seed_index))
+
+
+def sweep_fn(run: experiment.Run, num_passes: int,
+             score_names: tuple[str, ...] = ()) -> Callable:
+  """jit((params, x [N, ...], key) -> `mc_dropout.mc_sweep` statistics) of
+  the run's model in its own sweep arithmetic (config.mc_precision), in
+  chunks for `num_passes` passes (`chunk_for_passes`): compiled once per
+  shape of x, for every seed."""
+  apply_fn = mc_dropout.with_precision(run.model.apply,
+                                       run.loop_config.mc_precision)
+  chunk = chunk_for_passes(run, num_passes)
+  return jax.jit(lambda params, x, key: mc_dropout.mc_sweep(
+      apply_fn, params, x, key, num_passes, chunk, score_names))
+
+
 def pool_predictions(run: experiment.Run, state, seed_index: int,
                      num_passes: Optional[int] = None) -> dict[str, np.ndarray]:
   """MC-dropout predictions of one seed over the whole pool.
@@ -70,19 +97,10 @@ def pool_predictions(run: experiment.Run, state, seed_index: int,
     'label' [N] int32 argmax of the MC-mean probabilities and 'confidence'
     [N] float32 their maximum.
   """
-  cfg = run.loop_config
-  seed = run.config.seed + seed_index
-  # On the host: the seed slice of a state sharded over devices would
-  # otherwise meet the pool on another device inside the jit.
-  params = jax.device_get(analysis.seed_params(state, seed_index))
-  key = jax.random.key(seed, impl=cfg.prng_impl)
-  num_passes = num_passes or cfg.mc_passes_gt
-  # In the run's own sweep arithmetic (config.mc_precision), as predict's.
-  apply_fn = mc_dropout.with_precision(run.model.apply, cfg.mc_precision)
-  sweep = jax.jit(lambda p, x: mc_dropout.mc_sweep(
-      apply_fn, p, x, key, num_passes,
-      chunk_for_passes(run, num_passes)))(
-          params, run.seed_dataset(seed_index).x_train)
+  num_passes = num_passes or run.loop_config.mc_passes_gt
+  sweep = sweep_fn(run, num_passes)(seed_params(state, seed_index),
+                                    run.seed_dataset(seed_index).x_train,
+                                    seed_key(run, seed_index))
   mean_probs = np.asarray(sweep['mean_probs'])
   return {'label': mean_probs.argmax(-1).astype(np.int32),
           'confidence': mean_probs.max(-1).astype(np.float32)}
@@ -245,7 +263,7 @@ def export_params(workdir: str, out: str, seed_index: int = 0,
   """
   run, found = restored_seed(workdir, out, 'params_out', 'params.msgpack',
                              seed_index, dataset, warn, data_dir)
-  params = jax.device_get(analysis.seed_params(found.state, seed_index))
+  params = seed_params(found.state, seed_index)
   writing.write_bytes(out, flax.serialization.to_bytes(params))
   return models.num_params(params), progress_note(run.config, found)
 

@@ -32,11 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bass_jax import analysis
 from bass_jax import data as data_lib
 from bass_jax import experiment
 from bass_jax import export
-from bass_jax import mc_dropout
 from bass_jax import progress
 from bass_jax import uncertainty
 from bass_jax import writing
@@ -103,20 +101,13 @@ def predictor(run: experiment.Run, state, seed_indices: Sequence[int],
   `export.pool_predictions`), folded with `stream` otherwise; one compiled
   sweep serves every seed.
   """
-  cfg = run.loop_config
-  apply_fn = mc_dropout.with_precision(run.model.apply, cfg.mc_precision)
-  chunk = export.chunk_for_passes(run, num_passes)
-  sweep = jax.jit(lambda params, x, key: mc_dropout.mc_sweep(
-      apply_fn, params, x, key, num_passes, chunk, ('bald',)))
-  # On the host: a seed slice of a state sharded over devices would meet
-  # x on another device inside the jit.
-  params = [jax.device_get(analysis.seed_params(state, s))
-            for s in seed_indices]
+  sweep = export.sweep_fn(run, num_passes, ('bald',))
+  params = [export.seed_params(state, s) for s in seed_indices]
 
   def statistics(x: np.ndarray, stream: int) -> dict[str, np.ndarray]:
     per_seed = []
     for s, p in zip(seed_indices, params):
-      key = jax.random.key(run.config.seed + s, impl=cfg.prng_impl)
+      key = export.seed_key(run, s)
       out = sweep(p, x, jax.random.fold_in(key, stream) if stream else key)
       per_seed.append({k: np.asarray(out[k])
                        for k in ('mean_probs', 'entropy', 'bald')})
