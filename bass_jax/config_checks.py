@@ -38,6 +38,7 @@ CHOICES = {
         for score in uncertainty.SCORE_NAMES) + loop.RANDOM_ACQUISITIONS +
                    loop.JOINT_ACQUISITIONS + loop.DIVERSE_ACQUISITIONS,
     'oracle': ('simulated', 'files', 'terminal'),
+    'initial_draw': data_lib.INITIAL_DRAWS,
     'seed_strategy': ('auto', 'vmap', 'map'),
     'data_source': data_lib.SOURCES,
     'prng_impl': ('threefry2x32', 'rbg', 'unsafe_rbg'),
@@ -91,7 +92,8 @@ REAL_FIELDS = ('mu', 'l2', 'dropout_rate', 'learning_rate', 'pixel_scale',
 STR_FIELDS = ('name', 'variant', 'dataset', 'data_dir', 'data_source',
               'model', 'semi', 'acquisition', 'oracle', 'prng_impl',
               'seed_strategy', 'mask_impl', 'conv_impl', 'mc_precision',
-              'compilation_cache', 'init_params', 'augment')
+              'compilation_cache', 'init_params', 'augment',
+              'initial_draw')
 _INT = ((int, np.integer), 'an int')
 _REAL = ((int, float, np.integer, np.floating), 'a number')
 _STR = ((str,), 'a string')
@@ -224,6 +226,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.initial_per_class == 0 or config.initial_per_class < -1:
     raise ConfigError(f'config.initial_per_class={config.initial_per_class}'
                       ' must be > 0, or -1 to label every known pool label')
+  if config.initial_per_class == -1 and config.initial_draw != 'balanced':
+    # Every known label is labelled: there is nothing to draw.
+    raise ConfigError(f'config.initial_draw={config.initial_draw!r} draws '
+                      'initial_per_class x classes labels, but '
+                      'initial_per_class=-1 labels every known one: set '
+                      'initial_per_class > 0, or drop initial_draw')
   if not 0.0 <= config.dropout_rate < 1.0:
     raise ConfigError(f'config.dropout_rate={config.dropout_rate!r} must be '
                       'in [0, 1)')

@@ -50,6 +50,9 @@ _IDX_NUM_CLASSES = 10
 _IDX_COUNTS = {'train': 60000, 'test': 10000}
 
 SOURCES = ('auto', 'idx', 'tfds', 'npz', 'folder')
+# How a run's initial labelled set is drawn from the pool's known labels
+# (`initial_indices`): per class, or uniformly whatever the classes.
+INITIAL_DRAWS = ('balanced', 'random')
 NPZ_KEYS = ('x_train', 'y_train', 'x_test', 'y_test')
 
 # IDX type byte -> big-endian numpy dtype (LeCun's format description).
@@ -1183,3 +1186,48 @@ def balanced_initial_indices(labels: np.ndarray, per_class: int,
     chosen.append(rng.choice(np.flatnonzero(labels == c), per_class,
                              replace=False))
   return np.sort(np.concatenate(chosen)).astype(np.int32)
+
+
+def random_initial_indices(labels: np.ndarray, num: int,
+                           seed: int) -> np.ndarray:
+  """Initial labelled set drawn uniformly: num random examples of whatever
+  classes, as a user who cannot pick by class would start (the balanced
+  draw uses labels an active learner does not have yet).
+
+  Args:
+    labels: [N] integer pool labels >= 0, or -1 where unknown (never drawn).
+    num: examples to draw, without replacement.
+    seed: seed of the draw (np.random.default_rng).
+
+  Returns:
+    [num] int32 sorted pool indices.
+
+  Raises:
+    DataError: if labels are malformed or fewer than num are known.
+  """
+  labels = np.asarray(labels)
+  if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+    raise DataError(f'initial labels need [N] integer labels (-1: unknown), '
+                    f'got {labels.dtype} shape {labels.shape}')
+  if num < 0:
+    raise DataError(f'initial labels: num={num} must be >= 0')
+  known = np.flatnonzero(labels >= 0)
+  if known.size < num:
+    raise DataError(f'the pool has {known.size} known labels, fewer than the '
+                    f'{num} initial labels to draw; lower initial_per_class '
+                    'or enlarge the pool')
+  rng = np.random.default_rng(seed)
+  return np.sort(rng.choice(known, num, replace=False)).astype(np.int32)
+
+
+def initial_indices(labels: np.ndarray, per_class: int, num_classes: int,
+                    draw: str, seed: int) -> np.ndarray:
+  """The initial labelled set of `draw` (one of INITIAL_DRAWS): 'balanced'
+  per_class examples of each class, 'random' per_class * num_classes
+  examples drawn uniformly; [per_class * num_classes] int32 sorted pool
+  indices."""
+  if draw == 'balanced':
+    return balanced_initial_indices(labels, per_class, seed)
+  if draw == 'random':
+    return random_initial_indices(labels, per_class * num_classes, seed)
+  raise DataError(f'initial draw {draw!r} is not one of {INITIAL_DRAWS}')

@@ -428,7 +428,14 @@ def check_against_data(config: ml_collections.ConfigDict,
     raise ConfigError(f'dataset {ds.name!r} has no labelled pool samples; '
                       'label a few per class')
   counts = np.bincount(known, minlength=ds.num_classes)
-  if config.initial_per_class > counts.min():
+  initial = config.initial_per_class * ds.num_classes
+  if config.initial_draw == 'random' and initial > known.size:
+    raise ConfigError(
+        f'config.initial_per_class={config.initial_per_class} draws {initial} '
+        f'initial labels but dataset {ds.name!r} has only {known.size} '
+        'labelled pool samples')
+  if config.initial_draw == 'balanced' and (
+      config.initial_per_class > counts.min()):
     k = int(counts.argmin())
     why = ''
     if counts[k] == 0:  # Labels are class indices 0..C-1.
@@ -439,13 +446,13 @@ def check_against_data(config: ml_collections.ConfigDict,
     raise ConfigError(
         f'config.initial_per_class={config.initial_per_class} but class '
         f'{k} has only {int(counts[k])} labelled pool samples{why}')
-  initial = config.initial_per_class * ds.num_classes
   if (config.acquisition != 'none' and config.initial_per_class > 0 and
       0 < config.label_budget < initial + config.query_size):
     raise ConfigError(
         f'config.label_budget={config.label_budget} leaves no room for a '
         f'query: the run starts with {initial} labels '
-        f'({config.initial_per_class} per class) and a query adds '
+        f'(initial_per_class={config.initial_per_class} x '
+        f'{ds.num_classes} classes) and a query adds '
         f'{config.query_size}; raise it, or set 0 for no budget')
   if config.model == 'cnn' and ds.x_train.ndim != 4:
     # Found here, not as a convolution's shape error deep in a trace.
@@ -504,8 +511,9 @@ def initial_states(config, model: models.Model, optimizer,
     if config.initial_per_class == -1:
       labelled[:] = ds.y_train >= 0  # Every sample whose label is known.
     else:
-      labelled[data_lib.balanced_initial_indices(
-          ds.y_train, config.initial_per_class, seed)] = True
+      labelled[data_lib.initial_indices(
+          ds.y_train, config.initial_per_class, ds.num_classes,
+          config.initial_draw, seed)] = True
     key_data = jax.random.key_data(jax.random.key(seed,
                                                   impl=config.prng_impl))
     states.append(init(model.init, optimizer, key_data, config.prng_impl,

@@ -94,7 +94,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed_strategy = 'auto'     # 'vmap' | 'map' | 'auto' (map the CNN on CPU).
   c.prng_impl = 'threefry2x32'  # or 'rbg', 'unsafe_rbg'.
   # Protocol.
-  c.initial_per_class = 10      # Class-balanced initial labels; -1: all known.
+  c.initial_per_class = 10      # Initial labels per class; -1: all known.
+  # How the initial labels are drawn: 'balanced' (the papers': per class,
+  # which uses labels an active learner does not have yet) or 'random'
+  # (initial_per_class x classes pool samples drawn uniformly, whatever
+  # their classes: the cold start of a user who cannot pick by class).
+  c.initial_draw = 'balanced'
   c.num_iterations = 200       # Iterations 0..num_iterations.
   c.initial_epochs = 100
   # A long initial phase runs in blocks of this many epochs before

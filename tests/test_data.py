@@ -534,3 +534,32 @@ def test_balanced_initial_indices_small():
                   labels, 4, 0)
   raises_one_line('class 1 has only 0', data.balanced_initial_indices,
                   np.array([0, 0, 2, 2]), 1, 0)
+
+
+def test_random_initial_indices_draw_known_labels_of_any_class():
+  # 3 classes, 3 unknown (-1) labels never drawn.
+  labels = np.array([2, 0, 1, 0, 2, 1, 0, 1, 2, 2, -1, -1, -1, 0, 0, 0],
+                    np.int32)
+  idx = data.random_initial_indices(labels, 6, seed=3)
+  assert idx.dtype == np.int32 and idx.shape == (6,)
+  assert np.all(np.diff(idx) > 0)  # Sorted and unique.
+  assert np.all(labels[idx] >= 0)
+  np.testing.assert_array_equal(idx, data.random_initial_indices(labels, 6, 3))
+  draws = [data.random_initial_indices(labels, 6, s) for s in range(50)]
+  assert len({tuple(d) for d in draws}) > 10
+  # Uniform over the 13 known: class 0 (6 of them) is drawn more often than
+  # 2 per draw on average, which a per-class draw never does.
+  counts = np.array([np.bincount(labels[d], minlength=3) for d in draws])
+  assert counts[:, 0].mean() == pytest.approx(6 * 6 / 13, abs=0.4)
+  assert (counts != 2).any(axis=1).mean() > 0.5
+  # The dispatcher: 'balanced' is the per-class draw of the same seed.
+  np.testing.assert_array_equal(
+      data.initial_indices(labels, 2, 3, 'balanced', 5),
+      data.balanced_initial_indices(labels, 2, 5))
+  np.testing.assert_array_equal(
+      data.initial_indices(labels, 2, 3, 'random', 5),
+      data.random_initial_indices(labels, 6, 5))
+  raises_one_line('has 13 known labels, fewer than the 14',
+                  data.random_initial_indices, labels, 14, 0)
+  raises_one_line("initial draw 'stratified' is not one of",
+                  data.initial_indices, labels, 2, 3, 'stratified', 0)

@@ -55,6 +55,16 @@ def test_label_budget_stops_queries_and_semi_start_holds_back_d(toy):
   assert free[1]['num_pseudo'] > 0
 
 
+def test_initial_draw_labels_the_draw_of_each_seed(toy):
+  # 2 seeds, 8 initial labels each: per class (4 + 4) or drawn uniformly.
+  for draw in ('balanced', 'random'):
+    config = tiny_config(num_seeds=2, initial_draw=draw)
+    labelled = np.asarray(experiment.build(config, toy).state.labelled)
+    for j, seed in enumerate(experiment.seeds_of(config)):
+      want = data.initial_indices(toy.y_train, 4, 2, draw, seed)
+      np.testing.assert_array_equal(np.flatnonzero(labelled[j]), want)
+
+
 def test_epochs_per_iteration_trains_that_many_epochs(toy):
   """Adam's step count grows by epochs x batches in an iteration after 0."""
   def steps_in_iteration_1(epochs):
