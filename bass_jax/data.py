@@ -1147,6 +1147,19 @@ def subset(ds: Dataset, pool_size: Optional[int],
       x_test=ds.x_test[:m], y_test=ds.y_test[:m]))
 
 
+def _pool_labels(labels: np.ndarray) -> np.ndarray:
+  """`labels` as an array, checked as pool labels an initial draw takes:
+  [N] integers >= 0, -1 where unknown, at least one known (else
+  DataError)."""
+  labels = np.asarray(labels)
+  if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(
+      labels.dtype, np.integer) or labels.min() < -1 or labels.max() < 0:
+    raise DataError(f'initial labels need non-empty [N] integer labels >= 0 '
+                    f'(-1: unknown) with at least one known, got '
+                    f'{labels.dtype} shape {labels.shape}')
+  return labels
+
+
 def balanced_initial_indices(labels: np.ndarray, per_class: int,
                              seed: int) -> np.ndarray:
   """Class-balanced initial labelled set: per_class random examples per class.
@@ -1167,12 +1180,7 @@ def balanced_initial_indices(labels: np.ndarray, per_class: int,
     DataError: if labels are malformed or a class has fewer than per_class
       examples.
   """
-  labels = np.asarray(labels)
-  if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(
-      labels.dtype, np.integer) or labels.min() < -1 or labels.max() < 0:
-    raise DataError(f'initial labels need non-empty [N] integer labels >= 0 '
-                    f'(-1: unknown) with at least one known, got '
-                    f'{labels.dtype} shape {labels.shape}')
+  labels = _pool_labels(labels)
   if per_class < 0:
     raise DataError(f'initial per_class={per_class} must be >= 0')
   rng = np.random.default_rng(seed)
@@ -1205,10 +1213,7 @@ def random_initial_indices(labels: np.ndarray, num: int,
   Raises:
     DataError: if labels are malformed or fewer than num are known.
   """
-  labels = np.asarray(labels)
-  if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-    raise DataError(f'initial labels need [N] integer labels (-1: unknown), '
-                    f'got {labels.dtype} shape {labels.shape}')
+  labels = _pool_labels(labels)
   if num < 0:
     raise DataError(f'initial labels: num={num} must be >= 0')
   known = np.flatnonzero(labels >= 0)
