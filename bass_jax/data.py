@@ -51,8 +51,9 @@ _IDX_COUNTS = {'train': 60000, 'test': 10000}
 
 SOURCES = ('auto', 'idx', 'tfds', 'npz', 'folder')
 # How a run's initial labelled set is drawn from the pool's known labels
-# (`initial_indices`): per class, or uniformly whatever the classes.
-INITIAL_DRAWS = ('balanced', 'random')
+# (`initial_indices`): per class, uniformly whatever the classes, or the
+# samples nearest k-means centres of the inputs (no label needed to pick).
+INITIAL_DRAWS = ('balanced', 'random', 'representative')
 NPZ_KEYS = ('x_train', 'y_train', 'x_test', 'y_test')
 
 # IDX type byte -> big-endian numpy dtype (LeCun's format description).
@@ -823,6 +824,17 @@ def _image_stack(paths: list[pathlib.Path]) -> np.ndarray:
                    for img in images])
 
 
+def read_images(paths: list[pathlib.Path],
+                scale: float = 1 / 256) -> np.ndarray:
+  """[N, H, W, C_in] float32 = pixel * scale of the image files `paths`, as
+  `load_image_folder` reads them (C_in = 1 if every image is grey, else 3).
+
+  Raises:
+    DataError: an unreadable image, or images of differing size.
+  """
+  return _scaled(_image_stack(paths), scale)
+
+
 def load_image_folder(root: PathLike, scale: float = 1 / 256) -> Dataset:
   """A dataset from a folder of images (layout: see `image_folder_files`).
 
@@ -922,7 +934,7 @@ def _inputs_from_folder(folder: pathlib.Path, class_names: tuple[str, ...],
     y = np.asarray(labels, np.int32)
   else:
     files, y = _flat_images(folder), None
-  return Inputs(_scaled(_image_stack(files), scale), y,
+  return Inputs(read_images(files, scale), y,
                 tuple(str(p) for p in files))
 
 
@@ -1225,14 +1237,136 @@ def random_initial_indices(labels: np.ndarray, num: int,
   return np.sort(rng.choice(known, num, replace=False)).astype(np.int32)
 
 
+def principal_features(x: np.ndarray, dims: int = 50) -> np.ndarray:
+  """x's samples as vectors of their top principal components.
+
+  A randomized SVD (Halko et al. 2011: a random projection, two power
+  iterations), so images of any size cost O(N D dims), never a D x D
+  matrix; its projection has a fixed seed: the features are the data's.
+
+  Args:
+    x: [N, ...] inputs.
+    dims: components to keep.
+
+  Returns:
+    [N, min(dims, D)] float32, D = the size of one input: the centred
+    inputs projected on their `dims` directions of largest variance (the
+    centred inputs themselves when D <= dims).
+  """
+  flat = x.reshape(x.shape[0], -1).astype(np.float32)
+  flat -= flat.mean(axis=0)
+  if flat.shape[1] <= dims:
+    return flat
+  rng = np.random.default_rng(0)
+  basis = flat @ rng.standard_normal((flat.shape[1], dims + 10),
+                                     dtype=np.float32)
+  for _ in range(2):  # Power iterations sharpen the top directions.
+    basis, _ = np.linalg.qr(flat @ (flat.T @ np.linalg.qr(basis)[0]))
+  _, _, axes = np.linalg.svd(basis.T @ flat, full_matrices=False)
+  return flat @ axes[:dims].T
+
+
+def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """[n, k] squared Euclidean distances of a [n, d] to b [k, d]."""
+  return np.maximum(np.sum(a * a, 1)[:, None] - 2 * a @ b.T +
+                    np.sum(b * b, 1)[None], 0.0)
+
+
+def kmeans_centres(features: np.ndarray, k: int, rng: np.random.Generator,
+                   iterations: int = 20) -> np.ndarray:
+  """k-means (k-means++ seeding, then Lloyd's iterations) of features [n, d];
+  returns the [k, d] centres (a centre whose cluster empties stays put)."""
+  n = features.shape[0]
+  centres = [features[rng.integers(n)]]
+  d2 = _squared_distances(features, centres[0][None])[:, 0]
+  for _ in range(1, k):
+    total = d2.sum()  # 0 when every sample is a centre already (duplicates).
+    pick = rng.choice(n, p=d2 / total) if total > 0 else rng.integers(n)
+    centres.append(features[pick])
+    d2 = np.minimum(d2, _squared_distances(features, features[pick][None])[
+        :, 0])
+  centres = np.stack(centres)
+  for _ in range(iterations):
+    cluster = np.argmin(_squared_distances(features, centres), axis=1)
+    members = np.eye(k, dtype=features.dtype)[cluster]  # [n, k] one-hot.
+    sums, sizes = members.T @ features, members.sum(0)[:, None]
+    moved = np.where(sizes > 0, sums / np.maximum(sizes, 1), centres)
+    if np.allclose(moved, centres):
+      break
+    centres = moved
+  return centres
+
+
+def representative_indices(x: np.ndarray, candidates: np.ndarray, num: int,
+                           seed: int) -> np.ndarray:
+  """num candidates, one per k-means cluster: the one nearest its centre.
+
+  Picked without labels (k-means over the inputs' top 50 principal
+  components, `principal_features`), so what a person can label first when
+  none is known: typical samples of the data's modes rather than a uniform
+  draw, whose small samples miss rare modes (cold-start active learning,
+  e.g. Hacohen et al., ICML 2022, picks typical samples of clusters).
+
+  Args:
+    x: [N, ...] pool inputs.
+    candidates: [N] bool, the samples that may be picked.
+    num: picks (clusters), at most the candidates' count.
+    seed: seed of the k-means++ seeding.
+
+  Returns:
+    [num] int32 sorted pool indices, distinct.
+  """
+  pool = np.flatnonzero(candidates)
+  if not 0 <= num <= pool.size:
+    raise DataError(f'representative picks: num={num} must be in 0..'
+                    f'{pool.size} (the samples to pick from)')
+  if num == 0:
+    return np.zeros(0, np.int32)
+  features = principal_features(x[pool])
+  centres = kmeans_centres(features, num, np.random.default_rng(seed))
+  distances = _squared_distances(features, centres)
+  picks = []
+  for j in range(num):  # Each centre's nearest sample not picked yet.
+    i = int(np.argmin(distances[:, j]))
+    picks.append(i)
+    distances[i] = np.inf
+  return np.sort(pool[picks]).astype(np.int32)
+
+
+def representative_initial_indices(x: np.ndarray, labels: np.ndarray,
+                                   num: int, seed: int) -> np.ndarray:
+  """Initial labelled set of `representative_indices` among the known
+  labels (-1: unknown, never picked); [num] int32 sorted pool indices.
+
+  Raises:
+    DataError: if labels are malformed or fewer than num are known.
+  """
+  labels = _pool_labels(labels)
+  if x.shape[0] != labels.shape[0]:
+    raise DataError(f'{x.shape[0]} inputs but {labels.shape[0]} labels')
+  known = labels >= 0
+  if known.sum() < num:
+    raise DataError(f'the pool has {known.sum()} known labels, fewer than '
+                    f'the {num} initial labels to draw; lower '
+                    'initial_per_class or enlarge the pool')
+  return representative_indices(x, known, num, seed)
+
+
 def initial_indices(labels: np.ndarray, per_class: int, num_classes: int,
-                    draw: str, seed: int) -> np.ndarray:
+                    draw: str, seed: int,
+                    x: Optional[np.ndarray] = None) -> np.ndarray:
   """The initial labelled set of `draw` (one of INITIAL_DRAWS): 'balanced'
   per_class examples of each class, 'random' per_class * num_classes
-  examples drawn uniformly; [per_class * num_classes] int32 sorted pool
-  indices."""
+  examples drawn uniformly, 'representative' per_class * num_classes
+  examples nearest k-means centres of the inputs x [N, ...] (needed then);
+  [per_class * num_classes] int32 sorted pool indices."""
   if draw == 'balanced':
     return balanced_initial_indices(labels, per_class, seed)
   if draw == 'random':
     return random_initial_indices(labels, per_class * num_classes, seed)
+  if draw == 'representative':
+    if x is None:
+      raise DataError("initial draw 'representative' needs the pool inputs")
+    return representative_initial_indices(x, labels, per_class * num_classes,
+                                          seed)
   raise DataError(f'initial draw {draw!r} is not one of {INITIAL_DRAWS}')

@@ -429,7 +429,7 @@ def check_against_data(config: ml_collections.ConfigDict,
                       'label a few per class')
   counts = np.bincount(known, minlength=ds.num_classes)
   initial = config.initial_per_class * ds.num_classes
-  if config.initial_draw == 'random' and initial > known.size:
+  if config.initial_draw != 'balanced' and initial > known.size:
     raise ConfigError(
         f'config.initial_per_class={config.initial_per_class} draws {initial} '
         f'initial labels but dataset {ds.name!r} has only {known.size} '
@@ -513,7 +513,7 @@ def initial_states(config, model: models.Model, optimizer,
     else:
       labelled[data_lib.initial_indices(
           ds.y_train, config.initial_per_class, ds.num_classes,
-          config.initial_draw, seed)] = True
+          config.initial_draw, seed, ds.x_train)] = True
     key_data = jax.random.key_data(jax.random.key(seed,
                                                   impl=config.prng_impl))
     states.append(init(model.init, optimizer, key_data, config.prng_impl,

@@ -96,9 +96,12 @@ def base_config() -> ml_collections.ConfigDict:
   # Protocol.
   c.initial_per_class = 10      # Initial labels per class; -1: all known.
   # How the initial labels are drawn: 'balanced' (the papers': per class,
-  # which uses labels an active learner does not have yet) or 'random'
+  # which uses labels an active learner does not have yet), 'random'
   # (initial_per_class x classes pool samples drawn uniformly, whatever
-  # their classes: the cold start of a user who cannot pick by class).
+  # their classes: the cold start of a user who cannot pick by class) or
+  # 'representative' (as many, the samples nearest k-means centres of the
+  # inputs: a cold start that picks without labels, as
+  # launch/first_labels.py does for an image folder).
   c.initial_draw = 'balanced'
   c.num_iterations = 200       # Iterations 0..num_iterations.
   c.initial_epochs = 100

@@ -56,12 +56,13 @@ def test_label_budget_stops_queries_and_semi_start_holds_back_d(toy):
 
 
 def test_initial_draw_labels_the_draw_of_each_seed(toy):
-  # 2 seeds, 8 initial labels each: per class (4 + 4) or drawn uniformly.
-  for draw in ('balanced', 'random'):
+  # 2 seeds, 8 initial labels each: per class (4 + 4), drawn uniformly, or
+  # nearest k-means centres of the inputs.
+  for draw in data.INITIAL_DRAWS:
     config = tiny_config(num_seeds=2, initial_draw=draw)
     labelled = np.asarray(experiment.build(config, toy).state.labelled)
     for j, seed in enumerate(experiment.seeds_of(config)):
-      want = data.initial_indices(toy.y_train, 4, 2, draw, seed)
+      want = data.initial_indices(toy.y_train, 4, 2, draw, seed, toy.x_train)
       np.testing.assert_array_equal(np.flatnonzero(labelled[j]), want)
 
 
