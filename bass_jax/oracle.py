@@ -49,7 +49,8 @@ class WaitingForLabels(Exception):
 
   def __init__(self, manifest: str, num_ids: int,
                class_names: Sequence[str] = (), unlabelled: int = -1,
-               num_classes: int = 0):
+               num_classes: int = 0,
+               then: str = 'relaunch without --overwrite to continue'):
     num_classes = num_classes or len(class_names)
     classes = (f'; {label_choices(num_classes, class_names)}'
                if num_classes else "; '?' for one you cannot tell")
@@ -62,8 +63,7 @@ class WaitingForLabels(Exception):
              else 'their ids are pool rows')
     super().__init__(
         f'waiting for labels: fill the label column of {manifest} '
-        f'({count}; {shown}{classes}), then relaunch without --overwrite '
-        'to continue')
+        f'({count}; {shown}{classes}), then {then}')
     self.manifest = manifest
 
 
@@ -161,8 +161,11 @@ def query_dir(workdir: str, iteration: int) -> str:
   return os.path.join(workdir, 'queries', str(iteration))
 
 
+MANIFEST = 'manifest.csv'  # A query folder's answer file.
+
+
 def manifest_path(workdir: str, iteration: int) -> str:
-  return os.path.join(query_dir(workdir, iteration), 'manifest.csv')
+  return os.path.join(query_dir(workdir, iteration), MANIFEST)
 
 
 def _as_image(x: np.ndarray) -> np.ndarray | None:
@@ -185,10 +188,22 @@ def write_queries(workdir: str, iteration: int, ids: Sequence[int],
     ids: distinct pool indices, ascending.
     inputs: [N, ...] the pool inputs (images get a PNG each).
   """
+  return write_query_folder(query_dir(workdir, iteration), ids, inputs)
+
+
+def write_query_folder(folder: str, ids: Sequence[int],
+                       inputs: np.ndarray) -> str:
+  """Writes `folder`/manifest.csv (header id,label, labels empty), a PNG per
+  image `folder`/<id>.png and the contact sheet; returns the manifest.
+
+  Args:
+    folder: where to write (created if needed).
+    ids: distinct indices into inputs, ascending.
+    inputs: [N, ...] inputs (images get a PNG each).
+  """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  folder = query_dir(workdir, iteration)
   os.makedirs(folder, exist_ok=True)
   images = []
   for i in ids:
@@ -209,7 +224,7 @@ def write_queries(workdir: str, iteration: int, ids: Sequence[int],
     fig.tight_layout()
     fig.savefig(os.path.join(folder, CONTACT_SHEET), dpi=80)
     plt.close(fig)
-  path = manifest_path(workdir, iteration)
+  path = os.path.join(folder, MANIFEST)
   write_manifest(path, ids, {})
   return path
 
