@@ -1243,23 +1243,26 @@ def principal_features(x: np.ndarray, dims: int = 50) -> np.ndarray:
   A randomized SVD (Halko et al. 2011: a random projection, two power
   iterations), so images of any size cost O(N D dims), never a D x D
   matrix; its projection has a fixed seed: the features are the data's.
+  In float64: k-means++ seeding samples by distance, so float32's rounding
+  (which differs with the BLAS and its threads) changed every pick of
+  MNIST seeds' draws, while float64's leaves them machine-independent in
+  practice.
 
   Args:
     x: [N, ...] inputs.
     dims: components to keep.
 
   Returns:
-    [N, min(dims, D)] float32, D = the size of one input: the centred
+    [N, min(dims, D)] float64, D = the size of one input: the centred
     inputs projected on their `dims` directions of largest variance (the
     centred inputs themselves when D <= dims).
   """
-  flat = x.reshape(x.shape[0], -1).astype(np.float32)
+  flat = x.reshape(x.shape[0], -1).astype(np.float64)
   flat -= flat.mean(axis=0)
   if flat.shape[1] <= dims:
     return flat
   rng = np.random.default_rng(0)
-  basis = flat @ rng.standard_normal((flat.shape[1], dims + 10),
-                                     dtype=np.float32)
+  basis = flat @ rng.standard_normal((flat.shape[1], dims + 10))
   for _ in range(2):  # Power iterations sharpen the top directions.
     basis, _ = np.linalg.qr(flat @ (flat.T @ np.linalg.qr(basis)[0]))
   _, _, axes = np.linalg.svd(basis.T @ flat, full_matrices=False)
@@ -1297,18 +1300,19 @@ def kmeans_centres(features: np.ndarray, k: int, rng: np.random.Generator,
   return centres
 
 
-def representative_indices(x: np.ndarray, candidates: np.ndarray, num: int,
-                           seed: int) -> np.ndarray:
+def representative_indices(features: np.ndarray, candidates: np.ndarray,
+                           num: int, seed: int) -> np.ndarray:
   """num candidates, one per k-means cluster: the one nearest its centre.
 
-  Picked without labels (k-means over the inputs' top 50 principal
-  components, `principal_features`), so what a person can label first when
-  none is known: typical samples of the data's modes rather than a uniform
-  draw, whose small samples miss rare modes (cold-start active learning,
-  e.g. Hacohen et al., ICML 2022, picks typical samples of clusters).
+  Picked without labels (k-means over the candidates' features, e.g. the
+  inputs' top principal components, `principal_features`), so what a
+  person can label first when none is known: typical samples of the data's
+  modes rather than a uniform draw, whose small samples miss rare modes
+  (cold-start active learning, e.g. Hacohen et al., ICML 2022, picks
+  typical samples of clusters).
 
   Args:
-    x: [N, ...] pool inputs.
+    features: [N, d] the pool's features.
     candidates: [N] bool, the samples that may be picked.
     num: picks (clusters), at most the candidates' count.
     seed: seed of the k-means++ seeding.
@@ -1322,7 +1326,7 @@ def representative_indices(x: np.ndarray, candidates: np.ndarray, num: int,
                     f'{pool.size} (the samples to pick from)')
   if num == 0:
     return np.zeros(0, np.int32)
-  features = principal_features(x[pool])
+  features = features[pool]
   centres = kmeans_centres(features, num, np.random.default_rng(seed))
   distances = _squared_distances(features, centres)
   picks = []
@@ -1333,40 +1337,45 @@ def representative_indices(x: np.ndarray, candidates: np.ndarray, num: int,
   return np.sort(pool[picks]).astype(np.int32)
 
 
-def representative_initial_indices(x: np.ndarray, labels: np.ndarray,
+def representative_initial_indices(features: np.ndarray, labels: np.ndarray,
                                    num: int, seed: int) -> np.ndarray:
   """Initial labelled set of `representative_indices` among the known
   labels (-1: unknown, never picked); [num] int32 sorted pool indices.
+
+  `features`: [N, d] the pool's, `principal_features(x_train)`.
 
   Raises:
     DataError: if labels are malformed or fewer than num are known.
   """
   labels = _pool_labels(labels)
-  if x.shape[0] != labels.shape[0]:
-    raise DataError(f'{x.shape[0]} inputs but {labels.shape[0]} labels')
+  if features.shape[0] != labels.shape[0]:
+    raise DataError(f'{features.shape[0]} feature rows but '
+                    f'{labels.shape[0]} labels')
   known = labels >= 0
   if known.sum() < num:
     raise DataError(f'the pool has {known.sum()} known labels, fewer than '
                     f'the {num} initial labels to draw; lower '
                     'initial_per_class or enlarge the pool')
-  return representative_indices(x, known, num, seed)
+  return representative_indices(features, known, num, seed)
 
 
 def initial_indices(labels: np.ndarray, per_class: int, num_classes: int,
                     draw: str, seed: int,
-                    x: Optional[np.ndarray] = None) -> np.ndarray:
+                    features: Optional[np.ndarray] = None) -> np.ndarray:
   """The initial labelled set of `draw` (one of INITIAL_DRAWS): 'balanced'
   per_class examples of each class, 'random' per_class * num_classes
   examples drawn uniformly, 'representative' per_class * num_classes
-  examples nearest k-means centres of the inputs x [N, ...] (needed then);
+  examples nearest k-means centres of `features` [N, d] (needed then:
+  `principal_features(x_train)`, the same for every seed);
   [per_class * num_classes] int32 sorted pool indices."""
   if draw == 'balanced':
     return balanced_initial_indices(labels, per_class, seed)
   if draw == 'random':
     return random_initial_indices(labels, per_class * num_classes, seed)
   if draw == 'representative':
-    if x is None:
-      raise DataError("initial draw 'representative' needs the pool inputs")
-    return representative_initial_indices(x, labels, per_class * num_classes,
-                                          seed)
+    if features is None:
+      raise DataError("initial draw 'representative' needs the pool's "
+                      'features')
+    return representative_initial_indices(features, labels,
+                                          per_class * num_classes, seed)
   raise DataError(f'initial draw {draw!r} is not one of {INITIAL_DRAWS}')

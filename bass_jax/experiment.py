@@ -505,15 +505,18 @@ def initial_states(config, model: models.Model, optimizer,
   """
   states = []
   init = jax.jit(loop.init_state, static_argnums=(0, 1, 3))
+  features = {}  # id(dataset) -> its principal features, computed once.
   for seed, ds in zip(seeds_of(config), datasets):
     n = ds.x_train.shape[0]
     labelled = np.zeros(n, bool)
     if config.initial_per_class == -1:
       labelled[:] = ds.y_train >= 0  # Every sample whose label is known.
     else:
+      if config.initial_draw == 'representative' and id(ds) not in features:
+        features[id(ds)] = data_lib.principal_features(ds.x_train)
       labelled[data_lib.initial_indices(
           ds.y_train, config.initial_per_class, ds.num_classes,
-          config.initial_draw, seed, ds.x_train)] = True
+          config.initial_draw, seed, features.get(id(ds)))] = True
     key_data = jax.random.key_data(jax.random.key(seed,
                                                   impl=config.prng_impl))
     states.append(init(model.init, optimizer, key_data, config.prng_impl,

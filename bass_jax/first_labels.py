@@ -109,8 +109,8 @@ def picked(root: pathlib.Path, num: int, pick: str, seed: int
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(count, num, replace=False))
   else:
-    idx = data.representative_indices(inputs.x, np.ones(count, bool), num,
-                                      seed)
+    idx = data.representative_indices(data.principal_features(inputs.x),
+                                      np.ones(count, bool), num, seed)
   return [pathlib.Path(inputs.files[i]) for i in idx], inputs.x[idx]
 
 

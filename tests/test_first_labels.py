@@ -69,7 +69,8 @@ def test_pick_answer_move_then_a_run_reads_them(tmp_path):
       *(f'{i}.png' for i in range(6))}
   # The picks are data.representative_indices' of the unlabelled images.
   x = data.load_inputs(root / 'unlabelled', (), 1 / 256).x
-  want = data.representative_indices(x, np.ones(len(x), bool), 6, 0)
+  want = data.representative_indices(data.principal_features(x),
+                                     np.ones(len(x), bool), 6, 0)
   assert picks['files'] == [f'u{i:03d}.png' for i in want]
 
   # Part-way: still waiting, nothing moved; flags for the next picks noted.

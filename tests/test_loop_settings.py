@@ -62,7 +62,8 @@ def test_initial_draw_labels_the_draw_of_each_seed(toy):
     config = tiny_config(num_seeds=2, initial_draw=draw)
     labelled = np.asarray(experiment.build(config, toy).state.labelled)
     for j, seed in enumerate(experiment.seeds_of(config)):
-      want = data.initial_indices(toy.y_train, 4, 2, draw, seed, toy.x_train)
+      want = data.initial_indices(toy.y_train, 4, 2, draw, seed,
+                                  data.principal_features(toy.x_train))
       np.testing.assert_array_equal(np.flatnonzero(labelled[j]), want)
 
 
