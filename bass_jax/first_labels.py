@@ -48,8 +48,20 @@ def pending_picks(root: pathlib.Path) -> dict | None:
   path = folder_of(root) / PICKS
   if not path.exists():
     return None
-  with open(path, encoding='utf-8') as f:
-    return json.load(f)
+  try:
+    with open(path, encoding='utf-8') as f:
+      picks = json.load(f)
+    if not {'files', 'class_names'} <= set(picks):
+      raise ValueError('no files or class_names')
+  except (ValueError, AttributeError, TypeError) as e:
+    raise DataError(f'{path}: not the picks this tool wrote ({e}); remove '
+                    f'{folder_of(root)} to pick anew') from None
+  return picks
+
+
+def picked_images(root: pathlib.Path, picks: dict) -> np.ndarray:
+  """[n, H, W, C] the pending picks' images, read from unlabelled/."""
+  return data.read_images([root / 'unlabelled' / f for f in picks['files']])
 
 
 def labelled_class_names(root: pathlib.Path) -> tuple[str, ...]:

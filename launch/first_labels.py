@@ -71,13 +71,14 @@ def main(argv):
     print(f'{len(picks["files"])} picks of {folder} wait for labels first; '
           '--classes, --num, --pick and --seed apply to the next picks')
   names, ids = picks['class_names'], range(len(picks['files']))
+  if not os.path.exists(manifest):  # Deleted: the picks are asked again.
+    oracle.write_query_folder(str(folder), ids,
+                              first_labels.picked_images(root, picks))
   known = oracle.read_answers(manifest, ids, len(names), names, partial=True)
   if _TERMINAL.value:
-    from bass_jax import data  # pylint: disable=g-import-not-at-top
-    images = data.read_images([root / 'unlabelled' / f
-                               for f in picks['files']])
     answers = oracle.ask_terminal(
-        ids, images, len(names), str(folder), stdin=sys.stdin, out=print,
+        ids, first_labels.picked_images(root, picks), len(names),
+        str(folder), stdin=sys.stdin, out=print,
         class_names=names, known=known,
         record=lambda a: oracle.write_manifest(manifest, ids, a, names))
   elif len(known) < len(ids):

@@ -73,6 +73,11 @@ def test_pick_answer_move_then_a_run_reads_them(tmp_path):
                                      np.ones(len(x), bool), 6, 0)
   assert picks['files'] == [f'u{i:03d}.png' for i in want]
 
+  # A deleted manifest is written again.
+  (folder / 'manifest.csv').unlink()
+  assert first_labels_cli(f'--images={root}').returncode == 3
+  assert (folder / 'manifest.csv').exists()
+
   # Part-way: still waiting, nothing moved; flags for the next picks noted.
   fill(root, truth, leave=(5,))
   proc = first_labels_cli(f'--images={root}', '--num=9')
@@ -138,6 +143,9 @@ def test_bad_picks_are_one_line_before_anything_moves(tmp_path):
   # Nothing moved, the picks still pending.
   assert (root / 'unlabelled' / picks['files'][0]).exists()
   assert first_labels.pending_picks(root) == picks
+  (first_labels.folder_of(root) / 'picks.json').write_text('{"files": 3}')
+  with pytest.raises(DataError, match='not the picks this tool wrote'):
+    first_labels.pending_picks(root)
   # The classes of labelled/'s folders (an empty one too) join --classes.
   assert first_labels.class_names(root, ['ant']) == ('ant', 'dog')
 
