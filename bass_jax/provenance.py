@@ -13,6 +13,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import subprocess
 from typing import Any, Optional, Sequence
 
@@ -62,10 +63,38 @@ def code_version() -> str:
   return f'{version} (git {commit}{"+modified" if changed else ""})'
 
 
+# Vector extensions, widest first: XLA:CPU compiles for the host's, and
+# kernels of other widths sum in other orders.
+_VECTOR_EXTENSIONS = ('avx512f', 'avx2', 'avx', 'sve', 'asimd')
+
+
+def host_cpu() -> Optional[str]:
+  """The host CPU's model and widest vector extension ('AMD EPYC, avx2'),
+  from /proc/cpuinfo; `platform.processor()` (or None) without it.
+
+  Recorded because the same program rounds differently on another CPU: an
+  MNIST run of 10 seeds, same code and packages, differed from iteration 0
+  on two 2-core machines and ended 0.8 points apart (README:
+  Reproducibility).
+  """
+  try:
+    with open('/proc/cpuinfo', encoding='utf-8', errors='replace') as f:
+      text = f.read()
+  except OSError:
+    return platform.processor() or None
+  model = re.search(r'^(?:model name|Model|CPU part)\s*:\s*(.+)$', text,
+                    re.M)
+  flags = re.search(r'^(?:flags|Features)\s*:\s*(.*)$', text, re.M)
+  have = set(flags.group(1).split()) if flags else set()
+  widest = next((e for e in _VECTOR_EXTENSIONS if e in have), None)
+  parts = [model.group(1).strip() if model else platform.machine(), widest]
+  return ', '.join(p for p in parts if p) or None
+
+
 def environment() -> dict[str, Any]:
   """What a run's digits depend on besides its config and data: the code,
-  the packages, the devices, JAX's settings and XLA's flags (see the
-  README's Reproducibility); JSON types only.
+  the packages, the devices and host CPU, JAX's settings and XLA's flags
+  (see the README's Reproducibility); JSON types only.
 
   It asks JAX for its devices: call it after `experiment.start_backends`.
   """
@@ -75,6 +104,7 @@ def environment() -> dict[str, Any]:
          'platform': devices[0].platform,
          'device_kind': devices[0].device_kind,
          'devices': len(devices), 'processes': jax.process_count(),
+         'cpu': host_cpu(),
          'xla_flags': os.environ.get('XLA_FLAGS') or None}
   for name in JAX_SETTINGS:  # A setting a later jax drops reads None.
     value = jax.config.values.get(name)

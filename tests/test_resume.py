@@ -210,6 +210,13 @@ def test_environment_names_the_code_packages_and_devices():
   assert env['jax'] == jax.__version__ and env['numpy'] == np.__version__
   assert (env['platform'], env['devices']) == ('cpu', len(jax.devices()))
   assert env['processes'] == 1
+  # The host CPU: its model and widest vector extension, as /proc/cpuinfo
+  # names them (XLA:CPU compiles for them).
+  if os.path.exists('/proc/cpuinfo'):
+    info = open('/proc/cpuinfo', encoding='utf-8', errors='replace').read()
+    model = env['cpu'].split(', ')[0]
+    assert model in info, env['cpu']
+    assert all(e in info.split() for e in env['cpu'].split(', ')[1:])
   # The settings that change how XLA compiles, as this suite set them.
   assert env['jax_disable_most_optimizations'] == (
       os.environ.get('JAX_DISABLE_MOST_OPTIMIZATIONS') == 'true')
