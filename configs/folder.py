@@ -3,7 +3,8 @@ r"""Your own images, labelled by you through the file oracle.
   python launch/train.py --config=configs/folder.py \
       --config.dataset=my_images --workdir=workdirs/my_images
 
-`my_images/` holds `labelled/<class>/*.png` (a few images per class),
+`my_images/` holds `labelled/<class>/*.png` (a few images per class; none
+yet? `launch/first_labels.py` picks the first to label),
 `unlabelled/*.png` (the pool) and optionally `test/<class>/*.png`. Every
 known label starts in the ground-truth set; every 5th iteration the run asks
 for 10 labels, writes `<workdir>/queries/<iteration>/manifest.csv` and exits
