@@ -141,7 +141,9 @@ def write_picks(root: pathlib.Path, files: Sequence[pathlib.Path],
 def moves(root: pathlib.Path, picks: dict, answers: dict[int, int]
           ) -> list[tuple[pathlib.Path, pathlib.Path]]:
   """[(unlabelled/<file>, labelled/<class>/<file>)] of the answered picks
-  (skipped ones stay), checked before anything moves.
+  still to move (skipped ones stay; one moved already, by a run of
+  `apply_answers` stopped part-way, is left out), checked before anything
+  moves.
 
   Raises:
     DataError: a picked file gone from unlabelled/, or one already in
@@ -154,6 +156,8 @@ def moves(root: pathlib.Path, picks: dict, answers: dict[int, int]
       continue
     src = root / 'unlabelled' / name
     dst = root / 'labelled' / picks['class_names'][label] / name
+    if dst.exists() and not src.exists():  # Moved before a stop.
+      continue
     if not src.exists():
       raise DataError(f'{src}: picked but no longer there; put it back, or '
                       f'remove {folder_of(root) / PICKS} to pick anew')
@@ -175,20 +179,20 @@ def apply_answers(root: pathlib.Path, picks: dict,
   """
   planned = moves(root, picks, answers)
   folder = folder_of(root)
+  for name in picks['class_names']:  # Empty ones too: they keep the class.
+    (root / 'labelled' / name).mkdir(parents=True, exist_ok=True)
   record = folder / MOVED
   new = not record.exists()
+  done = []
   with open(record, 'a', encoding='utf-8', newline='') as f:
     writer = csv.writer(f)
     if new:
       writer.writerow(['file', 'class_name'])
-    for src, dst in planned:
+    for src, dst in planned:  # Each move recorded as it is made.
+      os.replace(src, dst)
       writer.writerow([src.name, dst.parent.name])
-  for name in picks['class_names']:  # Empty ones too: they keep the class.
-    (root / 'labelled' / name).mkdir(parents=True, exist_ok=True)
-  done = []
-  for src, dst in planned:
-    os.replace(src, dst)
-    done.append((src.name, dst.parent.name))
+      f.flush()
+      done.append((src.name, dst.parent.name))
   for i in range(len(picks['files'])):  # The shown copies, then the query.
     (folder / f'{i}.png').unlink(missing_ok=True)
   for name in (oracle.CONTACT_SHEET, oracle.MANIFEST, PICKS):

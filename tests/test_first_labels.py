@@ -146,8 +146,19 @@ def test_bad_picks_are_one_line_before_anything_moves(tmp_path):
   (first_labels.folder_of(root) / 'picks.json').write_text('{"files": 3}')
   with pytest.raises(DataError, match='not the picks this tool wrote'):
     first_labels.pending_picks(root)
+  # A stop part-way through the moves: the rerun moves the rest.
+  (first_labels.folder_of(root) / 'picks.json').unlink()
+  files, images = first_labels.picked(root, 2, 'random', 1)
+  first_labels.write_picks(root, files, images, ('cat', 'dog'), 'random', 1)
+  picks = first_labels.pending_picks(root)
+  (root / 'labelled' / 'cat').mkdir(exist_ok=True)
+  (root / 'unlabelled' / picks['files'][0]).rename(
+      root / 'labelled' / 'cat' / picks['files'][0])
+  assert first_labels.apply_answers(root, picks, {0: 0, 1: 1}) == [
+      (picks['files'][1], 'dog')]
+  assert first_labels.pending_picks(root) is None
   # The classes of labelled/'s folders (an empty one too) join --classes.
-  assert first_labels.class_names(root, ['ant']) == ('ant', 'dog')
+  assert first_labels.class_names(root, ['ant']) == ('ant', 'cat', 'dog')
 
 
 def test_readme_command_as_written(tmp_path):
