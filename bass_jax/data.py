@@ -1208,6 +1208,21 @@ def balanced_initial_indices(labels: np.ndarray, per_class: int,
   return np.sort(np.concatenate(chosen)).astype(np.int32)
 
 
+def _known_for(labels: np.ndarray, num: int) -> np.ndarray:
+  """[K] the pool indices of `labels` (checked, `_pool_labels`) that are
+  known, at least num of them (else DataError): what a draw of num picks
+  from."""
+  labels = _pool_labels(labels)
+  if num < 0:
+    raise DataError(f'initial labels: num={num} must be >= 0')
+  known = np.flatnonzero(labels >= 0)
+  if known.size < num:
+    raise DataError(f'the pool has {known.size} known labels, fewer than the '
+                    f'{num} initial labels to draw; lower initial_per_class '
+                    'or enlarge the pool')
+  return known
+
+
 def random_initial_indices(labels: np.ndarray, num: int,
                            seed: int) -> np.ndarray:
   """Initial labelled set drawn uniformly: num random examples of whatever
@@ -1225,14 +1240,7 @@ def random_initial_indices(labels: np.ndarray, num: int,
   Raises:
     DataError: if labels are malformed or fewer than num are known.
   """
-  labels = _pool_labels(labels)
-  if num < 0:
-    raise DataError(f'initial labels: num={num} must be >= 0')
-  known = np.flatnonzero(labels >= 0)
-  if known.size < num:
-    raise DataError(f'the pool has {known.size} known labels, fewer than the '
-                    f'{num} initial labels to draw; lower initial_per_class '
-                    'or enlarge the pool')
+  known = _known_for(labels, num)
   rng = np.random.default_rng(seed)
   return np.sort(rng.choice(known, num, replace=False)).astype(np.int32)
 
@@ -1347,15 +1355,12 @@ def representative_initial_indices(features: np.ndarray, labels: np.ndarray,
   Raises:
     DataError: if labels are malformed or fewer than num are known.
   """
-  labels = _pool_labels(labels)
-  if features.shape[0] != labels.shape[0]:
+  rows = _known_for(labels, num)
+  if features.shape[0] != np.shape(labels)[0]:
     raise DataError(f'{features.shape[0]} feature rows but '
-                    f'{labels.shape[0]} labels')
-  known = labels >= 0
-  if known.sum() < num:
-    raise DataError(f'the pool has {known.sum()} known labels, fewer than '
-                    f'the {num} initial labels to draw; lower '
-                    'initial_per_class or enlarge the pool')
+                    f'{np.shape(labels)[0]} labels')
+  known = np.zeros(features.shape[0], bool)
+  known[rows] = True
   return representative_indices(features, known, num, seed)
 
 

@@ -117,9 +117,8 @@ def picked(root: pathlib.Path, num: int, pick: str, seed: int
   if not 1 <= num <= count:
     raise DataError(f'num={num} images to label must be in 1..{count} (the '
                     f'images of {pool})')
-  if pick == 'random':
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(count, num, replace=False))
+  if pick == 'random':  # Every image a candidate: all labels "known".
+    idx = data.random_initial_indices(np.zeros(count, np.int32), num, seed)
   else:
     idx = data.representative_indices(data.principal_features(inputs.x),
                                       np.ones(count, bool), num, seed)
