@@ -696,6 +696,12 @@ def _is_image_file(path: pathlib.Path) -> bool:
   return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
 
 
+def image_files(folder: pathlib.Path) -> list[pathlib.Path]:
+  """The images directly in `folder` (IMAGE_SUFFIXES, any case), sorted by
+  name, hidden files left out, as the loaders read them; maybe []."""
+  return [p for p in _visible_entries(folder) if _is_image_file(p)]
+
+
 def _flat_images(folder: pathlib.Path) -> list[pathlib.Path]:
   """The image files directly in folder, sorted by name (at least one).
 
@@ -1284,13 +1290,25 @@ def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def kmeans_centres(features: np.ndarray, k: int, rng: np.random.Generator,
-                   iterations: int = 20) -> np.ndarray:
+                   iterations: int = 20,
+                   fixed: Optional[np.ndarray] = None) -> np.ndarray:
   """k-means (k-means++ seeding, then Lloyd's iterations) of features [n, d];
-  returns the [k, d] centres (a centre whose cluster empties stays put)."""
+  returns the [k, d] centres (a centre whose cluster empties stays put).
+
+  `fixed`: [m, d] further centres that stay where they are (e.g. samples
+  labelled already). The k centres are seeded away from them and take only
+  the samples nearer to them than to a fixed one: they settle where the
+  fixed centres leave samples uncovered.
+  """
   n = features.shape[0]
-  centres = [features[rng.integers(n)]]
-  d2 = _squared_distances(features, centres[0][None])[:, 0]
-  for _ in range(1, k):
+  if fixed is None or len(fixed) == 0:
+    fixed = features[:0]
+    centres = [features[rng.integers(n)]]
+    d2 = _squared_distances(features, centres[0][None])[:, 0]
+  else:
+    centres = []
+    d2 = _squared_distances(features, fixed).min(1)
+  while len(centres) < k:
     total = d2.sum()  # 0 when every sample is a centre already (duplicates).
     pick = rng.choice(n, p=d2 / total) if total > 0 else rng.integers(n)
     centres.append(features[pick])
@@ -1298,8 +1316,10 @@ def kmeans_centres(features: np.ndarray, k: int, rng: np.random.Generator,
         :, 0])
   centres = np.stack(centres)
   for _ in range(iterations):
-    cluster = np.argmin(_squared_distances(features, centres), axis=1)
-    members = np.eye(k, dtype=features.dtype)[cluster]  # [n, k] one-hot.
+    # Cluster j of the k free centres; < 0: a fixed centre's.
+    cluster = np.argmin(_squared_distances(
+        features, np.concatenate([fixed, centres])), axis=1) - len(fixed)
+    members = (cluster[:, None] == np.arange(k)).astype(features.dtype)
     sums, sizes = members.T @ features, members.sum(0)[:, None]
     moved = np.where(sizes > 0, sums / np.maximum(sizes, 1), centres)
     if np.allclose(moved, centres):
@@ -1309,7 +1329,9 @@ def kmeans_centres(features: np.ndarray, k: int, rng: np.random.Generator,
 
 
 def representative_indices(features: np.ndarray, candidates: np.ndarray,
-                           num: int, seed: int) -> np.ndarray:
+                           num: int, seed: int,
+                           covered: Optional[np.ndarray] = None
+                           ) -> np.ndarray:
   """num candidates, one per k-means cluster: the one nearest its centre.
 
   Picked without labels (k-means over the candidates' features, e.g. the
@@ -1324,6 +1346,9 @@ def representative_indices(features: np.ndarray, candidates: np.ndarray,
     candidates: [N] bool, the samples that may be picked.
     num: picks (clusters), at most the candidates' count.
     seed: seed of the k-means++ seeding.
+    covered: [N] bool, samples labelled already (None: none): fixed
+      k-means centres (`kmeans_centres`), so the picks are typical samples
+      of what they leave uncovered, not more of the same.
 
   Returns:
     [num] int32 sorted pool indices, distinct.
@@ -1334,8 +1359,10 @@ def representative_indices(features: np.ndarray, candidates: np.ndarray,
                     f'{pool.size} (the samples to pick from)')
   if num == 0:
     return np.zeros(0, np.int32)
+  fixed = None if covered is None else features[np.asarray(covered, bool)]
   features = features[pool]
-  centres = kmeans_centres(features, num, np.random.default_rng(seed))
+  centres = kmeans_centres(features, num, np.random.default_rng(seed),
+                           fixed=fixed)
   distances = _squared_distances(features, centres)
   picks = []
   for j in range(num):  # Each centre's nearest sample not picked yet.

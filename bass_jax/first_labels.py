@@ -98,6 +98,10 @@ def picked(root: pathlib.Path, num: int, pick: str, seed: int
            ) -> tuple[list[pathlib.Path], np.ndarray]:
   """num images of root/unlabelled/ to label first, by `pick`.
 
+  Representative picks treat the images of labelled/ (an earlier round's)
+  as covered: fixed k-means centres (`data.representative_indices`), so
+  the picks are typical of the images unlike them.
+
   Returns:
     (their files, sorted by name; their images [num, H, W, C] as a run
     reads them, `data.load_inputs`).
@@ -120,9 +124,23 @@ def picked(root: pathlib.Path, num: int, pick: str, seed: int
   if pick == 'random':  # Every image a candidate: all labels "known".
     idx = data.random_initial_indices(np.zeros(count, np.int32), num, seed)
   else:
-    idx = data.representative_indices(data.principal_features(inputs.x),
-                                      np.ones(count, bool), num, seed)
+    # Images labelled already (an earlier round's) cover their clusters:
+    # the picks are typical images of the rest. Read with the unlabelled
+    # ones, as a run reads them all (one size, RGB if any is).
+    labelled = labelled_files(root)
+    x = (data.read_images([pathlib.Path(f) for f in inputs.files] + labelled,
+                          1 / 256) if labelled else inputs.x)
+    position = np.arange(len(x))
+    idx = data.representative_indices(
+        data.principal_features(x), position < count, num, seed,
+        covered=position >= count)
   return [pathlib.Path(inputs.files[i]) for i in idx], inputs.x[idx]
+
+
+def labelled_files(root: pathlib.Path) -> list[pathlib.Path]:
+  """The images of labelled/'s class subfolders, by class then name."""
+  return [f for name in labelled_class_names(root)
+          for f in data.image_files(root / 'labelled' / name)]
 
 
 def write_picks(root: pathlib.Path, files: Sequence[pathlib.Path],
@@ -204,7 +222,5 @@ def class_counts(root: pathlib.Path,
   """{class name: images in labelled/<class name>/} for every class."""
   def count(name):
     folder = root / 'labelled' / name
-    return (sum(1 for p in folder.iterdir()
-                if p.suffix.lower() in data.IMAGE_SUFFIXES)
-            if folder.is_dir() else 0)
+    return len(data.image_files(folder)) if folder.is_dir() else 0
   return {name: count(name) for name in names}

@@ -14,8 +14,9 @@ numbers in sorted order; `?` to skip one) and run the same command again:
 each answered image moves from `unlabelled/` into `labelled/<class>/`,
 which the run then starts from (skipped ones stay). With --terminal it
 asks on the terminal instead and moves them at once. Run it again for more
-picks (classes still without an image are named); the classes are
-labelled/'s subfolders and --classes.
+picks (classes still without an image are named): k-means then holds the
+labelled images as fixed centres, so the new picks are typical of what
+they leave uncovered. The classes are labelled/'s subfolders and --classes.
 """
 
 import os

@@ -602,6 +602,30 @@ def test_representative_indices_pick_each_clusters_most_central_sample():
                   x, blob == 4, 6, 0)
 
 
+def test_representative_picks_go_where_the_covered_samples_are_not():
+  """Samples labelled already (`covered`) hold k-means centres in place:
+  3 picks take the blobs they leave uncovered, where the plain k-means
+  spends one on the largest blob every time."""
+  x, blob = _blobs((200, 100, 40, 15, 5))
+  central = [int(np.flatnonzero(blob == b)[np.argmin(np.sum(
+      (x[blob == b] - x[blob == b].mean(0)) ** 2, 1))]) for b in range(5)]
+  covered = np.zeros(len(x), bool)
+  covered[central[:2]] = True  # One of each of the two largest blobs.
+  for seed in range(10):
+    plain = data.representative_indices(x, ~covered, 3, seed)
+    assert 0 in blob[plain], seed
+    idx = data.representative_indices(x, ~covered, 3, seed, covered=covered)
+    assert not set(blob[idx]) & {0, 1}, seed
+  np.testing.assert_array_equal(
+      data.representative_indices(x, ~covered, 3, 0, covered=covered),
+      sorted(central[2:]))
+  # Nothing covered: the plain picks.
+  np.testing.assert_array_equal(
+      data.representative_indices(x, ~covered, 3, 0,
+                                  covered=np.zeros(len(x), bool)),
+      data.representative_indices(x, ~covered, 3, 0))
+
+
 def test_principal_features_keep_the_distances_of_low_rank_inputs():
   # Inputs [N, 8, 8, 3] spanning 3 directions: 3 components keep every
   # pairwise distance; inputs of <= dims values are only centred.

@@ -118,6 +118,34 @@ def test_pick_answer_move_then_a_run_reads_them(tmp_path):
   assert ds.x_train.shape[0] == 30 and np.sum(ds.y_train < 0) == 21
 
 
+def test_later_picks_cover_what_labelled_images_do_not(tmp_path):
+  """With images in labelled/, representative picks are those of k-means
+  over all images with the labelled ones as fixed centres; hidden and
+  non-image files in the class folders are not images."""
+  root = tmp_path / 'shapes'
+  unlabelled_folder(root, num=20)
+  rng = np.random.default_rng(1)
+  for j in range(3):
+    save(root / 'labelled' / 'top' / f'l{j}.png', pattern(2, rng))
+  save(root / 'labelled' / 'top' / '._l0.png', pattern(0, rng))
+  (root / 'labelled' / 'top' / 'notes.txt').write_text('not an image')
+  (root / 'labelled' / 'left').mkdir()
+  files, images = first_labels.picked(root, 4, 'representative', 0)
+  x = data.load_inputs(root / 'unlabelled', (), 1 / 256).x
+  labelled = data.read_images(
+      [root / 'labelled' / 'top' / f'l{j}.png' for j in range(3)])
+  features = data.principal_features(np.concatenate([x, labelled]))
+  is_labelled = np.arange(23) >= 20
+  want = data.representative_indices(features, ~is_labelled, 4, 0,
+                                     covered=is_labelled)
+  assert [f.name for f in files] == [f'u{i:03d}.png' for i in want]
+  np.testing.assert_array_equal(images, x[want])
+  assert want.tolist() != data.representative_indices(
+      features, ~is_labelled, 4, 0).tolist()
+  assert first_labels.class_counts(root, ('left', 'top', 'bottom')) == {
+      'left': 0, 'top': 3, 'bottom': 0}
+
+
 def test_bad_picks_are_one_line_before_anything_moves(tmp_path):
   root = tmp_path / 'shapes'
   unlabelled_folder(root, num=8)
