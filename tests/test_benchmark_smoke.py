@@ -232,6 +232,29 @@ def test_acquisition_cost_lines():
     assert r['candidates'] == 40 and r['pool_size'] == 300
 
 
+def test_second_round_picks_lines():
+  """benchmarks/second_round_picks.py on 2,000 MNIST images: both ways
+  share round 1; round 2 differs once round 1 is held as covered."""
+  from conftest import SHARED_DATA  # pylint: disable=g-import-not-at-top
+  if not (SHARED_DATA / 'mnist').is_dir():
+    pytest.skip(f'MNIST idx files not found in {SHARED_DATA}/mnist')
+  bench = _import_benchmark('second_round_picks')
+  rows = bench.main([f'--data_dir={SHARED_DATA}', '--pool_size=2000',
+                     '--test_size=300', '--seeds=2', '--num=5'])
+  assert [r['way'] for r in rows] == ['plain', 'covered']
+  for r in rows:
+    assert 0 < r['value'] <= 1 and r['unit'] == '1-NN test accuracy'
+    assert all(1 <= c <= 10 for c in r['per_seed_classes'])
+    assert r['value'] == pytest.approx(np.mean(r['per_seed_nn_acc']),
+                                       abs=1e-3)
+  assert rows[0]['nn_acc_diff_to_plain'] == [0.0, 0.0]
+  features = np.random.default_rng(0).normal(size=(300, 4))
+  picks = bench.two_rounds(features, 5, 0)
+  np.testing.assert_array_equal(picks['plain'][:5], picks['covered'][:5])
+  assert len(set(picks['covered'])) == 10
+  assert picks['plain'][5:].tolist() != picks['covered'][5:].tolist()
+
+
 def test_batchbald_check_line():
   """benchmarks/batchbald_check.py: exact, sampled and top-k picks."""
   line = _benchmark_rows('batchbald_check.py', '--iterations=0',
