@@ -12,7 +12,7 @@ features (a label-free stand-in for what a first model can learn). Prints
 one JSON line per way: means over seeds, per-seed values, and paired
 differences.
 
-  python benchmarks/second_round_picks.py [--num=10] [--seeds=5]
+  python benchmarks/second_round_picks.py [--num=10] [--seeds=10]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   p.add_argument('--data_dir', default=os.environ.get(
       'BASS_DATA_DIR', str(REPO.parent / 'shared' / 'data')))
   p.add_argument('--num', type=int, default=10, help='picks per round')
-  p.add_argument('--seeds', type=int, default=5)
+  p.add_argument('--seeds', type=int, default=10)
   p.add_argument('--pool_size', type=int, default=0,
                  help='the first N training images (0: all 60,000)')
   p.add_argument('--test_size', type=int, default=0,
