@@ -786,6 +786,10 @@ def checked_setup(config: ml_collections.ConfigDict,
   return datasets, per_seed, mesh
 
 
+# Metrics that are NaN where nothing defines them, written as null.
+NULL_WHEN_NAN = ('pseudo_acc', 'pool_kappa')
+
+
 def metrics_rows(metrics: dict[str, np.ndarray],
                  seeds: list[int]) -> list[dict[str, Any]]:
   """Per-seed JSON rows from metrics with a leading seed axis."""
@@ -796,8 +800,9 @@ def metrics_rows(metrics: dict[str, np.ndarray],
       if name == 'iteration':
         continue
       v = value[j].item()
-      if name == 'pseudo_acc' and not math.isfinite(v):
-        v = None  # No pseudo-label with a known truth to score.
+      if name in NULL_WHEN_NAN and not math.isfinite(v):
+        v = None  # No pseudo-label with a known truth to score, no
+        # previous predictions to compare with.
       row[name] = v
     rows.append(row)
   return rows

@@ -334,6 +334,32 @@ def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
   return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
 
 
+def prediction_kappa(before: jax.Array, after: jax.Array, mask: jax.Array,
+                     num_classes: int) -> jax.Array:
+  """Cohen's kappa of two labelings of the same samples: a scalar.
+
+  The agreement beyond chance, (p_o - p_e) / (1 - p_e): p_o the share of
+  masked samples both give one class, p_e the share two independent
+  labelings with these class frequencies would give one class by chance.
+  1 where they agree on every sample (also all on one class); NaN where
+  `mask` holds no sample.
+
+  Args:
+    before, after: [N] int32 classes in 0..num_classes - 1.
+    mask: [N] bool, the samples compared.
+    num_classes: C (static).
+  """
+  w = mask.astype(jnp.float32)
+  n = jnp.maximum(jnp.sum(w), 1.0)
+  p_o = jnp.sum(jnp.where(before == after, w, 0.0)) / n
+  p_before = jax.ops.segment_sum(w, before, num_classes) / n
+  p_after = jax.ops.segment_sum(w, after, num_classes) / n
+  p_e = jnp.sum(p_before * p_after)
+  kappa = jnp.where(p_e < 1.0, (p_o - p_e) / jnp.maximum(1.0 - p_e, 1e-12),
+                    1.0)
+  return jnp.where(jnp.any(mask), kappa, jnp.nan)
+
+
 def iteration_metrics(i: jax.Array, test: dict[str, jax.Array],
                       loss: jax.Array, theta: jax.Array, gt_pred: jax.Array,
                       gt_labels: jax.Array, gt_valid: jax.Array,
@@ -439,7 +465,9 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
     (state, query [k] int32, query_valid [k] bool, metrics): the state has
     the refreshed pseudo-labels and D and the advanced iteration counter;
     `query_valid` is all False on non-query iterations. Metrics are scalars
-    describing the model trained in this iteration.
+    describing the model trained in this iteration: `iteration_metrics`'
+    and 'pool_kappa' (`prediction_kappa` of the pool's predicted classes
+    against the previous iteration's, over X'; NaN at iteration 0).
   """
   i = state.iteration
   keys = _named_keys(cfg, state.key, i)
@@ -515,6 +543,14 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   metrics = iteration_metrics(
       i, test, loss, theta, gt['pseudo_label'], state.labels[gt_idx],
       gt_valid, sweep, labelled, member, pool.y)
+  # Stabilizing predictions (Bloodgood & Vijay-Shanker 2009), a stop signal
+  # that needs no labels: how far the pool's predicted classes agree with
+  # the previous iteration's (state.labels off X), over what is unlabelled
+  # now. Iteration 0 has no previous predictions.
+  num_classes = jax.eval_shape(apply_fn, params, pool.x[:1], None).shape[-1]
+  metrics['pool_kappa'] = jnp.where(
+      i > 0, prediction_kappa(state.labels, sweep['pseudo_label'],
+                              unlabelled, num_classes), jnp.nan)
   new_state = state.replace(train=train_state, member=new_member,
                             labels=new_labels, iteration=i + 1)
   return new_state, query, query_valid, metrics
@@ -613,7 +649,7 @@ def iteration(cfg: LoopConfig, apply_fn: Callable,
 
   Returns:
     (state, metrics): the state after `em_step` and `reveal` of the
-    oracle's answers; metrics, all scalars: `iteration_metrics`' plus
+    oracle's answers; metrics, all scalars: `em_step`'s plus
     'num_queried' (int32, the valid picks).
   """
   state, query, query_valid, metrics = em_step(cfg, apply_fn, optimizer,

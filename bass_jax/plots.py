@@ -226,13 +226,23 @@ def _log_labels_axis(ax) -> None:
   ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
+# Why a panel of `plot_label_counts` can be empty.
+EMPTY_PANEL_TEXT = {
+    'pseudo_acc': 'no pseudo-label with a known\nlabel to score it by',
+    'pool_kappa': 'no pool_kappa: runs made by\nan earlier bass_jax',
+}
+
+
 def plot_label_counts(runs: Sequence[dict], path: str) -> str:
-  """Labels, training-set size and pseudo-label accuracy over iterations."""
+  """Labels, training-set size, pseudo-label accuracy and the pool's
+  prediction agreement with the previous iteration over iterations."""
   plt = _pyplot()
-  fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+  fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
   panels = (('num_labels', 'labels (ground truth)', 1),
             ('num_train', '|D| without up-sampling', 1),
-            ('pseudo_acc', 'pseudo-label accuracy %', 100))
+            ('pseudo_acc', 'pseudo-label accuracy %', 100),
+            ('pool_kappa', 'pool predictions: kappa with the last iteration',
+             1))
   # One colour per run in every panel, though runs without pseudo-labels
   # have no pseudo_acc curve.
   palette = _palette(len(runs))
@@ -248,9 +258,8 @@ def plot_label_counts(runs: Sequence[dict], path: str) -> str:
         ax.fill_between(its, scale * (mean - std), scale * (mean + std),
                         color=color, alpha=0.2)
     if not drawn:  # E.g. a pool without known labels: an empty box says why.
-      ax.text(0.5, 0.5, 'no pseudo-label with a known\nlabel to score it by'
-              if metric == 'pseudo_acc' else 'no values', ha='center',
-              va='center', transform=ax.transAxes, color='gray')
+      ax.text(0.5, 0.5, EMPTY_PANEL_TEXT.get(metric, 'no values'),
+              ha='center', va='center', transform=ax.transAxes, color='gray')
     ax.set_title(title, fontsize=10)
     ax.set_xlabel('iteration')
     ax.grid(alpha=0.3)

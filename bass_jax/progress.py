@@ -36,9 +36,10 @@ def initial_progress_line(loss: np.ndarray, done: int, epochs: int,
 
 def progress_line(rows: list[dict], done: int, todo: int, first_s: float,
                   steady_s: float, iteration: int, total: int) -> str:
-  """'iter 12/72 val_acc 0.871±0.012 labels 32 train 540 | 3.10 it/s ETA 20s'
-  (or '| 31.4 s/it' below 1 it/s; the ETA as `duration_text`, e.g. 'ETA
-  3m05s').
+  """'iter 12/72 val_acc 0.871±0.012 labels 32 train 540 theta 0.153 kappa
+  0.962 | 3.10 it/s ETA 20s' (or '| 31.4 s/it' below 1 it/s; the ETA as
+  `duration_text`, e.g. 'ETA 3m05s'; kappa, the mean over seeds of
+  pool_kappa, from iteration 1 on).
 
   Args:
     rows: this iteration's metrics rows, one per seed.
@@ -56,9 +57,12 @@ def progress_line(rows: list[dict], done: int, todo: int, first_s: float,
   overstate the time left many times over on a short run.
   """
   acc = np.array([r['val_acc'] for r in rows])
+  kappas = [r['pool_kappa'] for r in rows if r.get('pool_kappa') is not None]
+  # The pool's predictions against the last iteration's (mean over seeds).
+  kappa = f' kappa {np.mean(kappas):.3f}' if kappas else ''
   head = (f'iter {iteration}/{total - 1} val_acc {mean_spread_text(acc)} '
           f'labels {rows[0]["num_labels"]} train '
-          f'{rows[0]["num_train"]} theta {rows[0]["theta"]:.3f} | ')
+          f'{rows[0]["num_train"]} theta {rows[0]["theta"]:.3f}{kappa} | ')
   if done == 0:
     return head + f'first iteration {first_s:.1f}s (compilation included)'
   rate = done / max(steady_s, 1e-9)

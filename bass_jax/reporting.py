@@ -761,7 +761,8 @@ RESULTS_UNITS = (
     'seeds ahead / level; labels_to_target_by_seed: the labels at the first '
     'iteration with val_acc >= target_acc, null if never; wall_s: the '
     "run's wall-clock seconds (summary.json); curve: per iteration the "
-    'labels (mean over seeds) and val_acc mean and std over seeds; '
+    'labels (mean over seeds), val_acc and pool_kappa (null at iteration '
+    '0 and for runs made before it) mean and std over seeds; '
     'paired_curve: per iteration the mean and standard error over seeds of '
     "val_acc minus the baseline's (at its newest iteration up to then)")
 
@@ -772,6 +773,19 @@ def _curve_lists(its: np.ndarray, **columns: np.ndarray) -> dict[str, list]:
   for name, values in columns.items():
     out[name] = [None if not np.isfinite(v) else float(v) for v in values]
   return out
+
+
+def _kappa_columns(rows: Sequence[dict], its: np.ndarray
+                   ) -> dict[str, np.ndarray]:
+  """pool_kappa's mean and std over seeds at iterations `its` [I] (NaN
+  where undefined: iteration 0); {} for rows without it (an earlier
+  bass_jax)."""
+  k_its, mean, std = curves(rows, 'pool_kappa')
+  if not len(k_its):
+    return {}
+  at = {int(i): (m, s) for i, m, s in zip(k_its, mean, std)}
+  both = np.array([at.get(int(i), (np.nan, np.nan)) for i in its])
+  return {'pool_kappa_mean': both[:, 0], 'pool_kappa_std': both[:, 1]}
 
 
 def results(runs: Sequence[dict], rows: Sequence[dict],
@@ -806,7 +820,8 @@ def results(runs: Sequence[dict], rows: Sequence[dict],
     if len(label_its) == len(its):
       entry['curve'] = _curve_lists(its, labels=labels,
                                     val_acc_mean=100 * mean,
-                                    val_acc_std=100 * std)
+                                    val_acc_std=100 * std,
+                                    **_kappa_columns(run['rows'], its))
     if baseline is not None and i != baseline:
       entry['paired_by_seed'] = {
           str(s): d for s, d in paired_by_seed(run, runs[baseline]).items()}

@@ -130,6 +130,60 @@ def test_iteration_metrics_golden_values():
   assert rows[0]['pseudo_acc'] is None and rows[0]['val_acc'] > 0.79
 
 
+def numpy_kappa(a, b, mask):
+  """Cohen's kappa from the confusion matrix of a[mask] against b[mask]."""
+  a, b = np.asarray(a)[mask], np.asarray(b)[mask]
+  k = max(a.max(), b.max()) + 1
+  confusion = np.zeros((k, k))
+  np.add.at(confusion, (a, b), 1)
+  confusion /= confusion.sum()
+  p_e = confusion.sum(1) @ confusion.sum(0)
+  return (np.trace(confusion) - p_e) / (1 - p_e)
+
+
+def test_prediction_kappa_golden_values():
+  from bass_jax import loop  # pylint: disable=g-import-not-at-top
+  every = jnp.ones(4, bool)
+  # p_o 3/4, p_e 1/2 * 1/4 + 1/2 * 3/4 = 1/2: (3/4 - 1/2) / (1 - 1/2).
+  before, after = jnp.array([0, 0, 1, 1]), jnp.array([0, 1, 1, 1])
+  np.testing.assert_allclose(loop.prediction_kappa(before, after, every, 3),
+                             0.5, rtol=1e-6)
+  np.testing.assert_allclose(numpy_kappa(before, after, every), 0.5)
+  # Swapped classes: no agreement where chance gives 1/2.
+  np.testing.assert_allclose(loop.prediction_kappa(
+      jnp.array([0, 1]), jnp.array([1, 0]), jnp.ones(2, bool), 2), -1.0)
+  # Only the masked samples count: without sample 1 they all agree.
+  mask = jnp.array([True, False, True, True])
+  assert float(loop.prediction_kappa(before, after, mask, 2)) == 1.0
+  # Agreement on one class throughout (no chance correction possible): 1.
+  same = jnp.array([2, 2, 2, 2])
+  assert float(loop.prediction_kappa(same, same, every, 3)) == 1.0
+  assert np.isnan(loop.prediction_kappa(before, after, ~every, 2))
+
+
+def test_pool_kappa_compares_with_the_last_iterations_predictions(toy):
+  """metrics' pool_kappa: NaN at iteration 0, then the kappa of the pool's
+  predicted classes (state.labels off X) against the previous iteration's,
+  over the samples unlabelled when the iteration began. Checked at the
+  iterations without a query (1 and 3): a query overwrites its picks'
+  predictions with their answers."""
+  r = experiment.build(tiny_config(), toy)
+  state, states, rows = r.state, [jax.device_get(r.state)], []
+  for _ in range(4):  # The step donates its state: keep host copies.
+    state, m = r.step(state, r.pool)
+    states.append(jax.device_get(state))
+    rows.append(jax.device_get(m))
+  assert np.isnan(rows[0]['pool_kappa']).all()
+  for i in (1, 3):
+    for j in range(2):
+      before, after = states[i], states[i + 1]
+      expected = numpy_kappa(before.labels[j], after.labels[j],
+                             ~np.asarray(before.labelled[j]))
+      np.testing.assert_allclose(rows[i]['pool_kappa'][j], expected,
+                                 rtol=1e-5)
+  assert all(-1 <= k <= 1 for m in rows[1:] for k in m['pool_kappa'])
+
+
 def test_per_seed_data_vmapped_equals_each_seed_alone():
   """data_per_seed: every seed its own draw; 2 seeds vmapped = 2 runs of 1.
 

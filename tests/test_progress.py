@@ -25,6 +25,16 @@ def test_first_line_reports_its_time_and_no_eta():
   assert line.startswith('iter 0/72 val_acc 0.8000 labels 10 '), line
 
 
+def test_pool_kappa_shows_as_its_mean_over_seeds_once_defined():
+  rows = [dict(r, pool_kappa=k) for r, k in zip(ROWS, (0.9, 0.95))]
+  line = progress.progress_line(rows, 10, 73, 60.0, 2.0, 10, 73)
+  assert 'theta 0.250 kappa 0.925 | ' in line, line
+  # Iteration 0 (null: no predictions before it): nothing shown.
+  rows = [dict(r, pool_kappa=None) for r in ROWS]
+  line = progress.progress_line(rows, 0, 73, 12.34, 0.0, 0, 73)
+  assert 'kappa' not in line, line
+
+
 def test_eta_is_the_steady_rate_over_the_iterations_left():
   # 10 iterations after the first took 2 s: 5 it/s; 73 - 11 = 62 left.
   # A 60 s compilation must not enter the rate (it would say 0.16 it/s).

@@ -530,6 +530,21 @@ def test_results_hold_learning_and_paired_curves_golden():
   assert json.loads(json.dumps(got)) == got
 
 
+def test_results_curve_holds_pool_kappa_null_where_undefined():
+  rows = [{'iteration': i, 'seed': s, 'val_acc': 0.5, 'num_labels': 10,
+           'pool_kappa': None if i == 0 else k}
+          for s, k in ((0, 0.8), (1, 0.9)) for i in range(3)]
+  runs = [{'workdir': 'w', 'rows': rows, 'summary': {'wall_s': 1.0},
+           'config': {'name': 'mnist', 'variant': 'v', 'seed': 0,
+                      'num_seeds': 2}}]
+  curve = reporting.results(runs, reporting.table_rows(runs))['runs'][0][
+      'curve']
+  assert curve['pool_kappa_mean'] == [None, pytest.approx(0.85),
+                                      pytest.approx(0.85)]
+  assert curve['pool_kappa_std'] == [None, pytest.approx(0.05),
+                                     pytest.approx(0.05)]
+
+
 def test_latex_table_golden():
   rows = [{'experiment': 'mnist:semi_100,small', 'labels': 100,
            'paper': 96.08, 'mean': 78.16, 'std': 3.95, 'seeds': 10,
@@ -1055,7 +1070,10 @@ def test_label_counts_say_why_a_panel_is_empty(tmp_path, monkeypatch):
   plots.plot_label_counts([{'workdir': '/w/a', 'rows': rows,
                                 'config': {'name': 'folder'}}],
                               str(tmp_path / 'labels.png'))
-  labels, train, pseudo = figures[0].axes
+  labels, train, pseudo, kappa = figures[0].axes
   assert [t.get_text() for t in pseudo.texts] == [
       'no pseudo-label with a known\nlabel to score it by']
+  # Rows without pool_kappa (written before it existed).
+  assert [t.get_text() for t in kappa.texts] == [
+      'no pool_kappa: runs made by\nan earlier bass_jax']
   assert not labels.texts and not train.texts and len(labels.get_lines()) == 1
