@@ -255,6 +255,22 @@ def test_second_round_picks_lines():
   assert picks['plain'][5:].tolist() != picks['covered'][5:].tolist()
 
 
+def test_pool_kappa_noise_lines():
+  """benchmarks/pool_kappa_noise.py on the toy: lines at every 2nd
+  iteration and the last, each holding per-seed kappas that its means
+  summarize; fresh masks alone move some predictions (floor below 1)."""
+  bench = _import_benchmark('pool_kappa_noise')
+  rows = bench.main(['--num_seeds=2', '--every=2',
+                     '--set=num_iterations=3', '--set=initial_epochs=10'])
+  assert [r['iteration'] for r in rows] == [2, 3]
+  for r in rows:
+    floor, kappa = r['per_seed']['floor'], r['per_seed']['pool_kappa']
+    assert len(floor) == len(kappa) == 2
+    assert all(-1 <= k < 1 for k in floor + kappa), r
+    assert r['value'] == pytest.approx(np.mean(floor), abs=1e-4)
+    assert r['pool_kappa'] == pytest.approx(np.mean(kappa), abs=1e-4)
+
+
 def test_batchbald_check_line():
   """benchmarks/batchbald_check.py: exact, sampled and top-k picks."""
   line = _benchmark_rows('batchbald_check.py', '--iterations=0',
