@@ -15,8 +15,9 @@ Prints (stdout, one JSON object per line, like benchmarks/hot_path.py):
    over seeds), "iteration": i, "pool_kappa": ..., "val_acc": ...,
    "num_labels": ..., "per_seed": {"pool_kappa": [...], "floor": [...]}}
 
-  python benchmarks/pool_kappa_noise.py --config=yinyang:active_semi
-  python benchmarks/pool_kappa_noise.py --config=mnist_active:random,small \
+  python benchmarks/pool_kappa_noise.py --config=configs/yinyang.py:active_semi
+  python benchmarks/pool_kappa_noise.py \
+      --config=configs/mnist_active.py:random,small \
       --num_seeds=3 --every=5
 """
 
@@ -45,8 +46,9 @@ from bass_jax import mc_dropout
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  p.add_argument('--config', default='yinyang:active_semi',
-                 help='configs/<name>.py and its argument, as name:arg')
+  p.add_argument('--config', default='configs/yinyang.py:active_semi',
+                 help='config file[:arg] as for launch/train.py (or '
+                 'name[:arg] of a configs/ file)')
   p.add_argument('--num_seeds', type=int, default=10)
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--every', type=int, default=4,
@@ -69,7 +71,8 @@ def parsed_value(text: str) -> Any:
 
 def made_config(args: argparse.Namespace):
   """configs/<name>.py's config at its argument, with the overrides."""
-  name, _, variant = args.config.partition(':')
+  path, _, variant = args.config.partition(':')
+  name = pathlib.Path(path).stem  # 'configs/mnist.py' or 'mnist'.
   config = importlib.import_module(f'configs.{name}').get_config(
       variant or None)
   config.num_seeds, config.seed = args.num_seeds, args.seed
