@@ -543,10 +543,11 @@ def em_step(cfg: LoopConfig, apply_fn: Callable,
   metrics = iteration_metrics(
       i, test, loss, theta, gt['pseudo_label'], state.labels[gt_idx],
       gt_valid, sweep, labelled, member, pool.y)
-  # Stabilizing predictions (Bloodgood & Vijay-Shanker 2009), a stop signal
-  # that needs no labels: how far the pool's predicted classes agree with
-  # the previous iteration's (state.labels off X), over what is unlabelled
-  # now. Iteration 0 has no previous predictions.
+  # Stabilizing predictions (Bloodgood & Vijay-Shanker 2009), a sign of
+  # progress that needs no labels: how far the pool's predicted classes
+  # agree with the previous iteration's (state.labels off X), over what is
+  # unlabelled now; MC noise alone keeps it below 1 (README, How far the
+  # predictions still move). Iteration 0 has no previous predictions.
   num_classes = jax.eval_shape(apply_fn, params, pool.x[:1], None).shape[-1]
   metrics['pool_kappa'] = jnp.where(
       i > 0, prediction_kappa(state.labels, sweep['pseudo_label'],
