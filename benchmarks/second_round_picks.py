@@ -18,7 +18,6 @@ differences.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import statistics
@@ -86,21 +85,19 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
       results[way]['classes'].append(len(set(y[idx].tolist())))
       results[way]['nn_acc'].append(nearest_neighbour_accuracy(
           pool[idx], y[idx], test, ds.y_test[:m]))
-  lines = []
+  em = hot_path.Emitter({**hot_path.run_context(), 'num': args.num,
+                         'seeds': args.seeds, 'pool_size': n,
+                         'test_size': m}, None)
   for way in WAYS:
     r = results[way]
     diff = [a - b for a, b in zip(r['nn_acc'], results['plain']['nn_acc'])]
-    line = {'benchmark': 'second_round_picks', 'way': way,
-            'value': round(statistics.mean(r['nn_acc']), 4),
-            'unit': '1-NN test accuracy', 'classes': statistics.mean(
-                r['classes']), 'per_seed_classes': r['classes'],
-            'per_seed_nn_acc': [round(a, 4) for a in r['nn_acc']],
-            'nn_acc_diff_to_plain': [round(d, 4) for d in diff],
-            'num': args.num, 'seeds': args.seeds, 'pool_size': n,
-            'test_size': m, **hot_path.run_context()}
-    print(json.dumps(line), flush=True)
-    lines.append(line)
-  return lines
+    em.emit('second_round_picks', round(statistics.mean(r['nn_acc']), 4),
+            '1-NN test accuracy', way=way,
+            classes=statistics.mean(r['classes']),
+            per_seed_classes=r['classes'],
+            per_seed_nn_acc=[round(a, 4) for a in r['nn_acc']],
+            nn_acc_diff_to_plain=[round(d, 4) for d in diff])
+  return em.lines
 
 
 if __name__ == '__main__':

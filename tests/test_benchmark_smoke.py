@@ -259,9 +259,9 @@ def test_pool_kappa_noise_lines():
   """benchmarks/pool_kappa_noise.py on the toy: lines at every 2nd
   iteration and the last, each holding per-seed kappas that its means
   summarize; fresh masks alone move some predictions (floor below 1)."""
-  bench = _import_benchmark('pool_kappa_noise')
-  rows = bench.main(['--num_seeds=2', '--every=2',
-                     '--set=num_iterations=3', '--set=initial_epochs=10'])
+  rows = _benchmark_rows('pool_kappa_noise.py', '--config.num_seeds=2',
+                         '--every=2', '--config.num_iterations=3',
+                         '--config.initial_epochs=10')
   assert [r['iteration'] for r in rows] == [2, 3]
   for r in rows:
     floor, kappa = r['per_seed']['floor'], r['per_seed']['pool_kappa']
