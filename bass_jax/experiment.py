@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from jax.experimental.compilation_cache import compilation_cache
 from jax.sharding import Mesh
 
@@ -504,7 +506,10 @@ def initial_states(config, model: models.Model, optimizer,
   `datasets`: the dataset of every seed (`seed_datasets`).
   """
   states = []
-  init = jax.jit(loop.init_state, static_argnums=(0, 1, 3))
+  init = kept(_STATE_INITS, model_key(config, datasets[0].num_classes),
+              lambda: jax.jit(
+      functools.partial(loop.init_state, model.init, optimizer),
+      static_argnums=1))
   features = {}  # id(dataset) -> its principal features, computed once.
   for seed, ds in zip(seeds_of(config), datasets):
     n = ds.x_train.shape[0]
@@ -519,7 +524,7 @@ def initial_states(config, model: models.Model, optimizer,
           config.initial_draw, seed, features.get(id(ds)))] = True
     key_data = jax.random.key_data(jax.random.key(seed,
                                                   impl=config.prng_impl))
-    states.append(init(model.init, optimizer, key_data, config.prng_impl,
+    states.append(init(key_data, config.prng_impl,
                        jnp.asarray(ds.x_train[:1]), jnp.asarray(labelled),
                        jnp.asarray(ds.y_train)))
   # Stacked on the host: jnp.stack of S device arrays is one op of S
@@ -698,19 +703,105 @@ def build(config: ml_collections.ConfigDict,
   state = sharding.put(initial_states(config, model, optimizer, datasets),
                        on_seeds)
   strategy = seed_strategy(config, mesh, ds)
+  programs = kept(_PROGRAMS, program_key(config, ds.num_classes, cfg, mesh,
+                                         strategy, per_seed, pool, state),
+                  lambda: jitted_programs(cfg, model, optimizer, mesh,
+                                          strategy, per_seed, on_pool))
+  params0 = jax.tree_util.tree_map(lambda a: a[0], state.train.params)
+  return Run(config, ds, model, cfg, pool, state, programs.step,
+             models.num_params(params0), mesh, programs.em_step,
+             programs.reveal, datasets, programs.initial_block,
+             programs.correct)
+
+
+@dataclasses.dataclass(frozen=True)
+class Programs:
+  """The jitted functions of a `Run` (see its fields)."""
+  step: Callable
+  em_step: Callable
+  reveal: Callable
+  correct: Callable
+  initial_block: Optional[Callable]
+
+
+# The jitted functions of recent builds in this process, by what they are
+# traced from (`program_key`, `model_key`): a build that repeats one (a run
+# relaunched after a pause for labels, a resume, a notebook's second call)
+# reuses them, traced and compiled already, instead of tracing them again
+# (seconds each; JAX's persistent cache only saves the compilation).
+_PROGRAMS: dict[tuple, Programs] = {}
+_STATE_INITS: dict[tuple, Callable] = {}
+MAX_KEPT_PROGRAMS = 8
+
+
+def kept(store: dict, key: Optional[tuple], make: Callable[[], Any]) -> Any:
+  """store[key], made by `make()` where absent (and always for key None);
+  the most recently used kept, at most MAX_KEPT_PROGRAMS of them."""
+  value = store.pop(key, None) if key is not None else None
+  if value is None:
+    value = make()
+  if key is not None:  # The newest last, the oldest dropped first.
+    store[key] = value
+    while len(store) > MAX_KEPT_PROGRAMS:
+      del store[next(iter(store))]
+  return value
+
+
+def model_key(config: ml_collections.ConfigDict,
+              num_classes: int) -> Optional[tuple]:
+  """What a built-in model and the optimizer are made of, hashable;
+  None where a file enters the programs (code of one's own, which may
+  change between builds; trained initial parameters): those are traced
+  afresh at every build."""
+  if user_code.names_any(config) or config.init_params:
+    return None
+  # The class behind a built-in name too: a name registered again in
+  # models.MODELS is another model.
+  return (models.MODELS.get(config.model), num_classes) + tuple(
+      config[f] for f in ('model', 'dropout_rate', 'dropout_bits',
+                          'negative_slope', 'mask_impl', 'conv_impl',
+                          'learning_rate'))
+
+
+def program_key(config: ml_collections.ConfigDict, num_classes: int,
+                cfg: loop.LoopConfig, mesh: Mesh, strategy: str,
+                per_seed: bool, pool: loop.Pool,
+                state: loop.LoopState) -> Optional[tuple]:
+  """Everything `jitted_programs` traces from, hashable: the loop's static
+  settings, `model_key`, the mesh, and the shapes, dtypes and shardings of
+  the pool and the state (so each kept program sees one signature); None
+  where `model_key` is."""
+  model = model_key(config, num_classes)
+  if model is None:
+    return None
+
+  def avals(tree):
+    return (jax.tree_util.tree_structure(tree),
+            tuple((a.shape, a.dtype, a.sharding)
+                  for a in jax.tree_util.tree_leaves(tree)))
+
+  return (cfg, model, mesh, strategy, per_seed, avals(pool), avals(state))
+
+
+def jitted_programs(cfg: loop.LoopConfig, model: models.Model,
+                    optimizer: optax.GradientTransformation, mesh: Mesh,
+                    strategy: str, per_seed: bool,
+                    on_pool: jax.sharding.Sharding) -> Programs:
+  """A run's jitted functions: the state split over 'seed' as in and out,
+  the pool as `on_pool`, metrics replicated; the state donated."""
+  on_seeds = sharding.seed_sharding(mesh)
+  replicated = sharding.replicated(mesh)
   step = jax.jit(loop.seeds_iteration(cfg, model.apply, optimizer, mesh,
                                       strategy, per_seed, model.init,
                                       model.embed),
                  in_shardings=(on_seeds, on_pool),
-                 out_shardings=(on_seeds, sharding.replicated(mesh)),
-                 donate_argnums=0)
+                 out_shardings=(on_seeds, replicated), donate_argnums=0)
   em_step = jax.jit(loop.seeds_em_step(cfg, model.apply, optimizer, mesh,
                                        strategy, per_seed, model.init,
                                        model.embed),
                     in_shardings=(on_seeds, on_pool),
-                    out_shardings=(on_seeds, sharding.replicated(mesh),
-                                   sharding.replicated(mesh),
-                                   sharding.replicated(mesh)),
+                    out_shardings=(on_seeds, replicated, replicated,
+                                   replicated),
                     donate_argnums=0)
   reveal = jax.jit(loop.seeds_reveal, out_shardings=on_seeds)
   correct = jax.jit(loop.seeds_corrected, out_shardings=on_seeds)
@@ -720,12 +811,8 @@ def build(config: ml_collections.ConfigDict,
         loop.seeds_initial_block(cfg, model.apply, optimizer, mesh, strategy,
                                  per_seed),
         in_shardings=(on_seeds, on_pool, on_seeds),
-        out_shardings=(on_seeds, sharding.replicated(mesh)),
-        donate_argnums=0)
-  params0 = jax.tree_util.tree_map(lambda a: a[0], state.train.params)
-  return Run(config, ds, model, cfg, pool, state, step,
-             models.num_params(params0), mesh, em_step, reveal, datasets,
-             initial_block, correct)
+        out_shardings=(on_seeds, replicated), donate_argnums=0)
+  return Programs(step, em_step, reveal, correct, initial_block)
 
 
 def checked_setup(config: ml_collections.ConfigDict,

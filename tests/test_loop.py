@@ -38,6 +38,29 @@ def test_iteration_compiles_once(toy):
   assert int(rows[-1]['num_train'][0]) > 12
 
 
+def test_a_build_that_repeats_another_reuses_its_programs(toy):
+  """Programs are kept by everything they are traced from: the same
+  settings on other seeds reuse the jitted functions (nothing traced or
+  compiled again); another setting, another data shape or code of one's
+  own (a file that may change) gets programs of its own."""
+  a = experiment.build(tiny_config(seed=1), toy)
+  b = experiment.build(tiny_config(seed=7), toy)
+  assert (b.step, b.em_step, b.reveal) == (a.step, a.em_step, a.reveal)
+  _, ma = a.step(a.state, a.pool)
+  _, mb = b.step(b.state, b.pool)
+  assert a.step._cache_size() == 1  # pylint: disable=protected-access
+  assert not np.array_equal(ma['val_acc'], mb['val_acc'])  # Other seeds.
+  for other in (tiny_config(dropout_rate=0.2), tiny_config(mu=0.5),
+                tiny_config(acquisition='bald'), tiny_config(num_seeds=3)):
+    assert experiment.build(other, toy).step is not a.step
+  smaller = data.load_yinyang(num_per_class=50, seed=0)
+  assert experiment.build(tiny_config(), smaller).step is not a.step
+  own = tiny_config(acquisition='tests/user_scores.py:bald_again')
+  assert (experiment.build(own, toy).step is not
+          experiment.build(own, toy).step)
+  assert len(experiment._PROGRAMS) <= experiment.MAX_KEPT_PROGRAMS  # pylint: disable=protected-access
+
+
 def test_vmapped_seeds_equal_sequential_seeds(toy):
   """Tolerance: 1e-4 absolute on float metrics, exact on counts."""
   _, vstate, vrows = run_metrics(tiny_config(num_seeds=2, seed=5), toy, 4)
