@@ -734,6 +734,13 @@ _STATE_INITS: dict[tuple, Callable] = {}
 MAX_KEPT_PROGRAMS = 8
 
 
+def forget_programs() -> None:
+  """Drops the kept programs (and the memory of their compiled code): the
+  next build of any config traces afresh."""
+  _PROGRAMS.clear()
+  _STATE_INITS.clear()
+
+
 def kept(store: dict, key: Optional[tuple], make: Callable[[], Any]) -> Any:
   """store[key], made by `make()` where absent (and always for key None);
   the most recently used kept, at most MAX_KEPT_PROGRAMS of them."""

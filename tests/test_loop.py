@@ -59,6 +59,8 @@ def test_a_build_that_repeats_another_reuses_its_programs(toy):
   assert (experiment.build(own, toy).step is not
           experiment.build(own, toy).step)
   assert len(experiment._PROGRAMS) <= experiment.MAX_KEPT_PROGRAMS  # pylint: disable=protected-access
+  experiment.forget_programs()
+  assert experiment.build(tiny_config(seed=1), toy).step is not a.step
 
 
 def test_vmapped_seeds_equal_sequential_seeds(toy):
