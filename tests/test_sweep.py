@@ -30,15 +30,28 @@ def table_labels(path):
   return [l.split('|')[1].strip() for l in lines[2:] if l.startswith('|')]
 
 
-def _sweep(workdir, *args, runner=None):
-  """launch/sweep.py on TINY; through `runner` (the forkserver fixture)
-  where given."""
+# The forkserver fixture's `run` for the module's tests (`_module_runner`):
+# each sweep is `python launch/sweep.py ...` as a fork of one process that
+# imported JAX once, without ~2 s of imports.
+_RUNNER = []
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _module_runner(forkserver):
+  _RUNNER.append(forkserver)
+  yield
+  _RUNNER.pop()
+
+
+def _script(*argv):
+  """`python <argv...>` in the repo root, through the forkserver."""
   env = {k: v for k, v in os.environ.items() if k != 'BASS_DEBUG'}
-  argv = [SWEEP, f'--workdir={workdir}', *TINY, *args]
-  if runner is not None:
-    return runner(argv, env)
-  return subprocess.run([sys.executable, *argv], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=300)
+  return _RUNNER[-1](list(argv), env)
+
+
+def _sweep(workdir, *args):
+  """launch/sweep.py on TINY."""
+  return _script(SWEEP, f'--workdir={workdir}', *TINY, *args)
 
 
 @pytest.fixture(scope='module')
@@ -246,10 +259,7 @@ def test_sweep_refuses_a_variant_in_the_config_arg(tmp_path):
 
 
 def _sweep_raw(workdir, *args):
-  env = {k: v for k, v in os.environ.items() if k != 'BASS_DEBUG'}
-  return subprocess.run([sys.executable, SWEEP, f'--workdir={workdir}',
-                         *args], cwd=REPO, env=env, capture_output=True,
-                        text=True, timeout=300)
+  return _script(SWEEP, f'--workdir={workdir}', *args)
 
 
 def test_vary_runs_each_value_in_a_row_folder_labelled_by_it(tmp_path):
@@ -271,10 +281,8 @@ def test_vary_runs_each_value_in_a_row_folder_labelled_by_it(tmp_path):
             'yinyang:initial (dropout_rate=0.5)']
   assert table_labels(tmp_path / 'table.md') == labels
   out = tmp_path / 'report'
-  report = subprocess.run(
-      [sys.executable, str(REPO / 'launch' / 'report.py'),
-       f'--workdir={tmp_path}', f'--out={out}', '--decision=false'],
-      cwd=REPO, capture_output=True, text=True, timeout=300)
+  report = _script(str(REPO / 'launch' / 'report.py'),
+                   f'--workdir={tmp_path}', f'--out={out}', '--decision=false')
   assert report.returncode == 0, report.stderr[-2000:]
   assert table_labels(out / 'table.md') == labels
   # The same values written otherwise name the same folders.
@@ -336,12 +344,11 @@ def test_a_broken_model_in_a_later_row_stops_the_sweep_before_the_first(
 
 
 def test_rows_that_cannot_run_on_their_data_stop_the_sweep_up_front(
-    tmp_path, forkserver):
+    tmp_path):
   # A query larger than the pool (1,000) fails its row's data checks: the
   # sweep names it and the --rows that would run the others before any row
   # starts, not after the rows before it ran.
-  bad = _sweep(tmp_path, '--rows=semi,active', '--vary=query_size=2,5000',
-               runner=forkserver)
+  bad = _sweep(tmp_path, '--rows=semi,active', '--vary=query_size=2,5000')
   assert bad.returncode == 2, bad.stdout[-2000:]
   lines = bad.stderr.splitlines()
   assert lines == [
@@ -405,9 +412,8 @@ def test_a_stop_in_a_rows_last_iteration_stops_the_sweep_after_it(tmp_path):
     # The last combination is checked before the first row runs.
     (['--vary=dropout_rate=0.5,1.5'], 'config.dropout_rate'),
 ])
-def test_bad_vary_is_a_one_line_error_before_any_row(tmp_path, vary, message,
-                                                     forkserver):
-  bad = _sweep(tmp_path, '--rows=initial', *vary, runner=forkserver)
+def test_bad_vary_is_a_one_line_error_before_any_row(tmp_path, vary, message):
+  bad = _sweep(tmp_path, '--rows=initial', *vary)
   assert bad.returncode == 2, bad.stdout[-2000:]
   lines = bad.stderr.splitlines()
   assert len(lines) == 1 and lines[0].startswith('error: ' + message), lines
