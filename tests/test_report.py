@@ -4,7 +4,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import jax
@@ -46,12 +45,11 @@ def test_report_writes_tables_and_plots(workdirs, tmp_path):
   # A target the active run's seeds reach at different label counts.
   active = reporting.read_workdir(str(workdirs[0][0]))['rows']
   target = float(np.median([r['val_acc'] for r in active]))
-  cmd = [sys.executable, str(REPO / 'launch' / 'report.py'),
-         f'--out={tmp_path}', '--decision=false',
-         f'--target_acc={100 * target!r}', '--paired_with=supervised_80'] + [
-             f'--workdir={w}' for w in workdirs[0]]
-  res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-  assert res.returncode == 0, res.stderr[-2000:]
+  status, _, err = script(
+      'report', f'--out={tmp_path}', '--decision=false',
+      f'--target_acc={100 * target!r}', '--paired_with=supervised_80',
+      *[f'--workdir={w}' for w in workdirs[0]])
+  assert status == 0, err[-20:]
   table = (tmp_path / 'table.md').read_text()
   assert 'yinyang:active_semi' in table and '90.33' in table
   assert f'labels to {100 * target:g} % (median)' in table
@@ -192,10 +190,22 @@ def assert_nontrivial_png(path):
   assert flat.std() > 0.05
 
 
+# The forkserver fixture's `run` for the module's tests: each launch script
+# runs as a fork of one process that imported JAX, without ~2 s of imports.
+_RUNNER = []
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _module_runner(forkserver):
+  _RUNNER.append(forkserver)
+  yield
+  _RUNNER.pop()
+
+
 def script(name, *args):
   """Runs launch/<name>.py; returns (status, stdout, stderr lines)."""
-  res = subprocess.run([sys.executable, str(REPO / 'launch' / f'{name}.py'),
-                        *args], capture_output=True, text=True, timeout=300)
+  res = _RUNNER[-1]([str(REPO / 'launch' / f'{name}.py'), *args],
+                    dict(os.environ))
   assert 'Traceback' not in res.stderr, res.stderr[-2000:]
   return res.returncode, res.stdout, res.stderr.splitlines()
 
