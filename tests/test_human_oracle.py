@@ -6,7 +6,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 
 import jax
@@ -331,14 +330,17 @@ def export_note(workdir, ds, tmp_path):
   return note
 
 
-def test_cli_exit_status_and_bad_answers(tmp_path):
+def test_cli_exit_status_and_bad_answers(tmp_path, forkserver):
   workdir = tmp_path / 'w'
+
+  def run(argv):  # `python <argv...>`, as a fork of a process with JAX.
+    return forkserver(argv[1:], dict(os.environ))
+
   cmd = [sys.executable, str(REPO / 'launch' / 'train.py'),
          f'--workdir={workdir}', '--config.num_iterations=2',
          '--config.num_seeds=1', '--config.initial_epochs=5',
          '--config.mc_passes_gt=5', '--config.oracle=files']
-  res = subprocess.run(cmd + ['--overwrite'], capture_output=True, text=True,
-                       timeout=300)
+  res = run(cmd + ['--overwrite'])
   assert res.returncode == oracle.WAITING_FOR_LABELS, res.stderr[-1500:]
   manifest = workdir / 'queries' / '0' / 'manifest.csv'
   assert 'waiting for labels' in res.stdout and str(manifest) in res.stdout
@@ -358,7 +360,7 @@ def test_cli_exit_status_and_bad_answers(tmp_path):
   # An out-of-range label: one-line error, nothing in the workdir changes.
   manifest.write_text('id,label\n' + ''.join(f'{i},7\n' for i in ids))
   before = snapshot(workdir)
-  res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+  res = run(cmd)
   assert res.returncode == 2
   lines = res.stderr.strip().splitlines()
   assert len(lines) == 1 and 'outside 0..1' in lines[0], res.stderr
@@ -366,9 +368,8 @@ def test_cli_exit_status_and_bad_answers(tmp_path):
   assert snapshot(workdir) == before
   # Exporting the paused run says it is paused (its labels are usable).
   out = tmp_path / 'labels.csv'
-  res = subprocess.run([sys.executable, str(REPO / 'launch' / 'export.py'),
-                        f'--workdir={workdir}', f'--out={out}'],
-                       capture_output=True, text=True, timeout=300)
+  res = run([sys.executable, str(REPO / 'launch' / 'export.py'),
+             f'--workdir={workdir}', f'--out={out}'])
   assert res.returncode == 0, res.stderr[-1500:]
   assert res.stdout.rstrip().endswith(
       'after iteration 0 of 2 (paused, waiting for labels)'), res.stdout
@@ -378,13 +379,13 @@ def test_cli_exit_status_and_bad_answers(tmp_path):
   # saying how many are left, not an error (status 2).
   manifest.write_text('id,label\n' + ''.join(
       f'{i},{1 if k == 0 else ""}\n' for k, i in enumerate(ids)))
-  res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+  res = run(cmd)
   assert res.returncode == oracle.WAITING_FOR_LABELS, res.stderr[-1500:]
   assert (f'({len(ids) - 1} of {len(ids)} samples still without a label'
           in res.stdout), res.stdout
   # A deleted manifest is written again, the query asked again.
   manifest.unlink()
-  res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+  res = run(cmd)
   assert res.returncode == oracle.WAITING_FOR_LABELS, res.stderr[-1500:]
   assert [int(l.split(',')[0]) for l in
           manifest.read_text().splitlines()[1:]] == ids
