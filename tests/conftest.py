@@ -37,13 +37,12 @@ def pytest_addoption(parser):
 # left the one-test test_mnist_run.py to run last, alone, for about a
 # minute). A file missing here only costs time.
 LONGEST_FILES = (
-    'test_benchmark_smoke.py', 'test_sharding.py', 'test_reliability.py',
-    'test_sweep.py', 'test_human_oracle.py', 'test_multiprocess.py',
-    'test_report.py', 'test_walkthrough.py', 'test_loop_settings.py',
-    'test_mnist_run.py', 'test_loop.py', 'test_resume.py',
-    'test_initial_blocks.py', 'test_user_code.py',
-    'test_diverse_acquisition.py', 'test_data.py', 'test_predict.py',
-    'test_batchbald.py')
+    'test_benchmark_smoke.py', 'test_reliability.py', 'test_sharding.py',
+    'test_sweep.py', 'test_loop_settings.py', 'test_multiprocess.py',
+    'test_human_oracle.py', 'test_loop.py', 'test_report.py',
+    'test_walkthrough.py', 'test_user_code.py', 'test_mnist_run.py',
+    'test_diverse_acquisition.py', 'test_batchbald.py', 'test_data.py',
+    'test_initial_blocks.py', 'test_predict.py', 'test_resume.py')
 
 
 def pytest_collection_modifyitems(items):
