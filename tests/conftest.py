@@ -81,9 +81,10 @@ atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 def forkserver():
   """run(argv, env) -> CompletedProcess of `python <argv...>` in the repo
   root, run as a fork of one process that imported JAX once
-  (tests/cli_forkserver.py): a launch script's one-line errors without
-  ~1.5 s of imports each. (Scripts that must start JAX afresh, or a patched
-  boot, still need a subprocess of their own.)"""
+  (tests/cli_forkserver.py): a launch script's one-line errors, or its
+  whole run (sweeps, reports), without ~2 s of imports each. (Scripts that
+  must start JAX afresh, read stdin, take signals from the test or boot
+  patched still need a subprocess of their own.)"""
   import json  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
   server = subprocess.Popen(
