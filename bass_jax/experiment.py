@@ -506,10 +506,10 @@ def initial_states(config, model: models.Model, optimizer,
   `datasets`: the dataset of every seed (`seed_datasets`).
   """
   states = []
+  make_init = lambda: jax.jit(functools.partial(
+      loop.init_state, model.init, optimizer), static_argnums=1)
   init = kept(_STATE_INITS, model_key(config, datasets[0].num_classes),
-              lambda: jax.jit(
-      functools.partial(loop.init_state, model.init, optimizer),
-      static_argnums=1))
+              make_init)
   features = {}  # id(dataset) -> its principal features, computed once.
   for seed, ds in zip(seeds_of(config), datasets):
     n = ds.x_train.shape[0]

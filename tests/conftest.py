@@ -107,6 +107,25 @@ def forkserver():
   server.wait(timeout=60)
 
 
+# The forkserver's `run` while a module marked
+# `pytest.mark.usefixtures('forked_scripts')` runs, for helpers that take no
+# fixture: `forked(argv, env)`.
+_FORKED = []
+
+
+@pytest.fixture(scope='module')
+def forked_scripts(forkserver):
+  _FORKED.append(forkserver)
+  yield
+  _FORKED.pop()
+
+
+def forked(argv: list, env: dict):
+  """`python <argv...>` in the repo root through the forkserver (inside a
+  module using `forked_scripts`)."""
+  return _FORKED[-1](argv, env)
+
+
 @pytest.fixture
 def python_sigint():
   """Python's own SIGINT handler (KeyboardInterrupt) for one test, as a

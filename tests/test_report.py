@@ -20,6 +20,7 @@ from bass_jax import reporting
 from bass_jax import writing
 from bass_jax.errors import DataError
 from conftest import REPO
+from conftest import forked
 from configs import mnist
 from configs import yinyang
 from configs import yinyang_acquisition
@@ -190,22 +191,15 @@ def assert_nontrivial_png(path):
   assert flat.std() > 0.05
 
 
-# The forkserver fixture's `run` for the module's tests: each launch script
-# runs as a fork of one process that imported JAX, without ~2 s of imports.
-_RUNNER = []
-
-
-@pytest.fixture(scope='module', autouse=True)
-def _module_runner(forkserver):
-  _RUNNER.append(forkserver)
-  yield
-  _RUNNER.pop()
+# Each launch script runs as a fork of one process that imported JAX,
+# without ~2 s of imports.
+pytestmark = pytest.mark.usefixtures('forked_scripts')
 
 
 def script(name, *args):
   """Runs launch/<name>.py; returns (status, stdout, stderr lines)."""
-  res = _RUNNER[-1]([str(REPO / 'launch' / f'{name}.py'), *args],
-                    dict(os.environ))
+  res = forked([str(REPO / 'launch' / f'{name}.py'), *args],
+               dict(os.environ))
   assert 'Traceback' not in res.stderr, res.stderr[-2000:]
   return res.returncode, res.stdout, res.stderr.splitlines()
 

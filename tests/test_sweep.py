@@ -15,6 +15,7 @@ import pytest
 
 from bass_jax import reporting
 from bass_jax import workdirs
+from conftest import forked
 from launch import common as launch_common
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -30,23 +31,15 @@ def table_labels(path):
   return [l.split('|')[1].strip() for l in lines[2:] if l.startswith('|')]
 
 
-# The forkserver fixture's `run` for the module's tests (`_module_runner`):
-# each sweep is `python launch/sweep.py ...` as a fork of one process that
+# Each sweep is `python launch/sweep.py ...` as a fork of one process that
 # imported JAX once, without ~2 s of imports.
-_RUNNER = []
-
-
-@pytest.fixture(scope='module', autouse=True)
-def _module_runner(forkserver):
-  _RUNNER.append(forkserver)
-  yield
-  _RUNNER.pop()
+pytestmark = pytest.mark.usefixtures('forked_scripts')
 
 
 def _script(*argv):
   """`python <argv...>` in the repo root, through the forkserver."""
   env = {k: v for k, v in os.environ.items() if k != 'BASS_DEBUG'}
-  return _RUNNER[-1](list(argv), env)
+  return forked(list(argv), env)
 
 
 def _sweep(workdir, *args):
